@@ -1,0 +1,1 @@
+"""fm_receiver package."""

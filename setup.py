@@ -1,0 +1,41 @@
+"""Loa: agent for commune loudspeaker controllers, and its thin central server."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="loa",
+    version="0.1.0",
+    description="Commune loudspeaker controller agent: schedules, libVLC playback, FM relay, relays",
+    python_requires=">=3.11",
+    packages=find_packages(include=["agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]),
+    install_requires=[
+        "python-vlc>=3.0.18122",
+        "gpiozero>=2.0",
+        "paho-mqtt>=2.0",
+        "pyserial>=3.5",
+        "pyrtlsdr>=0.3",
+        "pyyaml>=6.0",
+        "requests>=2.28",
+        "sqlite-utils>=3.35",
+        "python-dateutil>=2.8",
+        "numpy>=1.24",
+        "scipy>=1.10",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=7.4",
+            "hypothesis>=6.80",
+            "ruff>=0.5",
+            "mypy>=1.8",
+            "types-PyYAML",
+            "types-requests",
+            "types-python-dateutil",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "loa-agent=agent.daemon:main",
+            "loa=agent.cli:main",
+        ],
+    },
+)
