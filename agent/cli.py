@@ -1,0 +1,155 @@
+"""``loa``: the local command line for technicians and maintenance crews.
+
+    loa [--config FILE] status [--json]       what the agent is doing (from the store if it is down)
+    loa [--config FILE] playlog [--since WHEN] [--limit N] [--json]
+    loa [--config FILE] reload                re-read the local schedule file
+    loa fm demod ... / loa fm scan            FM field tools (see docs/FM.md)
+
+``--config`` is the daemon's config (default /etc/loa/agent.yaml): it says where the control
+socket and the store are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config, load_config
+from agent.control import request
+from agent.durations import parse_duration
+from agent.errors import LoaError, NotRunningError
+from agent.status import offline_status, render
+from agent.store import PlayRecord, Store, iso
+
+DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``24h`` / ``7d`` (that long ago), or an ISO date or date-time (device-local if naive)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--since {text!r}: expected a duration such as 24h or 7d, or a date such as 2026-11-20"
+        ) from exc
+    return moment
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    try:
+        status = request(config.control.socket, "status")
+    except NotRunningError as exc:
+        try:
+            store = Store.open_readonly(config.storage.dir)
+        except LoaError:
+            status = {"running": False, "device": config.device.id, "error": str(exc)}
+        else:
+            status = offline_status(config, store, datetime.now(UTC))
+            store.close()
+        status["note"] = str(exc)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        print(render(status, config.device.timezone))
+    return 0 if status.get("running") else 1
+
+
+def cmd_playlog(config: Config, args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        moment = parse_since(args.since, datetime.now(UTC))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=config.device.timezone)
+        since = iso(moment)
+    store = Store.open_readonly(config.storage.dir)
+    try:
+        records = store.play_log(since=since, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.__dict__ for r in records], indent=2))
+    else:
+        print(_playlog_table(records, config))
+    return 0
+
+
+def _playlog_table(records: list[PlayRecord], config: Config) -> str:
+    tz = config.device.timezone
+
+    def local(stamp: str | None) -> str:
+        return datetime.fromisoformat(stamp).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3] if stamp else "-"
+
+    header = f"{'scheduled':<18} {'started':<18} {'ended':<18} {'outcome':<11} {'level':<9} item / reason"
+    rows = [header]
+    for r in records:
+        reason = f"  ({r.reason})" if r.reason else ""
+        rows.append(
+            f"{local(r.scheduled_start):<18} {local(r.actual_start):<18} {local(r.ended):<18} "
+            f"{r.outcome:<11} {r.level:<9} {r.item_id}{reason}"
+        )
+    if len(rows) == 1:
+        rows.append("(no plays recorded)")
+    return "\n".join(rows)
+
+
+def cmd_reload(config: Config, _args: argparse.Namespace) -> int:
+    reply = request(config.control.socket, "reload")
+    print("reloading the schedule" if reply.get("ok") else f"refused: {reply.get('error')}")
+    return 0 if reply.get("ok") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loa", description="Loa loudspeaker controller: local tools")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent config (%(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="what the agent is doing")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=cmd_status)
+    playlog = sub.add_parser("playlog", help="proof of play")
+    playlog.add_argument("--since", help="24h, 7d, or a date/time (device time if no offset)")
+    playlog.add_argument("--limit", type=int, help="at most this many, the latest")
+    playlog.add_argument("--json", action="store_true", help="a JSON list")
+    playlog.set_defaults(handler=cmd_playlog)
+    reload = sub.add_parser("reload", help="re-read the local schedule file")
+    reload.set_defaults(handler=cmd_reload)
+    _add_fm(sub)
+    return parser
+
+
+def _add_fm(sub: Any) -> None:
+    try:
+        from fm_receiver.cli import add_fm_commands
+    except ImportError:  # the FM tools are optional on a box without numpy/scipy
+        return
+    add_fm_commands(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fm":
+            return int(args.func(args))
+        config = load_config(args.config)
+        return int(args.handler(config, args))
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    except LoaError as exc:
+        problems = getattr(exc, "problems", None) or [exc]
+        for problem in problems:
+            print(f"loa: {problem}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``loa-agent``: the daemon.  Wires every subsystem in one place.
+
+    loa-agent --config /etc/loa/agent.yaml check-config   # exit 0 valid, 2 with every problem
+    loa-agent --config /etc/loa/agent.yaml run            # refuses an invalid config the same way
+
+Subsystems start in dependency order (store, clock trust, GPIO, player, schedule, agent loop,
+control socket) and stop in reverse in ``finally``, so relays are opened whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from agent.clock_trust import ClockTrust
+from agent.config import Config, load_config
+from agent.control import ControlServer
+from agent.errors import LoaError, ScheduleError
+from agent.runtime import Agent, Reload
+from agent.schedule_source import ScheduleSource, read_schedule_file
+from agent.store import Store
+from agent.systemd_notify import Notifier
+from agent.version import VERSION
+from drivers.gpio import AmplifierRelays, StatusLed, make_pin_factory
+from drivers.player import make_player
+
+logger = logging.getLogger("agent")
+
+DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
+
+
+def setup_logging(level: str) -> None:
+    # journald stamps each line itself; a terminal gets timestamps.
+    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, force=True)
+
+
+def check_config(path: Path) -> Config:
+    """Validate the config and the schedule file it names; raise with every problem."""
+    config = load_config(path)
+    if config.schedule.file is not None:
+        if config.schedule.file.exists():
+            read_schedule_file(config.schedule.file, config.device.timezone, frozenset(config.all_zones))
+        else:
+            raise ScheduleError([f"{path}: schedule.file: {config.schedule.file} does not exist"])
+    return config
+
+
+def run(config: Config, stop: threading.Event, on_agent: Callable[[Agent], None] | None = None) -> None:
+    """Run the agent until ``stop`` is set."""
+    notifier = Notifier()
+    with ExitStack() as stack:
+        store = Store.open(config.storage.dir)
+        stack.callback(store.close)
+        clock = ClockTrust(config.clock.require_sync)
+        factory = make_pin_factory(config.gpio.pin_factory)
+        amplifiers = [(a.name, a.pin, a.active_high) for a in config.gpio.amplifiers]
+        relays = AmplifierRelays(amplifiers, factory)
+        stack.callback(relays.close)
+        led = StatusLed(config.gpio.status_led, factory) if config.gpio.status_led is not None else None
+        if led is not None:
+            stack.callback(led.close)
+        events: queue.Queue[object] = queue.Queue()  # the agent's inbox; drivers post to it
+        player = make_player(config.audio.backend, config.audio.vlc_args, events.put)
+        player.start()
+        stack.callback(player.close)
+        schedule = ScheduleSource(config)
+        schedule.load(store)
+        agent = Agent(
+            config, store=store, player=player, relays=relays, led=led, clock=clock,
+            schedule=schedule, notifier=notifier, events=events,
+        )
+        control = ControlServer(config.control.socket, {"status": lambda _: agent.status(),
+                                                        "reload": lambda _: _reload(agent)})
+        control.start()
+        stack.callback(control.stop)
+        stack.callback(notifier.stopping)
+        if on_agent is not None:
+            on_agent(agent)
+        install_signals(stop, agent)
+        agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
+    logger.info("agent stopped")
+
+
+def _reload(agent: Agent) -> dict[str, object]:
+    agent.post(Reload())
+    return {"reloading": True}
+
+
+def install_signals(stop: threading.Event, agent: Agent) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+        agent.post(None)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, lambda *_: agent.post(Reload()))
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loa-agent", description="Loa loudspeaker controller agent")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)")
+    parser.add_argument("--version", action="version", version=f"loa-agent {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check-config", help="validate the config and its schedule file, then exit")
+    sub.add_parser("run", help="run the agent")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = check_config(args.config)
+        if args.command == "check-config":
+            print(f"{args.config}: valid")
+            return 0
+        setup_logging(config.logging.level)
+        logger.info("loa-agent %s starting (device %s)", VERSION, config.device.id)
+        run(config, threading.Event())
+        return 0
+    except LoaError as exc:
+        problems = getattr(exc, "problems", None) or [exc]
+        print(f"loa-agent: {args.config}: {len(problems)} problem(s):" if len(problems) > 1 else "loa-agent:",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

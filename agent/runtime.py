@@ -1,0 +1,305 @@
+"""The agent's main loop: one thread owns all state.
+
+Drivers (libVLC, gpiozero, the FM receiver) and the control socket run on their own threads and
+only post events to :attr:`Agent.events`.  The loop wakes at the scheduler's next instant (relay
+pre-roll, a start, post-roll expiry) or when an event arrives, asks the pure scheduler what to do,
+carries it out, and publishes a status snapshot for ``loa status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.clock_trust import ClockState, ClockTrust
+from agent.config import Config
+from agent.schedule_source import ScheduleSource
+from agent.status import StatusBoard
+from agent.store import PlayRecord, Store, iso
+from agent.systemd_notify import Notifier
+from drivers.gpio import AmplifierRelays, LedCode, StatusLed
+from drivers.player import Player, PlayerEvent
+from scheduler.engine import Action, Engine, Interrupt, Record, Start
+from scheduler.items import Item, Outcome
+from scheduler.recurrence import Occurrence
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 1.0  # the loop runs at least this often (clock trust, watchdog, status)
+WATERMARK_EVERY = timedelta(seconds=10)
+DONE_KEYS_WINDOW = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Re-read the local schedule file (SIGHUP, `loa reload`)."""
+
+
+@dataclass
+class Playing:
+    occurrence: Occurrence
+    asked_at: datetime
+    started_at: datetime | None = None
+
+
+@dataclass
+class LoopState:
+    clock: ClockState = field(default_factory=lambda: ClockState(False, "not checked yet"))
+    playing: Playing | None = None
+    watermark_saved: datetime | None = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent:
+    """Wires scheduler, player, relays, LED, clock trust and store into one loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store,
+        player: Player,
+        relays: AmplifierRelays,
+        led: StatusLed | None,
+        clock: ClockTrust,
+        schedule: ScheduleSource,
+        notifier: Notifier | None = None,
+        events: queue.Queue[object] | None = None,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.player = player
+        self.relays = relays
+        self.led = led
+        self.clock = clock
+        self.schedule = schedule
+        self.notifier = notifier or Notifier("")
+        self.wall = wall
+        self.events: queue.Queue[object] = events if events is not None else queue.Queue()
+        self.board = StatusBoard(config)
+        self.state = LoopState()
+        self.all_zones = frozenset(config.all_zones)
+        self.engine = self._make_engine()
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def post(self, event: object) -> None:
+        """Hand an event to the main loop; safe from any thread."""
+        self.events.put(event)
+
+    def _make_engine(self) -> Engine:
+        now = self.wall()
+        watermark = self.store.get_state("watermark")
+        done = self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or "")
+        gpio = self.config.gpio
+        return Engine(
+            self.schedule.items,
+            self.config.device.timezone,
+            all_zones=frozenset(self.config.all_zones),
+            catch_up=self.config.schedule.catch_up,
+            max_delay=self.config.schedule.max_delay,
+            preroll=gpio.preroll,
+            postroll=gpio.postroll,
+            watermark=datetime.fromisoformat(watermark) if isinstance(watermark, str) else None,
+            done_keys=done,
+        )
+
+    def close_unfinished(self) -> None:
+        """Rows left 'playing' by a power cut or crash are closed as interrupted."""
+        for record in self.store.unfinished_plays():
+            reason = "agent stopped while playing (power cut, crash or restart)"
+            self.store.record_play(replace(record, outcome="interrupted", reason=reason))
+            self.store.add_event("warning", "play_interrupted", f"{record.key}: {reason}")
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+        self.close_unfinished()
+        self._iterate()
+        if on_ready is not None:
+            on_ready()
+        while not stop.is_set():
+            try:
+                event = self.events.get(timeout=self._timeout())
+            except queue.Empty:
+                event = None
+            if event is not None:
+                self._handle(event)
+            self._iterate()
+        self._shutdown()
+
+    def _timeout(self) -> float:
+        now = self.wall()
+        wake = self.engine.next_wakeup(now) if self.state.clock.trusted else None
+        if wake is None:
+            return HEARTBEAT
+        return max(0.0, min(HEARTBEAT, (wake - now).total_seconds()))
+
+    def _iterate(self) -> None:
+        now = self.wall()
+        self._check_clock()
+        if self.state.clock.trusted:
+            self._carry_out(self.engine.tick(now), now)
+        self.relays.apply(self._zones_wanted(now))
+        self._show_led()
+        self._save_watermark(now)
+        self.notifier.watchdog()
+        self.board.publish(self)
+
+    def _check_clock(self) -> None:
+        state = self.clock.check()
+        if state.trusted != self.state.clock.trusted:
+            severity = "info" if state.trusted else "warning"
+            logger.log(logging.INFO if state.trusted else logging.WARNING, "clock %s: %s",
+                       "trusted" if state.trusted else "NOT trusted", state.reason)
+            self.store.add_event(severity, "clock_trust", state.reason)
+        self.state.clock = state
+
+    def _zones_wanted(self, now: datetime) -> frozenset[str]:
+        if self.state.clock.trusted:
+            return self.engine.zones_wanted(now)
+        return frozenset()
+
+    def _show_led(self) -> None:
+        if self.led is None:
+            return
+        if not self.player.healthy():
+            code = LedCode.FAULT
+        elif not self.state.clock.trusted:
+            code = LedCode.CLOCK_UNTRUSTED
+        elif self.state.playing is not None:
+            code = LedCode.PLAYING
+        else:
+            code = LedCode.OK_IDLE
+        self.led.show(code)
+
+    def _save_watermark(self, now: datetime) -> None:
+        mark = self.engine.watermark
+        saved = self.state.watermark_saved
+        if mark is None or (saved is not None and now - saved < WATERMARK_EVERY):
+            return
+        self.store.put_state("watermark", iso(mark))
+        self.state.watermark_saved = now
+
+    def _shutdown(self) -> None:
+        playing = self.state.playing
+        if playing is not None:
+            self.player.stop()
+            now = self.wall()
+            self._record(playing.occurrence, Outcome.INTERRUPTED, "agent stopped", actual=playing.started_at, ended=now)
+            self.state.playing = None
+        mark = self.engine.watermark
+        if mark is not None:
+            self.store.put_state("watermark", iso(mark))
+        self.relays.apply(frozenset())
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, PlayerEvent):
+            self._on_player(event)
+        elif isinstance(event, Reload):
+            self._reload()
+        else:
+            logger.warning("ignoring unknown event %r", event)
+
+    def _on_player(self, event: PlayerEvent) -> None:
+        playing = self.state.playing
+        if playing is None or event.token != playing.occurrence.key:
+            logger.debug("event for a playback no longer current: %s", event)
+            return
+        at = datetime.fromtimestamp(event.wall, UTC)
+        if event.kind == "playing":
+            playing.started_at = at
+            self._record(playing.occurrence, None, "", actual=at)
+            return
+        outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
+        if outcome is Outcome.FAILED:
+            self.store.add_event("error", "play_failed", f"{playing.occurrence.item.id}: {event.detail}")
+        self._finish(outcome, event.detail, at)
+
+    def _finish(self, outcome: Outcome, reason: str, at: datetime) -> None:
+        playing = self.state.playing
+        assert playing is not None
+        self.state.playing = None
+        self._record(playing.occurrence, outcome, reason, actual=playing.started_at, ended=at)
+        self._carry_out(self.engine.finished(playing.occurrence.key, at, outcome, reason), at)
+
+    def _reload(self) -> None:
+        if self.schedule.reload(self.store):
+            self._carry_out(self.engine.replace_items(self.schedule.items, self.wall()), self.wall())
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _carry_out(self, actions: list[Action], now: datetime) -> None:
+        for action in actions:
+            if isinstance(action, Start):
+                self._start(action, now)
+            elif isinstance(action, Interrupt):
+                self._interrupt(action, now)
+            elif isinstance(action, Record):
+                self._record(action.occurrence, action.outcome, action.reason)
+
+    def _start(self, action: Start, now: datetime) -> None:
+        occurrence = action.occurrence
+        item = occurrence.item
+        path = self.schedule.audio_path(item)
+        if action.late_by > timedelta(0):
+            logger.info("%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds())
+        problem = self.schedule.audio_problem(path)
+        self.state.playing = Playing(occurrence, now)
+        if problem is not None:
+            self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
+            self._finish(Outcome.FAILED, problem, now)
+            return
+        self._record(occurrence, None, "")
+        volume = item.volume if item.volume is not None else self.config.audio.volume
+        self.player.play(occurrence.key, path, volume)
+
+    def _interrupt(self, action: Interrupt, now: datetime) -> None:
+        playing = self.state.playing
+        if playing is None or playing.occurrence.key != action.occurrence.key:
+            return
+        self.state.playing = None
+        self.player.stop()
+        self._record(action.occurrence, Outcome.INTERRUPTED, action.reason, actual=playing.started_at, ended=now)
+
+    def _record(
+        self,
+        occurrence: Occurrence,
+        outcome: Outcome | None,
+        reason: str,
+        *,
+        actual: datetime | None = None,
+        ended: datetime | None = None,
+    ) -> None:
+        """Write the play-log row of ``occurrence``; outcome None means it is playing now."""
+        item = occurrence.item
+        self.store.record_play(
+            PlayRecord(
+                key=occurrence.key,
+                item_id=item.id,
+                audio=item.audio,
+                level=item.level.name.lower(),
+                zones=tuple(sorted(item.resolved_zones(self.all_zones))),
+                scheduled_start=iso(occurrence.start) or "",
+                actual_start=iso(actual),
+                ended=iso(ended),
+                outcome=outcome.value if outcome is not None else "playing",
+                reason=reason,
+            )
+        )
+
+    def status(self) -> dict[str, Any]:
+        return self.board.snapshot()
+
+

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install the Loa agent on a Raspberry Pi OS (Bookworm) or Debian 12 box.
+#   sudo ./flash.sh            install or upgrade from this checkout
+# Leaves an existing /etc/loa/agent.yaml alone; installs the example config otherwise.
+set -euo pipefail
+
+PREFIX=/opt/loa
+CONF_DIR=/etc/loa
+HERE="$(cd "$(dirname "$0")" && pwd)"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "flash.sh: run as root (sudo ./flash.sh)" >&2
+    exit 1
+fi
+
+echo "==> Debian packages"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    python3 python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 rtl-sdr librtlsdr0 \
+    python3-lgpio alsa-utils
+
+echo "==> Python environment in $PREFIX/venv"
+mkdir -p "$PREFIX"
+python3 -m venv --system-site-packages "$PREFIX/venv"   # system site: python3-lgpio
+"$PREFIX/venv/bin/pip" install -q --upgrade pip
+"$PREFIX/venv/bin/pip" install -q "$HERE"
+rm -rf "$PREFIX/docs" && cp -r "$HERE/docs" "$PREFIX/docs"
+
+echo "==> Configuration in $CONF_DIR"
+install -d -m 0755 "$CONF_DIR"
+if [ ! -e "$CONF_DIR/agent.yaml" ]; then
+    install -m 0640 "$HERE/config.example.yaml" "$CONF_DIR/agent.yaml"
+    echo "    wrote $CONF_DIR/agent.yaml from the example: set device.id and the amplifier pins"
+fi
+
+echo "==> systemd unit"
+install -m 0644 "$HERE/systemd/loa-agent.service" /etc/systemd/system/loa-agent.service
+systemctl daemon-reload
+systemctl enable loa-agent.service
+if "$PREFIX/venv/bin/loa-agent" --config "$CONF_DIR/agent.yaml" check-config; then
+    systemctl restart loa-agent.service
+    echo "==> loa-agent running: 'sudo loa status' shows what it does"
+else
+    echo "==> fix $CONF_DIR/agent.yaml, then: sudo systemctl restart loa-agent" >&2
+fi
+ln -sf "$PREFIX/venv/bin/loa" /usr/local/bin/loa
