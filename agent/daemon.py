@@ -57,13 +57,18 @@ def check_config(path: Path) -> Config:
     return config
 
 
-def run(config: Config, stop: threading.Event, on_agent: Callable[[Agent], None] | None = None) -> None:
-    """Run the agent until ``stop`` is set."""
+def run(
+    config: Config,
+    stop: threading.Event,
+    on_agent: Callable[[Agent], None] | None = None,
+    clock: ClockTrust | None = None,
+) -> None:
+    """Run the agent until ``stop`` is set; ``on_agent`` sees it once wired (tests, demo)."""
     notifier = Notifier()
     with ExitStack() as stack:
         store = Store.open(config.storage.dir)
         stack.callback(store.close)
-        clock = ClockTrust(config.clock.require_sync)
+        clock = clock or ClockTrust(config.clock.require_sync)
         factory = make_pin_factory(config.gpio.pin_factory)
         amplifiers = [(a.name, a.pin, a.active_high) for a in config.gpio.amplifiers]
         relays = AmplifierRelays(amplifiers, factory)

@@ -31,6 +31,7 @@ from scheduler.recurrence import Occurrence
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # the loop runs at least this often (clock trust, watchdog, status)
+ENDED_OUTCOMES = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED})
 WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
 
@@ -88,6 +89,7 @@ class Agent:
         self.board = StatusBoard(config)
         self.state = LoopState()
         self.all_zones = frozenset(config.all_zones)
+        self._started: dict[str, datetime] = {}  # key -> when the player said "playing"
         self.engine = self._make_engine()
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class Agent:
         at = datetime.fromtimestamp(event.wall, UTC)
         if event.kind == "playing":
             playing.started_at = at
+            self._started[event.token] = at
             self._record(playing.occurrence, None, "", actual=at)
             return
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
@@ -228,10 +231,10 @@ class Agent:
         self._finish(outcome, event.detail, at)
 
     def _finish(self, outcome: Outcome, reason: str, at: datetime) -> None:
+        """The current playback ended; the engine records it and says what plays next."""
         playing = self.state.playing
         assert playing is not None
         self.state.playing = None
-        self._record(playing.occurrence, outcome, reason, actual=playing.started_at, ended=at)
         self._carry_out(self.engine.finished(playing.occurrence.key, at, outcome, reason), at)
 
     def _reload(self) -> None:
@@ -247,7 +250,9 @@ class Agent:
             elif isinstance(action, Interrupt):
                 self._interrupt(action, now)
             elif isinstance(action, Record):
-                self._record(action.occurrence, action.outcome, action.reason)
+                started = self._started.pop(action.occurrence.key, None)
+                ended = now if action.outcome in ENDED_OUTCOMES else None
+                self._record(action.occurrence, action.outcome, action.reason, actual=started, ended=ended)
 
     def _start(self, action: Start, now: datetime) -> None:
         occurrence = action.occurrence
@@ -270,8 +275,7 @@ class Agent:
         if playing is None or playing.occurrence.key != action.occurrence.key:
             return
         self.state.playing = None
-        self.player.stop()
-        self._record(action.occurrence, Outcome.INTERRUPTED, action.reason, actual=playing.started_at, ended=now)
+        self.player.stop()  # the engine's Record of the interruption follows
 
     def _record(
         self,

@@ -1,0 +1,124 @@
+"""``make demo``: the agent on simulated hardware, with a schedule that plays within a minute.
+
+Writes everything under ``demo-run/``: audio (spoken with espeak-ng when it is installed, tones
+otherwise), a config on gpiozero's mock pins with libVLC writing what it plays to
+``demo-run/output.wav``, and a schedule: a morning bulletin, an emergency warning that pre-empts
+it, and a notice whose audio is missing (to show a ``failed`` row).  It starts ``loa-agent run``,
+shows ``loa status`` every few seconds, stops the agent and prints ``loa playlog``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import wave
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+RUN_DIR = Path("demo-run")
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+BIN = Path(sys.executable).parent
+DURATION = 50.0
+
+
+def write_tone(path: Path, seconds: float, freqs: tuple[float, ...], rate: int = 22050) -> None:
+    frames = bytearray()
+    for n in range(int(seconds * rate)):
+        freq = freqs[int(n / rate * 2) % len(freqs)]  # alternate every half second: a siren
+        frames += struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * n / rate)))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+
+
+def speak(path: Path, text: str, fallback_seconds: float, freqs: tuple[float, ...]) -> None:
+    espeak = shutil.which("espeak-ng")
+    if espeak and subprocess.run([espeak, "-v", "vi", "-s", "150", "-w", str(path), text],
+                                 check=False, capture_output=True).returncode == 0:
+        return
+    write_tone(path, fallback_seconds, freqs)
+
+
+def write_files(start: datetime) -> Path:
+    if RUN_DIR.exists():
+        shutil.rmtree(RUN_DIR)
+    audio = RUN_DIR / "audio"
+    audio.mkdir(parents=True)
+    speak(audio / "ban-tin-sang.wav", "Đài truyền thanh xã Quảng Sơn xin kính chào quý vị và các bạn. "
+          "Sau đây là bản tin buổi sáng. Hôm nay trời nắng nhẹ, nhiệt độ từ hai mươi hai đến ba mươi độ.",
+          10, (440.0,))
+    speak(audio / "canh-bao-bao.wav", "Cảnh báo khẩn cấp. Bão số năm đang tiến vào đất liền. "
+          "Đề nghị bà con không ra khơi và gia cố nhà cửa.", 8, (660.0, 880.0))
+    at = [(start + timedelta(seconds=s)).isoformat(timespec="seconds") for s in (12, 16, 38)]
+    (RUN_DIR / "schedule.yaml").write_text(
+        "# Demo schedule: written by agent/demo.py\nitems:\n"
+        f"  - {{id: ban-tin-sang, audio: audio/ban-tin-sang.wav, at: '{at[0]}', priority: normal}}\n"
+        f"  - {{id: canh-bao-bao, audio: audio/canh-bao-bao.wav, at: '{at[1]}', priority: emergency}}\n"
+        f"  - {{id: thong-bao-hop, audio: audio/khong-co.wav, at: '{at[2]}', priority: normal}}\n",
+        encoding="utf-8",
+    )
+    config = RUN_DIR / "agent.yaml"
+    out = (RUN_DIR / "output.wav").resolve()
+    config.write_text(
+        f"""# Demo config: written by agent/demo.py (simulated hardware)
+device: {{id: demo-quang-son-01, timezone: Asia/Ho_Chi_Minh}}
+storage: {{dir: state}}
+audio: {{backend: vlc, vlc_args: ["--aout=afile", "--audiofile-file={out}", "--audiofile-wav"], volume: 80}}
+gpio:
+  pin_factory: mock
+  amplifiers: [{{name: zone-1, pin: 17}}, {{name: zone-2, pin: 18}}]
+  preroll: 2s
+  postroll: 5s
+  status_led: 27
+schedule: {{file: schedule.yaml}}
+clock: {{require_sync: false}}
+control: {{socket: agent.sock}}
+logging: {{level: info}}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def loa(config: Path, *args: str) -> str:
+    result = subprocess.run([str(BIN / "loa"), "--config", str(config), *args],
+                            capture_output=True, text=True, check=False, timeout=20)
+    return result.stdout + result.stderr
+
+
+def main() -> int:
+    start = datetime.now(TZ)
+    config = write_files(start)
+    print(f"Loa demo: schedule in {RUN_DIR}/schedule.yaml, the agent's log in {RUN_DIR}/agent.log\n")
+    print((RUN_DIR / "schedule.yaml").read_text(encoding="utf-8"))
+    check = subprocess.run([str(BIN / "loa-agent"), "--config", str(config), "check-config"], check=False)
+    if check.returncode != 0:
+        return check.returncode
+    with open(RUN_DIR / "agent.log", "wb") as log:
+        agent = subprocess.Popen([str(BIN / "loa-agent"), "--config", str(config), "run"],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + DURATION
+            while time.monotonic() < deadline and agent.poll() is None:
+                time.sleep(5)
+                print(f"--- loa status at {datetime.now(TZ):%H:%M:%S} " + "-" * 40)
+                print(loa(config, "status"))
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=20)
+    print("--- loa playlog " + "-" * 56)
+    print(loa(config, "playlog"))
+    print(f"libVLC wrote what it played to {RUN_DIR}/output.wav; the agent's log is {RUN_DIR}/agent.log")
+    return 0 if agent.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
