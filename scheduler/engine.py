@@ -1,0 +1,250 @@
+"""The scheduling state machine: given ``now``, decide what starts, waits, is cut off or is missed.
+
+The engine never reads a clock. The agent calls :meth:`Engine.tick` whenever it wakes (at the latest
+at :meth:`Engine.next_wakeup`), carries out the returned actions in order, powers the zones of
+:meth:`Engine.zones_wanted`, and persists every ``Record`` plus ``watermark`` and ``done_keys``.
+The rules are described, with examples, in docs/SCHEDULING.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from scheduler.actions import Action, Interrupt, Outcome, Record, Start, format_duration
+from scheduler.items import Item
+from scheduler.recurrence import Occurrence, Timeline, item_starts
+from scheduler.relay_plan import RelayHold, wanted_zones
+
+__all__ = ["Action", "Engine", "Interrupt", "Outcome", "Record", "Start"]
+
+TICK = timedelta(microseconds=1)  # the resolution of datetime: (a, b] == [a + TICK, b + TICK)
+MISSED_LOOKBACK = timedelta(hours=24)  # older misses after downtime are not logged one by one
+DONE_HORIZON = timedelta(hours=48)  # how long handled keys are remembered
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.utcoffset() is None:
+        raise ValueError(f"scheduler needs an aware datetime, got naive {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def _key_start(key: str) -> datetime | None:
+    try:
+        return _utc(datetime.fromisoformat(key.rpartition("@")[2]))
+    except ValueError:
+        return None
+
+
+class Engine:
+    """Decides, for a schedule and a sequence of ``now`` values, what plays and what is logged."""
+
+    def __init__(
+        self,
+        items: Iterable[Item],
+        tz: ZoneInfo,
+        *,
+        all_zones: frozenset[str],
+        catch_up: timedelta = timedelta(seconds=5),
+        max_delay: timedelta = timedelta(minutes=15),
+        preroll: timedelta = timedelta(seconds=2),
+        postroll: timedelta = timedelta(seconds=10),
+        watermark: datetime | None = None,
+        done_keys: Iterable[str] = (),
+    ) -> None:
+        self._tz = tz
+        self._timeline = Timeline(items, tz)
+        self._all_zones = frozenset(all_zones)
+        self._catch_up, self._max_delay, self._preroll = catch_up, max_delay, preroll
+        self._watermark = _utc(watermark) if watermark is not None else None
+        self._resumed = watermark is not None  # the first tick explains misses as downtime
+        self._done = {key: start for key in done_keys if (start := _key_start(key)) is not None}
+        self._playing: Occurrence | None = None
+        self._playing_since: datetime | None = None
+        self._queue: list[Occurrence] = []
+        self._injected: set[str] = set()
+        self._hold = RelayHold(postroll)
+
+    # -- state the agent reads -------------------------------------------------------------------
+
+    @property
+    def playing(self) -> Occurrence | None:
+        return self._playing
+
+    @property
+    def queue(self) -> list[Occurrence]:
+        """Occurrences waiting for the speakers, in the order they would start."""
+        return sorted(self._queue, key=lambda occ: occ.priority_key)
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The latest ``now`` seen; persist it so a restart can tell what was missed."""
+        return self._watermark
+
+    @property
+    def done_keys(self) -> frozenset[str]:
+        """Keys of occurrences already started or recorded in the last ``DONE_HORIZON``."""
+        return frozenset(self._done)
+
+    def upcoming(self, now: datetime, limit: int = 10) -> list[Occurrence]:
+        """The next scheduled occurrences not yet due, soonest first (for status displays)."""
+        lo = self._frontier(_utc(now)) + TICK
+        found: list[Occurrence] = []
+        for span in (timedelta(days=1), timedelta(days=8), timedelta(days=40)):
+            found = self._timeline.between(lo, lo + span)
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[Action]:
+        """Process everything that became due by ``now``; return the actions, in order."""
+        now = _utc(now)
+        previous = self._watermark
+        self._observe(now)
+        actions = self._collect_due(previous, now)
+        self._resumed = False
+        return actions + self._resolve(now)
+
+    def finished(self, key: str, now: datetime, outcome: Outcome, reason: str = "") -> list[Action]:
+        """The player ended ``key``; a stale key (already interrupted) only ticks."""
+        now = _utc(now)
+        actions: list[Action] = []
+        if self._playing is not None and self._playing.key == key:
+            actions.append(Record(self._playing, outcome, reason))
+            self._stop_playing(now)
+        return actions + self.tick(now)
+
+    def replace_items(self, items: Iterable[Item], now: datetime) -> list[Action]:
+        """Switch to a new schedule; the playing occurrence continues, queued ones are re-checked."""
+        now = _utc(now)
+        self._timeline = Timeline(items, self._tz)
+        by_id = {item.id: item for item in self._timeline.items}
+        actions: list[Action] = []
+        kept: list[Occurrence] = []
+        for occ in self._queue:
+            if occ.key in self._injected:
+                kept.append(occ)
+                continue
+            item = by_id.get(occ.item.id)
+            if item is not None and item_starts(item, self._tz, occ.start, occ.start + TICK):
+                kept.append(Occurrence(item, occ.start))
+            else:
+                actions.append(self._record(occ, Outcome.SKIPPED, "removed from the schedule"))
+        self._queue = kept
+        return actions + self.tick(now)
+
+    def inject(self, item: Item, now: datetime) -> list[Action]:
+        """Play ``item`` once, as if scheduled at ``now`` (ad-hoc and emergency commands)."""
+        now = _utc(now)
+        occ = Occurrence(item, now)
+        if not self._known(occ.key):
+            self._queue.append(occ)
+            self._injected.add(occ.key)
+        return self.tick(now)
+
+    # -- what the agent must do between events -----------------------------------------------------
+
+    def zones_wanted(self, now: datetime) -> frozenset[str]:
+        """Zones whose amplifier relays must be closed at ``now``."""
+        now = _utc(now)
+        soon = self._timeline.between(self._frontier(now) + TICK, now + self._preroll + TICK)
+        active = [*soon, *self._queue] + ([self._playing] if self._playing else [])
+        return wanted_zones(active, self._hold.held(now), self._all_zones)
+
+    def next_wakeup(self, now: datetime) -> datetime | None:
+        """The earliest instant after ``now`` at which ``tick`` must run (call it after ``tick``)."""
+        now = _utc(now)
+        frontier = self._frontier(now)
+        candidates = [occ.start + self._max_delay for occ in self._queue] + self._hold.expiries()
+        first = self._timeline.first_after(frontier)
+        if first is not None:
+            for occ in self._timeline.between(frontier + TICK, max(first, now) + self._preroll + TICK):
+                candidates += [occ.start - self._preroll, occ.start]
+        return min((moment for moment in candidates if moment > now), default=None)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _frontier(self, now: datetime) -> datetime:
+        """Occurrences after this instant are still to come; those at or before it were handled."""
+        return now if self._watermark is None else max(now, self._watermark)
+
+    def _observe(self, now: datetime) -> None:
+        if self._watermark is None or now > self._watermark:
+            self._watermark = now
+        cutoff = self._watermark - DONE_HORIZON
+        self._done = {key: start for key, start in self._done.items() if start >= cutoff}
+        self._injected &= {occ.key for occ in self._queue}
+        self._hold.observe(now)
+
+    def _known(self, key: str) -> bool:
+        playing = self._playing is not None and self._playing.key == key
+        return playing or key in self._done or any(occ.key == key for occ in self._queue)
+
+    def _collect_due(self, previous: datetime | None, now: datetime) -> list[Action]:
+        """Queue occurrences due in (previous, now]; record as missed those older than catch_up."""
+        if previous is None:
+            lo = now - self._catch_up
+        elif now > previous:
+            lo = max(previous + TICK, now - MISSED_LOOKBACK)
+        else:
+            return []  # the clock went back: everything up to the watermark was handled already
+        actions: list[Action] = []
+        for occ in self._timeline.between(lo, now + TICK):
+            if self._known(occ.key):
+                continue
+            if now - occ.start > self._catch_up:
+                actions.append(self._record(occ, Outcome.MISSED, self._missed_reason(previous, now)))
+            else:
+                self._queue.append(occ)
+        return actions
+
+    def _missed_reason(self, previous: datetime | None, now: datetime) -> str:
+        assert previous is not None  # without a watermark only catch_up is looked back
+        if self._resumed:
+            local = "%Y-%m-%d %H:%M:%S"
+            since, until = previous.astimezone(self._tz), now.astimezone(self._tz)
+            return f"agent was not running from {since:{local}} to {until:{local}}"
+        return f"clock jumped forward {format_duration(now - previous)} (or the agent stalled)"
+
+    def _resolve(self, now: datetime) -> list[Action]:
+        """Drop queued occurrences that waited too long, then start or pre-empt with the best one."""
+        actions = self._expire_queue(now)
+        if not self._queue:
+            return actions
+        best = min(self._queue, key=lambda occ: occ.priority_key)
+        if self._playing is not None:
+            if best.item.level <= self._playing.item.level:
+                return actions
+            actions += self._interrupt(now, f"pre-empted by {best.item.level.name.lower()} '{best.item.id}'")
+        self._queue.remove(best)
+        self._playing, self._playing_since = best, now
+        self._done[best.key] = best.start
+        return [*actions, Start(best, max(timedelta(0), now - best.start))]
+
+    def _expire_queue(self, now: datetime) -> list[Action]:
+        expired = [occ for occ in self._queue if now - occ.start >= self._max_delay]
+        self._queue = [occ for occ in self._queue if occ not in expired]
+        busy = f"'{self._playing.item.id}' was playing" if self._playing else "the speakers were busy"
+        reason = f"could not start within {format_duration(self._max_delay)} of its time: {busy}"
+        return [self._record(occ, Outcome.SKIPPED, reason) for occ in expired]
+
+    def _interrupt(self, now: datetime, reason: str) -> list[Action]:
+        assert self._playing is not None and self._playing_since is not None
+        occ, played = self._playing, now - self._playing_since
+        self._stop_playing(now)
+        return [
+            Interrupt(occ, reason),
+            Record(occ, Outcome.INTERRUPTED, f"{reason} after {format_duration(played)}"),
+        ]
+
+    def _stop_playing(self, now: datetime) -> None:
+        assert self._playing is not None
+        self._hold.release(self._playing.item.resolved_zones(self._all_zones), now)
+        self._playing = self._playing_since = None
+
+    def _record(self, occ: Occurrence, outcome: Outcome, reason: str) -> Record:
+        self._done[occ.key] = occ.start
+        return Record(occ, outcome, reason)

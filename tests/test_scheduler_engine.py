@@ -1,0 +1,236 @@
+"""The engine's rules, one by one, with explicit times (device zone Asia/Ho_Chi_Minh, UTC+7)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.actions import Action, Interrupt, Outcome, Record, Start
+from scheduler.engine import Engine
+from scheduler.items import Item, Level
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+ALL = frozenset({"north", "south"})
+T6 = datetime(2025, 3, 1, 6, 0, tzinfo=VN)
+S = timedelta(seconds=1)
+M = timedelta(minutes=1)
+
+
+def at(ident: str, when: datetime, level: Level = Level.NORMAL, zones: set[str] | None = None) -> Item:
+    return Item(ident, f"{ident}.mp3", level=level, at=when, zones=frozenset(zones) if zones else None)
+
+
+def engine(*items: Item, **kwargs: object) -> Engine:
+    return Engine(items, VN, all_zones=ALL, **kwargs)  # type: ignore[arg-type]
+
+
+def summary(actions: list[Action]) -> list[tuple[str, str, str]]:
+    """(kind, item id, detail) per action, for compact assertions."""
+    out = []
+    for action in actions:
+        if isinstance(action, Start):
+            out.append(("start", action.occurrence.item.id, f"late {action.late_by.total_seconds():g}s"))
+        elif isinstance(action, Interrupt):
+            out.append(("interrupt", action.occurrence.item.id, action.reason))
+        else:
+            out.append((str(action.outcome), action.occurrence.item.id, action.reason))
+    return out
+
+
+def test_starts_on_time_and_records_completion_from_finished() -> None:
+    eng = engine(at("news", T6))
+    assert eng.tick(T6 - 10 * S) == []
+    assert summary(eng.tick(T6)) == [("start", "news", "late 0s")]
+    assert eng.playing is not None and eng.playing.item.id == "news"
+    assert summary(eng.finished(eng.playing.key, T6 + M, Outcome.COMPLETED)) == [("completed", "news", "")]
+    assert eng.playing is None
+
+
+def test_late_wakeup_within_catch_up_still_starts() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6 - M)
+    assert summary(eng.tick(T6 + 4 * S)) == [("start", "news", "late 4s")]
+
+
+def test_forward_clock_jump_records_missed_and_never_plays_late() -> None:
+    eng = engine(at("news", T6), at("later", T6 + 3 * M))
+    eng.tick(T6 - 12 * S)
+    actions = eng.tick(T6 + 3 * M)
+    assert summary(actions) == [
+        ("missed", "news", "clock jumped forward 3m12s (or the agent stalled)"),
+        ("start", "later", "late 0s"),
+    ]
+
+
+def test_first_tick_without_watermark_looks_back_only_catch_up() -> None:
+    eng = engine(at("old", T6 - M), at("recent", T6 - 3 * S))
+    assert summary(eng.tick(T6)) == [("start", "recent", "late 3s")]
+
+
+def test_restart_logs_downtime_misses_bounded_to_24_hours() -> None:
+    daily = Item("daily", "d.mp3", rrule="FREQ=DAILY;BYHOUR=7", dtstart=datetime(2025, 1, 1))
+    eng = engine(daily, watermark=T6 - timedelta(days=3))
+    actions = eng.tick(T6 + 2 * timedelta(hours=1))  # 08:00: of four 07:00 misses, the last 24 h hold one
+    assert [(kind, ident) for kind, ident, _ in summary(actions)] == [("missed", "daily")]
+    assert actions[0].reason == "agent was not running from 2025-02-26 06:00:00 to 2025-03-01 08:00:00"
+    assert actions[0].occurrence.start == datetime(2025, 3, 1, 7, tzinfo=VN)
+
+
+def test_backward_clock_jump_replays_nothing_and_keeps_watermark() -> None:
+    eng = engine(at("news", T6), at("next", T6 + 2 * M))
+    eng.tick(T6)
+    eng.finished(f"news@{T6.astimezone(ZoneInfo('UTC')).isoformat()}", T6 + M, Outcome.COMPLETED)
+    assert eng.tick(T6 - 5 * M) == []  # the clock went back five minutes
+    assert eng.watermark == T6 + M
+    assert eng.tick(T6 + 30 * S) == []  # news passes by again: already handled
+    assert summary(eng.tick(T6 + 2 * M)) == [("start", "next", "late 0s")]
+
+
+def test_done_keys_from_a_previous_run_prevent_replay() -> None:
+    news = at("news", T6)
+    key = f"news@{T6.astimezone(ZoneInfo('UTC')).isoformat()}"
+    eng = engine(news, watermark=T6 - S, done_keys=[key, "garbage-without-time"])
+    assert eng.tick(T6 + S) == []
+    assert eng.done_keys == {key}
+
+
+def test_done_keys_are_forgotten_after_48_hours() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6)
+    assert len(eng.done_keys) == 1
+    eng.tick(T6 + timedelta(hours=49))
+    assert eng.done_keys == frozenset()
+
+
+def test_higher_level_preempts_at_once_and_is_not_replayed() -> None:
+    eng = engine(at("news", T6), at("storm", T6 + 90 * S, Level.EMERGENCY))
+    eng.tick(T6)
+    actions = eng.tick(T6 + 90 * S)
+    assert summary(actions) == [
+        ("interrupt", "news", "pre-empted by emergency 'storm'"),
+        ("interrupted", "news", "pre-empted by emergency 'storm' after 1m30s"),
+        ("start", "storm", "late 0s"),
+    ]
+    assert summary(eng.finished(actions[2].occurrence.key, T6 + 2 * M, Outcome.COMPLETED)) == [
+        ("completed", "storm", ""),
+    ]
+    assert eng.playing is None and eng.queue == []
+
+
+def test_same_level_waits_and_starts_when_the_current_ends() -> None:
+    eng = engine(at("a", T6), at("b", T6 + 30 * S))
+    eng.tick(T6)
+    assert eng.tick(T6 + 30 * S) == []
+    assert [o.item.id for o in eng.queue] == ["b"]
+    actions = eng.finished(eng.playing.key, T6 + 50 * S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    assert summary(actions) == [("completed", "a", ""), ("start", "b", "late 20s")]
+
+
+def test_lower_level_waits_behind_priority() -> None:
+    eng = engine(at("prio", T6, Level.PRIORITY), at("normal", T6 + S))
+    eng.tick(T6)
+    assert eng.tick(T6 + S) == [] and [o.item.id for o in eng.queue] == ["normal"]
+
+
+def test_queued_item_is_skipped_when_it_cannot_start_within_max_delay() -> None:
+    eng = engine(at("long", T6), at("short", T6 + M), max_delay=5 * M)
+    eng.tick(T6)
+    eng.tick(T6 + M)
+    assert eng.next_wakeup(T6 + M) == T6 + 6 * M
+    assert summary(eng.tick(T6 + 6 * M)) == [
+        ("skipped", "short", "could not start within 5m0s of its time: 'long' was playing"),
+    ]
+    assert eng.queue == []
+
+
+def test_simultaneous_items_order_by_level_then_start_then_id() -> None:
+    eng = engine(at("b-normal", T6), at("a-normal", T6), at("prio", T6 + S, Level.PRIORITY))
+    eng.tick(T6 - M)
+    actions = eng.tick(T6 + 2 * S)  # the agent woke late: all three are due together
+    assert summary(actions) == [("start", "prio", "late 1s")]
+    assert [o.item.id for o in eng.queue] == ["a-normal", "b-normal"]
+
+
+def test_zones_follow_preroll_playing_and_postroll() -> None:
+    eng = engine(at("north-news", T6, zones={"north"}), at("all", T6 + M))
+    eng.tick(T6 - 10 * S)
+    assert eng.zones_wanted(T6 - 3 * S) == frozenset()
+    assert eng.next_wakeup(T6 - 10 * S) == T6 - 2 * S
+    assert eng.zones_wanted(T6 - 2 * S) == {"north"}
+    eng.tick(T6)
+    eng.finished(eng.playing.key, T6 + 20 * S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    assert eng.zones_wanted(T6 + 29 * S) == {"north"}
+    assert eng.next_wakeup(T6 + 20 * S) == T6 + 30 * S
+    assert eng.zones_wanted(T6 + 30 * S) == frozenset()
+    assert eng.zones_wanted(T6 + 58 * S) == ALL  # zones None means every zone
+
+
+def test_back_to_back_items_keep_relays_closed() -> None:
+    eng = engine(at("a", T6, zones={"south"}), at("b", T6 + 20 * S, zones={"south"}))
+    eng.tick(T6)
+    eng.finished(eng.playing.key, T6 + 15 * S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    for second in range(15, 21):
+        eng.tick(T6 + second * S)
+        assert eng.zones_wanted(T6 + second * S) == {"south"}
+
+
+def test_next_wakeup_reaches_a_start_days_ahead() -> None:
+    weekly = Item("weekly", "w.mp3", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=8", dtstart=datetime(2025, 1, 5, 8))
+    eng = engine(weekly)
+    eng.tick(T6)  # Saturday 1 March
+    assert eng.next_wakeup(T6) == datetime(2025, 3, 2, 8, tzinfo=VN) - 2 * S
+    assert [o.start for o in eng.upcoming(T6, 2)] == [datetime(2025, 3, d, 8, tzinfo=VN) for d in (2, 9)]
+
+
+def test_replace_items_keeps_playing_and_drops_removed_queued() -> None:
+    a, b = at("a", T6), at("b", T6 + S)
+    eng = engine(a, b)
+    eng.tick(T6)
+    eng.tick(T6 + S)
+    c = at("c", T6 + M)
+    actions = eng.replace_items([a, c], T6 + 2 * S)
+    assert summary(actions) == [("skipped", "b", "removed from the schedule")]
+    assert eng.playing is not None and eng.playing.item.id == "a"
+    eng.finished(eng.playing.key, T6 + 30 * S, Outcome.COMPLETED)
+    assert summary(eng.tick(T6 + M)) == [("start", "c", "late 0s")]
+
+
+def test_inject_emergency_preempts_and_twice_is_once() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6)
+    alert = Item("alert", "alert.mp3", level=Level.EMERGENCY, at=T6, zones=frozenset({"north"}))
+    actions = eng.inject(alert, T6 + 10 * S)
+    assert [kind for kind, _, _ in summary(actions)] == ["interrupt", "interrupted", "start"]
+    assert eng.inject(alert, T6 + 10 * S) == []
+    assert eng.zones_wanted(T6 + 11 * S) == ALL  # the cut-off news is still in post-roll
+
+
+def test_stale_finished_event_only_ticks() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6)
+    assert eng.finished("other@2025-03-01T00:00:00+00:00", T6 + S, Outcome.COMPLETED) == []
+    assert eng.playing is not None
+
+
+def test_failed_playback_is_recorded_with_its_reason() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6)
+    actions = eng.finished(eng.playing.key, T6 + S, Outcome.FAILED, "file missing")  # type: ignore[union-attr]
+    assert actions == [Record(actions[0].occurrence, Outcome.FAILED, "file missing")]
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        engine().tick(datetime(2025, 3, 1, 6))
+
+
+def test_backward_jump_does_not_stretch_postroll() -> None:
+    eng = engine(at("news", T6))
+    eng.tick(T6)
+    eng.finished(eng.playing.key, T6 + 20 * S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    back = T6 - 10 * M
+    eng.tick(back)
+    assert eng.zones_wanted(back + 9 * S) == ALL
+    assert eng.zones_wanted(back + 10 * S) == frozenset()
