@@ -1,0 +1,170 @@
+"""Durations, radio frequencies and daily clock windows as technicians write them in YAML.
+
+Grammars (surrounding spaces are ignored everywhere):
+
+* duration: one or more parts ``NUMBER UNIT``, units from largest to smallest, each unit at most once.
+  NUMBER is digits with an optional decimal fraction (``1.5``); UNIT is ``d``, ``h``, ``min`` (or
+  ``m``), ``s`` or ``ms``, lowercase.  Spaces may separate parts and a number from its unit.
+  Examples: ``500ms``, ``2s``, ``1.5s``, ``10min``, ``1h30min``, ``1d 2h``.  A bare number (``2``)
+  has no unit and is refused, as is a negative duration; precision is one microsecond.
+* frequency: ``NUMBER UNIT`` with UNIT ``Hz``, ``kHz``, ``MHz`` or ``GHz`` in any letter case, e.g.
+  ``99.1MHz``, ``250kHz``, ``1024000Hz``; the result must be a whole number of hertz.  A sign is
+  allowed only where the caller says so (an offset such as ``-250kHz``).
+* clock window: ``HH:MM-HH:MM`` in local time, e.g. ``05:00-21:30``; a window whose end is earlier
+  than its start runs across midnight (``22:00-02:00``).  Start and end must differ.
+
+Every error is a ``ValueError`` whose message starts with the offending text in quotes followed by
+what is wrong (``'2' has no unit``); ``agent.config`` relies on that shape.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+_DURATION_UNITS_US = {"d": 86_400_000_000, "h": 3_600_000_000, "min": 60_000_000, "s": 1_000_000, "ms": 1_000}
+_DURATION_ALIASES = {"m": "min"}
+# Spellings people use that the grammar refuses, with the unit they meant.
+_DURATION_MISSPELLINGS = {
+    "sec": "s", "secs": "s", "second": "s", "seconds": "s", "mins": "min", "minute": "min",
+    "minutes": "min", "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "msec": "ms", "day": "d",
+    "days": "d", "us": "ms", "µs": "ms",
+}  # fmt: skip
+_FREQUENCY_UNITS = {"hz": 1, "khz": 1_000, "mhz": 1_000_000, "ghz": 1_000_000_000}
+_FREQUENCY_FORMATS = (("MHz", 6), ("kHz", 3), ("Hz", 0))
+_MAX_DIGITS = 18
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_PART = re.compile(_NUMBER + r"\s*([^\d\s.]+)\s*", re.ASCII)
+_BARE_NUMBER = re.compile(r"[-+]?" + _NUMBER, re.ASCII)
+_FREQUENCY = re.compile(r"([-+]?)" + _NUMBER + r"\s*([^\d\s.]*)", re.ASCII)
+_WINDOW = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", re.ASCII)
+
+ClockWindow = tuple[time, time]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"1h30min"`` -> ``timedelta(hours=1, minutes=30)``; see the module's grammar."""
+    stripped = _common_checks(text, "duration")
+    if stripped.startswith("-"):
+        raise ValueError(f"{text!r} is negative")
+    micros = Fraction(0)
+    last_rank = -1
+    position = 0
+    while position < len(stripped):
+        match = _PART.match(stripped, position)
+        if match is None:
+            raise ValueError(f"{text!r} is not a duration")
+        number, unit = match.group(1), _duration_unit(text, match.group(2))
+        rank = list(_DURATION_UNITS_US).index(unit)
+        if rank <= last_rank:
+            raise ValueError(f"{text!r} repeats a unit or does not go from the largest unit to the smallest")
+        micros += _number(text, number) * _DURATION_UNITS_US[unit]
+        last_rank, position = rank, match.end()
+    try:
+        return timedelta(microseconds=round(micros))
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long") from None
+
+
+def format_duration(duration: timedelta) -> str:
+    """The shortest text :func:`parse_duration` reads back as ``duration``: ``1h30min``, ``500ms``."""
+    if duration < timedelta(0):
+        raise ValueError(f"{duration!r} is negative")
+    micros = duration // timedelta(microseconds=1)
+    parts = []
+    for unit in ("d", "h", "min"):
+        count, micros = divmod(micros, _DURATION_UNITS_US[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    seconds, fraction = divmod(micros, 1_000_000)
+    if fraction and not seconds and fraction % 1000 == 0:
+        parts.append(f"{fraction // 1000}ms")
+    elif fraction:
+        parts.append(f"{seconds}.{fraction:06d}".rstrip("0") + "s")
+    elif seconds or not parts:
+        parts.append(f"{seconds}s")
+    return "".join(parts)
+
+
+def parse_frequency(text: str, *, signed: bool = False) -> int:
+    """``"99.1MHz"`` -> ``99100000`` (Hz); ``signed`` allows ``"-250kHz"``."""
+    stripped = _common_checks(text, "frequency")
+    match = _FREQUENCY.fullmatch(stripped)
+    if match is None:
+        raise ValueError(f"{text!r} is not a frequency")
+    sign, number, unit = match.groups()
+    if sign == "-" and not signed:
+        raise ValueError(f"{text!r} is negative")
+    multiplier = _FREQUENCY_UNITS.get(unit.lower())
+    if multiplier is None:
+        raise ValueError(f"{text!r} has an unknown unit {unit!r}; use Hz, kHz or MHz")
+    hertz = _number(text, number) * multiplier
+    if hertz.denominator != 1:
+        raise ValueError(f"{text!r} is not a whole number of Hz")
+    return -int(hertz) if sign == "-" else int(hertz)
+
+
+def format_frequency(hertz: int) -> str:
+    """``99100000`` -> ``"99.1MHz"``, ``-250000`` -> ``"-250kHz"``: read back by :func:`parse_frequency`."""
+    unit, exponent = next(
+        (u, e) for u, e in (("MHz", 6), ("kHz", 3), ("Hz", 0)) if abs(hertz) >= 10**e or not e
+    )
+    return format(Decimal(hertz).scaleb(-exponent).normalize(), "f") + unit
+
+
+def parse_clock_window(text: str) -> ClockWindow:
+    """``"05:00-21:30"`` -> ``(time(5, 0), time(21, 30))``; the end may be past midnight."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not text")
+    match = _WINDOW.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a window of the form HH:MM-HH:MM")
+    hours_1, minutes_1, hours_2, minutes_2 = (int(group) for group in match.groups())
+    if max(hours_1, hours_2) > 23 or max(minutes_1, minutes_2) > 59:
+        raise ValueError(f"{text!r} is not a time of day (00:00 to 23:59; write midnight as 00:00)")
+    start, end = time(hours_1, minutes_1), time(hours_2, minutes_2)
+    if start == end:
+        raise ValueError(f"{text!r} starts and ends at the same time")
+    return start, end
+
+
+def format_clock_window(window: ClockWindow) -> str:
+    """``(time(22), time(2))`` -> ``"22:00-02:00"``."""
+    return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+
+
+def in_clock_window(window: ClockWindow, moment: time) -> bool:
+    """Whether the local time of day ``moment`` falls in ``window`` (start included, end excluded)."""
+    start, end = window
+    if start < end:
+        return start <= moment < end
+    return moment >= start or moment < end
+
+
+def _common_checks(text: str, what: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not text")
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError(f"{text!r} is empty")
+    if _BARE_NUMBER.fullmatch(stripped):
+        raise ValueError(f"{text!r} has no unit")
+    return stripped
+
+
+def _duration_unit(text: str, unit: str) -> str:
+    unit = _DURATION_ALIASES.get(unit, unit)
+    if unit in _DURATION_UNITS_US:
+        return unit
+    lowered = unit.lower()
+    meant = _DURATION_MISSPELLINGS.get(lowered) or (lowered if lowered in _DURATION_UNITS_US else None)
+    hint = f" (write {meant!r})" if meant else ""
+    raise ValueError(f"{text!r} has an unknown unit {unit!r}{hint}; use ms, s, min, h or d")
+
+
+def _number(text: str, digits: str) -> Fraction:
+    if len(digits) > _MAX_DIGITS:
+        raise ValueError(f"{text!r} has too many digits")
+    return Fraction(digits)
