@@ -7,6 +7,8 @@ one place (``agent.daemon`` and ``agent.cli``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class LoaError(Exception):
     """Base class of every error Loa raises on purpose."""
@@ -19,7 +21,7 @@ class ConfigError(LoaError, ValueError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[object]) -> None:
+    def __init__(self, problems: Iterable[object]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
@@ -29,7 +31,7 @@ class ScheduleError(LoaError, ValueError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[object]) -> None:
+    def __init__(self, problems: Iterable[object]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 

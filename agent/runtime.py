@@ -90,7 +90,8 @@ class Agent:
         self.state = LoopState()
         self.all_zones = frozenset(config.all_zones)
         self._started: dict[str, datetime] = {}  # key -> when the player said "playing"
-        self.engine = self._make_engine()
+        self.engine = self._make_engine(resume=False)
+        self._resumed = False
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -98,9 +99,13 @@ class Agent:
         """Hand an event to the main loop; safe from any thread."""
         self.events.put(event)
 
-    def _make_engine(self) -> Engine:
+    def _make_engine(self, resume: bool) -> Engine:
+        """A scheduler engine; ``resume`` carries over the previous run's watermark.
+
+        Only a trusted clock may judge the saved watermark, so the engine is rebuilt with it when
+        the clock first becomes trusted (before that it never ticks).
+        """
         now = self.wall()
-        watermark = self.store.get_state("watermark")
         done = self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or "")
         gpio = self.config.gpio
         return Engine(
@@ -111,9 +116,25 @@ class Agent:
             max_delay=self.config.schedule.max_delay,
             preroll=gpio.preroll,
             postroll=gpio.postroll,
-            watermark=datetime.fromisoformat(watermark) if isinstance(watermark, str) else None,
+            watermark=self._saved_watermark(now) if resume else None,
             done_keys=done,
         )
+
+    def _saved_watermark(self, now: datetime) -> datetime | None:
+        """The last instant the previous run handled, unless it lies in the future.
+
+        A watermark ahead of now comes from a clock that was wrong when it was saved; keeping it
+        would hold every item until real time caught up, so it is dropped (and said so).
+        """
+        saved = self.store.get_state("watermark")
+        if not isinstance(saved, str):
+            return None
+        watermark = datetime.fromisoformat(saved)
+        if watermark > now + timedelta(minutes=1):
+            logger.warning("saved watermark %s is in the future: ignoring it", saved)
+            self.store.add_event("warning", "watermark_dropped", f"saved watermark {saved} is in the future")
+            return None
+        return watermark
 
     def close_unfinished(self) -> None:
         """Rows left 'playing' by a power cut or crash are closed as interrupted."""
@@ -165,6 +186,9 @@ class Agent:
                        "trusted" if state.trusted else "NOT trusted", state.reason)
             self.store.add_event(severity, "clock_trust", state.reason)
         self.state.clock = state
+        if state.trusted and not self._resumed:
+            self.engine = self._make_engine(resume=True)
+            self._resumed = True
 
     def _zones_wanted(self, now: datetime) -> frozenset[str]:
         if self.state.clock.trusted:
