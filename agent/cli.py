@@ -86,7 +86,9 @@ def _playlog_table(records: list[PlayRecord], config: Config) -> str:
     tz = config.device.timezone
 
     def local(stamp: str | None) -> str:
-        return datetime.fromisoformat(stamp).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3] if stamp else "-"
+        return (
+            datetime.fromisoformat(stamp).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3] if stamp else "-"
+        )
 
     header = f"{'scheduled':<18} {'started':<18} {'ended':<18} {'outcome':<11} {'level':<9} item / reason"
     rows = [header]

@@ -41,7 +41,7 @@ AGENT_MARKER = Path("/run/loa/clock-synced")
 class _Timex(ctypes.Structure):
     # struct timex from <sys/timex.h>: the leading fields we read, then padding for the rest
     # (the kernel writes the full struct; 11 trailing ints are reserved padding).
-    _fields_ = [  # noqa: RUF012 - ctypes wants a plain list
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),

@@ -42,7 +42,11 @@ DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
 def setup_logging(level: str) -> None:
     # journald stamps each line itself; a terminal gets timestamps.
     under_journal = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if under_journal
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, force=True)
 
 
@@ -83,11 +87,19 @@ def run(
         schedule = ScheduleSource(config)
         schedule.load(store)
         agent = Agent(
-            config, store=store, player=player, relays=relays, led=led, clock=clock,
-            schedule=schedule, notifier=notifier, events=events,
+            config,
+            store=store,
+            player=player,
+            relays=relays,
+            led=led,
+            clock=clock,
+            schedule=schedule,
+            notifier=notifier,
+            events=events,
         )
-        control = ControlServer(config.control.socket, {"status": lambda _: agent.status(),
-                                                        "reload": lambda _: _reload(agent)})
+        control = ControlServer(
+            config.control.socket, {"status": lambda _: agent.status(), "reload": lambda _: _reload(agent)}
+        )
         control.start()
         stack.callback(control.stop)
         stack.callback(notifier.stopping)
@@ -141,8 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except LoaError as exc:
         problems = getattr(exc, "problems", None) or [exc]
-        print(f"loa-agent: {args.config}: {len(problems)} problem(s):" if len(problems) > 1 else "loa-agent:",
-              file=sys.stderr)
+        print(
+            f"loa-agent: {args.config}: {len(problems)} problem(s):" if len(problems) > 1 else "loa-agent:",
+            file=sys.stderr,
+        )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return exc.exit_code

@@ -41,8 +41,13 @@ def write_tone(path: Path, seconds: float, freqs: tuple[float, ...], rate: int =
 
 def speak(path: Path, text: str, fallback_seconds: float, freqs: tuple[float, ...]) -> None:
     espeak = shutil.which("espeak-ng")
-    if espeak and subprocess.run([espeak, "-v", "vi", "-s", "150", "-w", str(path), text],
-                                 check=False, capture_output=True).returncode == 0:
+    if (
+        espeak
+        and subprocess.run(
+            [espeak, "-v", "vi", "-s", "150", "-w", str(path), text], check=False, capture_output=True
+        ).returncode
+        == 0
+    ):
         return
     write_tone(path, fallback_seconds, freqs)
 
@@ -52,11 +57,20 @@ def write_files(start: datetime) -> Path:
         shutil.rmtree(RUN_DIR)
     audio = RUN_DIR / "audio"
     audio.mkdir(parents=True)
-    speak(audio / "ban-tin-sang.wav", "Đài truyền thanh xã Quảng Sơn xin kính chào quý vị và các bạn. "
-          "Sau đây là bản tin buổi sáng. Hôm nay trời nắng nhẹ, nhiệt độ từ hai mươi hai đến ba mươi độ.",
-          10, (440.0,))
-    speak(audio / "canh-bao-bao.wav", "Cảnh báo khẩn cấp. Bão số năm đang tiến vào đất liền. "
-          "Đề nghị bà con không ra khơi và gia cố nhà cửa.", 8, (660.0, 880.0))
+    speak(
+        audio / "ban-tin-sang.wav",
+        "Đài truyền thanh xã Quảng Sơn xin kính chào quý vị và các bạn. "
+        "Sau đây là bản tin buổi sáng. Hôm nay trời nắng nhẹ, nhiệt độ từ hai mươi hai đến ba mươi độ.",
+        10,
+        (440.0,),
+    )
+    speak(
+        audio / "canh-bao-bao.wav",
+        "Cảnh báo khẩn cấp. Bão số năm đang tiến vào đất liền. "
+        "Đề nghị bà con không ra khơi và gia cố nhà cửa.",
+        8,
+        (660.0, 880.0),
+    )
     at = [(start + timedelta(seconds=s)).isoformat(timespec="seconds") for s in (12, 16, 38)]
     (RUN_DIR / "schedule.yaml").write_text(
         "# Demo schedule: written by agent/demo.py\nitems:\n"
@@ -89,8 +103,13 @@ logging: {{level: info}}
 
 
 def loa(config: Path, *args: str) -> str:
-    result = subprocess.run([str(BIN / "loa"), "--config", str(config), *args],
-                            capture_output=True, text=True, check=False, timeout=20)
+    result = subprocess.run(
+        [str(BIN / "loa"), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
     return result.stdout + result.stderr
 
 
@@ -103,8 +122,9 @@ def main() -> int:
     if check.returncode != 0:
         return check.returncode
     with open(RUN_DIR / "agent.log", "wb") as log:
-        agent = subprocess.Popen([str(BIN / "loa-agent"), "--config", str(config), "run"],
-                                 stdout=log, stderr=subprocess.STDOUT)
+        agent = subprocess.Popen(
+            [str(BIN / "loa-agent"), "--config", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + DURATION
             while time.monotonic() < deadline and agent.poll() is None:

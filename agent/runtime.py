@@ -25,7 +25,7 @@ from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed
 from drivers.player import Player, PlayerEvent
 from scheduler.engine import Action, Engine, Interrupt, Record, Start
-from scheduler.items import Item, Outcome
+from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
 
 logger = logging.getLogger(__name__)
@@ -182,8 +182,12 @@ class Agent:
         state = self.clock.check()
         if state.trusted != self.state.clock.trusted:
             severity = "info" if state.trusted else "warning"
-            logger.log(logging.INFO if state.trusted else logging.WARNING, "clock %s: %s",
-                       "trusted" if state.trusted else "NOT trusted", state.reason)
+            logger.log(
+                logging.INFO if state.trusted else logging.WARNING,
+                "clock %s: %s",
+                "trusted" if state.trusted else "NOT trusted",
+                state.reason,
+            )
             self.store.add_event(severity, "clock_trust", state.reason)
         self.state.clock = state
         if state.trusted and not self._resumed:
@@ -221,7 +225,9 @@ class Agent:
         if playing is not None:
             self.player.stop()
             now = self.wall()
-            self._record(playing.occurrence, Outcome.INTERRUPTED, "agent stopped", actual=playing.started_at, ended=now)
+            self._record(
+                playing.occurrence, Outcome.INTERRUPTED, "agent stopped", actual=playing.started_at, ended=now
+            )
             self.state.playing = None
         mark = self.engine.watermark
         if mark is not None:
@@ -283,7 +289,9 @@ class Agent:
         item = occurrence.item
         path = self.schedule.audio_path(item)
         if action.late_by > timedelta(0):
-            logger.info("%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds())
+            logger.info(
+                "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
+            )
         problem = self.schedule.audio_problem(path)
         self.state.playing = Playing(occurrence, now)
         if problem is not None:
@@ -329,5 +337,3 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()
-
-

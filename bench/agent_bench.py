@@ -61,10 +61,9 @@ def start_accuracy(starts: int, spacing: float = 1.0) -> dict[str, Any]:
         directory = Path(tmp)
         write_wav(directory / "beep.wav", tone(1000.0, 0.3, 48000), 48000)
         first = datetime.now(UTC) + timedelta(seconds=3)
-        lines = [
-            f"  - {{id: s{n:03d}, audio: beep.wav, at: '{(first + timedelta(seconds=n * spacing)).astimezone(TZ).isoformat()}'}}"
-            for n in range(starts)
-        ]
+        moments = [first + timedelta(seconds=n * spacing) for n in range(starts)]
+        starts_at = [moment.astimezone(TZ).isoformat() for moment in moments]
+        lines = [f"  - {{id: s{n:03d}, audio: beep.wav, at: '{when}'}}" for n, when in enumerate(starts_at)]
         (directory / "schedule.yaml").write_text("items:\n" + "\n".join(lines) + "\n", encoding="utf-8")
         config = load_config(_config(directory, directory / "out.wav"))
         stop = threading.Event()
@@ -77,7 +76,11 @@ def start_accuracy(starts: int, spacing: float = 1.0) -> dict[str, Any]:
         rows = [r for r in store.play_log() if r.actual_start]
         store.close()
     errors = [
-        abs((datetime.fromisoformat(r.actual_start or "") - datetime.fromisoformat(r.scheduled_start)).total_seconds())
+        abs(
+            (
+                datetime.fromisoformat(r.actual_start or "") - datetime.fromisoformat(r.scheduled_start)
+            ).total_seconds()
+        )
         * 1000
         for r in rows
     ]
@@ -107,7 +110,9 @@ def footprint(seconds: float) -> dict[str, Any]:
         directory = Path(tmp)
         later = (datetime.now(UTC) + timedelta(hours=6)).astimezone(TZ).isoformat()
         write_wav(directory / "beep.wav", tone(1000.0, 0.3, 48000), 48000)
-        (directory / "schedule.yaml").write_text(f"items:\n  - {{id: later, audio: beep.wav, at: '{later}'}}\n")
+        (directory / "schedule.yaml").write_text(
+            f"items:\n  - {{id: later, audio: beep.wav, at: '{later}'}}\n"
+        )
         config = _config(directory, directory / "out.wav")
         agent_bin = Path(sys.executable).parent / "loa-agent"
         proc = subprocess.Popen([str(agent_bin), "--config", str(config), "run"])
@@ -133,7 +138,9 @@ def footprint(seconds: float) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--starts", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
     args = parser.parse_args()

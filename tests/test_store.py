@@ -51,13 +51,13 @@ def test_play_row_is_updated_in_place_and_survives_reopen(tmp_path: Path) -> Non
 def test_committed_row_survives_a_killed_writer(tmp_path: Path) -> None:
     # A process that writes, then dies without closing (as at a power cut), loses nothing committed.
     script = (
-        "import os, sys; sys.path.insert(0, %r)\n"
+        f"import os, sys; sys.path.insert(0, {str(Path.cwd())!r})\n"
         "from pathlib import Path\n"
         "from agent.store import Store, PlayRecord\n"
-        "s = Store.open(Path(%r))\n"
+        f"s = Store.open(Path({str(tmp_path)!r}))\n"
         "s.record_play(PlayRecord('k@1','k','a.wav','normal',('z',),'2026-01-01T00:00:00.000+00:00',None,None,'missed','r'))\n"
         "os._exit(9)\n"
-    ) % (str(Path.cwd()), str(tmp_path))
+    )
     result = subprocess.run([sys.executable, "-c", script], check=False)
     assert result.returncode == 9
     store = Store.open_readonly(tmp_path)
