@@ -1,0 +1,186 @@
+"""The audio player contract shared by the libVLC player and the null player.
+
+A player plays one thing at a time and reports what happens as :class:`PlayerEvent` values posted
+to an :data:`EventSink` from whatever thread noticed it.  Every playback is named by a *token* chosen
+by the agent.  For each token the player posts at most one ``playing`` event and then exactly one
+final event: ``ended`` (played to the end), ``stopped`` (``stop()`` or replaced by a later
+``play``), or ``error`` (could not be played, or the backend failed while playing it).
+
+:class:`PlaybackLedger` enforces that rule for every backend, so a late libVLC callback about a
+replaced playback can never be attributed to the playback that replaced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from agent.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+EventKind = Literal["playing", "ended", "stopped", "error"]
+FINAL_KINDS: frozenset[str] = frozenset({"ended", "stopped", "error"})
+
+
+@dataclass(frozen=True)
+class PlayerEvent:
+    """Something that happened to the playback named ``token``."""
+
+    kind: EventKind
+    token: str
+    monotonic: float
+    wall: float
+    detail: str = ""
+
+
+EventSink = Callable[[PlayerEvent], None]
+"""Receives events on the player's own threads; must be thread-safe and return at once."""
+
+
+@runtime_checkable
+class PcmStream(Protocol):
+    """Live PCM audio (signed 16-bit little-endian, interleaved), e.g. the FM receiver's output."""
+
+    sample_rate: int
+    channels: int
+
+    def read(self, max_bytes: int) -> bytes:
+        """Return up to ``max_bytes`` as soon as some are ready; b"" only at the end of the stream.
+
+        Blocks for at most the stream's own timeout; a stream whose source stalls past that
+        timeout ends (returns b"").  After ``close()`` a blocked or later read returns b"" promptly.
+        """
+        ...
+
+    def close(self) -> None:
+        """End the stream; safe to call from any thread and more than once."""
+        ...
+
+
+class Player(Protocol):
+    """An audio player; ``play`` and ``stop`` never block on the backend."""
+
+    name: str
+
+    def start(self) -> None:
+        """Open the backend; raises :class:`agent.errors.PlayerError` if it cannot start."""
+        ...
+
+    def play(self, token: str, path: Path, volume: int) -> None:
+        """Play ``path`` at ``volume`` (0-100), replacing whatever plays."""
+        ...
+
+    def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
+        """Play a live stream until it ends, replacing whatever plays; the player closes it."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the current playback, which gets a ``stopped`` event."""
+        ...
+
+    def close(self) -> None:
+        """Stop playing and release the backend; safe to call twice."""
+        ...
+
+    def healthy(self) -> bool:
+        """False while the backend is not started, has hung, or is being restarted."""
+        ...
+
+
+class Playback:
+    """One play request: its token, and whether it has already been reported on."""
+
+    def __init__(self, token: str, what: str) -> None:
+        self.token = token
+        self.what = what
+        self.announced = False
+        self.finished = False
+
+    def __repr__(self) -> str:
+        return f"Playback({self.token!r}, {self.what!r})"
+
+
+class PlaybackLedger:
+    """Posts events so that each token gets at most one ``playing`` and exactly one final event.
+
+    Only the current playback can be reported on; events about a replaced playback are dropped,
+    because the replacement already reported it as ``stopped``.
+    """
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._current: Playback | None = None
+
+    @property
+    def current(self) -> Playback | None:
+        """The current playback if it has not finished."""
+        with self._lock:
+            current = self._current
+        return current if current is not None and not current.finished else None
+
+    def begin(self, token: str, what: str) -> Playback:
+        """Make a new playback current; the one it replaces gets ``stopped`` if still unfinished."""
+        playback = Playback(token, what)
+        with self._lock:
+            replaced, self._current = self._current, playback
+            stale = replaced is not None and self._close(replaced)
+        if stale and replaced is not None:
+            self._post("stopped", replaced.token, f"replaced by {token}")
+        return playback
+
+    def playing(self, playback: Playback) -> None:
+        """Announce ``playback`` (once) if it is still the current one."""
+        with self._lock:
+            post = playback is self._current and not playback.finished and not playback.announced
+            playback.announced = playback.announced or post
+        if post:
+            self._post("playing", playback.token, playback.what)
+
+    def finish(self, playback: Playback, kind: EventKind, detail: str = "") -> bool:
+        """Post the final event of ``playback``; False if it was replaced or already finished."""
+        with self._lock:
+            post = playback is self._current and self._close(playback)
+        if post:
+            self._post(kind, playback.token, detail)
+        return post
+
+    @staticmethod
+    def _close(playback: Playback) -> bool:
+        if playback.finished:
+            return False
+        playback.finished = True
+        return True
+
+    def _post(self, kind: EventKind, token: str, detail: str) -> None:
+        if kind == "error":
+            logger.warning("playback %s failed: %s", token, detail)
+        else:
+            logger.info("playback %s %s %s", token, kind, detail)
+        self._sink(PlayerEvent(kind, token, time.monotonic(), time.time(), detail))
+
+
+def check_volume(volume: int) -> int:
+    """Return ``volume`` if it is within 0..100, else raise ValueError (a caller's bug)."""
+    if not 0 <= volume <= 100:
+        raise ValueError(f"volume {volume} is outside 0..100")
+    return volume
+
+
+def make_player(backend: str, vlc_args: Sequence[str], sink: EventSink) -> Player:
+    """Build the player named by ``audio.backend``: "vlc" (libVLC) or "null" (no sound)."""
+    if backend == "vlc":
+        from drivers.vlc_player import VlcPlayer
+
+        return VlcPlayer(vlc_args, sink)
+    if backend == "null":
+        from drivers.null_player import NullPlayer
+
+        return NullPlayer(sink)
+    raise ConfigError([f"audio.backend: value {backend!r} is not a player: expected 'vlc' or 'null'"])

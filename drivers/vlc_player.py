@@ -1,0 +1,375 @@
+"""The libVLC player: the only module that imports python-vlc.
+
+Threads, and why:
+
+* Every libVLC call runs on one command thread owned by an :class:`_Engine` (one ``vlc.Instance``
+  and one media player).  ``play``/``stop`` only queue a command, so a libVLC call that hangs (as
+  ``stop()`` and ``set_media()`` have on Pis) cannot freeze the agent.
+* libVLC calls back on its own threads.  Callbacks never call libVLC (that deadlocks); they only
+  post events through the :class:`PlaybackLedger`.
+* A watchdog thread checks that no command runs longer than ``command_timeout``.  When one does,
+  the engine is abandoned (its thread is left to finish or hang on its own), the current playback
+  gets an ``error`` event, queued commands move to a fresh engine, and ``healthy()`` is False until
+  the fresh engine has completed a command.
+
+Attribution: callbacks read ``_Engine._active``, which the command thread sets only after
+``set_media`` has returned.  libVLC 3 joins the previous input thread inside ``set_media`` and
+sends events synchronously from it, so an event about the old media can only arrive while the old
+``_active`` is still set; events about an already replaced playback are dropped by the ledger.
+
+Corrupt files: libVLC 3 reports a file it cannot demux as "playing" then "ended" with no
+elementary stream.  So ``playing`` is posted only once an audio stream exists, and an end without
+one is reported as an ``error``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import PlayerError
+from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume
+from drivers.wav import WavStreamFeed
+
+logger = logging.getLogger(__name__)
+
+BASE_ARGS = ("--no-video", "--quiet", "--no-xlib")
+_AUDIO_TRACK = 0  # libvlc_track_audio
+
+
+def load_libvlc() -> Any:
+    """Import python-vlc, which loads libvlc.so; PlayerError with the fix if it cannot."""
+    try:
+        return importlib.import_module("vlc")
+    except (ImportError, OSError, NotImplementedError) as exc:
+        raise PlayerError(f"libVLC not found: apt install vlc-bin vlc-plugin-base ({exc})") from exc
+
+
+def _unreadable(path: Path) -> str:
+    """Why libVLC could not read ``path``, or ""; checked first for a clearer reason than libVLC's."""
+    if not path.is_file():
+        return f"file not found: {path}"
+    if not os.access(path, os.R_OK):
+        return f"file not readable: {path}"
+    if path.stat().st_size == 0:
+        return f"file is empty: {path}"
+    return ""
+
+
+@dataclass
+class _Command:
+    what: str
+    token: str | None
+    run: Callable[[_Engine], None]
+
+
+class _Active:
+    """What libVLC is playing now, as seen by its callbacks."""
+
+    def __init__(self, playback: Playback, feed: WavStreamFeed | None = None) -> None:
+        self.playback = playback
+        self.feed = feed
+        self.audio_seen = False
+        self.reached_playing = False
+
+
+class _Engine:
+    """One vlc.Instance and media player, touched only by the engine's command thread."""
+
+    def __init__(self, args: Sequence[str], ledger: PlaybackLedger, on_done: Callable[[], None]) -> None:
+        self._args = list(args)
+        self._ledger = ledger
+        self._on_done = on_done
+        self.commands: queue.Queue[_Command | None] = queue.Queue()
+        self.busy: tuple[str, float] | None = None
+        self.abandoned = False
+        self.ready = threading.Event()
+        self.failure: PlayerError | None = None
+        self._vlc: Any = None
+        self._instance: Any = None
+        self._player: Any = None
+        self._active: _Active | None = None
+        self._keepalive: tuple[Any, ...] = ()
+        self._thread = threading.Thread(target=self._run, name="vlc-commands", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def abandon(self) -> list[_Command]:
+        """Stop listening to this engine and hand back the commands it has not started."""
+        self.abandoned = True
+        pending: list[_Command] = []
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return pending
+            if command is not None:
+                pending.append(command)
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except PlayerError as exc:
+            self.failure = exc
+        self.ready.set()
+        while (command := self.commands.get()) is not None and not self.abandoned:
+            self.busy = (command.what, time.monotonic())
+            self._execute(command)
+            self.busy = None
+            if not self.abandoned:
+                self._on_done()
+        self._release()
+
+    def _execute(self, command: _Command) -> None:
+        if self.failure is not None:
+            if command.token is not None:
+                playback = self._ledger.begin(command.token, command.what)
+                self._ledger.finish(playback, "error", str(self.failure))
+            return
+        try:
+            command.run(self)
+        except Exception as exc:  # a libVLC binding error must not kill the command thread
+            logger.exception("libVLC command %r failed", command.what)
+            current = self._ledger.current
+            if current is not None:
+                self._ledger.finish(current, "error", f"libVLC failed during {command.what}: {exc}")
+
+    def _open(self) -> None:
+        self._vlc = load_libvlc()
+        self._instance = self._vlc.Instance(self._args)
+        if self._instance is None:
+            raise PlayerError(
+                f"libVLC started without its plugins or refused its arguments {self._args}: "
+                "install vlc-plugin-base and check audio.vlc_args"
+            )
+        self._player = self._instance.media_player_new()
+        events = self._player.event_manager()
+        kinds = {
+            "es": self._vlc.EventType.MediaPlayerESAdded,
+            "playing": self._vlc.EventType.MediaPlayerPlaying,
+            "end": self._vlc.EventType.MediaPlayerEndReached,
+            "error": self._vlc.EventType.MediaPlayerEncounteredError,
+        }
+        for name, event_type in kinds.items():
+            events.event_attach(event_type, self._on_vlc_event, name)
+        logger.info("libVLC %s started with %s", self._vlc.libvlc_get_version().decode(), self._args)
+
+    def _release(self) -> None:
+        if self._player is not None:
+            self._halt()
+            self._player.release()
+            self._instance.release()
+            self._player = self._instance = None
+            logger.info("libVLC released")
+
+    # --- libVLC's threads: post only, never call libVLC -----------------------------------------
+    def _on_vlc_event(self, event: Any, kind: str) -> None:
+        active = self._active
+        if active is None or self.abandoned:
+            return
+        playback = active.playback
+        if kind == "es" and event.u.meta_type == _AUDIO_TRACK:
+            active.audio_seen = True
+        elif kind == "playing":
+            active.reached_playing = True
+        elif kind == "end":
+            self._report_end(active)
+        elif kind == "error":
+            self._ledger.finish(playback, "error", f"libVLC could not open or decode {playback.what}")
+        if active.audio_seen and active.reached_playing:
+            self._ledger.playing(playback)
+
+    def _report_end(self, active: _Active) -> None:
+        if active.audio_seen:
+            self._ledger.finish(active.playback, "ended", "end of media")
+        else:
+            detail = f"libVLC found no audio in {active.playback.what} (corrupt or not an audio file)"
+            self._ledger.finish(active.playback, "error", detail)
+
+    # --- commands, on the command thread ----------------------------------------------------------
+    def play_file(self, token: str, path: Path, volume: int) -> None:
+        playback = self._ledger.begin(token, str(path))
+        problem = _unreadable(path)
+        if problem:
+            self._halt()
+            self._ledger.finish(playback, "error", problem)
+            return
+        self._switch(_Active(playback), self._instance.media_new_path(str(path)), volume, ())
+
+    def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
+        what = f"stream {stream.sample_rate} Hz x{stream.channels}"
+        feed = WavStreamFeed(stream)
+        read_cb = self._vlc.CallbackDecorators.MediaReadCb(_reader(feed))
+        media = self._instance.media_new_callbacks(None, read_cb, None, None, None)
+        media.add_option(":demux=wav")
+        self._switch(_Active(self._ledger.begin(token, what), feed), media, volume, (read_cb,))
+
+    def stop(self) -> None:
+        current = self._ledger.current
+        self._halt()
+        if current is not None:
+            self._ledger.finish(current, "stopped", "stop requested")
+
+    def _switch(self, active: _Active, media: Any, volume: int, keep: tuple[Any, ...]) -> None:
+        self._detach()
+        self._player.set_media(media)  # stops and joins the previous input: may hang on a Pi
+        if self.abandoned:  # the watchdog gave up on us meanwhile: a fresh engine plays instead
+            return
+        self._active = active
+        self._hold(media, *keep)
+        if self._player.audio_set_volume(volume) != 0:
+            logger.debug("this audio output has no volume control; volume %d not applied", volume)
+        if self._player.play() != 0:
+            self._ledger.finish(active.playback, "error", f"libVLC refused to play {active.playback.what}")
+
+    def _halt(self) -> None:
+        self._detach()
+        self._player.stop()  # joins the input thread: may hang on a Pi
+        self._hold()
+
+    def _detach(self) -> None:
+        """Silence callbacks of the current media and end its stream before libVLC stops it."""
+        active, self._active = self._active, None
+        if active is not None and active.feed is not None:
+            active.feed.close()
+
+    def _hold(self, *objects: Any) -> None:
+        # The read callback must outlive libVLC's use of the media, which ends only after
+        # set_media() or stop() has returned: ctypes would free it under libVLC otherwise.
+        previous, self._keepalive = self._keepalive, objects
+        for item in previous:
+            if hasattr(item, "release"):
+                item.release()
+
+
+def _reader(feed: WavStreamFeed) -> Callable[[int, Any, int], int]:
+    """libVLC's read callback for ``feed``: bytes read, 0 at the end, -1 on failure."""
+
+    def read(_opaque: int, buffer: Any, length: int) -> int:
+        try:
+            chunk = feed.read(length)
+        except Exception:
+            logger.exception("PCM stream failed")
+            return -1
+        ctypes.memmove(buffer, chunk, len(chunk))
+        return len(chunk)
+
+    return read
+
+
+class VlcPlayer:
+    """Plays files and live PCM streams through libVLC, supervising it."""
+
+    name = "vlc"
+
+    def __init__(self, vlc_args: Sequence[str], sink: EventSink, command_timeout: float = 5.0) -> None:
+        self._args = [*BASE_ARGS, *vlc_args]
+        self._ledger = PlaybackLedger(sink)
+        self._timeout = command_timeout
+        self._lock = threading.Lock()
+        self._engine: _Engine | None = None
+        self._degraded = False
+        self._closing = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        engine = self._new_engine()
+        if not engine.ready.wait(self._timeout):
+            engine.abandon()
+            raise PlayerError(f"libVLC did not start within {self._timeout:g} s")
+        if engine.failure is not None:
+            engine.commands.put(None)
+            raise engine.failure
+        self._engine = engine
+        self._closing.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="vlc-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def play(self, token: str, path: Path, volume: int) -> None:
+        check_volume(volume)
+        self._submit(_Command(f"play {path}", token, lambda e: e.play_file(token, path, volume)))
+
+    def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
+        check_volume(volume)
+        self._submit(_Command(f"play stream {token}", token, lambda e: e.play_stream(token, stream, volume)))
+
+    def stop(self) -> None:
+        self._submit(_Command("stop", None, _Engine.stop))
+
+    def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=self._timeout)
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.commands.put(None)
+            if not engine.join(self._timeout):
+                logger.warning("libVLC did not shut down within %g s; leaving it behind", self._timeout)
+
+    def healthy(self) -> bool:
+        engine = self._engine
+        if engine is None or engine.failure is not None or self._degraded:
+            return False
+        return self._stuck_on(engine) is None
+
+    def _submit(self, command: _Command) -> None:
+        with self._lock:
+            engine = self._engine
+        if engine is None:
+            raise PlayerError("the libVLC player is not started")
+        engine.commands.put(command)
+
+    def _new_engine(self) -> _Engine:
+        engine = _Engine(self._args, self._ledger, lambda: self._command_done(engine))
+        engine.start()
+        return engine
+
+    def _command_done(self, engine: _Engine) -> None:
+        if engine is self._engine and engine.failure is None:
+            self._degraded = False
+
+    def _stuck_on(self, engine: _Engine) -> str | None:
+        busy = engine.busy
+        if busy is not None and time.monotonic() - busy[1] > self._timeout:
+            return busy[0]
+        return None
+
+    def _watch(self) -> None:
+        while not self._closing.wait(min(0.25, self._timeout / 4)):
+            engine = self._engine
+            what = None if engine is None else self._stuck_on(engine)
+            if engine is not None and what is not None:
+                self._restart(engine, what)
+
+    def _restart(self, engine: _Engine, what: str) -> None:
+        """Give up on a hung engine: report, and move its queued commands to a fresh one."""
+        logger.error("libVLC did not finish %r within %g s: restarting libVLC", what, self._timeout)
+        with self._lock:
+            self._degraded = True
+            pending = engine.abandon()
+            current = self._ledger.current
+            if current is not None:
+                detail = f"libVLC did not finish {what} within {self._timeout:g} s; libVLC restarted"
+                self._ledger.finish(current, "error", detail)
+            fresh = self._new_engine()
+            for command in pending:
+                fresh.commands.put(command)
+            self._engine = fresh
+            self.restarts += 1

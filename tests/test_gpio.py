@@ -1,0 +1,151 @@
+"""Relays and status LED on gpiozero's own MockFactory (MockPin records every state it takes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from agent.errors import HardwareError, LoaError
+from drivers.gpio import AmplifierRelays, LedCode, StatusLed, UnknownZoneError, make_pin_factory
+
+AMPLIFIERS = [("zone-1", 17, True), ("zone-2", 27, False), ("zone-3", 22, True)]
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    mock = MockFactory()
+    yield mock
+    mock.reset()
+
+
+@pytest.fixture
+def relays(factory: MockFactory) -> Iterator[AmplifierRelays]:
+    ticks = itertools.count(100.0)
+    built = AmplifierRelays(AMPLIFIERS, factory, clock=lambda: next(ticks))
+    yield built
+    built.close()
+
+
+def _levels(factory: MockFactory, pin: int) -> list[bool]:
+    return [bool(state.state) for state in factory.pin(pin).states]
+
+
+def test_relays_start_open_whatever_the_polarity(relays: AmplifierRelays, factory: MockFactory) -> None:
+    assert relays.states() == {"zone-1": False, "zone-2": False, "zone-3": False}
+    assert factory.pin(17).state is False  # active high: open is low
+    assert factory.pin(27).state is True  # active low: open is high
+
+
+def test_apply_drives_each_pin_by_its_polarity(relays: AmplifierRelays, factory: MockFactory) -> None:
+    assert relays.apply(["zone-1", "zone-2"]) == ["zone-1", "zone-2"]
+    assert factory.pin(17).state is True
+    assert factory.pin(27).state is False
+    assert factory.pin(22).state is False
+    assert relays.states() == {"zone-1": True, "zone-2": True, "zone-3": False}
+
+
+def test_apply_switches_only_what_changes(relays: AmplifierRelays, factory: MockFactory) -> None:
+    relays.apply(["zone-1"])
+    assert relays.apply(["zone-1"]) == []
+    assert relays.apply(["zone-1", "zone-3"]) == ["zone-3"]
+    assert relays.apply([]) == ["zone-1", "zone-3"]
+    assert _levels(factory, 17) == [False, True, False]  # no pulse on the unchanged apply
+    assert _levels(factory, 27) == [False, True]  # zone-2: driven open (high) when opened, then untouched
+    assert relays.history == [
+        (100.0, "zone-1", True),
+        (101.0, "zone-3", True),
+        (102.0, "zone-1", False),
+        (103.0, "zone-3", False),
+    ]
+
+
+def test_unknown_zone_is_refused_without_switching(relays: AmplifierRelays) -> None:
+    with pytest.raises(UnknownZoneError, match="zone-9") as caught:
+        relays.apply(["zone-1", "zone-9"])
+    assert isinstance(caught.value, KeyError) and isinstance(caught.value, LoaError)
+    assert relays.history == []
+
+
+def test_close_opens_every_relay_then_releases_the_pins(factory: MockFactory) -> None:
+    relays = AmplifierRelays(AMPLIFIERS, factory)
+    relays.apply(["zone-1", "zone-2", "zone-3"])
+    relays.close()
+    assert [(zone, closed) for _, zone, closed in relays.history[3:]] == [
+        ("zone-1", False),
+        ("zone-2", False),
+        ("zone-3", False),
+    ]
+    assert _levels(factory, 27)[-2:] == [False, True]  # active low: opened (high) before release
+    assert factory.pin(17).function == "input"
+    AmplifierRelays(AMPLIFIERS, factory).close()  # the pins are free again
+
+
+def test_a_pin_that_cannot_be_opened_names_zone_and_pin(factory: MockFactory) -> None:
+    with pytest.raises(HardwareError, match="relay zone-b on pin 17"):
+        AmplifierRelays([("zone-a", 17, True), ("zone-b", 17, True)], factory)
+    with pytest.raises(HardwareError, match="relay zone-x on pin 99"):
+        AmplifierRelays([("zone-x", 99, True)], factory)
+    AmplifierRelays([("zone-a", 17, True)], factory).close()  # zone-a was released on failure
+
+
+def test_make_pin_factory_by_name() -> None:
+    assert isinstance(make_pin_factory("mock"), MockFactory)
+    with pytest.raises(HardwareError, match="unknown pin factory 'gpiod'"):
+        make_pin_factory("gpiod")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lgpio") is not None, reason="lgpio is installed here")
+def test_missing_pin_library_says_what_to_install() -> None:
+    with pytest.raises(HardwareError, match="pin factory 'lgpio' is not available: install python3-lgpio"):
+        make_pin_factory("lgpio")
+
+
+@pytest.fixture
+def led(factory: MockFactory) -> Iterator[StatusLed]:
+    built = StatusLed(5, factory)
+    yield built
+    built.close()
+
+
+def test_playing_is_steady_on(led: StatusLed, factory: MockFactory) -> None:
+    led.show(LedCode.PLAYING)
+    time.sleep(0.2)
+    assert _levels(factory, 5) == [False, True]
+
+
+def test_clock_untrusted_blinks_fast(led: StatusLed, factory: MockFactory) -> None:
+    led.show(LedCode.CLOCK_UNTRUSTED)
+    time.sleep(0.9)
+    states = factory.pin(5).states
+    assert [s.state for s in states[:5]] == [False, True, False, True, False]
+    assert all(0.15 <= s.timestamp <= 0.35 for s in states[2:5])  # 0.2 s phases
+
+
+def test_fault_flashes_twice_then_pauses(led: StatusLed, factory: MockFactory) -> None:
+    led.show(LedCode.FAULT)
+    time.sleep(0.8)
+    assert _levels(factory, 5) == [False, True, False, True, False]
+    assert factory.pin(5).state is False
+
+
+def test_same_code_does_not_restart_the_pattern(led: StatusLed, factory: MockFactory) -> None:
+    led.show(LedCode.OK_IDLE)
+    time.sleep(0.25)  # past the 0.1 s flash, into the 2.9 s pause
+    led.show(LedCode.OK_IDLE)
+    time.sleep(0.1)
+    assert _levels(factory, 5) == [False, True, False]
+    led.show(LedCode.PLAYING)
+    assert factory.pin(5).state is True
+
+
+def test_close_turns_the_led_off_and_frees_the_pin(factory: MockFactory) -> None:
+    led = StatusLed(5, factory)
+    led.show(LedCode.PLAYING)
+    led.close()
+    assert factory.pin(5).state is False
+    StatusLed(5, factory).close()
