@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="Commune loudspeaker controller agent: schedules, libVLC playback, FM relay, relays",
     python_requires=">=3.11",
-    packages=find_packages(include=["agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]),
+    packages=find_packages(
+        include=["agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]
+    ),
     install_requires=[
         "python-vlc>=3.0.18122",
         "gpiozero>=2.0",
