@@ -1,0 +1,92 @@
+"""A fake serial FM tuner module answering Loa's AT command set on a pseudo-terminal.
+
+Tests (and the demo) open the pty's slave path with the real pyserial client; this thread plays
+the module on the master side.  It records the commands it received and can be scripted to stay
+silent for a number of commands (to exercise timeouts and retries).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+
+__all__ = ["FakeTunerDevice"]
+
+
+class FakeTunerDevice:
+    """Serves AT commands on a pty; ``port`` is the path a client opens."""
+
+    def __init__(self, *, rssi: int = 45, snr: int = 30, ignore_commands: int = 0) -> None:
+        self.rssi = rssi
+        self.snr = snr
+        self.ignore_commands = ignore_commands
+        self.frequency_units = 10_000
+        self.muted = False
+        self.volume = 8
+        self.deemphasis_us = 75
+        self.received: list[str] = []
+        self._master, self._slave = os.openpty()
+        self.port = os.ttyname(self._slave)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="fake-tuner", daemon=True)
+
+    def start(self) -> FakeTunerDevice:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        os.close(self._master)
+        os.close(self._slave)
+
+    def _serve(self) -> None:
+        pending = b""
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                pending += os.read(self._master, 1024)
+            except OSError:
+                return
+            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+            for raw in lines:
+                if raw.strip():
+                    self._handle(raw.decode("ascii", "replace").strip())
+
+    def _handle(self, command: str) -> None:
+        self.received.append(command)
+        if self.ignore_commands > 0:
+            self.ignore_commands -= 1
+            return
+        reply = self.answer(command)
+        os.write(self._master, "".join(f"{line}\r\n" for line in reply).encode("ascii"))
+
+    def answer(self, command: str) -> list[str]:
+        """The module's reply lines to one command."""
+        queries = {
+            "AT": [],
+            "AT+VER?": ["+VER: fake-tuner 1.0"],
+            "AT+FREQ?": [f"+FREQ: {self.frequency_units}"],
+            "AT+RSSI?": [f"+RSSI: {self.rssi}"],
+            "AT+SNR?": [f"+SNR: {self.snr}"],
+        }
+        if command in queries:
+            return [*queries[command], "OK"]
+        name, _, value = command.partition("=")
+        setters = {
+            "AT+FREQ": (8750, 10800, "frequency_units"),
+            "AT+MUTE": (0, 1, "muted"),
+            "AT+VOL": (0, 15, "volume"),
+            "AT+DEEMPH": (50, 75, "deemphasis_us"),
+        }
+        if name not in setters or not value.isdigit():
+            return ["ERROR"]
+        low, high, attribute = setters[name]
+        number = int(value)
+        if not low <= number <= high or (name == "AT+DEEMPH" and number not in (50, 75)):
+            return ["ERROR"]
+        setattr(self, attribute, bool(number) if attribute == "muted" else number)
+        return ["OK"]
