@@ -1,0 +1,317 @@
+"""The problem-collecting reader behind :mod:`agent.config`, and the kinds of value it converts.
+
+A :class:`Reader` walks one :class:`agent.yaml_source.YamlDocument`; each mapping in it is a
+:class:`Section` whose typed getters (``get``, ``optional``, ``get_list``, ``entries``, ``section``)
+convert a key with a :class:`Kind`, remember the key as known, and on a wrong value record a problem
+and hand back the default, so that one pass reports every problem in the file.
+:meth:`Reader.finish` then adds the unknown keys and returns the problems in file order.
+
+A kind's converter raises ``ValueError(reason[, hint])``; the reason may start with the value's text
+in quotes (as :mod:`agent.durations` writes it), which is dropped because the problem shows the value.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Generic, TypeVar, get_args
+from zoneinfo import ZoneInfo
+
+from agent import durations
+from agent.durations import ClockWindow
+from agent.yaml_source import MISSING, NO_VALUE, KeyPath, Problem, YamlDocument, did_you_mean
+
+T = TypeVar("T")
+
+
+class _Bad(enum.Enum):
+    """What a conversion returns once it has reported its problem."""
+
+    BAD = 0
+
+
+_BAD = _Bad.BAD
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """What a scalar key holds: its description and a converter.
+
+    The converter gets the value and its text as the file spells it, and raises
+    ``ValueError(reason[, hint])`` when the value is wrong.
+    """
+
+    expected: str
+    convert: Callable[[object, str], T]
+
+
+class Reader:
+    """Reads one document, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, document: YamlDocument) -> None:
+        self.document = document
+        self.base = document.path.absolute().parent
+        self.problems: list[Problem] = list(document.problems)
+        self.sections: list[Section] = []
+
+    def add(
+        self, path: KeyPath, value: object, expected: str, hint: str | None = None, reason: str | None = None
+    ) -> None:
+        if value is not MISSING and value is not NO_VALUE:
+            text = self.document.text_of(path)
+            value = text if text is not None else value
+        self.problems.append(self.document.problem(path, value, expected, hint, reason))
+
+    def finish(self) -> list[Problem]:
+        """Report unknown keys, then every problem in file order."""
+        for section in self.sections:
+            section.report_unknown()
+        return sorted(self.problems, key=lambda problem: problem.line or 0)
+
+
+class Section:
+    """One mapping of the document: typed getters that record which keys are known."""
+
+    def __init__(self, reader: Reader, path: KeyPath, data: object, *, broken: bool = False) -> None:
+        self.reader = reader
+        self.path = path
+        self.data: dict[str, object] = data if isinstance(data, dict) else {}
+        self.broken = broken  # already reported as wrong: do not pile "missing" problems on top
+        self.known: list[str] = []
+        reader.sections.append(self)
+
+    def get(self, key: str, kind: Kind[T], default: T, *, required: bool = False) -> T:
+        """The converted value, or ``default`` when absent or wrong (the latter is reported)."""
+        self.known.append(key)
+        if key not in self.data:
+            if required:
+                self.missing(key, kind.expected)
+            return default
+        result = self._convert((*self.path, key), self.data[key], kind)
+        return default if isinstance(result, _Bad) else result
+
+    def optional(self, key: str, kind: Kind[T]) -> T | None:
+        """The converted value, or None when absent, empty (``key:`` or ``null``) or wrong."""
+        self.known.append(key)
+        if self.data.get(key) is None:
+            return None
+        result = self._convert((*self.path, key), self.data[key], kind)
+        return None if isinstance(result, _Bad) else result
+
+    def get_list(
+        self, key: str, kind: Kind[T], default: tuple[T, ...], expected: str, *, empty: str | None = None
+    ) -> tuple[T, ...]:
+        """A list whose items are each converted; wrong items are reported and left out.
+
+        ``empty``, if given, refuses an empty list and says what to write instead.
+        """
+        value = self._list(key, expected, required=False)
+        if value is None:
+            return default
+        if not value and empty:
+            self.report(key, value, "is an empty list", expected, empty)
+        results: list[T] = []
+        for index, item in enumerate(value):
+            result = self._convert((*self.path, key, index), item, kind)
+            if not isinstance(result, _Bad):
+                results.append(result)
+        return tuple(results)
+
+    def entries(self, key: str, expected: str) -> list[Section]:
+        """The mappings of a required, non-empty list of mappings (``gpio.amplifiers``)."""
+        value = self._list(key, expected, required=True)
+        if value is None:
+            return []
+        if not value:
+            self.report(key, value, "is an empty list", expected)
+        sections = []
+        for index, item in enumerate(value):
+            if isinstance(item, dict):
+                sections.append(Section(self.reader, (*self.path, key, index), item, broken=self.broken))
+            else:
+                item_path = (*self.path, key, index)
+                self.reader.add(
+                    item_path, item, "a mapping such as {name: ..., pin: ...}", None, "is not a mapping"
+                )
+        return sections
+
+    def section(self, key: str) -> Section:
+        """The sub-mapping at ``key``; absent or empty (``key:``) reads as an empty one, so that
+        its required keys are reported one by one."""
+        self.known.append(key)
+        value = self.data.get(key)
+        if isinstance(value, dict):
+            return Section(self.reader, (*self.path, key), value, broken=self.broken)
+        if value is not None:
+            self.report(key, value, "is not a mapping", "a mapping of settings (indented 'key: value' lines)")
+        return Section(self.reader, (*self.path, key), {}, broken=self.broken or value is not None)
+
+    def _convert(self, path: KeyPath, value: object, kind: Kind[T]) -> T | _Bad:
+        text = self.reader.document.text_of(path)
+        if value is None and not text:  # "key:" with nothing after it
+            self.reader.add(path, NO_VALUE, kind.expected, None, "is empty")
+            return _BAD
+        if isinstance(value, list | dict):
+            shape = "is a list" if isinstance(value, list) else "is a mapping"
+            self.reader.add(path, value, kind.expected, None, shape)
+            return _BAD
+        text = str(value) if text is None else text
+        try:
+            return kind.convert(value, text)
+        except ValueError as exc:
+            reason = str(exc.args[0]).removeprefix(f"{text!r} ")
+            hint = exc.args[1] if len(exc.args) > 1 else None
+            self.reader.add(path, text, kind.expected, hint, reason)
+            return _BAD
+
+    def missing(self, key: str, expected: str) -> None:
+        if not self.broken:
+            self.reader.add((*self.path, key), MISSING, expected)
+
+    def report(self, key: str, value: object, reason: str, expected: str, hint: str | None = None) -> None:
+        self.reader.add((*self.path, key), value, expected, hint, reason)
+
+    def report_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.known:
+                hint = did_you_mean(key, self.known) or "known keys: " + ", ".join(self.known)
+                self.reader.add((*self.path, key), NO_VALUE, "", hint, "unknown key")
+
+    def _list(self, key: str, expected: str, *, required: bool) -> list[object] | None:
+        self.known.append(key)
+        if key not in self.data:
+            if required:
+                self.missing(key, expected)
+            return None
+        value = self.data[key]
+        if isinstance(value, list):
+            return value
+        hint = f"write [{value}]" if isinstance(value, str) else None
+        self.report(key, value, "is not a list" if value is not None else "is empty", expected, hint)
+        return None
+
+
+# -- kinds of value -------------------------------------------------------------------------------
+
+
+def whole(low: int, high: int, expected: str | None = None) -> Kind[int]:
+    def convert(value: object, text: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("is not a whole number")
+        if not low <= value <= high:
+            raise ValueError("is out of range")
+        return value
+
+    return Kind(expected or f"a whole number from {low} to {high}", convert)
+
+
+def number(low: float, high: float, unit: str) -> Kind[float]:
+    def convert(value: object, text: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("is not a number")
+        if not low <= value <= high:  # also refuses .nan
+            raise ValueError("is out of range")
+        return float(value)
+
+    return Kind(f"a number from {low:g} to {high:g} ({unit})", convert)
+
+
+def _check_bool(value: object, text: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("is not true or false")
+    return value
+
+
+def text_matching(expected: str, pattern: str = r".*\S.*") -> Kind[str]:
+    def convert(value: object, text: str) -> str:
+        if not isinstance(value, str):
+            raise ValueError("is not text", "put it in quotes")
+        if not re.fullmatch(pattern, value):
+            raise ValueError("does not fit")
+        return value
+
+    return Kind(expected, convert)
+
+
+def choice(options: Any, expected: str | None = None) -> Kind[Any]:
+    """One of ``options`` (a Literal alias or names); the value's text is compared, so ``null`` fits."""
+    choices = tuple(get_args(options) or options)
+
+    def convert(value: object, text: str) -> str:
+        if text not in choices:
+            raise ValueError("is not allowed", did_you_mean(text, choices))
+        return text
+
+    return Kind(expected or "one of " + ", ".join(choices), convert)
+
+
+def duration(low: timedelta, high: timedelta, example: timedelta) -> Kind[timedelta]:
+    def convert(value: object, text: str) -> timedelta:
+        parsed = durations.parse_duration(text)
+        if not low <= parsed <= high:
+            raise ValueError("is out of range")
+        return parsed
+
+    span = f"from {durations.format_duration(low)} to {durations.format_duration(high)}"
+    example_text = durations.format_duration(example)
+    return Kind(f"a duration with a unit (ms, s, min, h) {span}, e.g. {example_text}", convert)
+
+
+def frequency(low: int, high: int, *, signed: bool = False) -> Kind[int]:
+    def convert(value: object, text: str) -> int:
+        hertz = durations.parse_frequency(text, signed=signed)
+        if not low <= hertz <= high:
+            raise ValueError("is out of range")
+        return hertz
+
+    span = f"from {durations.format_frequency(low)} to {durations.format_frequency(high)}"
+    return Kind(f"a frequency with a unit (Hz, kHz, MHz) {span}", convert)
+
+
+def sample_rate(*ranges: tuple[int, int]) -> Kind[int]:
+    def convert(value: object, text: str) -> int:
+        rate = value if isinstance(value, int) and not isinstance(value, bool) else None
+        rate = durations.parse_frequency(text) if rate is None else rate
+        if not any(low <= rate <= high for low, high in ranges):
+            raise ValueError("is out of range")
+        return rate
+
+    spans = " or ".join(f"{low} to {high}" for low, high in ranges)
+    return Kind(f"samples per second, {spans}, e.g. 1024000", convert)
+
+
+def file_path(base: Path, expected: str) -> Kind[Path]:
+    def convert(value: object, text: str) -> Path:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("is not a path")
+        return base / value  # an absolute value replaces base
+
+    return Kind(expected, convert)
+
+
+def _window(value: object, text: str) -> ClockWindow:
+    return durations.parse_clock_window(text)
+
+
+def _timezone(value: object, text: str) -> ZoneInfo:
+    if text not in _zone_names():
+        raise ValueError("is not a known time zone", did_you_mean(text, _zone_names()))
+    return ZoneInfo(text)
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+BOOL = Kind("true or false", _check_bool)
+CLOCK_WINDOW = Kind(
+    "a daily window of local time such as 05:00-21:30 (may cross midnight: 22:00-02:00)", _window
+)
+TIME_ZONE = Kind("a time zone name such as Asia/Ho_Chi_Minh", _timezone)
