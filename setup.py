@@ -15,7 +15,7 @@ setup(
         "gpiozero>=2.0",
         "paho-mqtt>=2.0",
         "pyserial>=3.5",
-        "pyrtlsdr>=0.3",
+        "pyrtlsdr>=0.3.0,<0.4",  # 0.4+ needs a newer librtlsdr than Debian 12 ships
         "pyyaml>=6.0",
         "requests>=2.28",
         "sqlite-utils>=3.35",

@@ -26,7 +26,8 @@ from agent.clock_trust import ClockTrust
 from agent.config import Config, load_config
 from agent.control import ControlServer
 from agent.errors import LoaError, ScheduleError
-from agent.runtime import Agent, Reload
+from agent.fm_relay import FmRelay
+from agent.runtime import SOURCE_RELAY, Agent, Reload
 from agent.schedule_source import ScheduleSource, read_schedule_file
 from agent.store import Store
 from agent.systemd_notify import Notifier
@@ -84,6 +85,7 @@ def run(
         player = make_player(config.audio.backend, config.audio.vlc_args, events.put)
         player.start()
         stack.callback(player.close)
+        fm, source_relay = _start_fm(config, events, factory, stack)
         schedule = ScheduleSource(config)
         schedule.load(store)
         agent = Agent(
@@ -96,6 +98,8 @@ def run(
             schedule=schedule,
             notifier=notifier,
             events=events,
+            fm=fm,
+            source_relay=source_relay,
         )
         control = ControlServer(
             config.control.socket, {"status": lambda _: agent.status(), "reload": lambda _: _reload(agent)}
@@ -108,6 +112,26 @@ def run(
         install_signals(stop, agent)
         agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
     logger.info("agent stopped")
+
+
+def _start_fm(
+    config: Config, events: queue.Queue[object], factory: object, stack: ExitStack
+) -> tuple[FmRelay | None, AmplifierRelays | None]:
+    """The FM relay, if configured.  FM is a fallback: if it cannot start, the agent runs without it."""
+    if config.fm.backend == "none":
+        return None, None
+    source_relay = None
+    try:
+        if config.fm.backend == "serial":
+            source_relay = AmplifierRelays([(SOURCE_RELAY, config.fm.serial.audio_relay_pin, True)], factory)
+            stack.callback(source_relay.close)
+        fm = FmRelay(config, events.put)
+        fm.start()
+    except LoaError as exc:
+        logger.error("FM relay unavailable, running without it: %s", exc)
+        return None, source_relay
+    stack.callback(fm.stop)
+    return fm, source_relay
 
 
 def _reload(agent: Agent) -> dict[str, object]:

@@ -8,6 +8,7 @@ carries it out, and publishes a status snapshot for ``loa status``.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -18,12 +19,14 @@ from typing import Any
 
 from agent.clock_trust import ClockState, ClockTrust
 from agent.config import Config
+from agent.fm_relay import FmInputs, FmRelay
 from agent.schedule_source import ScheduleSource
 from agent.status import StatusBoard
 from agent.store import PlayRecord, Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed
 from drivers.player import Player, PlayerEvent
+from fm_receiver.iq_source import FmEvent
 from scheduler.engine import Action, Engine, Interrupt, Record, Start
 from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
@@ -31,6 +34,10 @@ from scheduler.recurrence import Occurrence
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # the loop runs at least this often (clock trust, watchdog, status)
+SOURCE_RELAY = "fm-audio"
+WARNING_FM_EVENTS = frozenset(
+    {"fm.carrier_lost", "fm.source_stalled", "fm.source_open_failed", "fm.source_error", "fm.source_finished"}
+)
 ENDED_OUTCOMES = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED})
 WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
@@ -74,6 +81,8 @@ class Agent:
         schedule: ScheduleSource,
         notifier: Notifier | None = None,
         events: queue.Queue[object] | None = None,
+        fm: FmRelay | None = None,
+        source_relay: AmplifierRelays | None = None,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
@@ -85,6 +94,8 @@ class Agent:
         self.schedule = schedule
         self.notifier = notifier or Notifier("")
         self.wall = wall
+        self.fm = fm
+        self.source_relay = source_relay  # serial tuner: routes its analog audio to the amplifiers
         self.events: queue.Queue[object] = events if events is not None else queue.Queue()
         self.board = StatusBoard(config)
         self.state = LoopState()
@@ -172,6 +183,7 @@ class Agent:
         self._check_clock()
         if self.state.clock.trusted:
             self._carry_out(self.engine.tick(now), now)
+        self._drive_fm(now)
         self.relays.apply(self._zones_wanted(now))
         self._show_led()
         self._save_watermark(now)
@@ -195,9 +207,10 @@ class Agent:
             self._resumed = True
 
     def _zones_wanted(self, now: datetime) -> frozenset[str]:
-        if self.state.clock.trusted:
-            return self.engine.zones_wanted(now)
-        return frozenset()
+        wanted = self.engine.zones_wanted(now) if self.state.clock.trusted else frozenset()
+        if self.fm is not None and self.fm.active_token is not None:
+            wanted |= self.fm.zones
+        return wanted
 
     def _show_led(self) -> None:
         if self.led is None:
@@ -208,6 +221,8 @@ class Agent:
             code = LedCode.CLOCK_UNTRUSTED
         elif self.state.playing is not None:
             code = LedCode.PLAYING
+        elif self.fm is not None and self.fm.active_token is not None:
+            code = LedCode.FM_RELAY
         else:
             code = LedCode.OK_IDLE
         self.led.show(code)
@@ -237,8 +252,12 @@ class Agent:
     # -- events ---------------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
-        if isinstance(event, PlayerEvent):
+        if isinstance(event, PlayerEvent) and self.fm is not None and event.token == self.fm.active_token:
+            self._on_fm_player(event)
+        elif isinstance(event, PlayerEvent):
             self._on_player(event)
+        elif isinstance(event, FmEvent):
+            self._on_fm_event(event)
         elif isinstance(event, Reload):
             self._reload()
         else:
@@ -259,6 +278,56 @@ class Agent:
         if outcome is Outcome.FAILED:
             self.store.add_event("error", "play_failed", f"{playing.occurrence.item.id}: {event.detail}")
         self._finish(outcome, event.detail, at)
+
+    # -- FM relay -------------------------------------------------------------------------------
+
+    def _drive_fm(self, now: datetime) -> None:
+        fm = self.fm
+        if fm is None:
+            return
+        busy = self.state.playing is not None or bool(self.engine.queue)
+        decision = fm.decide(FmInputs(now, self.state.clock.trusted, busy))
+        if decision.relay and fm.active_token is None:
+            self._start_fm(fm, decision.reason, now)
+        elif not decision.relay and fm.active_token is not None:
+            self._stop_fm(fm, decision.reason, now)
+
+    def _start_fm(self, fm: FmRelay, reason: str, now: datetime) -> None:
+        token = f"fm@{iso(now)}"
+        fm.active_token = token
+        if fm.uses_player:
+            self.player.play_stream(token, fm.receiver.open_stream(), self.config.fm.volume)  # type: ignore[union-attr]
+        elif self.source_relay is not None:
+            self.source_relay.apply({SOURCE_RELAY})
+        logger.info("FM relay on (%s)", reason)
+        self.store.add_event("info", "fm_relay_on", reason)
+
+    def _stop_fm(self, fm: FmRelay, reason: str, now: datetime) -> None:
+        fm.active_token = None
+        fm.last_end = now
+        # A scheduled start has already replaced the stream in the player: do not stop that.
+        if fm.uses_player and self.state.playing is None:
+            self.player.stop()
+        if self.source_relay is not None:
+            self.source_relay.apply(frozenset())
+        logger.info("FM relay off (%s)", reason)
+        self.store.add_event("info", "fm_relay_off", reason)
+
+    def _on_fm_player(self, event: PlayerEvent) -> None:
+        assert self.fm is not None
+        if event.kind == "playing":
+            return
+        self.fm.active_token = None
+        self.fm.last_end = self.wall()
+        severity = "error" if event.kind == "error" else "info"
+        self.store.add_event(severity, "fm_relay_off", f"stream {event.kind}: {event.detail}")
+
+    def _on_fm_event(self, event: FmEvent) -> None:
+        severity = "warning" if event.kind in WARNING_FM_EVENTS else "info"
+        logger.log(
+            logging.WARNING if severity == "warning" else logging.INFO, "%s %s", event.kind, event.detail
+        )
+        self.store.add_event(severity, event.kind, json.dumps(event.detail, default=str))
 
     def _finish(self, outcome: Outcome, reason: str, at: datetime) -> None:
         """The current playback ended; the engine records it and says what plays next."""

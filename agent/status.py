@@ -53,6 +53,7 @@ class StatusBoard:
                 "origin": agent.schedule.origin,
                 "error": agent.schedule.error,
             },
+            "fm": agent.fm.status() if agent.fm is not None else None,
             "led": agent.led.code.name.lower() if agent.led is not None and agent.led.code else None,
             "errors": agent.store.recent_events(5, severity="error"),
         }
@@ -135,6 +136,16 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
         lines.append(f"{label:<8} {_local(upcoming['at'], tz)}  {upcoming['item']} [{upcoming['level']}]")
     if not status.get("next"):
         lines.append("next     nothing scheduled")
+    fm = status.get("fm")
+    if fm:
+        state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
+        carrier = "carrier present" if fm.get("carrier") else "no carrier"
+        level = (
+            f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
+            if fm.get("rssi_dbfs") is not None
+            else ""
+        )
+        lines.append(f"fm       {fm['frequency_mhz']} MHz {state}: {carrier}{level}")
     relays = status.get("relays") or {}
     lines.append("relays   " + "  ".join(f"{z}={'ON' if on else 'off'}" for z, on in relays.items()))
     schedule = status.get("schedule") or {}

@@ -1,0 +1,143 @@
+"""The FM relay as the agent sees it: the receiver built from ``fm:``, and its audio path.
+
+FM sits below every scheduled level.  The main loop asks :meth:`FmRelay.decide` each time it runs;
+the pure policy (``fm_receiver.relay_policy``) says whether to relay, and this module only turns
+the answer into actions:
+
+- ``rtlsdr`` and ``iq_file``: the demodulated audio is a live stream handed to the player
+  (``Player.play_stream``), so a scheduled item's ``play`` simply replaces it and FM resumes after;
+- ``serial``: the tuner module's analog output reaches the amplifiers through an audio-source relay
+  on GPIO (``fm.serial.audio_relay_pin``), closed while relaying and opened for scheduled audio.
+
+The central link does not exist yet: until it does, the link counts as up, so only
+``fm.relay_hours`` decide (``fallback_on_link_down`` takes effect once the link reports).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.config import Config, FmConfig
+from fm_receiver.dsp import FmDemodulator
+from fm_receiver.iq_file import IqFileSource
+from fm_receiver.iq_source import FmEvent, IqSource
+from fm_receiver.quality import CarrierDetector
+from fm_receiver.receiver import FmReceiver
+from fm_receiver.relay_policy import Decision, should_relay
+from fm_receiver.rtlsdr_source import RtlSdrSource
+from fm_receiver.serial_tuner import SerialTuner
+from fm_receiver.tuner_receiver import TunerReceiver
+
+logger = logging.getLogger(__name__)
+
+RESTART_GAP = timedelta(seconds=2)  # after a relay ends, wait this long before starting again
+TUNER_MIN_DBUV = 20.0  # serial modules report RSSI in dBµV, not dBFS
+
+
+@dataclass(frozen=True)
+class FmInputs:
+    """What the policy needs from the agent's state."""
+
+    now: datetime  # aware; converted to the device's local time for relay hours
+    clock_trusted: bool
+    scheduled_busy: bool
+    link_up: bool = True
+
+
+def _detector(config: FmConfig, tuner: bool) -> CarrierDetector:
+    squelch = config.squelch
+    hold = squelch.hold.total_seconds()
+    return CarrierDetector(
+        open_snr_db=squelch.open_snr_db,
+        close_snr_db=squelch.close_snr_db,
+        min_level=TUNER_MIN_DBUV if tuner else squelch.min_level_dbfs,
+        open_hold_s=hold,
+        close_hold_s=min(hold, 0.5),  # close fast: never relay noise for long
+    )
+
+
+def _iq_source(config: FmConfig, on_event: Callable[[FmEvent], None]) -> IqSource:
+    assert config.frequency is not None
+    if config.backend == "iq_file":
+        spec = config.iq_file
+        assert spec.path is not None
+        return IqFileSource(
+            spec.path, spec.format, spec.sample_rate, spec.offset, loop=spec.loop, realtime=True
+        )
+    spec_r = config.rtlsdr
+    return RtlSdrSource(
+        config.frequency,
+        sample_rate=spec_r.sample_rate,
+        center_offset_hz=spec_r.center_offset,
+        gain="auto" if spec_r.gain is None else spec_r.gain,
+        ppm=spec_r.ppm,
+        device_index=spec_r.device_index,
+        on_event=on_event,
+    )
+
+
+class FmRelay:
+    """Owns the FM receiver for the agent; decides from the policy, never touches agent state."""
+
+    def __init__(self, config: Config, on_event: Callable[[FmEvent], None]) -> None:
+        self.fm = config.fm
+        self.tz = config.device.timezone
+        self.zones = frozenset(config.fm.zones)
+        self.uses_player = config.fm.backend in ("rtlsdr", "iq_file")
+        self.receiver: FmReceiver | TunerReceiver
+        us = self.fm.deemphasis.total_seconds() * 1e6
+        if self.uses_player:
+            source = _iq_source(self.fm, on_event)
+            demod = FmDemodulator(source.sample_rate, source.offset_hz, deemphasis_us=us)
+            self.receiver = FmReceiver(
+                source, demod, _detector(self.fm, False), on_event, frequency_hz=self.fm.frequency
+            )
+        else:
+            assert self.fm.frequency is not None
+            tuner = SerialTuner(self.fm.serial.port, baudrate=self.fm.serial.baudrate)
+            self.receiver = TunerReceiver(
+                tuner, self.fm.frequency, _detector(self.fm, True), on_event, deemphasis_us=round(us)
+            )
+        self.active_token: str | None = None
+        self.last_end: datetime | None = None
+        self.last_decision = Decision(False, "starting")
+
+    def start(self) -> None:
+        self.receiver.start()
+        logger.info("FM relay for %.1f MHz started (%s)", (self.fm.frequency or 0) / 1e6, self.fm.backend)
+
+    def stop(self) -> None:
+        self.receiver.stop()
+        logger.info("FM relay stopped")
+
+    @property
+    def carrier_present(self) -> bool:
+        return bool(self.receiver.detector.present)
+
+    def decide(self, inputs: FmInputs) -> Decision:
+        decision = should_relay(
+            inputs.now.astimezone(self.tz).time(),
+            relay_hours=self.fm.relay_hours,
+            link_up=inputs.link_up,
+            fallback_on_link_down=self.fm.fallback_on_link_down,
+            carrier_present=self.carrier_present,
+            scheduled_busy=inputs.scheduled_busy,
+            clock_trusted=inputs.clock_trusted,
+        )
+        if decision.relay and self.last_end is not None and inputs.now - self.last_end < RESTART_GAP:
+            decision = Decision(False, "restart_backoff")
+        self.last_decision = decision
+        return decision
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "backend": self.fm.backend,
+            "frequency_mhz": round((self.fm.frequency or 0) / 1e6, 2),
+            "relaying": self.active_token is not None,
+            "decision": self.last_decision.reason,
+            **self.receiver.status(),
+        }

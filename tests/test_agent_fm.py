@@ -1,0 +1,108 @@
+"""The agent relaying FM from an IQ recording: policy, pre-emption by the schedule, squelch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.control import request
+from agent.store import Store
+from drivers.wav import dominant_frequency, read_wav
+from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
+from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
+from tests.fm_synth import Station, make_iq, to_bytes, tone
+
+RATE = 240_000
+OFFSET = 10_000
+
+
+def write_iq(directory: Path, *, station: bool, seconds: float = 3.0) -> Path:
+    n = int(RATE * seconds)
+    stations = [Station(OFFSET, tone(1000.0, RATE, seconds), level_dbfs=-10.0)] if station else []
+    path = directory / ("station.cu8" if station else "noise.cu8")
+    path.write_bytes(to_bytes(make_iq(stations, RATE, n, noise_dbfs=-40.0), "cu8"))
+    return path
+
+
+def fm_section(iq: Path, hours: str = "00:00-23:59") -> str:
+    return f"""fm:
+  backend: iq_file
+  frequency: 99.1MHz
+  relay_hours: ["{hours}"]
+  zones: [zone-2]
+  squelch: {{open_snr_db: 12, close_snr_db: 8, min_level_dbfs: -40, hold: 300ms}}
+  iq_file: {{path: {iq.name}, format: cu8, sample_rate: {RATE}, offset: {OFFSET}Hz, loop: true}}
+"""
+
+
+def relaying(box: RunningAgent) -> bool:
+    return box.agent.fm is not None and box.agent.fm.active_token is not None
+
+
+def test_fm_relays_when_idle_and_yields_to_the_schedule(tmp_path: Path) -> None:
+    iq = write_iq(tmp_path, station=True)
+    tone_file(tmp_path, 440, 1.0)
+    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-1s.wav, at: '{at(4.0)}', zones: [zone-1]}}")
+    config = write_config(tmp_path, extra=fm_section(iq))
+    with running_agent(config) as box:
+        box.wait_for(lambda: relaying(box), timeout=4)
+        status = request(box.config.control.socket, "status")
+        assert status["fm"]["relaying"] and status["fm"]["carrier"]
+        assert box.agent.relays.states()["zone-2"]
+        assert box.agent.led is not None and box.agent.led.code.name == "FM_RELAY"
+        first_token = box.agent.fm.active_token if box.agent.fm else None
+        box.wait_for(lambda: box.outcome("news") == "playing", timeout=6)
+        assert not relaying(box)  # the bulletin replaced the stream
+        box.wait_for(lambda: box.outcome("news") == "completed", timeout=4)
+        box.wait_for(lambda: relaying(box), timeout=5)  # and FM came back after it
+        assert box.agent.fm is not None and box.agent.fm.active_token != first_token
+    store = Store.open_readonly(box.config.storage.dir)
+    kinds = [e["kind"] for e in store.recent_events(50)]
+    store.close()
+    assert "fm_relay_on" in kinds and "fm_relay_off" in kinds
+
+
+def test_noise_is_never_relayed(tmp_path: Path) -> None:
+    iq = write_iq(tmp_path, station=False)
+    write_schedule(tmp_path)
+    with running_agent(write_config(tmp_path, extra=fm_section(iq))) as box:
+        time.sleep(3.0)
+        status = request(box.config.control.socket, "status")
+        assert status["fm"]["carrier"] is False
+        assert not relaying(box)
+        assert not any(box.agent.relays.states().values())
+
+
+def test_outside_relay_hours_nothing_is_relayed(tmp_path: Path) -> None:
+    iq = write_iq(tmp_path, station=True)
+    write_schedule(tmp_path)
+    now = time.localtime(time.time() + 7 * 3600 - time.localtime().tm_gmtoff)  # wall time in Vietnam
+    start = (now.tm_hour + 2) % 24
+    hours = f"{start:02d}:00-{(start + 1) % 24:02d}:00"
+    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours))) as box:
+        box.wait_for(lambda: bool(box.agent.fm and box.agent.fm.carrier_present), timeout=4)
+        time.sleep(0.5)
+        assert not relaying(box)
+        assert box.agent.fm is not None and box.agent.fm.last_decision.reason == "outside_hours"
+
+
+@pytest.mark.vlc
+def test_fm_audio_reaches_libvlc(tmp_path: Path) -> None:
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
+    iq = write_iq(tmp_path, station=True)
+    out = tmp_path / "out.wav"
+    args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    write_schedule(tmp_path)
+    with running_agent(write_config(tmp_path, backend="vlc", vlc_args=args, extra=fm_section(iq))) as box:
+        box.wait_for(lambda: relaying(box), timeout=4)
+        time.sleep(3.0)
+    wait_for_finished_wav(out)
+    samples, rate = read_wav(out)
+    mono = samples if samples.ndim == 1 else samples.mean(axis=1)
+    assert len(mono) / rate > 1.5
+    assert abs(dominant_frequency(np.asarray(mono[rate // 2 :]), rate) - 1000.0) < 10.0
