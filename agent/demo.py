@@ -3,7 +3,8 @@
 Writes everything under ``demo-run/``: audio (spoken with espeak-ng when it is installed, tones
 otherwise), a config on gpiozero's mock pins with libVLC writing what it plays to
 ``demo-run/output.wav``, and a schedule: a morning bulletin, an emergency warning that pre-empts
-it, and a notice whose audio is missing (to show a ``failed`` row).  It starts ``loa-agent run``,
+it, and a notice whose audio is missing (to show a ``failed`` row); between them the agent relays a
+simulated FM station from an IQ recording, as it would from an RTL-SDR dongle.  It starts ``loa-agent run``,
 shows ``loa status`` every few seconds, stops the agent and prints ``loa playlog``.
 """
 
@@ -79,6 +80,7 @@ def write_files(start: datetime) -> Path:
         f"  - {{id: thong-bao-hop, audio: audio/khong-co.wav, at: '{at[2]}', priority: normal}}\n",
         encoding="utf-8",
     )
+    write_fm_recording(RUN_DIR / "fm.cu8")
     config = RUN_DIR / "agent.yaml"
     out = (RUN_DIR / "output.wav").resolve()
     config.write_text(
@@ -96,10 +98,26 @@ schedule: {{file: schedule.yaml}}
 clock: {{require_sync: false}}
 control: {{socket: agent.sock}}
 logging: {{level: info}}
+fm:
+  backend: iq_file                 # a recording stands in for the RTL-SDR dongle
+  frequency: 99.1MHz
+  relay_hours: ["05:00-04:59"]     # all day, so the demo relays whenever nothing is scheduled
+  volume: 60
+  iq_file: {{path: fm.cu8, format: cu8, sample_rate: 1024000, offset: 250kHz, loop: true}}
 """,
         encoding="utf-8",
     )
     return config
+
+
+def write_fm_recording(path: Path) -> None:
+    """Two seconds of a simulated station on 99.1 MHz (1 kHz tone), recorded 250 kHz off-centre."""
+    from fm_receiver.fake_rtlsdr import FakeRtlSdr
+
+    dongle = FakeRtlSdr({99_100_000.0: -12.0}, noise_dbfs=-40.0, realtime=False)
+    dongle.sample_rate = 1_024_000.0
+    dongle.center_freq = 98_850_000.0
+    path.write_bytes(dongle.read_bytes(2 * 1_024_000 * 2))  # whole tone cycles: it loops seamlessly
 
 
 def loa(config: Path, *args: str) -> str:
