@@ -32,6 +32,11 @@ if [ ! -e "$CONF_DIR/agent.yaml" ]; then
     install -m 0640 "$HERE/config.example.yaml" "$CONF_DIR/agent.yaml"
     echo "    wrote $CONF_DIR/agent.yaml from the example: set device.id and the amplifier pins"
 fi
+if [ ! -e "$CONF_DIR/schedule.yaml" ]; then
+    # The example config names this file; an empty schedule is valid (see docs/SCHEDULING.md).
+    printf '# Local schedule: see /opt/loa/docs/SCHEDULING.md\nitems: []\n' > "$CONF_DIR/schedule.yaml"
+    chmod 0644 "$CONF_DIR/schedule.yaml"
+fi
 
 echo "==> systemd unit"
 install -m 0644 "$HERE/systemd/loa-agent.service" /etc/systemd/system/loa-agent.service

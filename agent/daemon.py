@@ -177,12 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except LoaError as exc:
         problems = getattr(exc, "problems", None) or [exc]
-        print(
-            f"loa-agent: {args.config}: {len(problems)} problem(s):" if len(problems) > 1 else "loa-agent:",
-            file=sys.stderr,
-        )
+        if len(problems) > 1:
+            print(f"loa-agent: {len(problems)} problems:", file=sys.stderr)
         for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"loa-agent: {problem}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -87,7 +87,9 @@ def demodulate_file(
     if not path.is_file():
         raise FmParameterError(f"fm demod: input {path} does not exist")
     demod = FmDemodulator(sample_rate, offset_hz, deemphasis_us=deemphasis_us)
-    detector = CarrierDetector()
+    # A recording from the pole may last only a second or two: judge it with short holds, not the
+    # live relay's (which guard against flapping over minutes of programme).
+    detector = CarrierDetector(open_hold_s=0.2, close_hold_s=0.2)
     source = IqFileSource(path, iq_format, sample_rate, offset_hz)
     windows: list[ChannelMeasurement] = []
     present_s = 0.0
