@@ -54,8 +54,8 @@ def test_fm_relays_when_idle_and_yields_to_the_schedule(tmp_path: Path) -> None:
         assert box.agent.relays.states()["zone-2"]
         assert box.agent.led is not None and box.agent.led.code.name == "FM_RELAY"
         first_token = box.agent.fm.active_token if box.agent.fm else None
-        box.wait_for(lambda: box.outcome("news") == "playing", timeout=6)
-        assert not relaying(box)  # the bulletin replaced the stream
+        # the bulletin replaces the stream (the loop notes it right after the start)
+        box.wait_for(lambda: box.outcome("news") == "playing" and not relaying(box), timeout=6)
         box.wait_for(lambda: box.outcome("news") == "completed", timeout=4)
         box.wait_for(lambda: relaying(box), timeout=5)  # and FM came back after it
         assert box.agent.fm is not None and box.agent.fm.active_token != first_token
