@@ -103,6 +103,7 @@ class Agent:
         self._started: dict[str, datetime] = {}  # key -> when the player said "playing"
         self.engine = self._make_engine(resume=False)
         self._resumed = False
+        self.board.publish(self)  # the control socket answers from the first instant
 
     # -- wiring ---------------------------------------------------------------------------------
 

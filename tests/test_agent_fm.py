@@ -48,7 +48,9 @@ def test_fm_relays_when_idle_and_yields_to_the_schedule(tmp_path: Path) -> None:
     write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-1s.wav, at: '{at(4.0)}', zones: [zone-1]}}")
     config = write_config(tmp_path, extra=fm_section(iq))
     with running_agent(config) as box:
-        box.wait_for(lambda: request(box.config.control.socket, "status")["fm"]["relaying"], timeout=4)
+        box.wait_for(
+            lambda: (request(box.config.control.socket, "status").get("fm") or {}).get("relaying"), timeout=4
+        )
         status = request(box.config.control.socket, "status")
         assert status["fm"]["carrier"] is True
         assert box.agent.relays.states()["zone-2"]
