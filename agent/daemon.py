@@ -32,7 +32,7 @@ from agent.schedule_source import ScheduleSource, read_schedule_file
 from agent.store import Store
 from agent.systemd_notify import Notifier
 from agent.version import VERSION
-from drivers.gpio import AmplifierRelays, StatusLed, make_pin_factory
+from drivers.gpio import AmplifierRelays, LedCode, StatusLed, make_pin_factory
 from drivers.player import make_player
 
 logger = logging.getLogger("agent")
@@ -80,6 +80,7 @@ def run(
         stack.callback(relays.close)
         led = StatusLed(config.gpio.status_led, factory) if config.gpio.status_led is not None else None
         if led is not None:
+            led.show(LedCode.STARTING)
             stack.callback(led.close)
         events: queue.Queue[object] = queue.Queue()  # the agent's inbox; drivers post to it
         player = make_player(config.audio.backend, config.audio.vlc_args, events.put)

@@ -11,6 +11,7 @@ import pytest
 from agent.control import request
 from agent.store import Store
 from drivers.wav import dominant_frequency, read_wav
+from fm_receiver.fake_tuner import FakeTunerDevice
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.fm_synth import Station, make_iq, to_bytes, tone
@@ -108,3 +109,28 @@ def test_fm_audio_reaches_libvlc(tmp_path: Path) -> None:
     mono = samples if samples.ndim == 1 else samples.mean(axis=1)
     assert len(mono) / rate > 1.5
     assert abs(dominant_frequency(np.asarray(mono[rate // 2 :]), rate) - 1000.0) < 10.0
+
+
+def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
+    device = FakeTunerDevice(rssi=48, snr=31).start()
+    write_schedule(tmp_path)
+    section = f"""fm:
+  backend: serial
+  frequency: 99.1MHz
+  relay_hours: ["00:00-23:59"]
+  zones: [zone-2]
+  squelch: {{open_snr_db: 12, close_snr_db: 8, hold: 300ms}}
+  serial: {{port: {device.port}, baudrate: 9600, audio_relay_pin: 22}}
+"""
+    try:
+        with running_agent(write_config(tmp_path, extra=section)) as box:
+            source = box.agent.source_relay
+            assert source is not None
+            box.wait_for(lambda: relaying(box) and source.states()["fm-audio"], timeout=6)
+            assert box.agent.relays.states() == {"zone-1": False, "zone-2": True}
+            assert any(command.startswith("AT+FREQ=9910") for command in device.received)
+            device.rssi, device.snr = 3, 0  # the station fades
+            box.wait_for(lambda: not relaying(box) and not source.states()["fm-audio"], timeout=6)
+            box.wait_for(lambda: not any(box.agent.relays.states().values()), timeout=3)
+    finally:
+        device.stop()
