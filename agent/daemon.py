@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from agent.clock_trust import ClockTrust
 from agent.config import Config, load_config
 from agent.control import ControlServer
 from agent.errors import LoaError, ScheduleError
-from agent.fm_relay import FmRelay
 from agent.runtime import SOURCE_RELAY, Agent, Reload
 from agent.schedule_source import ScheduleSource, read_schedule_file
 from agent.store import Store
@@ -34,6 +34,9 @@ from agent.systemd_notify import Notifier
 from agent.version import VERSION
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed, make_pin_factory
 from drivers.player import make_player
+
+if TYPE_CHECKING:
+    from agent.fm_relay import FmRelay
 
 logger = logging.getLogger("agent")
 
@@ -121,6 +124,8 @@ def _start_fm(
     """The FM relay, if configured.  FM is a fallback: if it cannot start, the agent runs without it."""
     if config.fm.backend == "none":
         return None, None
+    from agent.fm_relay import FmRelay
+
     source_relay = None
     try:
         if config.fm.backend == "serial":

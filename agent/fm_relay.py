@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,16 +35,6 @@ logger = logging.getLogger(__name__)
 
 RESTART_GAP = timedelta(seconds=2)  # after a relay ends, wait this long before starting again
 TUNER_MIN_DBUV = 20.0  # serial modules report RSSI in dBµV, not dBFS
-
-
-@dataclass(frozen=True)
-class FmInputs:
-    """What the policy needs from the agent's state."""
-
-    now: datetime  # aware; converted to the device's local time for relay hours
-    clock_trusted: bool
-    scheduled_busy: bool
-    link_up: bool = True
 
 
 def _detector(config: FmConfig, tuner: bool) -> CarrierDetector:
@@ -118,17 +107,24 @@ class FmRelay:
     def carrier_present(self) -> bool:
         return bool(self.receiver.detector.present)
 
-    def decide(self, inputs: FmInputs) -> Decision:
+    @staticmethod
+    def is_event(event: object) -> bool:
+        return isinstance(event, FmEvent)
+
+    def decide(
+        self, now: datetime, *, clock_trusted: bool, scheduled_busy: bool, link_up: bool = True
+    ) -> Decision:
+        """The policy's answer for ``now`` (aware), with a restart gap after a relay ended."""
         decision = should_relay(
-            inputs.now.astimezone(self.tz).time(),
+            now.astimezone(self.tz).time(),
             relay_hours=self.fm.relay_hours,
-            link_up=inputs.link_up,
+            link_up=link_up,
             fallback_on_link_down=self.fm.fallback_on_link_down,
             carrier_present=self.carrier_present,
-            scheduled_busy=inputs.scheduled_busy,
-            clock_trusted=inputs.clock_trusted,
+            scheduled_busy=scheduled_busy,
+            clock_trusted=clock_trusted,
         )
-        if decision.relay and self.last_end is not None and inputs.now - self.last_end < RESTART_GAP:
+        if decision.relay and self.last_end is not None and now - self.last_end < RESTART_GAP:
             decision = Decision(False, "restart_backoff")
         self.last_decision = decision
         return decision

@@ -15,21 +15,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.clock_trust import ClockState, ClockTrust
 from agent.config import Config
-from agent.fm_relay import FmInputs, FmRelay
 from agent.schedule_source import ScheduleSource
 from agent.status import StatusBoard
 from agent.store import PlayRecord, Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed
 from drivers.player import Player, PlayerEvent
-from fm_receiver.iq_source import FmEvent
 from scheduler.engine import Action, Engine, Interrupt, Record, Start
 from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
+
+if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
+    from agent.fm_relay import FmRelay
+    from fm_receiver.iq_source import FmEvent
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +259,8 @@ class Agent:
             self._on_fm_player(event)
         elif isinstance(event, PlayerEvent):
             self._on_player(event)
-        elif isinstance(event, FmEvent):
-            self._on_fm_event(event)
+        elif self.fm is not None and self.fm.is_event(event):
+            self._on_fm_event(event)  # type: ignore[arg-type]
         elif isinstance(event, Reload):
             self._reload()
         else:
@@ -287,7 +289,7 @@ class Agent:
         if fm is None:
             return
         busy = self.state.playing is not None or bool(self.engine.queue)
-        decision = fm.decide(FmInputs(now, self.state.clock.trusted, busy))
+        decision = fm.decide(now, clock_trusted=self.state.clock.trusted, scheduled_busy=busy)
         if decision.relay and fm.active_token is None:
             self._start_fm(fm, decision.reason, now)
         elif not decision.relay and fm.active_token is not None:
@@ -362,12 +364,7 @@ class Agent:
             logger.info(
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
-        problem = self.schedule.audio_problem(path)
         self.state.playing = Playing(occurrence, now)
-        if problem is not None:
-            self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
-            self._finish(Outcome.FAILED, problem, now)
-            return
         self._record(occurrence, None, "")
         volume = item.volume if item.volume is not None else self.config.audio.volume
         self.player.play(occurrence.key, path, volume)

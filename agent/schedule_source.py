@@ -8,7 +8,6 @@ the store after a restart).  Relative audio paths resolve against the schedule f
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,16 +98,3 @@ class ScheduleSource:
             return path
         base = self.file.parent if self.file is not None else self.config.storage.dir / "audio"
         return base / path
-
-    @staticmethod
-    def audio_problem(path: Path) -> str | None:
-        """Why ``path`` cannot be played, or None if it looks playable."""
-        if not path.exists():
-            return f"audio file {path} does not exist"
-        if not path.is_file():
-            return f"audio {path} is not a file"
-        if not os.access(path, os.R_OK):
-            return f"audio file {path} is not readable"
-        if path.stat().st_size == 0:
-            return f"audio file {path} is empty"
-        return None

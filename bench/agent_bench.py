@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from agent.config import load_config
 from agent.daemon import run
 from agent.store import Store
-from drivers.wav import tone, write_wav
+from drivers.wav_samples import tone, write_wav
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -5,7 +5,8 @@
   importing python-vlc) or :mod:`drivers.null_player` (silent, same timing) by name.
 * :mod:`drivers.gpio` — amplifier relays and the status LED (the only module importing gpiozero);
   the pin factory is chosen by name, ``mock`` being gpiozero's own MockFactory.
-* :mod:`drivers.wav` — WAV reading, writing and measuring, and a WAV framing for live PCM.
+* :mod:`drivers.wav` — WAV duration and a WAV framing for live PCM (standard library only).
+* :mod:`drivers.wav_samples` — WAV reading, writing and measuring with numpy (tests, benchmarks).
 
 Drivers never touch the agent's state: they post events to a sink and return.
 """

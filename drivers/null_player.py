@@ -15,7 +15,7 @@ import wave
 from pathlib import Path
 from typing import NamedTuple
 
-from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume
+from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
 from drivers.wav import wav_duration
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,9 @@ class NullPlayer:
 
 def _unplayable(path: Path) -> str:
     """Why ``path`` cannot be played, or "" if it is a readable PCM WAV."""
-    if not path.is_file():
-        return f"file not found: {path}"
+    problem = unreadable(path)
+    if problem:
+        return problem
     try:
         wav_duration(path)
     except (wave.Error, EOFError):

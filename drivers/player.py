@@ -13,6 +13,7 @@ replaced playback can never be attributed to the playback that replaced it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -164,6 +165,17 @@ class PlaybackLedger:
         else:
             logger.info("playback %s %s %s", token, kind, detail)
         self._sink(PlayerEvent(kind, token, time.monotonic(), time.time(), detail))
+
+
+def unreadable(path: Path) -> str:
+    """Why no player could read ``path``, or ""; checked before the backend for a clear reason."""
+    if not path.is_file():
+        return f"file not found: {path}"
+    if not os.access(path, os.R_OK):
+        return f"file not readable: {path}"
+    if path.stat().st_size == 0:
+        return f"file is empty: {path}"
+    return ""
 
 
 def check_volume(volume: int) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import importlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import PlayerError
-from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume
+from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
 from drivers.wav import WavStreamFeed
 
 logger = logging.getLogger(__name__)
@@ -52,17 +51,6 @@ def load_libvlc() -> Any:
         return importlib.import_module("vlc")
     except (ImportError, OSError, NotImplementedError) as exc:
         raise PlayerError(f"libVLC not found: apt install vlc-bin vlc-plugin-base ({exc})") from exc
-
-
-def _unreadable(path: Path) -> str:
-    """Why libVLC could not read ``path``, or ""; checked first for a clearer reason than libVLC's."""
-    if not path.is_file():
-        return f"file not found: {path}"
-    if not os.access(path, os.R_OK):
-        return f"file not readable: {path}"
-    if path.stat().st_size == 0:
-        return f"file is empty: {path}"
-    return ""
 
 
 @dataclass
@@ -203,7 +191,7 @@ class _Engine:
     # --- commands, on the command thread ----------------------------------------------------------
     def play_file(self, token: str, path: Path, volume: int) -> None:
         playback = self._ledger.begin(token, str(path))
-        problem = _unreadable(path)
+        problem = unreadable(path)
         if problem:
             self._halt()
             self._ledger.finish(playback, "error", problem)

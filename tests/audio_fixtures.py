@@ -11,7 +11,7 @@ import numpy as np
 
 from agent.errors import PlayerError
 from drivers.player import PlayerEvent
-from drivers.wav import to_pcm, tone, write_wav
+from drivers.wav_samples import to_pcm, tone, write_wav
 
 RATE = 44100
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.clock_trust import ClockTrust
 from agent.control import request
-from drivers.wav import dominant_frequency, read_wav
+from drivers.wav_samples import dominant_frequency, read_wav
 from tests.agent_harness import at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 
@@ -53,7 +53,7 @@ def test_missing_audio_is_logged_failed_and_next_item_still_plays(tmp_path: Path
         box.wait_for(lambda: box.outcome("after") == "completed", timeout=8)
     rows = {r.item_id: r for r in box.play_log()}
     assert rows["gone"].outcome == "failed"
-    assert "does not exist" in rows["gone"].reason
+    assert "file not found" in rows["gone"].reason
     assert (
         abs((stamp(rows["after"].actual_start) - stamp(rows["after"].scheduled_start)).total_seconds()) < 0.2
     )

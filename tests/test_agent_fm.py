@@ -10,7 +10,7 @@ import pytest
 
 from agent.control import request
 from agent.store import Store
-from drivers.wav import dominant_frequency, read_wav
+from drivers.wav_samples import dominant_frequency, read_wav
 from fm_receiver.fake_tuner import FakeTunerDevice
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav

@@ -24,7 +24,7 @@ import pytest
 from agent.errors import PlayerError
 from drivers.player import make_player
 from drivers.vlc_player import VlcPlayer
-from drivers.wav import dominant_frequency, read_wav, rms
+from drivers.wav_samples import dominant_frequency, read_wav, rms
 from tests.audio_fixtures import (
     EventLog,
     StuckStream,
