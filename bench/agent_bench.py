@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from agent.config import load_config
 from agent.daemon import run
+from agent.demo import write_fm_recording
 from agent.store import Store
 from drivers.wav_samples import tone, write_wav
 
@@ -105,7 +106,16 @@ def _proc_sample(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
-def footprint(seconds: float) -> dict[str, Any]:
+FM_SECTION = """fm:
+  backend: iq_file
+  frequency: 99.1MHz
+  relay_hours: ["00:00-23:59"]
+  iq_file: {path: fm.cu8, format: cu8, sample_rate: 1024000, offset: 250kHz, loop: true}
+"""
+
+
+def footprint(seconds: float, relay_fm: bool = False) -> dict[str, Any]:
+    """The daemon idle (nothing due), or relaying FM live from a paced 1.024 MS/s recording."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         later = (datetime.now(UTC) + timedelta(hours=6)).astimezone(TZ).isoformat()
@@ -114,6 +124,9 @@ def footprint(seconds: float) -> dict[str, Any]:
             f"items:\n  - {{id: later, audio: beep.wav, at: '{later}'}}\n"
         )
         config = _config(directory, directory / "out.wav")
+        if relay_fm:
+            write_fm_recording(directory / "fm.cu8")
+            config.write_text(config.read_text() + FM_SECTION)
         agent_bin = Path(sys.executable).parent / "loa-agent"
         proc = subprocess.Popen([str(agent_bin), "--config", str(config), "run"])
         try:
@@ -146,6 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     print(start_accuracy(args.starts))
     print(footprint(args.idle))
+    print(footprint(args.idle, relay_fm=True))
     return 0
 
 

@@ -32,7 +32,9 @@ def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
     return "met" if met else "**NOT met**"
 
 
-def render(accuracy: dict[str, Any], idle: dict[str, Any], fm: dict[str, Any]) -> str:
+def render(
+    accuracy: dict[str, Any], idle: dict[str, Any], relaying: dict[str, Any], fm: dict[str, Any]
+) -> str:
     fm_rows = "\n".join(f"| {k} | {v} |" for k, v in fm.items())
     return f"""# Benchmarks
 
@@ -60,6 +62,14 @@ scheduled time|, read from the play log (`bench/agent_bench.py`).
 | {idle["rss_peak_mb"]} MB | {idle["rss_mean_mb"]} MB | {idle["cpu_percent_of_one_core"]} % \
 | ≤ 80 MB: {verdict(idle["rss_peak_mb"], 80)}; ≤ 1 %: {verdict(idle["cpu_percent_of_one_core"], 1)} |
 
+With `fm.backend` set the daemon also loads numpy, scipy and the FM receiver. The same daemon
+relaying FM live (a 1.024 MS/s recording paced in real time, demodulated and played through libVLC),
+sampled for {relaying["seconds"]} s:
+
+| RSS peak | RSS mean | CPU (share of one core) |
+|---|---|---|
+| {relaying["rss_peak_mb"]} MB | {relaying["rss_mean_mb"]} MB | {relaying["cpu_percent_of_one_core"]} % |
+
 ## FM demodulation (issue 3)
 
 `bench/bench_fm.py`: 1.024 MS/s cu8 input demodulated to 48 kHz audio on one core, and the CPU
@@ -79,9 +89,11 @@ def main() -> int:
     print(accuracy)
     idle = agent_bench.footprint(60.0)
     print(idle)
+    relaying = agent_bench.footprint(30.0, relay_fm=True)
+    print(relaying)
     fm = bench_fm.run()
     print(fm)
-    OUT.write_text(render(accuracy, idle, fm), encoding="utf-8")
+    OUT.write_text(render(accuracy, idle, relaying, fm), encoding="utf-8")
     print(f"wrote {OUT}")
     return 0
 
