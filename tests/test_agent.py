@@ -143,3 +143,18 @@ def test_libvlc_plays_the_schedule_at_the_right_pitch(tmp_path: Path) -> None:
     assert abs(dominant_frequency(samples, rate) - 523.25) < 523.25 * 0.01
     row = box.play_log()[0]
     assert abs((stamp(row.actual_start) - stamp(row.scheduled_start)).total_seconds()) < 0.1
+
+
+def test_back_to_back_items_keep_relays_closed(tmp_path: Path) -> None:
+    tone_file(tmp_path, 440, 0.5)
+    write_schedule(
+        tmp_path,
+        f"{{id: first, audio: tone-440Hz-0.5s.wav, at: '{at(2.0)}'}}",
+        f"{{id: second, audio: tone-440Hz-0.5s.wav, at: '{at(4.3)}'}}",  # gap > preroll
+    )
+    with running_agent(write_config(tmp_path, preroll="1s", postroll="1s")) as box:
+        box.wait_for(lambda: box.outcome("second") == "completed", timeout=8)
+        box.wait_for(lambda: not any(box.agent.relays.states().values()), timeout=4)
+        for zone in ("zone-1", "zone-2"):
+            # one close before the first, one open after the second: post-roll and pre-roll overlap
+            assert [closed for _, closed in relay_times(box.agent, zone)] == [True, False]
