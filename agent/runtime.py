@@ -24,7 +24,7 @@ from agent.status import StatusBoard
 from agent.store import PlayRecord, Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed
-from drivers.player import Player, PlayerEvent
+from drivers.player import Player, PlayerEvent, unreadable
 from scheduler.engine import Action, Engine, Interrupt, Record, Start
 from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
@@ -365,6 +365,11 @@ class Agent:
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
         self.state.playing = Playing(occurrence, now)
+        problem = unreadable(path)
+        if problem:  # refuse before the player sees it, so whatever plays (FM) goes on
+            self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
+            self._finish(Outcome.FAILED, problem, now)
+            return
         self._record(occurrence, None, "")
         volume = item.volume if item.volume is not None else self.config.audio.volume
         self.player.play(occurrence.key, path, volume)

@@ -134,3 +134,14 @@ def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
             box.wait_for(lambda: not any(box.agent.relays.states().values()), timeout=3)
     finally:
         device.stop()
+
+
+def test_a_missing_file_does_not_interrupt_the_relay(tmp_path: Path) -> None:
+    iq = write_iq(tmp_path, station=True)
+    write_schedule(tmp_path, f"{{id: gone, audio: nowhere.wav, at: '{at(3.0)}'}}")
+    with running_agent(write_config(tmp_path, extra=fm_section(iq))) as box:
+        box.wait_for(lambda: relaying(box), timeout=4)
+        token = box.agent.fm.active_token if box.agent.fm else None
+        box.wait_for(lambda: box.outcome("gone") == "failed", timeout=5)
+        time.sleep(0.5)
+        assert box.agent.fm is not None and box.agent.fm.active_token == token
