@@ -15,9 +15,9 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
 from agent.errors import LoaError
+from fm_receiver.fir_design import lowpass_taps
 from fm_receiver.overlap_save import OverlapSaveResampler
 from fm_receiver.quality import ChannelMeter
 
@@ -110,21 +110,14 @@ class _Nco:
 
 def _channel_taps(sample_rate: int) -> npt.NDArray[np.float64]:
     stop = min(CHANNEL_STOP_HZ, sample_rate / 2)
-    numtaps, beta = signal.kaiserord(60.0, (stop - CHANNEL_PASS_HZ) / (sample_rate / 2))
-    taps: npt.NDArray[np.float64] = signal.firwin(
-        numtaps | 1, (CHANNEL_PASS_HZ + stop) / 2, window=("kaiser", beta), fs=sample_rate
-    )
-    return taps
+    return lowpass_taps(CHANNEL_PASS_HZ, stop, 60.0, sample_rate)
 
 
 def _audio_taps(rate: int, deemphasis_us: float) -> npt.NDArray[np.float64]:
     """15 kHz low-pass convolved with the single-pole de-emphasis (impulse invariant)."""
-    numtaps, beta = signal.kaiserord(65.0, (AUDIO_STOP_HZ - AUDIO_PASS_HZ) / (rate / 2))
-    lowpass = signal.firwin(
-        numtaps | 1, (AUDIO_PASS_HZ + AUDIO_STOP_HZ) / 2, window=("kaiser", beta), fs=rate
-    )
+    lowpass = lowpass_taps(AUDIO_PASS_HZ, AUDIO_STOP_HZ, 65.0, rate)
     if deemphasis_us <= 0:
-        return np.asarray(lowpass, dtype=np.float64)
+        return lowpass
     pole = math.exp(-1e6 / (rate * deemphasis_us))
     length = math.ceil(math.log(1e-6) / math.log(pole))
     decay = (1 - pole) * pole ** np.arange(length)
