@@ -127,7 +127,7 @@ def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
             source = box.agent.source_relay
             assert source is not None
             box.wait_for(lambda: relaying(box) and source.states()["fm-audio"], timeout=6)
-            assert box.agent.relays.states() == {"zone-1": False, "zone-2": True}
+            box.wait_for(lambda: box.agent.relays.states() == {"zone-1": False, "zone-2": True}, timeout=2)
             assert any(command.startswith("AT+FREQ=9910") for command in device.received)
             device.rssi, device.snr = 3, 0  # the station fades
             box.wait_for(lambda: not relaying(box) and not source.states()["fm-audio"], timeout=6)
