@@ -27,13 +27,13 @@ from agent.clock_trust import ClockTrust
 from agent.config import Config, load_config
 from agent.control import ControlServer
 from agent.errors import LoaError, ScheduleError
-from agent.runtime import SOURCE_RELAY, Agent, Reload
+from agent.runtime import Agent, Reload
 from agent.schedule_source import ScheduleSource, read_schedule_file
 from agent.store import Store
 from agent.systemd_notify import Notifier
 from agent.version import VERSION
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed, make_pin_factory
-from drivers.player import make_player
+from drivers.player import Player, make_player
 
 if TYPE_CHECKING:
     from agent.fm_relay import FmRelay
@@ -89,7 +89,7 @@ def run(
         player = make_player(config.audio.backend, config.audio.vlc_args, events.put)
         player.start()
         stack.callback(player.close)
-        fm, source_relay = _start_fm(config, events, factory, stack)
+        fm = _start_fm(config, events, factory, stack, player, store)
         schedule = ScheduleSource(config)
         schedule.load(store)
         agent = Agent(
@@ -103,7 +103,6 @@ def run(
             notifier=notifier,
             events=events,
             fm=fm,
-            source_relay=source_relay,
         )
         control = ControlServer(
             config.control.socket, {"status": lambda _: agent.status(), "reload": lambda _: _reload(agent)}
@@ -119,25 +118,31 @@ def run(
 
 
 def _start_fm(
-    config: Config, events: queue.Queue[object], factory: object, stack: ExitStack
-) -> tuple[FmRelay | None, AmplifierRelays | None]:
+    config: Config,
+    events: queue.Queue[object],
+    factory: object,
+    stack: ExitStack,
+    player: Player,
+    store: Store,
+) -> FmRelay | None:
     """The FM relay, if configured.  FM is a fallback: if it cannot start, the agent runs without it."""
     if config.fm.backend == "none":
-        return None, None
-    from agent.fm_relay import FmRelay
+        return None
+    from agent.fm_relay import SOURCE_RELAY, FmRelay  # numpy and scipy only on boxes that relay FM
 
-    source_relay = None
     try:
+        source_relay = None
         if config.fm.backend == "serial":
             source_relay = AmplifierRelays([(SOURCE_RELAY, config.fm.serial.audio_relay_pin, True)], factory)
             stack.callback(source_relay.close)
-        fm = FmRelay(config, events.put)
+        fm = FmRelay(config, events.put, player=player, store=store, source_relay=source_relay)
         fm.start()
     except LoaError as exc:
         logger.error("FM relay unavailable, running without it: %s", exc)
-        return None, source_relay
+        store.add_event("error", "fm_unavailable", str(exc))
+        return None
     stack.callback(fm.stop)
-    return fm, source_relay
+    return fm
 
 
 def _reload(agent: Agent) -> dict[str, object]:

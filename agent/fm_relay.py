@@ -15,12 +15,16 @@ The central link does not exist yet: until it does, the link counts as up, so on
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from agent.config import Config, FmConfig
+from agent.store import Store, iso
+from drivers.gpio import AmplifierRelays
+from drivers.player import Player, PlayerEvent
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.iq_file import IqFileSource
 from fm_receiver.iq_source import FmEvent, IqSource
@@ -33,6 +37,10 @@ from fm_receiver.tuner_receiver import TunerReceiver
 
 logger = logging.getLogger(__name__)
 
+SOURCE_RELAY = "fm-audio"  # the serial tuner's audio-source relay, as a zone of its own
+WARNING_FM_EVENTS = frozenset(
+    {"fm.carrier_lost", "fm.source_stalled", "fm.source_open_failed", "fm.source_error", "fm.source_finished"}
+)
 RESTART_GAP = timedelta(seconds=2)  # after a relay ends, wait this long before starting again
 TUNER_MIN_DBUV = 20.0  # serial modules report RSSI in dBµV, not dBFS
 
@@ -72,7 +80,19 @@ def _iq_source(config: FmConfig, on_event: Callable[[FmEvent], None]) -> IqSourc
 class FmRelay:
     """Owns the FM receiver for the agent; decides from the policy, never touches agent state."""
 
-    def __init__(self, config: Config, on_event: Callable[[FmEvent], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        on_event: Callable[[FmEvent], None],
+        *,
+        player: Player,
+        store: Store,
+        source_relay: AmplifierRelays | None = None,
+    ) -> None:
+        self.player = player
+        self.store = store
+        self.source_relay = source_relay  # serial tuner: routes its analog audio to the amplifiers
+        self.volume = config.fm.volume
         self.fm = config.fm
         self.tz = config.device.timezone
         self.zones = frozenset(config.fm.zones)
@@ -128,6 +148,56 @@ class FmRelay:
             decision = Decision(False, "restart_backoff")
         self.last_decision = decision
         return decision
+
+    # -- called by the agent's main loop only ----------------------------------------------------
+
+    def drive(
+        self, now: datetime, *, clock_trusted: bool, scheduled_busy: bool, scheduled_playing: bool
+    ) -> None:
+        """Start or stop relaying as the policy says for ``now``."""
+        decision = self.decide(now, clock_trusted=clock_trusted, scheduled_busy=scheduled_busy)
+        if decision.relay and self.active_token is None:
+            self._start(decision.reason, now)
+        elif not decision.relay and self.active_token is not None:
+            self._stop(decision.reason, now, scheduled_playing)
+
+    def _start(self, reason: str, now: datetime) -> None:
+        token = f"fm@{iso(now)}"
+        self.active_token = token
+        if isinstance(self.receiver, FmReceiver):
+            self.player.play_stream(token, self.receiver.open_stream(), self.volume)
+        elif self.source_relay is not None:
+            self.source_relay.apply({SOURCE_RELAY})
+        logger.info("FM relay on (%s)", reason)
+        self.store.add_event("info", "fm_relay_on", reason)
+
+    def _stop(self, reason: str, now: datetime, scheduled_playing: bool) -> None:
+        self.active_token = None
+        self.last_end = now
+        # A scheduled start has already replaced the stream in the player: do not stop that.
+        if self.uses_player and not scheduled_playing:
+            self.player.stop()
+        if self.source_relay is not None:
+            self.source_relay.apply(frozenset())
+        logger.info("FM relay off (%s)", reason)
+        self.store.add_event("info", "fm_relay_off", reason)
+
+    def on_player_event(self, event: PlayerEvent, now: datetime) -> None:
+        """The player's word on the FM stream: anything final ends this relay."""
+        if event.kind == "playing":
+            return
+        self.active_token = None
+        self.last_end = now
+        severity = "error" if event.kind == "error" else "info"
+        self.store.add_event(severity, "fm_relay_off", f"stream {event.kind}: {event.detail}")
+
+    def on_fm_event(self, event: FmEvent) -> None:
+        """A receiver event (carrier, source): logged and kept in the store."""
+        warning = event.kind in WARNING_FM_EVENTS
+        logger.log(logging.WARNING if warning else logging.INFO, "%s %s", event.kind, event.detail)
+        self.store.add_event(
+            "warning" if warning else "info", event.kind, json.dumps(event.detail, default=str)
+        )
 
     def status(self) -> dict[str, Any]:
         return {

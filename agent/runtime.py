@@ -8,7 +8,6 @@ carries it out, and publishes a status snapshot for ``loa status``.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -31,15 +30,10 @@ from scheduler.recurrence import Occurrence
 
 if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
     from agent.fm_relay import FmRelay
-    from fm_receiver.iq_source import FmEvent
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # the loop runs at least this often (clock trust, watchdog, status)
-SOURCE_RELAY = "fm-audio"
-WARNING_FM_EVENTS = frozenset(
-    {"fm.carrier_lost", "fm.source_stalled", "fm.source_open_failed", "fm.source_error", "fm.source_finished"}
-)
 ENDED_OUTCOMES = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED})
 WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
@@ -84,7 +78,6 @@ class Agent:
         notifier: Notifier | None = None,
         events: queue.Queue[object] | None = None,
         fm: FmRelay | None = None,
-        source_relay: AmplifierRelays | None = None,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
@@ -97,7 +90,6 @@ class Agent:
         self.notifier = notifier or Notifier("")
         self.wall = wall
         self.fm = fm
-        self.source_relay = source_relay  # serial tuner: routes its analog audio to the amplifiers
         self.events: queue.Queue[object] = events if events is not None else queue.Queue()
         self.board = StatusBoard(config)
         self.state = LoopState()
@@ -186,7 +178,13 @@ class Agent:
         self._check_clock()
         if self.state.clock.trusted:
             self._carry_out(self.engine.tick(now), now)
-        self._drive_fm(now)
+        if self.fm is not None:
+            self.fm.drive(
+                now,
+                clock_trusted=self.state.clock.trusted,
+                scheduled_busy=self.state.playing is not None or bool(self.engine.queue),
+                scheduled_playing=self.state.playing is not None,
+            )
         self.relays.apply(self._zones_wanted(now))
         self._show_led()
         self._save_watermark(now)
@@ -256,11 +254,11 @@ class Agent:
 
     def _handle(self, event: object) -> None:
         if isinstance(event, PlayerEvent) and self.fm is not None and event.token == self.fm.active_token:
-            self._on_fm_player(event)
+            self.fm.on_player_event(event, self.wall())
         elif isinstance(event, PlayerEvent):
             self._on_player(event)
         elif self.fm is not None and self.fm.is_event(event):
-            self._on_fm_event(event)  # type: ignore[arg-type]
+            self.fm.on_fm_event(event)  # type: ignore[arg-type]
         elif isinstance(event, Reload):
             self._reload()
         else:
@@ -281,56 +279,6 @@ class Agent:
         if outcome is Outcome.FAILED:
             self.store.add_event("error", "play_failed", f"{playing.occurrence.item.id}: {event.detail}")
         self._finish(outcome, event.detail, at)
-
-    # -- FM relay -------------------------------------------------------------------------------
-
-    def _drive_fm(self, now: datetime) -> None:
-        fm = self.fm
-        if fm is None:
-            return
-        busy = self.state.playing is not None or bool(self.engine.queue)
-        decision = fm.decide(now, clock_trusted=self.state.clock.trusted, scheduled_busy=busy)
-        if decision.relay and fm.active_token is None:
-            self._start_fm(fm, decision.reason, now)
-        elif not decision.relay and fm.active_token is not None:
-            self._stop_fm(fm, decision.reason, now)
-
-    def _start_fm(self, fm: FmRelay, reason: str, now: datetime) -> None:
-        token = f"fm@{iso(now)}"
-        fm.active_token = token
-        if fm.uses_player:
-            self.player.play_stream(token, fm.receiver.open_stream(), self.config.fm.volume)  # type: ignore[union-attr]
-        elif self.source_relay is not None:
-            self.source_relay.apply({SOURCE_RELAY})
-        logger.info("FM relay on (%s)", reason)
-        self.store.add_event("info", "fm_relay_on", reason)
-
-    def _stop_fm(self, fm: FmRelay, reason: str, now: datetime) -> None:
-        fm.active_token = None
-        fm.last_end = now
-        # A scheduled start has already replaced the stream in the player: do not stop that.
-        if fm.uses_player and self.state.playing is None:
-            self.player.stop()
-        if self.source_relay is not None:
-            self.source_relay.apply(frozenset())
-        logger.info("FM relay off (%s)", reason)
-        self.store.add_event("info", "fm_relay_off", reason)
-
-    def _on_fm_player(self, event: PlayerEvent) -> None:
-        assert self.fm is not None
-        if event.kind == "playing":
-            return
-        self.fm.active_token = None
-        self.fm.last_end = self.wall()
-        severity = "error" if event.kind == "error" else "info"
-        self.store.add_event(severity, "fm_relay_off", f"stream {event.kind}: {event.detail}")
-
-    def _on_fm_event(self, event: FmEvent) -> None:
-        severity = "warning" if event.kind in WARNING_FM_EVENTS else "info"
-        logger.log(
-            logging.WARNING if severity == "warning" else logging.INFO, "%s %s", event.kind, event.detail
-        )
-        self.store.add_event(severity, event.kind, json.dumps(event.detail, default=str))
 
     def _finish(self, outcome: Outcome, reason: str, at: datetime) -> None:
         """The current playback ended; the engine records it and says what plays next."""

@@ -124,7 +124,7 @@ def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
 """
     try:
         with running_agent(write_config(tmp_path, extra=section)) as box:
-            source = box.agent.source_relay
+            source = box.agent.fm.source_relay if box.agent.fm else None
             assert source is not None
             box.wait_for(lambda: relaying(box) and source.states()["fm-audio"], timeout=6)
             box.wait_for(lambda: box.agent.relays.states() == {"zone-1": False, "zone-2": True}, timeout=2)
