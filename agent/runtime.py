@@ -315,6 +315,7 @@ class Agent:
         self.state.playing = Playing(occurrence, now)
         problem = unreadable(path)
         if problem:  # refuse before the player sees it, so whatever plays (FM) goes on
+            logger.error("%s cannot play: %s", occurrence.key, problem)
             self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
             self._finish(Outcome.FAILED, problem, now)
             return
