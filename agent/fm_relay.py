@@ -92,14 +92,12 @@ class FmRelay:
         self.player = player
         self.store = store
         self.source_relay = source_relay  # serial tuner: routes its analog audio to the amplifiers
-        self.volume = config.fm.volume
         self.fm = config.fm
         self.tz = config.device.timezone
         self.zones = frozenset(config.fm.zones)
-        self.uses_player = config.fm.backend in ("rtlsdr", "iq_file")
         self.receiver: FmReceiver | TunerReceiver
         us = self.fm.deemphasis.total_seconds() * 1e6
-        if self.uses_player:
+        if config.fm.backend in ("rtlsdr", "iq_file"):
             source = _iq_source(self.fm, on_event)
             demod = FmDemodulator(source.sample_rate, source.offset_hz, deemphasis_us=us)
             self.receiver = FmReceiver(
@@ -122,6 +120,11 @@ class FmRelay:
     def stop(self) -> None:
         self.receiver.stop()
         logger.info("FM relay stopped")
+
+    @property
+    def uses_player(self) -> bool:
+        """Demodulated here and played through the player (else the tuner's own audio path)."""
+        return isinstance(self.receiver, FmReceiver)
 
     @property
     def carrier_present(self) -> bool:
@@ -165,7 +168,7 @@ class FmRelay:
         token = f"fm@{iso(now)}"
         self.active_token = token
         if isinstance(self.receiver, FmReceiver):
-            self.player.play_stream(token, self.receiver.open_stream(), self.volume)
+            self.player.play_stream(token, self.receiver.open_stream(), self.fm.volume)
         elif self.source_relay is not None:
             self.source_relay.apply({SOURCE_RELAY})
         logger.info("FM relay on (%s)", reason)

@@ -48,7 +48,6 @@ class Reload:
 class Playing:
     occurrence: Occurrence
     asked_at: datetime
-    started_at: datetime | None = None
 
 
 @dataclass
@@ -94,7 +93,8 @@ class Agent:
         self.board = StatusBoard(config)
         self.state = LoopState()
         self.all_zones = frozenset(config.all_zones)
-        self._started: dict[str, datetime] = {}  # key -> when the player said "playing"
+        # key -> when the player said "playing"; kept past state.playing, for the engine's Record
+        self.started_at: dict[str, datetime] = {}
         self.engine = self._make_engine(resume=False)
         self._resumed = False
         self.board.publish(self)  # the control socket answers from the first instant
@@ -117,7 +117,7 @@ class Agent:
         return Engine(
             self.schedule.items,
             self.config.device.timezone,
-            all_zones=frozenset(self.config.all_zones),
+            all_zones=self.all_zones,
             catch_up=self.config.schedule.catch_up,
             max_delay=self.config.schedule.max_delay,
             preroll=gpio.preroll,
@@ -242,7 +242,11 @@ class Agent:
             self.player.stop()
             now = self.wall()
             self._record(
-                playing.occurrence, Outcome.INTERRUPTED, "agent stopped", actual=playing.started_at, ended=now
+                playing.occurrence,
+                Outcome.INTERRUPTED,
+                "agent stopped",
+                actual=self.started_at.pop(playing.occurrence.key, None),
+                ended=now,
             )
             self.state.playing = None
         mark = self.engine.watermark
@@ -271,8 +275,7 @@ class Agent:
             return
         at = datetime.fromtimestamp(event.wall, UTC)
         if event.kind == "playing":
-            playing.started_at = at
-            self._started[event.token] = at
+            self.started_at[event.token] = at
             self._record(playing.occurrence, None, "", actual=at)
             return
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
@@ -289,7 +292,8 @@ class Agent:
 
     def _reload(self) -> None:
         if self.schedule.reload(self.store):
-            self._carry_out(self.engine.replace_items(self.schedule.items, self.wall()), self.wall())
+            now = self.wall()
+            self._carry_out(self.engine.replace_items(self.schedule.items, now), now)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -300,7 +304,7 @@ class Agent:
             elif isinstance(action, Interrupt):
                 self._interrupt(action, now)
             elif isinstance(action, Record):
-                started = self._started.pop(action.occurrence.key, None)
+                started = self.started_at.pop(action.occurrence.key, None)
                 ended = now if action.outcome in ENDED_OUTCOMES else None
                 self._record(action.occurrence, action.outcome, action.reason, actual=started, ended=ended)
 

@@ -44,6 +44,16 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
     return LoadedSchedule(items, specs)
 
 
+def stored_items(config: Config, store: Store) -> list[Item]:
+    """The last good schedule kept in the store (problems, which a good file never had, are logged)."""
+    items, findings = parse_items(
+        {"items": list(store.schedule_specs())}, config.device.timezone, frozenset(config.all_zones)
+    )
+    if findings:
+        logger.error("stored schedule has %d problems; ignoring them: %s", len(findings), findings[:3])
+    return items
+
+
 class ScheduleSource:
     """The schedule in force, and how to find each item's audio."""
 
@@ -63,12 +73,9 @@ class ScheduleSource:
         """At start: the file if it is good, else the last good schedule kept in the store."""
         if self.file is not None and self.reload(store):
             return
-        specs = list(store.schedule_specs())
-        if not specs:
+        items = stored_items(self.config, store)
+        if not items:
             return
-        items, findings = parse_items({"items": specs}, self.config.device.timezone, self.zones)
-        if findings:
-            logger.error("stored schedule has %d problems; ignoring them: %s", len(findings), findings[:3])
         self.items = items
         self.origin = "store (last good schedule)"
         logger.info("schedule: %d items from the store", len(items))

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.config import Config
+from agent.schedule_source import stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
 from scheduler.recurrence import expand
 
 if TYPE_CHECKING:
-    from agent.runtime import Agent
+    from agent.runtime import Agent, Playing
 
 NEXT_COUNT = 3
 
@@ -65,11 +66,11 @@ class StatusBoard:
             return dict(self._snapshot)
 
 
-def _playing(agent: Agent, playing: Any) -> dict[str, Any]:
+def _playing(agent: Agent, playing: Playing) -> dict[str, Any]:
     occurrence = playing.occurrence
     return {
         **_occurrence(occurrence),
-        "since": iso(playing.started_at or playing.asked_at),
+        "since": iso(agent.started_at.get(occurrence.key) or playing.asked_at),
         "zones": sorted(occurrence.item.resolved_zones(agent.all_zones)),
     }
 
@@ -86,9 +87,7 @@ def _occurrence(occurrence: Any) -> dict[str, Any]:
 
 def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     """Status from the store alone, for when the daemon does not answer."""
-    from scheduler.items import parse_items
-
-    items, _ = parse_items({"items": list(store.schedule_specs())}, config.device.timezone)
+    items = stored_items(config, store)
     upcoming = expand(items, config.device.timezone, now, now + timedelta(days=8))[:NEXT_COUNT]
     last = store.play_log(limit=1)
     return {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
-OUTCOMES = ("playing", "completed", "interrupted", "failed", "missed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -212,13 +210,3 @@ class Store:
     def schedule_specs(self) -> Iterator[dict[str, Any]]:
         for row in self.db.query("SELECT spec FROM schedule_items ORDER BY id"):
             yield json.loads(row["spec"])
-
-
-def wait_for_store(storage_dir: Path, timeout: float) -> bool:
-    """True once the store file exists (used by the demo while the daemon starts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (storage_dir / DB_NAME).exists():
-            return True
-        time.sleep(0.05)
-    return False
