@@ -54,15 +54,18 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, force=True)
 
 
-def check_config(path: Path) -> Config:
-    """Validate the config and the schedule file it names; raise with every problem."""
-    config = load_config(path)
-    if config.schedule.file is not None:
-        if config.schedule.file.exists():
-            read_schedule_file(config.schedule.file, config.device.timezone, frozenset(config.all_zones))
-        else:
-            raise ScheduleError([f"{path}: schedule.file: {config.schedule.file} does not exist"])
-    return config
+def check_schedule_file(config: Config) -> None:
+    """Validate the schedule file the config names; raise with every problem.
+
+    Only ``check-config`` does this: the running agent refuses a bad schedule file by itself and
+    keeps the last good schedule, so a technician's typo never silences a box at its next start.
+    """
+    path = config.schedule.file
+    if path is None:
+        return
+    if not path.exists():
+        raise ScheduleError([f"{config.source}: schedule.file: {path} does not exist"])
+    read_schedule_file(path, config.device.timezone, frozenset(config.all_zones))
 
 
 def run(
@@ -170,7 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)")
     parser.add_argument("--version", action="version", version=f"loa-agent {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check-config", help="validate the config and its schedule file, then exit")
+    check = sub.add_parser("check-config", help="validate the config and its schedule file, then exit")
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="only what 'run' refuses (the unit's ExecStartPre): not the schedule file",
+    )
     sub.add_parser("run", help="run the agent")
     return parser
 
@@ -178,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = check_config(args.config)
+        config = load_config(args.config)
         if args.command == "check-config":
+            if not args.config_only:
+                check_schedule_file(config)
             print(f"{args.config}: valid")
             return 0
         setup_logging(config.logging.level)

@@ -4,8 +4,10 @@ loa playlog, loa fm demod."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.agent_harness import at, running_agent, write_config, write_schedule
@@ -104,3 +106,24 @@ def test_fm_demod_through_loa(tmp_path: Path) -> None:
     assert summary["carrier"] is True and summary["snr_db"] > 20
     assert abs(summary["duration_s"] - 1.0) < 0.05
     assert out.stat().st_size > 40_000
+
+
+def test_a_bad_schedule_file_does_not_stop_the_agent(tmp_path: Path) -> None:
+    (tmp_path / "schedule.yaml").write_text("items:\n  - {id: a, audoi: a.wav}\n")
+    config = write_config(tmp_path)
+    assert run("loa-agent", "--config", str(config), "check-config").returncode == 2
+    assert run("loa-agent", "--config", str(config), "check-config", "--config-only").returncode == 0
+    agent = subprocess.Popen([str(BIN / "loa-agent"), "--config", str(config), "run"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline and not status.get("running"):
+            time.sleep(0.2)
+            reply = run("loa", "--config", str(config), "status", "--json")
+            status = json.loads(reply.stdout) if reply.stdout.startswith("{") else {}
+        assert status.get("running") is True, status
+        schedule = status["schedule"]
+        assert isinstance(schedule, dict) and "schedule.yaml:2" in str(schedule["error"])
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=15) == 0
