@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -67,12 +68,18 @@ class _Timex(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Looked up once: find_library may run ldconfig, and the loop asks every second.
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
 def kernel_ntp_synchronized() -> bool:
     """Ask the kernel (read-only ``adjtimex``, modes = 0) whether NTP keeps the clock in sync."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    libc = _libc()
+    if libc is None:
         return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
     timex = _Timex()
     state = libc.adjtimex(ctypes.byref(timex))
     if state < 0:
