@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
 	rtl-sdr librtlsdr0 sox espeak-ng
 
-.PHONY: test demo lint typecheck pytest bench system-deps clean
+.PHONY: test demo lint typecheck imports pytest bench system-deps clean
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -34,10 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck imports pytest
 
 demo: system-deps $(STAMP)
 	$(BIN)/python -m agent.demo

@@ -8,7 +8,7 @@ setup(
     description="Commune loudspeaker controller agent: schedules, libVLC playback, FM relay, relays",
     python_requires=">=3.11",
     packages=find_packages(
-        include=["agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]
+        include=["foundation*", "agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]
     ),
     install_requires=[
         "python-vlc>=3.0.18122",
@@ -29,6 +29,7 @@ setup(
             "hypothesis>=6.80",
             "ruff>=0.5",
             "mypy>=1.8",
+            "import-linter>=2.0",
             "types-PyYAML",
             "types-requests",
             "types-python-dateutil",

@@ -21,10 +21,10 @@ from typing import Any
 
 from agent.config import Config, load_config
 from agent.control import request
-from agent.durations import parse_duration
-from agent.errors import LoaError, NotRunningError
 from agent.status import offline_status, render
 from agent.store import PlayRecord, Store, iso
+from foundation.errors import LoaError, NotRunningError, report
+from foundation.units import parse_duration
 
 DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
 
@@ -146,10 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     except LoaError as exc:
-        problems = getattr(exc, "problems", None) or [exc]
-        for problem in problems:
-            print(f"loa: {problem}", file=sys.stderr)
-        return exc.exit_code
+        return report("loa", exc)
     return 0
 
 

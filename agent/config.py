@@ -1,7 +1,7 @@
 """The agent's configuration: typed, frozen, and validated all at once.
 
 :func:`load_config` reads the YAML file a technician edits (see ``config.example.yaml``), checks every
-key and raises :class:`agent.errors.ConfigError` listing every problem, each with its line, key path,
+key and raises :class:`foundation.errors.ConfigError` listing every problem, each with its line, key path,
 value, what was expected and a "did you mean" for near misses.  Defaults live on the dataclasses, so
 code and tests can also build a :class:`Config` directly.  The generic reader that collects the
 problems and the kinds of value it converts live in :mod:`agent.config_reader`; docs/CONFIG.md is the
@@ -17,10 +17,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from agent import config_reader as read
-from agent import durations
-from agent.durations import ClockWindow
-from agent.errors import ConfigError
 from agent.yaml_source import NO_VALUE, YamlDocument, format_key_path, load_yaml, load_yaml_text
+from foundation import units
+from foundation.errors import ConfigError
+from foundation.units import ClockWindow
 
 AudioBackend = Literal["vlc", "null"]
 PinFactory = Literal["mock", "lgpio", "rpigpio", "pigpio", "native"]
@@ -376,7 +376,7 @@ def _iq_file(section: read.Section, base: Path, *, required: bool) -> IqFileConf
 def _check_offset(section: read.Section, key: str, offset: int, sample_rate: int) -> None:
     limit = sample_rate // 2 - _FM_CHANNEL_HALF_WIDTH
     if abs(offset) > limit:
-        expected = f"at most ±{durations.format_frequency(max(limit, 0))} at {sample_rate} samples per second"
+        expected = f"at most ±{units.format_frequency(max(limit, 0))} at {sample_rate} samples per second"
         section.report(key, offset, "puts the station outside the sampled band", expected)
 
 

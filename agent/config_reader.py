@@ -7,7 +7,7 @@ and hand back the default, so that one pass reports every problem in the file.
 :meth:`Reader.finish` then adds the unknown keys and returns the problems in file order.
 
 A kind's converter raises ``ValueError(reason[, hint])``; the reason may start with the value's text
-in quotes (as :mod:`agent.durations` writes it), which is dropped because the problem shows the value.
+in quotes (as :mod:`foundation.units` writes it), which is dropped because the problem shows the value.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from agent import durations
-from agent.durations import ClockWindow
 from agent.yaml_source import MISSING, NO_VALUE, KeyPath, Problem, YamlDocument, did_you_mean
+from foundation import units
+from foundation.units import ClockWindow
 
 T = TypeVar("T")
 
@@ -253,31 +253,31 @@ def choice(options: Any, expected: str | None = None) -> Kind[Any]:
 
 def duration(low: timedelta, high: timedelta, example: timedelta) -> Kind[timedelta]:
     def convert(value: object, text: str) -> timedelta:
-        parsed = durations.parse_duration(text)
+        parsed = units.parse_duration(text)
         if not low <= parsed <= high:
             raise ValueError("is out of range")
         return parsed
 
-    span = f"from {durations.format_duration(low)} to {durations.format_duration(high)}"
-    example_text = durations.format_duration(example)
+    span = f"from {units.format_duration(low)} to {units.format_duration(high)}"
+    example_text = units.format_duration(example)
     return Kind(f"a duration with a unit (ms, s, min, h) {span}, e.g. {example_text}", convert)
 
 
 def frequency(low: int, high: int, *, signed: bool = False) -> Kind[int]:
     def convert(value: object, text: str) -> int:
-        hertz = durations.parse_frequency(text, signed=signed)
+        hertz = units.parse_frequency(text, signed=signed)
         if not low <= hertz <= high:
             raise ValueError("is out of range")
         return hertz
 
-    span = f"from {durations.format_frequency(low)} to {durations.format_frequency(high)}"
+    span = f"from {units.format_frequency(low)} to {units.format_frequency(high)}"
     return Kind(f"a frequency with a unit (Hz, kHz, MHz) {span}", convert)
 
 
 def sample_rate(*ranges: tuple[int, int]) -> Kind[int]:
     def convert(value: object, text: str) -> int:
         rate = value if isinstance(value, int) and not isinstance(value, bool) else None
-        rate = durations.parse_frequency(text) if rate is None else rate
+        rate = units.parse_frequency(text) if rate is None else rate
         if not any(low <= rate <= high for low, high in ranges):
             raise ValueError("is out of range")
         return rate
@@ -296,7 +296,7 @@ def file_path(base: Path, expected: str) -> Kind[Path]:
 
 
 def _window(value: object, text: str) -> ClockWindow:
-    return durations.parse_clock_window(text)
+    return units.parse_clock_window(text)
 
 
 def _timezone(value: object, text: str) -> ZoneInfo:

@@ -18,7 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from agent.errors import NotRunningError
+from foundation.errors import NotRunningError
 
 logger = logging.getLogger(__name__)
 

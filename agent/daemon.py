@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 from agent.clock_trust import ClockTrust
 from agent.config import Config, load_config
 from agent.control import ControlServer
-from agent.errors import LoaError, ScheduleError
 from agent.runtime import Agent, Reload
 from agent.schedule_source import ScheduleSource, read_schedule_file
 from agent.store import Store
@@ -34,6 +33,7 @@ from agent.systemd_notify import Notifier
 from agent.version import VERSION
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed, make_pin_factory
 from drivers.player import Player, make_player
+from foundation.errors import LoaError, ScheduleError, report
 
 if TYPE_CHECKING:
     from agent.fm_relay import FmRelay
@@ -197,12 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(config, threading.Event())
         return 0
     except LoaError as exc:
-        problems = getattr(exc, "problems", None) or [exc]
-        if len(problems) > 1:
-            print(f"loa-agent: {len(problems)} problems:", file=sys.stderr)
-        for problem in problems:
-            print(f"loa-agent: {problem}", file=sys.stderr)
-        return exc.exit_code
+        return report("loa-agent", exc)
 
 
 if __name__ == "__main__":

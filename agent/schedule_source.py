@@ -15,9 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config import Config
-from agent.errors import ScheduleError
 from agent.store import Store
 from agent.yaml_source import load_yaml
+from foundation.errors import ScheduleError
 from scheduler.items import Item, parse_items
 
 logger = logging.getLogger(__name__)

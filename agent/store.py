@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlite_utils
 
-from agent.errors import StoreError
+from foundation.errors import StoreError
 
 logger = logging.getLogger(__name__)
 

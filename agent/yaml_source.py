@@ -12,18 +12,18 @@ Findings are :class:`Problem` objects that render as ``FILE:LINE: key.path: <wha
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import yaml
 
-from agent.errors import ConfigError, ScheduleError
+from foundation.errors import ConfigError, ScheduleError
+from foundation.findings import Finding, KeyPath, did_you_mean, format_key_path
 
-KeyPath = tuple[str | int, ...]
+__all__ = ["Finding", "KeyPath", "did_you_mean", "format_key_path"]
 
 
 class Marker(enum.Enum):
@@ -39,14 +39,6 @@ NO_VALUE = Marker.NO_VALUE
 _MAX_SHOWN = 60
 
 
-def format_key_path(key_path: KeyPath) -> str:
-    """``("gpio", "amplifiers", 1, "pin")`` -> ``gpio.amplifiers[1].pin``."""
-    text = ""
-    for part in key_path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def show_value(value: object) -> str:
     """A value as a technician would have typed it, quoted and shortened."""
     if isinstance(value, str):
@@ -55,13 +47,6 @@ def show_value(value: object) -> str:
         dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
         shown = repr(dumped.removesuffix("\n...").strip())
     return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 4] + "...'"
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """``"did you mean 'x'?"`` for the closest of ``choices`` to ``word``, or None."""
-    lowered = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f"did you mean {lowered[close[0]]!r}?" if close else None
 
 
 @dataclass(frozen=True)
@@ -102,33 +87,6 @@ class Problem:
         return f"{show_value(self.value)} {self.reason}"
 
 
-class Finding(NamedTuple):
-    """A problem found in already-loaded data, before it is placed in a file.
-
-    Pure code (the scheduler's item parser) may return plain tuples of this shape; the loader that
-    owns the file turns them into :class:`Problem` with :meth:`YamlDocument.problems_from`.
-    """
-
-    key_path: KeyPath
-    value: object
-    expected: str
-    hint: str | None = None
-    reason: str | None = None
-
-
-class FindingLike(Protocol):
-    """What :meth:`YamlDocument.problems_from` reads from a finding (``scheduler.fields.Finding``)."""
-
-    @property
-    def key_path(self) -> KeyPath: ...
-    @property
-    def value(self) -> object: ...
-    @property
-    def expected(self) -> str: ...
-    @property
-    def hint(self) -> str | None: ...
-
-
 @dataclass
 class YamlDocument:
     """A loaded YAML file: its plain data plus where each key and scalar came from."""
@@ -162,7 +120,7 @@ class YamlDocument:
         """A :class:`Problem` at ``key_path``, placed on its line in this file."""
         return Problem(str(self.path), self.line_of(key_path), key_path, value, expected, hint, reason)
 
-    def problems_from(self, findings: Iterable[FindingLike | Sequence[Any]]) -> list[Problem]:
+    def problems_from(self, findings: Iterable[Finding | Sequence[Any]]) -> list[Problem]:
         """Place findings on their lines: objects with ``key_path, value, expected, hint`` (and
         optionally ``reason``) attributes, or tuples in that order.
 
@@ -179,7 +137,7 @@ class YamlDocument:
                 value = text
             elif value is None and finding.key_path not in self.lines:
                 value = MISSING
-            reason = getattr(finding, "reason", None)
+            reason = finding.reason
             problems.append(self.problem(finding.key_path, value, finding.expected, finding.hint, reason))
         return problems
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from gpiozero import DigitalOutputDevice
 
-from agent.errors import HardwareError, LoaError
+from foundation.errors import HardwareError, LoaError
 
 logger = logging.getLogger(__name__)
 

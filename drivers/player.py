@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from agent.errors import ConfigError
+from foundation.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Player(Protocol):
     name: str
 
     def start(self) -> None:
-        """Open the backend; raises :class:`agent.errors.PlayerError` if it cannot start."""
+        """Open the backend; raises :class:`foundation.errors.PlayerError` if it cannot start."""
         ...
 
     def play(self, token: str, path: Path, volume: int) -> None:

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import PlayerError
 from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
 from drivers.wav import WavStreamFeed
+from foundation.errors import PlayerError
 
 logger = logging.getLogger(__name__)
 

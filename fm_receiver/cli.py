@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import wave
 from pathlib import Path
 from typing import Any
 
-from agent.errors import LoaError
 from fm_receiver.dsp import IQ_FORMATS, FmDemodulator, FmParameterError
 from fm_receiver.fake_rtlsdr import FakeRtlSdr
 from fm_receiver.iq_file import IqFileSource
@@ -25,22 +23,20 @@ from fm_receiver.pcm_stream import to_s16le
 from fm_receiver.quality import CarrierDetector, ChannelMeasurement, level_dbfs
 from fm_receiver.rtlsdr_source import RtlSdrDevice, open_rtlsdr_device
 from fm_receiver.scan import scan_band
+from foundation.errors import LoaError, report
+from foundation.units import parse_frequency
 
 __all__ = ["add_fm_commands", "demodulate_file", "main", "parse_hz"]
 
-_HZ_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(hz|khz|mhz|k|m)?\s*$", re.IGNORECASE)
-_UNITS = {None: 1.0, "hz": 1.0, "k": 1e3, "khz": 1e3, "m": 1e6, "mhz": 1e6}
-
 
 def parse_hz(text: str) -> float:
-    """``-250000``, ``250kHz``, ``99.1MHz``, ``1.024M`` → Hz."""
-    match = _HZ_RE.match(text)
-    if match is None:
+    """``-250000``, ``250kHz``, ``99.1MHz``, ``1.024M`` → Hz (the command line's frequency grammar)."""
+    try:
+        return float(parse_frequency(text, signed=True, shorthand=True))
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a frequency: write e.g. -250000, 250kHz or 99.1MHz"
-        )
-    unit = match.group(2).lower() if match.group(2) else None
-    return float(match.group(1)) * _UNITS[unit]
+        ) from None
 
 
 def _parse_rate(text: str) -> int:
@@ -202,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except LoaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report("loa fm", exc)
     return code
 
 

@@ -16,10 +16,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import LoaError
 from fm_receiver.fir_design import lowpass_taps
 from fm_receiver.overlap_save import OverlapSaveResampler
 from fm_receiver.quality import ChannelMeter
+from foundation.errors import LoaError
 
 __all__ = [
     "IQ_FORMATS",

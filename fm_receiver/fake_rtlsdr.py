@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from agent.errors import HardwareError
+from foundation.errors import HardwareError
 
 __all__ = ["FakeDongleFactory", "FakeRtlSdr"]
 

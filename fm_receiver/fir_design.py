@@ -13,7 +13,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import LoaError
+from foundation.errors import LoaError
 
 __all__ = ["FilterDesignError", "kaiser_beta", "kaiser_lowpass", "kaiser_order", "lowpass_taps"]
 

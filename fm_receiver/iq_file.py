@@ -15,9 +15,9 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import HardwareError
 from fm_receiver.dsp import IQ_FORMATS, FmParameterError, iq_from_bytes
 from fm_receiver.iq_source import SourceFinished
+from foundation.errors import HardwareError
 
 __all__ = ["IqFileSource"]
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import LoaError
+from foundation.errors import LoaError
 
 __all__ = ["EventSink", "FmEvent", "IqSource", "SourceFinished", "ignore_event"]
 

@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import HardwareError
 from fm_receiver.dsp import iq_from_bytes
 from fm_receiver.iq_source import EventSink, FmEvent, ignore_event
+from foundation.errors import HardwareError
 
 __all__ = ["DeviceFactory", "RtlSdrDevice", "RtlSdrSource", "configure_device", "open_rtlsdr_device"]
 

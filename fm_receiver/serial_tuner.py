@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.errors import HardwareError
+from foundation.errors import HardwareError
 
 __all__ = ["FM_BAND_HZ", "SerialTuner", "TunerError"]
 

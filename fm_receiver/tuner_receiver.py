@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-from agent.errors import HardwareError
 from fm_receiver.iq_source import EventSink, FmEvent
 from fm_receiver.quality import CarrierDetector
 from fm_receiver.serial_tuner import SerialTuner
+from foundation.errors import HardwareError
 
 __all__ = ["TunerReceiver"]
 

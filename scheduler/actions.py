@@ -8,7 +8,7 @@ from datetime import timedelta
 from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
 
-__all__ = ["Action", "Interrupt", "Outcome", "Record", "Start", "format_duration"]
+__all__ = ["Action", "Interrupt", "Outcome", "Record", "Start"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,3 @@ class Record:
 
 
 Action = Start | Interrupt | Record
-
-
-def format_duration(span: timedelta) -> str:
-    """``3m12s``, ``1h0m5s``, ``0s``: whole seconds, for log reasons a technician reads."""
-    seconds = max(0, int(span.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{seconds}s"
-    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"

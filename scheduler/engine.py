@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from scheduler.actions import Action, Interrupt, Outcome, Record, Start, format_duration
+from foundation.units import format_duration
+from scheduler.actions import Action, Interrupt, Outcome, Record, Start
 from scheduler.items import Item
 from scheduler.recurrence import Occurrence, Timeline, item_starts
 from scheduler.relay_plan import RelayHold, wanted_zones
@@ -28,6 +29,11 @@ def _utc(moment: datetime) -> datetime:
     if moment.utcoffset() is None:
         raise ValueError(f"scheduler needs an aware datetime, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)
+
+
+def _span(duration: timedelta) -> str:
+    """A duration in whole seconds, as reasons in the play log say it (``3min12s``)."""
+    return format_duration(duration, whole_seconds=True)
 
 
 def _key_start(key: str) -> datetime | None:
@@ -207,7 +213,7 @@ class Engine:
             local = "%Y-%m-%d %H:%M:%S"
             since, until = previous.astimezone(self._tz), now.astimezone(self._tz)
             return f"agent was not running from {since:{local}} to {until:{local}}"
-        return f"clock jumped forward {format_duration(now - previous)} (or the agent stalled)"
+        return f"clock jumped forward {_span(now - previous)} (or the agent stalled)"
 
     def _resolve(self, now: datetime) -> list[Action]:
         """Drop queued occurrences that waited too long, then start or pre-empt with the best one."""
@@ -228,7 +234,7 @@ class Engine:
         expired = [occ for occ in self._queue if now - occ.start >= self._max_delay]
         self._queue = [occ for occ in self._queue if occ not in expired]
         busy = f"'{self._playing.item.id}' was playing" if self._playing else "the speakers were busy"
-        reason = f"could not start within {format_duration(self._max_delay)} of its time: {busy}"
+        reason = f"could not start within {_span(self._max_delay)} of its time: {busy}"
         return [self._record(occ, Outcome.SKIPPED, reason) for occ in expired]
 
     def _interrupt(self, now: datetime, reason: str) -> list[Action]:
@@ -237,7 +243,7 @@ class Engine:
         self._stop_playing(now)
         return [
             Interrupt(occ, reason),
-            Record(occ, Outcome.INTERRUPTED, f"{reason} after {format_duration(played)}"),
+            Record(occ, Outcome.INTERRUPTED, f"{reason} after {_span(played)}"),
         ]
 
     def _stop_playing(self, now: datetime) -> None:

@@ -6,14 +6,13 @@ a datetime and ``2025-03-01`` into a date, JSON leaves strings; both are accepte
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-KeyPath = tuple[str | int, ...]
+from foundation.findings import FindingList, KeyPath, did_you_mean
+
 T = TypeVar("T")
 
 ITEM_KEYS = (
@@ -28,41 +27,6 @@ ITEM_KEYS = (
     "zones",
     "volume",
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem in a schedule file: where, what was found, what was expected, and a hint."""
-
-    key_path: KeyPath
-    value: object
-    expected: str
-    hint: str | None = None
-
-    @property
-    def path_text(self) -> str:
-        """The key path in dotted form, e.g. ``items.3.rrule``."""
-        return ".".join(str(part) for part in self.key_path) or "(top level)"
-
-    def __str__(self) -> str:
-        text = f"{self.path_text}: value {self.value!r}: expected {self.expected}"
-        return f"{text} ({self.hint})" if self.hint else text
-
-
-@dataclass
-class FindingList:
-    """Collects findings in file order."""
-
-    items: list[Finding] = field(default_factory=list)
-
-    def add(self, path: KeyPath, value: object, expected: str, hint: str | None = None) -> None:
-        self.items.append(Finding(path, value, expected, hint))
-
-
-def did_you_mean(word: object, choices: Iterable[str]) -> str | None:
-    """A "did you mean" hint for a near miss, or None."""
-    matches = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=0.6)
-    return f"did you mean {matches[0]!r}?" if matches else None
 
 
 def unknown_keys(

@@ -13,12 +13,10 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from zoneinfo import ZoneInfo
 
-from agent.errors import ScheduleError
+from foundation.errors import ScheduleError
+from foundation.findings import Finding, FindingList, KeyPath, format_key_path
 from scheduler.fields import (
     ITEM_KEYS,
-    Finding,
-    FindingList,
-    KeyPath,
     parse_at,
     parse_choice,
     parse_dtstart,
@@ -131,7 +129,7 @@ def _check_unique_id(entry: object, index: int, first_index: dict[str, int], fin
     if not isinstance(ident, str):
         return
     if ident.strip() in first_index:
-        hint = f"first used by items.{first_index[ident.strip()]}"
+        hint = f"first used by {format_key_path(('items', first_index[ident.strip()]))}"
         findings.add(("items", index, "id"), ident, "an id not used by another item", hint)
     else:
         first_index[ident.strip()] = index

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.errors import PlayerError
 from drivers.player import PlayerEvent
 from drivers.wav_samples import to_pcm, tone, write_wav
+from foundation.errors import PlayerError
 
 RATE = 44100
 

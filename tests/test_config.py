@@ -1,4 +1,4 @@
-"""agent.config and agent.durations: the example loads, every kind of mistake is reported well."""
+"""agent.config and foundation.units: the example loads, every kind of mistake is reported well."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agent.config import Amplifier, Config, GpioConfig, load_config
-from agent.durations import (
+from agent.yaml_source import load_yaml
+from foundation.errors import ConfigError
+from foundation.units import (
     format_clock_window,
     format_duration,
     format_frequency,
@@ -23,8 +25,6 @@ from agent.durations import (
     parse_duration,
     parse_frequency,
 )
-from agent.errors import ConfigError
-from agent.yaml_source import load_yaml
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.control import ControlServer, request
-from agent.errors import NotRunningError
+from foundation.errors import NotRunningError
 
 
 def test_request_and_reply(tmp_path: Path) -> None:

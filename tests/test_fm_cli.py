@@ -112,7 +112,7 @@ def test_frequency_arguments() -> None:
     assert parse_hz("99.1 MHz") == pytest.approx(99.1e6)
     assert parse_hz("1.024M") == pytest.approx(1.024e6)
     with pytest.raises(argparse.ArgumentTypeError):
-        parse_hz("99.1 GHz")
+        parse_hz("99.1 furlongs")
 
 
 def test_python_dash_m_entry(recording: Path, tmp_path: Path) -> None:

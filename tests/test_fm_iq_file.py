@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import HardwareError
 from fm_receiver.dsp import FmParameterError
 from fm_receiver.iq_file import IqFileSource
 from fm_receiver.iq_source import SourceFinished
+from foundation.errors import HardwareError
 from tests.fm_synth import to_bytes
 
 

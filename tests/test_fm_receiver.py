@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import HardwareError
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.iq_file import IqFileSource
 from fm_receiver.iq_source import FmEvent
 from fm_receiver.pcm_stream import PcmStream
 from fm_receiver.quality import CarrierDetector
 from fm_receiver.receiver import FmReceiver
+from foundation.errors import HardwareError
 from tests.fm_synth import Station, make_iq, sine_fit, to_bytes, tone
 
 RATE = 240_000

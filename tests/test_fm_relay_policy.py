@@ -8,13 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fm_receiver.relay_policy import (
-    RelayWindowError,
-    covers_whole_day,
-    in_windows,
-    parse_window,
-    should_relay,
-)
+from fm_receiver.relay_policy import should_relay
+from foundation.units import covers_whole_day, in_clock_window, parse_clock_window
 
 DAYTIME = [(time(5, 0), time(22, 0))]
 WHOLE_DAY = [(time(0, 0), time(0, 0))]
@@ -58,11 +53,11 @@ def test_rules(now: time, overrides: dict[str, object], expected: tuple[bool, st
 
 
 def test_windows_cross_midnight() -> None:
-    night = [(time(22, 0), time(2, 0))]
-    assert in_windows(time(23, 30), night)
-    assert in_windows(time(1, 59, 59), night)
-    assert not in_windows(time(2, 0), night)
-    assert not in_windows(time(12, 0), night)
+    night = (time(22, 0), time(2, 0))
+    assert in_clock_window(night, time(23, 30))
+    assert in_clock_window(night, time(1, 59, 59))
+    assert not in_clock_window(night, time(2, 0))
+    assert not in_clock_window(night, time(12, 0))
 
 
 def test_whole_day_coverage() -> None:
@@ -73,12 +68,15 @@ def test_whole_day_coverage() -> None:
 
 
 def test_parse_window() -> None:
-    assert parse_window("05:00-22:30") == (time(5, 0), time(22, 30))
-    assert parse_window("22:00-24:00") == (time(22, 0), time(0, 0))
-    assert parse_window("00:00-24:00") == (time(0, 0), time(0, 0))
-    for bad in ("5-22", "25:00-01:00", "07:00-07:00", "05:60-06:00"):
-        with pytest.raises(RelayWindowError):
-            parse_window(bad)
+    assert parse_clock_window("05:00-22:30") == (time(5, 0), time(22, 30))
+    assert parse_clock_window("22:00-24:00") == (time(22, 0), time(0, 0))
+    assert parse_clock_window("00:00-24:00") == (time(0, 0), time(0, 0))
+    assert parse_clock_window("00:00-00:00") == (time(0, 0), time(0, 0))
+    assert covers_whole_day([parse_clock_window("00:00-00:00")])
+    assert covers_whole_day([parse_clock_window("05:00-24:00"), parse_clock_window("00:00-05:00")])
+    for bad in ("5-22", "25:00-01:00", "07:00-07:00", "05:60-06:00", "24:00-05:00"):
+        with pytest.raises(ValueError):
+            parse_clock_window(bad)
 
 
 times = st.times().map(lambda t: t.replace(microsecond=0))
@@ -106,6 +104,6 @@ def test_invariants(
     )
     if decision.relay:
         assert carrier and not busy
-        assert in_windows(now, hours)
+        assert any(in_clock_window(w, now) for w in hours)
         assert trusted or covers_whole_day(hours)
         assert link or fallback

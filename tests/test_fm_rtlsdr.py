@@ -9,13 +9,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from agent.errors import HardwareError
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.fake_rtlsdr import FakeDongleFactory
 from fm_receiver.iq_source import FmEvent
 from fm_receiver.quality import CarrierDetector
 from fm_receiver.receiver import FmReceiver
 from fm_receiver.rtlsdr_source import RtlSdrSource, open_rtlsdr_device
+from foundation.errors import HardwareError
 
 STATION = 99_100_000.0
 RATE = 1_024_000

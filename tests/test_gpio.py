@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from agent.errors import HardwareError, LoaError
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed, UnknownZoneError, make_pin_factory
+from foundation.errors import HardwareError, LoaError
 
 AMPLIFIERS = [("zone-1", 17, True), ("zone-2", 27, False), ("zone-3", 22, True)]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
 from drivers.null_player import NullPlayer
 from drivers.player import Player, PlayerEvent, make_player
 from drivers.wav import wav_duration
+from foundation.errors import ConfigError
 from tests.audio_fixtures import EventLog, ToneStream, garbage_file, libvlc_missing, tone_file
 
 LIBVLC_MISSING = libvlc_missing()

@@ -59,7 +59,7 @@ def test_forward_clock_jump_records_missed_and_never_plays_late() -> None:
     eng.tick(T6 - 12 * S)
     actions = eng.tick(T6 + 3 * M)
     assert summary(actions) == [
-        ("missed", "news", "clock jumped forward 3m12s (or the agent stalled)"),
+        ("missed", "news", "clock jumped forward 3min12s (or the agent stalled)"),
         ("start", "later", "late 0s"),
     ]
 
@@ -110,7 +110,7 @@ def test_higher_level_preempts_at_once_and_is_not_replayed() -> None:
     actions = eng.tick(T6 + 90 * S)
     assert summary(actions) == [
         ("interrupt", "news", "pre-empted by emergency 'storm'"),
-        ("interrupted", "news", "pre-empted by emergency 'storm' after 1m30s"),
+        ("interrupted", "news", "pre-empted by emergency 'storm' after 1min30s"),
         ("start", "storm", "late 0s"),
     ]
     assert summary(eng.finished(actions[2].occurrence.key, T6 + 2 * M, Outcome.COMPLETED)) == [
@@ -140,7 +140,7 @@ def test_queued_item_is_skipped_when_it_cannot_start_within_max_delay() -> None:
     eng.tick(T6 + M)
     assert eng.next_wakeup(T6 + M) == T6 + 6 * M
     assert summary(eng.tick(T6 + 6 * M)) == [
-        ("skipped", "short", "could not start within 5m0s of its time: 'long' was playing"),
+        ("skipped", "short", "could not start within 5min of its time: 'long' was playing"),
     ]
     assert eng.queue == []
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from agent.errors import ScheduleError
+from foundation.errors import ScheduleError
 from scheduler.items import Item, Level, parse_items
 from scheduler.recurrence import Occurrence, expand, first_start
 
@@ -62,7 +62,7 @@ def test_good_yaml_parses_every_field() -> None:
 
 def test_unknown_key_gets_did_you_mean() -> None:
     [finding] = only({"items": [item(zone=["zone-1"])]})
-    assert finding[0] == "items.0.zone" and finding[3] == "did you mean 'zones'?"
+    assert finding[0] == "items[0].zone" and finding[3] == "did you mean 'zones'?"
 
 
 def test_unknown_top_level_key_and_missing_items() -> None:
@@ -73,13 +73,13 @@ def test_unknown_top_level_key_and_missing_items() -> None:
 
 def test_missing_id_and_audio_are_both_reported() -> None:
     findings = only({"items": [{"at": "2025-03-01T06:00:00+07:00"}]})
-    assert [f[0] for f in findings] == ["items.0.id", "items.0.audio"]
+    assert [f[0] for f in findings] == ["items[0].id", "items[0].audio"]
 
 
 def test_duplicate_id_names_the_first_use() -> None:
     items, findings = parse_items({"items": [item(), item(audio="other.mp3")]}, VN)
     assert [i.audio for i in items] == ["x.mp3"]
-    assert [(f.path_text, f.hint) for f in findings] == [("items.1.id", "first used by items.0")]
+    assert [(f.path_text, f.hint) for f in findings] == [("items[1].id", "first used by items[0]")]
 
 
 def test_numeric_id_asks_for_quotes() -> None:
@@ -93,18 +93,18 @@ def test_both_or_neither_of_at_and_rrule(fields: dict[str, object]) -> None:
     if fields.get("at", "") is None:
         del entry["at"]
     findings = only({"items": [entry]})
-    assert findings[0][0] == "items.0" and "exactly one of 'at'" in findings[0][2]
+    assert findings[0][0] == "items[0]" and "exactly one of 'at'" in findings[0][2]
 
 
 def test_at_without_offset_suggests_local_offset() -> None:
     [finding] = only({"items": [item(at=datetime(2025, 3, 1, 6, 0))]})
-    assert finding[0] == "items.0.at"
+    assert finding[0] == "items[0].at"
     assert finding[3] == "add the UTC offset, e.g. 2025-03-01T06:00+07:00"
 
 
 def test_date_is_not_an_instant_for_at() -> None:
     [finding] = only({"items": [item(at=date(2025, 3, 1))]})
-    assert finding[0] == "items.0.at"
+    assert finding[0] == "items[0].at"
 
 
 @pytest.mark.parametrize(
@@ -125,52 +125,52 @@ def test_date_is_not_an_instant_for_at() -> None:
 def test_bad_rules(rule: str, expected: str) -> None:
     entry = {"id": "r", "audio": "r.mp3", "rrule": rule, "dtstart": "2025-03-01 06:00"}
     [finding] = only({"items": [entry]})
-    assert finding[0] == "items.0.rrule" and finding[2] == expected
+    assert finding[0] == "items[0].rrule" and finding[2] == expected
 
 
 def test_rule_needs_dtstart() -> None:
     [finding] = only({"items": [{"id": "r", "audio": "r.mp3", "rrule": "FREQ=DAILY"}]})
-    assert finding[0] == "items.0.dtstart"
+    assert finding[0] == "items[0].dtstart"
 
 
 def test_unknown_level_gets_did_you_mean() -> None:
     [finding] = only({"items": [item(priority="emergancy")]})
-    assert finding[0] == "items.0.priority" and finding[3] == "did you mean 'emergency'?"
+    assert finding[0] == "items[0].priority" and finding[3] == "did you mean 'emergency'?"
 
 
 @pytest.mark.parametrize("volume", [-1, 101, 50.5, True, "80"])
 def test_volume_range(volume: object) -> None:
     [finding] = only({"items": [item(volume=volume)]})
-    assert finding[0] == "items.0.volume"
+    assert finding[0] == "items[0].volume"
 
 
 def test_validity_order_and_naive_validity() -> None:
     findings = only({"items": [item(valid_from="2025-03-05", valid_until="2025-03-04")]})
-    assert [f[0] for f in findings] == ["items.0.valid_until"]
+    assert [f[0] for f in findings] == ["items[0].valid_until"]
     findings = only({"items": [item(valid_from="2025-03-05 06:00")]})
-    assert [f[0] for f in findings] == ["items.0.valid_from"]
+    assert [f[0] for f in findings] == ["items[0].valid_from"]
 
 
 def test_unknown_zones_with_did_you_mean_and_empty_list() -> None:
     [finding] = only({"items": [item(zones=["zone-3", "zone-1"])]}, known_zones=ZONES)
-    assert finding[0] == "items.0.zones.0" and finding[3] in (
+    assert finding[0] == "items[0].zones[0]" and finding[3] in (
         "did you mean 'zone-1'?",
         "did you mean 'zone-2'?",
     )
     [finding] = only({"items": [item(zones=[])]}, known_zones=ZONES)
-    assert finding[0] == "items.0.zones"
+    assert finding[0] == "items[0].zones"
 
 
 def test_bad_items_are_dropped_and_good_ones_kept() -> None:
     raw = {"items": [item(id="good"), item(id="bad", volume=300), "not a mapping"]}
     items, findings = parse_items(raw, VN)
     assert [i.id for i in items] == ["good"]
-    assert [f.path_text for f in findings] == ["items.1.volume", "items.2"]
+    assert [f.path_text for f in findings] == ["items[1].volume", "items[2]"]
 
 
 def test_finding_renders_path_value_expected_and_hint() -> None:
     _, [finding] = parse_items({"items": [item(volme=3)]}, VN)
-    assert str(finding) == "items.0.volme: value 'volme': expected a known key (did you mean 'volume'?)"
+    assert str(finding) == "items[0].volme: value 'volme': expected a known key (did you mean 'volume'?)"
 
 
 def test_item_constructor_refuses_broken_invariants() -> None:

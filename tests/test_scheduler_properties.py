@@ -11,7 +11,7 @@ from dateutil.rrule import rrulestr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ScheduleError
+from foundation.errors import ScheduleError
 from scheduler.actions import Action, Interrupt, Outcome, Record, Start
 from scheduler.engine import Engine
 from scheduler.items import Item, Level

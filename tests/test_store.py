@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StoreError
 from agent.store import PlayRecord, Store
+from foundation.errors import StoreError
 
 
 def record(key: str, outcome: str = "completed", start: str = "2026-11-26T06:30:00.000+00:00") -> PlayRecord:

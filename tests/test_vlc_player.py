@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import PlayerError
 from drivers.player import make_player
 from drivers.vlc_player import VlcPlayer
 from drivers.wav_samples import dominant_frequency, read_wav, rms
+from foundation.errors import PlayerError
 from tests.audio_fixtures import (
     EventLog,
     StuckStream,

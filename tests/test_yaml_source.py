@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ConfigError, ScheduleError
 from agent.yaml_source import (
     MISSING,
     NO_VALUE,
@@ -21,6 +19,7 @@ from agent.yaml_source import (
     load_yaml,
     load_yaml_text,
 )
+from foundation.errors import ConfigError, ScheduleError
 
 NESTED = """\
 device:
@@ -162,25 +161,15 @@ def test_format_key_path() -> None:
     assert format_key_path(()) == ""
 
 
-@dataclass(frozen=True)
-class ForeignFinding:
-    """Shaped like scheduler.fields.Finding: pure code that does not import agent."""
-
-    key_path: KeyPath
-    value: object
-    expected: str
-    hint: str | None = None
-
-
 def test_problems_from_findings_places_them_on_their_lines() -> None:
     text = "items:\n  - id: a\n    volume: 150\n  - id: b\n    loop: on\n"
     document = load_yaml_text(text, "schedule.yaml")
     problems = document.problems_from(
         [
-            ForeignFinding(("items", 0, "volume"), 150, "a whole number from 0 to 100"),
+            Finding(("items", 0, "volume"), 150, "a whole number from 0 to 100"),
             (("items", 1, "loop"), True, "a known key", "did you mean 'loops'?"),
             Finding(("items", 1, "audio"), MISSING, "an audio file", None),
-            ForeignFinding(("items", 0, "at"), None, "a start time", "this key is required"),
+            Finding(("items", 0, "at"), None, "a start time", "this key is required"),
         ]
     )
     assert [str(problem) for problem in problems] == [

@@ -9,9 +9,12 @@ Grammars (surrounding spaces are ignored everywhere):
   has no unit and is refused, as is a negative duration; precision is one microsecond.
 * frequency: ``NUMBER UNIT`` with UNIT ``Hz``, ``kHz``, ``MHz`` or ``GHz`` in any letter case, e.g.
   ``99.1MHz``, ``250kHz``, ``1024000Hz``; the result must be a whole number of hertz.  A sign is
-  allowed only where the caller says so (an offset such as ``-250kHz``).
-* clock window: ``HH:MM-HH:MM`` in local time, e.g. ``05:00-21:30``; a window whose end is earlier
-  than its start runs across midnight (``22:00-02:00``).  Start and end must differ.
+  allowed only where the caller says so (an offset such as ``-250kHz``).  Command lines may also
+  allow a bare number of hertz and the shorthands ``k`` and ``M`` (``1.024M``); config files never.
+* clock window: ``HH:MM-HH:MM`` in local time, e.g. ``05:00-21:30``, start included, end excluded;
+  a window whose end is earlier than its start runs across midnight (``22:00-02:00``).  ``24:00``
+  may end a window (``05:00-24:00``: until midnight).  ``00:00-00:00`` and ``00:00-24:00`` are the
+  whole day; any other window whose start equals its end is refused as a likely typo.
 
 Every error is a ``ValueError`` whose message starts with the offending text in quotes followed by
 what is wrong (``'2' has no unit``); ``agent.config`` relies on that shape.
@@ -20,9 +23,11 @@ what is wrong (``'2' has no unit``); ``agent.config`` relies on that shape.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import time, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Final
 
 _DURATION_UNITS_US = {"d": 86_400_000_000, "h": 3_600_000_000, "min": 60_000_000, "s": 1_000_000, "ms": 1_000}
 _DURATION_ALIASES = {"m": "min"}
@@ -33,7 +38,8 @@ _DURATION_MISSPELLINGS = {
     "days": "d", "us": "ms", "µs": "ms",
 }  # fmt: skip
 _FREQUENCY_UNITS = {"hz": 1, "khz": 1_000, "mhz": 1_000_000, "ghz": 1_000_000_000}
-_FREQUENCY_FORMATS = (("MHz", 6), ("kHz", 3), ("Hz", 0))
+_FREQUENCY_SHORTHANDS = {"": 1, "k": 1_000, "M": 1_000_000}  # command lines only
+_DAY_S: Final = 86_400
 _MAX_DIGITS = 18
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _PART = re.compile(_NUMBER + r"\s*([^\d\s.]+)\s*", re.ASCII)
@@ -68,8 +74,14 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is too long") from None
 
 
-def format_duration(duration: timedelta) -> str:
-    """The shortest text :func:`parse_duration` reads back as ``duration``: ``1h30min``, ``500ms``."""
+def format_duration(duration: timedelta, *, whole_seconds: bool = False) -> str:
+    """The shortest text :func:`parse_duration` reads back as ``duration``: ``1h30min``, ``500ms``.
+
+    ``whole_seconds`` rounds down to the second first (for reasons a technician reads: ``3min12s``);
+    a negative duration then reads ``0s``.
+    """
+    if whole_seconds:
+        duration = timedelta(seconds=max(0, int(duration.total_seconds())))
     if duration < timedelta(0):
         raise ValueError(f"{duration!r} is negative")
     micros = duration // timedelta(microseconds=1)
@@ -88,16 +100,18 @@ def format_duration(duration: timedelta) -> str:
     return "".join(parts)
 
 
-def parse_frequency(text: str, *, signed: bool = False) -> int:
-    """``"99.1MHz"`` -> ``99100000`` (Hz); ``signed`` allows ``"-250kHz"``."""
-    stripped = _common_checks(text, "frequency")
+def parse_frequency(text: str, *, signed: bool = False, shorthand: bool = False) -> int:
+    """``"99.1MHz"`` -> ``99100000`` (Hz); ``signed`` allows ``"-250kHz"``; ``shorthand`` (command
+    lines) also allows a bare number of hertz and ``k`` / ``M`` (``"1.024M"``)."""
+    stripped = text.strip() if shorthand and isinstance(text, str) else _common_checks(text, "frequency")
     match = _FREQUENCY.fullmatch(stripped)
     if match is None:
         raise ValueError(f"{text!r} is not a frequency")
     sign, number, unit = match.groups()
     if sign == "-" and not signed:
         raise ValueError(f"{text!r} is negative")
-    multiplier = _FREQUENCY_UNITS.get(unit.lower())
+    multiplier = _FREQUENCY_SHORTHANDS.get(unit) if shorthand else None
+    multiplier = multiplier or _FREQUENCY_UNITS.get(unit.lower())
     if multiplier is None:
         raise ValueError(f"{text!r} has an unknown unit {unit!r}; use Hz, kHz or MHz")
     hertz = _number(text, number) * multiplier
@@ -115,32 +129,62 @@ def format_frequency(hertz: int) -> str:
 
 
 def parse_clock_window(text: str) -> ClockWindow:
-    """``"05:00-21:30"`` -> ``(time(5, 0), time(21, 30))``; the end may be past midnight."""
+    """``"05:00-21:30"`` -> ``(time(5, 0), time(21, 30))``; see the module's grammar."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not text")
     match = _WINDOW.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a window of the form HH:MM-HH:MM")
     hours_1, minutes_1, hours_2, minutes_2 = (int(group) for group in match.groups())
+    until_midnight = (hours_2, minutes_2) == (24, 0)
+    if until_midnight:
+        hours_2 = 0
     if max(hours_1, hours_2) > 23 or max(minutes_1, minutes_2) > 59:
-        raise ValueError(f"{text!r} is not a time of day (00:00 to 23:59; write midnight as 00:00)")
+        raise ValueError(f"{text!r} is not a time of day (00:00 to 23:59, and 24:00 as an end)")
     start, end = time(hours_1, minutes_1), time(hours_2, minutes_2)
-    if start == end:
-        raise ValueError(f"{text!r} starts and ends at the same time")
+    if start == end and start != time(0):
+        raise ValueError(f"{text!r} starts and ends at the same time", "write 00:00-24:00 for the whole day")
     return start, end
 
 
 def format_clock_window(window: ClockWindow) -> str:
-    """``(time(22), time(2))`` -> ``"22:00-02:00"``."""
-    return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+    """``(time(22), time(2))`` -> ``"22:00-02:00"``; the whole day is ``"00:00-24:00"``."""
+    end = "24:00" if (window[1] == time(0) and window[0] != time(0)) or window[0] == window[1] else None
+    return f"{window[0]:%H:%M}-{end or format(window[1], '%H:%M')}"
 
 
 def in_clock_window(window: ClockWindow, moment: time) -> bool:
     """Whether the local time of day ``moment`` falls in ``window`` (start included, end excluded)."""
     start, end = window
+    if start == end:
+        return True
     if start < end:
         return start <= moment < end
     return moment >= start or moment < end
+
+
+def in_clock_windows(windows: Iterable[ClockWindow], moment: time) -> bool:
+    return any(in_clock_window(window, moment) for window in windows)
+
+
+def covers_whole_day(windows: Iterable[ClockWindow]) -> bool:
+    """Whether the windows together cover every instant of the day."""
+    covered = 0
+    for low, high in sorted(span for window in windows for span in _day_spans(window)):
+        if low > covered:
+            return False
+        covered = max(covered, high)
+    return covered >= _DAY_S
+
+
+def _day_spans(window: ClockWindow) -> list[tuple[int, int]]:
+    """A window as half-open ranges of seconds within one day."""
+    start, end = (t.hour * 3600 + t.minute * 60 + t.second for t in window)
+    if start == end:
+        return [(0, _DAY_S)]
+    if start < end:
+        return [(start, end)]
+    return [(start, _DAY_S), (0, end)]
 
 
 def _common_checks(text: str, what: str) -> str:

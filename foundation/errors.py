@@ -1,13 +1,16 @@
 """The project's exception hierarchy.
 
 Every error Loa raises on purpose derives from :class:`LoaError`, and also from the builtin it
-resembles, so callers can catch either.  ``exit_code`` maps an error to the process exit status in
-one place (``agent.daemon`` and ``agent.cli``).
+resembles, so callers can catch either.  ``exit_code`` maps an error to the process exit status, and
+:func:`report` is the one place that turns an error into what a command prints and returns
+(``loa-agent``, ``loa`` and ``loa fm``).  A leaf module: it imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 
 class LoaError(Exception):
@@ -58,3 +61,20 @@ class NotRunningError(LoaError, ConnectionError):
     """The daemon's control socket does not answer."""
 
     exit_code = 6
+
+
+class UsageError(LoaError, ValueError):
+    """A command line that cannot be carried out as written (a wrong argument, a missing file)."""
+
+    exit_code = 2
+
+
+def report(prog: str, error: LoaError, stream: TextIO | None = None) -> int:
+    """Print ``error`` as a command's plain words (every problem on its own line); return its exit code."""
+    out = stream if stream is not None else sys.stderr
+    problems = getattr(error, "problems", None) or [error]
+    if len(problems) > 1:
+        print(f"{prog}: {len(problems)} problems:", file=out)
+    for problem in problems:
+        print(f"{prog}: {problem}", file=out)
+    return error.exit_code
