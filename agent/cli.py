@@ -2,8 +2,13 @@
 
     loa [--config FILE] status [--json]       what the agent is doing (from the store if it is down)
     loa [--config FILE] playlog [--since WHEN] [--limit N] [--json]
-    loa [--config FILE] reload                re-read the local schedule file
+    loa [--config FILE] reload                re-read the local schedule file: accepted or why not
+    loa [--config FILE] play FILE [--level L] [--zones Z,...]   play a file now (a crew's test)
+    loa [--config FILE] stop                  stop what plays now
     loa fm demod ... / loa fm scan            FM field tools (see docs/FM.md)
+
+Exit codes: 0 done, 1 not running (status) or refused, 2 a bad argument or a refused schedule
+file, 6 the agent does not answer.
 
 ``--config`` is the daemon's config (default /etc/loa/agent.yaml): it says where the control
 socket and the store are.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,8 +27,9 @@ from typing import Any
 
 from agent.config import Config, load_config
 from agent.control import request
-from agent.status import offline_status, render
+from agent.status import no_store_status, offline_status, render
 from agent.store import PlayRecord, Store, iso
+from agent.version import VERSION
 from foundation.errors import LoaError, NotRunningError, report
 from foundation.units import parse_duration
 
@@ -50,8 +57,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     except NotRunningError as exc:
         try:
             store = Store.open_readonly(config.storage.dir)
-        except LoaError:
-            status = {"running": False, "device": config.device.id, "error": str(exc)}
+        except LoaError as store_exc:
+            status = no_store_status(config, str(store_exc))
         else:
             status = offline_status(config, store, datetime.now(UTC))
             store.close()
@@ -105,13 +112,47 @@ def _playlog_table(records: list[PlayRecord], config: Config) -> str:
 
 def cmd_reload(config: Config, _args: argparse.Namespace) -> int:
     reply = request(config.control.socket, "reload")
-    print("reloading the schedule" if reply.get("ok") else f"refused: {reply.get('error')}")
+    if reply.get("ok"):
+        print(f"schedule accepted: {reply.get('items')} items in force (version {reply.get('version')})")
+        return 0
+    print(
+        f"schedule refused, the agent keeps the schedule it had: {reply.get('reason') or reply.get('error')}"
+    )
+    for problem in reply.get("problems") or []:
+        print(f"  {problem}")
+    return 2
+
+
+def cmd_play(config: Config, args: argparse.Namespace) -> int:
+    file = Path(args.file).absolute()
+    zones = [zone.strip() for zone in args.zones.split(",") if zone.strip()] if args.zones else []
+    reply = request(
+        config.control.socket, "play", timeout=10.0, file=str(file), level=args.level, zones=zones
+    )
+    return _print_ack(reply, f"playing {file}")
+
+
+def cmd_stop(config: Config, _args: argparse.Namespace) -> int:
+    return _print_ack(request(config.control.socket, "stop"), "stopped")
+
+
+def _print_ack(reply: dict[str, Any], done: str) -> int:
+    """One plain line for a command's answer: done, accepted (and what it waits for), or refused."""
+    result, reason = reply.get("result"), reply.get("reason") or reply.get("error") or ""
+    words = {
+        "done": reason or done,
+        "accepted": f"accepted: {reason}",
+        "duplicate": f"already done: {reason}",
+    }
+    line = words.get(str(result), f"refused: {reason}")
+    print(f"{line} (command {reply.get('id')})" if reply.get("id") else line)
     return 0 if reply.get("ok") else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loa", description="Loa loudspeaker controller: local tools")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent config (%(default)s)")
+    parser.add_argument("--version", action="version", version=f"loa {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="what the agent is doing")
     status.add_argument("--json", action="store_true", help="one JSON object")
@@ -123,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     playlog.set_defaults(handler=cmd_playlog)
     reload = sub.add_parser("reload", help="re-read the local schedule file")
     reload.set_defaults(handler=cmd_reload)
+    play = sub.add_parser("play", help="play an audio file now (logged as a local command)")
+    play.add_argument("file", help="a WAV, MP3 or OGG file on this box")
+    play.add_argument(
+        "--level",
+        choices=("normal", "priority", "emergency"),
+        default="normal",
+        help="as a schedule item's priority; emergency pre-empts everything (%(default)s)",
+    )
+    play.add_argument("--zones", help="comma-separated zone names (default: every zone)")
+    play.set_defaults(handler=cmd_play)
+    stop = sub.add_parser("stop", help="stop what plays now (an FM relay pauses for 30 minutes)")
+    stop.set_defaults(handler=cmd_stop)
     _add_fm(sub)
     return parser
 
@@ -136,6 +189,8 @@ def _add_fm(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `loa status | head -3`: a closed pipe ends the output quietly, as for any Unix tool.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

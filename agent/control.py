@@ -1,9 +1,11 @@
 """The local control socket: how ``loa`` talks to the running daemon.
 
 A Unix stream socket (``control.socket``, mode 0600: root only).  One request per connection:
-the client sends one JSON object on a line, ``{"cmd": "status"}``, and reads one JSON object back.
-The server thread never touches agent state: it calls handlers that read a snapshot the main
-thread publishes.
+the client sends one JSON object on a line, ``{"cmd": "play", "file": "/srv/a.wav"}``, and reads
+one JSON object back: the command's answer (``agent.commands.Ack``: ``id``, ``result``, ``reason``)
+with ``ok`` false when it was rejected; ``status`` answers the status snapshot itself.  The server
+thread never touches agent state: every request goes through the command handler, the agent's one
+front door.
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from agent.commands import CommandHandler, Result
 from foundation.errors import NotRunningError
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Handler = Callable[[dict[str, Any]], dict[str, Any]]  # the request -> the reply (without "ok")
 MAX_REQUEST = 64 * 1024
 
 
 class ControlServer:
     """Serves control requests on a Unix socket from its own thread."""
 
-    def __init__(self, path: Path, handlers: dict[str, Handler]) -> None:
+    def __init__(self, path: Path, handler: Handler) -> None:
         self.path = path
-        self._handlers = handlers
+        self._handler = handler
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -81,11 +84,7 @@ class ControlServer:
             request = json.loads(_read_line(conn))
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
-            handler = self._handlers.get(str(request.get("cmd")))
-            if handler is None:
-                reply: dict[str, Any] = {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
-            else:
-                reply = {"ok": True, **handler(request)}
+            reply: dict[str, Any] = self._handler(request)
         except (ValueError, OSError) as exc:
             reply = {"ok": False, "error": str(exc)}
         except Exception as exc:  # a handler bug must not kill the socket thread
@@ -126,3 +125,18 @@ def request(path: Path, cmd: str, timeout: float = 3.0, **params: Any) -> dict[s
     if not isinstance(reply, dict):
         raise NotRunningError(f"the agent sent no answer on {path}")
     return reply
+
+
+def front_end(handler: CommandHandler) -> Handler:
+    """The control socket as a front end of the command handler (local commands)."""
+
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        name = str(request.get("cmd"))
+        params = {key: value for key, value in request.items() if key not in ("cmd", "id")}
+        command_id = request.get("id")
+        ack = handler.submit(name, params, origin="local", command_id=str(command_id) if command_id else None)
+        if name == "status" and ack.result is Result.DONE:
+            return {"ok": True, **ack.detail["status"]}
+        return {"ok": ack.result is not Result.REJECTED, **ack.as_dict()}
+
+    return answer

@@ -3,8 +3,9 @@
     loa-agent --config /etc/loa/agent.yaml check-config   # exit 0 valid, 2 with every problem
     loa-agent --config /etc/loa/agent.yaml run            # refuses an invalid config the same way
 
-Subsystems start in dependency order (store, clock trust, GPIO, player, schedule, agent loop,
-control socket) and stop in reverse in ``finally``, so relays are opened whatever happens.
+Subsystems start in dependency order (instance lock, store, clock trust, GPIO, player, schedule,
+agent loop, command handler and control socket) and stop in reverse in ``finally``, so relays are
+opened whatever happens.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from agent.clock_trust import ClockTrust
+from agent.commands import CommandHandler
 from agent.config import Config, load_config
-from agent.control import ControlServer
+from agent.control import ControlServer, front_end
+from agent.events import EventKind
+from agent.instance_lock import InstanceLock
 from agent.runtime import Agent, Reload
-from agent.schedule_source import ScheduleSource, read_schedule_file
+from agent.schedule_source import Schedule, check_audio
 from agent.store import Store
 from agent.systemd_notify import Notifier
 from agent.version import VERSION
@@ -55,7 +59,8 @@ def setup_logging(level: str) -> None:
 
 
 def check_schedule_file(config: Config) -> None:
-    """Validate the schedule file the config names; raise with every problem.
+    """Validate the schedule file the config names and that its audio files are there; raise with
+    every problem.
 
     Only ``check-config`` does this: the running agent refuses a bad schedule file by itself and
     keeps the last good schedule, so a technician's typo never silences a box at its next start.
@@ -65,7 +70,7 @@ def check_schedule_file(config: Config) -> None:
         return
     if not path.exists():
         raise ScheduleError([f"{config.source}: schedule.file: {path} does not exist"])
-    read_schedule_file(path, config.device.timezone, frozenset(config.all_zones))
+    check_audio(path, config.device.timezone, frozenset(config.all_zones))
 
 
 def run(
@@ -77,6 +82,9 @@ def run(
     """Run the agent until ``stop`` is set; ``on_agent`` sees it once wired (tests, demo)."""
     notifier = Notifier()
     with ExitStack() as stack:
+        lock = InstanceLock(config.storage.dir)
+        lock.acquire()
+        stack.callback(lock.release)
         store = Store.open(config.storage.dir)
         stack.callback(store.close)
         clock = clock or ClockTrust(config.clock.require_sync)
@@ -93,7 +101,7 @@ def run(
         player.start()
         stack.callback(player.close)
         fm = _start_fm(config, events, factory, stack, player, store)
-        schedule = ScheduleSource(config)
+        schedule = Schedule(config)
         schedule.load(store)
         agent = Agent(
             config,
@@ -107,9 +115,8 @@ def run(
             events=events,
             fm=fm,
         )
-        control = ControlServer(
-            config.control.socket, {"status": lambda _: agent.status(), "reload": lambda _: _reload(agent)}
-        )
+        commands = CommandHandler(agent.post, zones=frozenset(config.all_zones), status=agent.status)
+        control = ControlServer(config.control.socket, front_end(commands))
         control.start()
         stack.callback(control.stop)
         stack.callback(notifier.stopping)
@@ -142,15 +149,10 @@ def _start_fm(
         fm.start()
     except LoaError as exc:
         logger.error("FM relay unavailable, running without it: %s", exc)
-        store.add_event("error", "fm_unavailable", str(exc))
+        store.add_event(EventKind.FM_UNAVAILABLE, str(exc))
         return None
     stack.callback(fm.stop)
     return fm
-
-
-def _reload(agent: Agent) -> dict[str, object]:
-    agent.post(Reload())
-    return {"reloading": True}
 
 
 def install_signals(stop: threading.Event, agent: Agent) -> None:

@@ -9,8 +9,10 @@ the answer into actions:
 - ``serial``: the tuner module's analog output reaches the amplifiers through an audio-source relay
   on GPIO (``fm.serial.audio_relay_pin``), closed while relaying and opened for scheduled audio.
 
-The central link does not exist yet: until it does, the link counts as up, so only
-``fm.relay_hours`` decide (``fallback_on_link_down`` takes effect once the link reports).
+When to start and stop is the output plan's decision (``agent.output_plan``), which gives FM the
+same relay pre-roll and post-roll as every other source.  The central link does not exist yet:
+until it does, the link counts as up, so only ``fm.relay_hours`` decide (``fallback_on_link_down``
+takes effect once the link reports).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.config import Config, FmConfig
+from agent.events import EventKind, Severity
 from agent.store import Store, iso
 from drivers.gpio import AmplifierRelays
 from drivers.player import Player, PlayerEvent
@@ -38,9 +41,6 @@ from fm_receiver.tuner_receiver import TunerReceiver
 logger = logging.getLogger(__name__)
 
 SOURCE_RELAY = "fm-audio"  # the serial tuner's audio-source relay, as a zone of its own
-WARNING_FM_EVENTS = frozenset(
-    {"fm.carrier_lost", "fm.source_stalled", "fm.source_open_failed", "fm.source_error", "fm.source_finished"}
-)
 RESTART_GAP = timedelta(seconds=2)  # after a relay ends, wait this long before starting again
 TUNER_MIN_DBUV = 20.0  # serial modules report RSSI in dBµV, not dBFS
 
@@ -154,36 +154,31 @@ class FmRelay:
 
     # -- called by the agent's main loop only ----------------------------------------------------
 
-    def drive(
-        self, now: datetime, *, clock_trusted: bool, scheduled_busy: bool, scheduled_playing: bool
-    ) -> None:
-        """Start or stop relaying as the policy says for ``now``."""
-        decision = self.decide(now, clock_trusted=clock_trusted, scheduled_busy=scheduled_busy)
-        if decision.relay and self.active_token is None:
-            self._start(decision.reason, now)
-        elif not decision.relay and self.active_token is not None:
-            self._stop(decision.reason, now, scheduled_playing)
-
-    def _start(self, reason: str, now: datetime) -> None:
+    def begin(self, now: datetime) -> None:
+        """Start relaying (the output plan says so, its zones have settled)."""
         token = f"fm@{iso(now)}"
         self.active_token = token
         if isinstance(self.receiver, FmReceiver):
             self.player.play_stream(token, self.receiver.open_stream(), self.fm.volume)
         elif self.source_relay is not None:
             self.source_relay.apply({SOURCE_RELAY})
+        reason = self.last_decision.reason
         logger.info("FM relay on (%s)", reason)
-        self.store.add_event("info", "fm_relay_on", reason)
+        self.store.add_event(EventKind.FM_RELAY_ON, reason)
 
-    def _stop(self, reason: str, now: datetime, scheduled_playing: bool) -> None:
+    def end(self, now: datetime, *, replaced: bool) -> None:
+        """Stop relaying; ``replaced``: the player already plays something else (do not stop it)."""
+        if self.active_token is None:
+            return
         self.active_token = None
         self.last_end = now
-        # A scheduled start has already replaced the stream in the player: do not stop that.
-        if self.uses_player and not scheduled_playing:
+        if self.uses_player and not replaced:
             self.player.stop()
         if self.source_relay is not None:
             self.source_relay.apply(frozenset())
+        reason = self.last_decision.reason if not self.last_decision.relay else "a scheduled item"
         logger.info("FM relay off (%s)", reason)
-        self.store.add_event("info", "fm_relay_off", reason)
+        self.store.add_event(EventKind.FM_RELAY_OFF, reason)
 
     def on_player_event(self, event: PlayerEvent, now: datetime) -> None:
         """The player's word on the FM stream: anything final ends this relay."""
@@ -191,16 +186,17 @@ class FmRelay:
             return
         self.active_token = None
         self.last_end = now
-        severity = "error" if event.kind == "error" else "info"
-        self.store.add_event(severity, "fm_relay_off", f"stream {event.kind}: {event.detail}")
+        self.store.add_event(EventKind.FM_STREAM_ENDED, f"stream {event.kind}: {event.detail}")
 
     def on_fm_event(self, event: FmEvent) -> None:
         """A receiver event (carrier, source): logged and kept in the store."""
-        warning = event.kind in WARNING_FM_EVENTS
+        try:
+            kind = EventKind(event.kind)
+        except ValueError:  # a receiver event this agent has no kind for yet
+            kind = EventKind.FM_SOURCE_ERROR
+        warning = kind.severity is not Severity.INFO
         logger.log(logging.WARNING if warning else logging.INFO, "%s %s", event.kind, event.detail)
-        self.store.add_event(
-            "warning" if warning else "info", event.kind, json.dumps(event.detail, default=str)
-        )
+        self.store.add_event(kind, json.dumps(event.detail, default=str))
 
     def status(self) -> dict[str, Any]:
         return {

@@ -1,9 +1,9 @@
 """The agent's main loop: one thread owns all state.
 
 Drivers (libVLC, gpiozero, the FM receiver) and the control socket run on their own threads and
-only post events to :attr:`Agent.events`.  The loop wakes at the scheduler's next instant (relay
-pre-roll, a start, post-roll expiry) or when an event arrives, asks the pure scheduler what to do,
-carries it out, and publishes a status snapshot for ``loa status``.
+only post events to :attr:`Agent.events`.  Each pass of the loop asks the pure scheduler what is
+due, asks the FM policy whether to relay, lets the pure output plan (``agent.output_plan``) decide
+relays, player and LED together, carries the plan out, and publishes a status snapshot.
 """
 
 from __future__ import annotations
@@ -11,21 +11,25 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agent.clock_trust import ClockState, ClockTrust
+from agent.commands import Execute, Pending, Result
 from agent.config import Config
-from agent.schedule_source import ScheduleSource
+from agent.events import EventKind
+from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
+from agent.play_log import PlayLog
+from agent.schedule_source import COMMAND_ORIGIN, Schedule
 from agent.status import StatusBoard
-from agent.store import PlayRecord, Store, iso
+from agent.store import Store, iso
 from agent.systemd_notify import Notifier
-from drivers.gpio import AmplifierRelays, LedCode, StatusLed
+from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
 from scheduler.engine import Action, Engine, Interrupt, Record, Start
-from scheduler.items import Outcome
+from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
 
 if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
@@ -34,27 +38,14 @@ if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backen
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # the loop runs at least this often (clock trust, watchdog, status)
-ENDED_OUTCOMES = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED})
 WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
+PRUNE_EVERY = timedelta(hours=1)
+FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
 
 
-@dataclass(frozen=True)
 class Reload:
-    """Re-read the local schedule file (SIGHUP, `loa reload`)."""
-
-
-@dataclass
-class Playing:
-    occurrence: Occurrence
-    asked_at: datetime
-
-
-@dataclass
-class LoopState:
-    clock: ClockState = field(default_factory=lambda: ClockState(False, "not checked yet"))
-    playing: Playing | None = None
-    watermark_saved: datetime | None = None
+    """Re-read the local schedule file (SIGHUP)."""
 
 
 def utc_now() -> datetime:
@@ -73,7 +64,7 @@ class Agent:
         relays: AmplifierRelays,
         led: StatusLed | None,
         clock: ClockTrust,
-        schedule: ScheduleSource,
+        schedule: Schedule,
         notifier: Notifier | None = None,
         events: queue.Queue[object] | None = None,
         fm: FmRelay | None = None,
@@ -91,12 +82,21 @@ class Agent:
         self.fm = fm
         self.events: queue.Queue[object] = events if events is not None else queue.Queue()
         self.board = StatusBoard(config)
-        self.state = LoopState()
         self.all_zones = frozenset(config.all_zones)
-        # key -> when the player said "playing"; kept past state.playing, for the engine's Record
-        self.started_at: dict[str, datetime] = {}
-        self.engine = self._make_engine(resume=False)
+        self.play_log = PlayLog(store, schedule, self.all_zones)
+        self.clock_state = ClockState(False, "not checked yet")
+        self.current: Target = SILENCE  # what the player was last told to play
+        self.plan: OutputPlan | None = None
+        self.closed_since: dict[str, datetime] = {}
+        self.fm_released_at: datetime | None = None
+        self.fm_paused_until: datetime | None = None
+        self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
+        self.passes = 0
+        self._started_mono = time.monotonic()
         self._resumed = False
+        self._watermark_saved: datetime | None = None
+        self._pruned: datetime | None = None
+        self.engine = self._make_engine(resume=False)
         self.board.publish(self)  # the control socket answers from the first instant
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -105,15 +105,20 @@ class Agent:
         """Hand an event to the main loop; safe from any thread."""
         self.events.put(event)
 
+    @property
+    def playing(self) -> Occurrence | None:
+        return self.engine.playing
+
     def _make_engine(self, resume: bool) -> Engine:
         """A scheduler engine; ``resume`` carries over the previous run's watermark.
 
         Only a trusted clock may judge the saved watermark, so the engine is rebuilt with it when
-        the clock first becomes trusted (before that it never ticks).
+        the clock first becomes trusted (before that it never ticks).  The time this run spent on
+        an untrusted clock is measured on the monotonic clock, which no clock step moves.
         """
         now = self.wall()
-        done = self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or "")
         gpio = self.config.gpio
+        untrusted = now - timedelta(seconds=time.monotonic() - self._started_mono)
         return Engine(
             self.schedule.items,
             self.config.device.timezone,
@@ -123,7 +128,8 @@ class Agent:
             preroll=gpio.preroll,
             postroll=gpio.postroll,
             watermark=self._saved_watermark(now) if resume else None,
-            done_keys=done,
+            done_keys=self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or ""),
+            untrusted_since=untrusted if resume and now - untrusted > timedelta(seconds=5) else None,
         )
 
     def _saved_watermark(self, now: datetime) -> datetime | None:
@@ -138,21 +144,15 @@ class Agent:
         watermark = datetime.fromisoformat(saved)
         if watermark > now + timedelta(minutes=1):
             logger.warning("saved watermark %s is in the future: ignoring it", saved)
-            self.store.add_event("warning", "watermark_dropped", f"saved watermark {saved} is in the future")
+            self.store.add_event(EventKind.WATERMARK_DROPPED, f"saved watermark {saved} is in the future")
             return None
         return watermark
-
-    def close_unfinished(self) -> None:
-        """Rows left 'playing' by a power cut or crash are closed as interrupted."""
-        for record in self.store.unfinished_plays():
-            reason = "agent stopped while playing (power cut, crash or restart)"
-            self.store.record_play(replace(record, outcome="interrupted", reason=reason))
-            self.store.add_event("warning", "play_interrupted", f"{record.key}: {reason}")
 
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
-        self.close_unfinished()
+        self.play_log.close_unfinished()
+        self.store.add_event(EventKind.AGENT_STARTED, f"device {self.config.device.id}")
         self._iterate()
         if on_ready is not None:
             on_ready()
@@ -168,197 +168,293 @@ class Agent:
 
     def _timeout(self) -> float:
         now = self.wall()
-        wake = self.engine.next_wakeup(now) if self.state.clock.trusted else None
+        wakes = [self.plan.wake_at if self.plan is not None else None]
+        if self.clock_state.trusted:
+            wakes.append(self.engine.next_wakeup(now))
+        wake = min((moment for moment in wakes if moment is not None), default=None)
         if wake is None:
             return HEARTBEAT
         return max(0.0, min(HEARTBEAT, (wake - now).total_seconds()))
 
     def _iterate(self) -> None:
         now = self.wall()
-        self._check_clock()
-        if self.state.clock.trusted:
-            self._carry_out(self.engine.tick(now), now)
-        if self.fm is not None:
-            self.fm.drive(
-                now,
-                clock_trusted=self.state.clock.trusted,
-                scheduled_busy=self.state.playing is not None or bool(self.engine.queue),
-                scheduled_playing=self.state.playing is not None,
-            )
-        self.relays.apply(self._zones_wanted(now))
-        self._show_led()
+        self._check_clock(now)
+        if self._resumed:
+            self._carry_out(self.engine.tick(now, self._hold()), now)
+        self._apply(self._plan(now), now)
         self._save_watermark(now)
+        self._prune(now)
         self.notifier.watchdog()
         self.board.publish(self)
+        self.passes += 1
 
-    def _check_clock(self) -> None:
+    def _hold(self) -> str | None:
+        """Why nothing new may start now, or None."""
+        if self.clock_state.trusted:
+            return None
+        return f"clock not trusted ({self.clock_state.reason})"
+
+    def _plan(self, now: datetime) -> OutputPlan:
+        playing = self.engine.playing
+        trusted = self.clock_state.trusted
+        fm_wanted = False
+        if self.fm is not None:
+            paused = self.fm_paused_until is not None and now < self.fm_paused_until
+            busy = playing is not None or bool(self.engine.queue)
+            decision = self.fm.decide(now, clock_trusted=trusted, scheduled_busy=busy)
+            fm_wanted = decision.relay and not paused
+        return plan_outputs(
+            PlanInputs(
+                now=now,
+                clock_trusted=trusted,
+                item=PlayItem(playing.key) if playing is not None else None,
+                item_zones=playing.item.resolved_zones(self.all_zones) if playing else frozenset(),
+                scheduled_zones=self.engine.zones_wanted(now) if self._resumed and trusted else frozenset(),
+                zones_in_use=self.engine.zones_in_use(now),
+                fm_wanted=fm_wanted,
+                fm_zones=self.fm.zones if self.fm is not None else frozenset(),
+                fm_released_at=self.fm_released_at,
+                closed_since=self.closed_since,
+                current=self.current,
+                settle=self.config.gpio.preroll,
+                postroll=self.config.gpio.postroll,
+                faults=self._faults(),
+            )
+        )
+
+    def _faults(self) -> tuple[str, ...]:
+        faults = []
+        if not self.player.healthy():
+            faults.append("the audio player is not healthy")
+        return tuple(faults)
+
+    def _apply(self, plan: OutputPlan, now: datetime) -> None:
+        """Carry out the plan: relays first (audio never starts into open relays), then the player."""
+        self.plan = plan
+        changed = self.relays.apply(plan.zones)
+        for zone in plan.zones:
+            self.closed_since.setdefault(zone, now)
+        for zone in set(self.closed_since) - plan.zones:
+            del self.closed_since[zone]
+        if changed:
+            states = {zone: zone in plan.zones for zone in self.all_zones}
+            self.store.put_state("relays", {"at": iso(now), "closed": states})
+        self._drive_player(plan.player, now)
+        if self.led is not None:
+            self.led.show(plan.led)
+
+    def _drive_player(self, target: Target, now: datetime) -> None:
+        previous = self.current
+        if target == previous:
+            return
+        self.current = target
+        if isinstance(previous, RelayFm) and self.fm is not None:
+            self.fm_released_at = now
+            self.fm.end(now, replaced=isinstance(target, PlayItem) and self.fm.uses_player)
+        if isinstance(target, PlayItem):
+            self._play_item(target.key, now)
+        elif isinstance(target, RelayFm) and self.fm is not None:
+            self.fm.begin(now)
+        elif isinstance(previous, PlayItem):
+            self.player.stop()
+
+    def _play_item(self, key: str, now: datetime) -> None:
+        playing = self.engine.playing
+        assert playing is not None and playing.key == key
+        item = playing.item
+        volume = item.volume if item.volume is not None else self.config.audio.volume
+        self.player.play(key, self.schedule.audio_path(item), volume)
+
+    def _check_clock(self, now: datetime) -> None:
         state = self.clock.check()
-        if state.trusted != self.state.clock.trusted:
-            severity = "info" if state.trusted else "warning"
+        if state.trusted != self.clock_state.trusted:
             logger.log(
                 logging.INFO if state.trusted else logging.WARNING,
                 "clock %s: %s",
                 "trusted" if state.trusted else "NOT trusted",
                 state.reason,
             )
-            self.store.add_event(severity, "clock_trust", state.reason)
-        self.state.clock = state
+            kind = EventKind.CLOCK_TRUSTED if state.trusted else EventKind.CLOCK_UNTRUSTED
+            self.store.add_event(kind, state.reason)
+        self.clock_state = state
         if state.trusted and not self._resumed:
             self.engine = self._make_engine(resume=True)
             self._resumed = True
 
-    def _zones_wanted(self, now: datetime) -> frozenset[str]:
-        wanted = self.engine.zones_wanted(now) if self.state.clock.trusted else frozenset()
-        if self.fm is not None and self.fm.active_token is not None:
-            wanted |= self.fm.zones
-        return wanted
-
-    def _show_led(self) -> None:
-        if self.led is None:
-            return
-        if not self.player.healthy():
-            code = LedCode.FAULT
-        elif not self.state.clock.trusted:
-            code = LedCode.CLOCK_UNTRUSTED
-        elif self.state.playing is not None:
-            code = LedCode.PLAYING
-        elif self.fm is not None and self.fm.active_token is not None:
-            code = LedCode.FM_RELAY
-        else:
-            code = LedCode.OK_IDLE
-        self.led.show(code)
-
     def _save_watermark(self, now: datetime) -> None:
         mark = self.engine.watermark
-        saved = self.state.watermark_saved
-        if mark is None or (saved is not None and now - saved < WATERMARK_EVERY):
+        saved = self._watermark_saved
+        if mark is None or not self.clock_state.trusted:
+            return
+        if saved is not None and now - saved < WATERMARK_EVERY:
             return
         self.store.put_state("watermark", iso(mark))
-        self.state.watermark_saved = now
+        self._watermark_saved = now
+
+    def _prune(self, now: datetime) -> None:
+        if self._pruned is not None and now - self._pruned < PRUNE_EVERY:
+            return
+        self._pruned = now
+        removed = self.store.prune(now)
+        if any(removed.values()):
+            logger.info("retention: removed %s", removed)
 
     def _shutdown(self) -> None:
-        playing = self.state.playing
+        playing = self.engine.playing
+        now = self.wall()
         if playing is not None:
             self.player.stop()
-            now = self.wall()
-            self._record(
-                playing.occurrence,
-                Outcome.INTERRUPTED,
-                "agent stopped",
-                actual=self.started_at.pop(playing.occurrence.key, None),
-                ended=now,
-            )
-            self.state.playing = None
+            self._carry_out(self.engine.stop(now, "agent stopped"), now, interrupt=False)
+        if self.fm is not None and isinstance(self.current, RelayFm):
+            self.fm.end(now, replaced=False)
+        self.current = SILENCE
         mark = self.engine.watermark
-        if mark is not None:
+        if mark is not None and self.clock_state.trusted:
             self.store.put_state("watermark", iso(mark))
         self.relays.apply(frozenset())
+        self.store.put_state("relays", {"at": iso(now), "closed": dict.fromkeys(self.all_zones, False)})
+        self.store.add_event(EventKind.AGENT_STOPPED, "stopped")
 
     # -- events ---------------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
         if isinstance(event, PlayerEvent) and self.fm is not None and event.token == self.fm.active_token:
-            self.fm.on_player_event(event, self.wall())
+            self._on_fm_player(event)
         elif isinstance(event, PlayerEvent):
             self._on_player(event)
         elif self.fm is not None and self.fm.is_event(event):
             self.fm.on_fm_event(event)  # type: ignore[arg-type]
+        elif isinstance(event, Execute):
+            self.execute(event.pending)
         elif isinstance(event, Reload):
-            self._reload()
+            self._reload(None)
         else:
             logger.warning("ignoring unknown event %r", event)
 
+    def _on_fm_player(self, event: PlayerEvent) -> None:
+        assert self.fm is not None
+        now = self.wall()
+        self.fm.on_player_event(event, now)
+        if event.kind != "playing" and isinstance(self.current, RelayFm):
+            self.current = SILENCE
+            self.fm_released_at = now
+
     def _on_player(self, event: PlayerEvent) -> None:
-        playing = self.state.playing
-        if playing is None or event.token != playing.occurrence.key:
+        playing = self.engine.playing
+        if playing is None or event.token != playing.key or self.current != PlayItem(event.token):
             logger.debug("event for a playback no longer current: %s", event)
             return
         at = datetime.fromtimestamp(event.wall, UTC)
         if event.kind == "playing":
-            self.started_at[event.token] = at
-            self._record(playing.occurrence, None, "", actual=at)
+            self.play_log.started(playing, at)
+            waiting = self.awaiting.pop(playing.key, None)
+            if waiting is not None:
+                waiting.resolve(Result.DONE, f"playing {playing.item.audio}", key=playing.key)
             return
+        self.current = SILENCE
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
         if outcome is Outcome.FAILED:
-            self.store.add_event("error", "play_failed", f"{playing.occurrence.item.id}: {event.detail}")
-        self._finish(outcome, event.detail, at)
+            self.store.add_event(EventKind.PLAY_FAILED, f"{playing.item.id}: {event.detail}")
+        self._carry_out(self.engine.finished(playing.key, at, outcome, event.detail, self._hold()), at)
 
-    def _finish(self, outcome: Outcome, reason: str, at: datetime) -> None:
-        """The current playback ended; the engine records it and says what plays next."""
-        playing = self.state.playing
-        assert playing is not None
-        self.state.playing = None
-        self._carry_out(self.engine.finished(playing.occurrence.key, at, outcome, reason), at)
-
-    def _reload(self) -> None:
-        if self.schedule.reload(self.store):
+    def _reload(self, pending: Pending | None) -> None:
+        result = self.schedule.reload(self.store)
+        if result.accepted:
             now = self.wall()
             self._carry_out(self.engine.replace_items(self.schedule.items, now), now)
+        if pending is None:
+            return
+        origin = result.origin
+        if result.accepted:
+            pending.resolve(Result.DONE, "", items=len(origin.items), version=origin.version)
+        else:
+            pending.resolve(Result.REJECTED, "schedule file refused", problems=list(result.problems))
+
+    # -- commands (the front door's main-loop half) ----------------------------------------------
+
+    def execute(self, pending: Pending) -> None:
+        """Carry out a command the handler accepted; resolve its answer now or when it happens."""
+        command = pending.command
+        self.store.add_event(EventKind.COMMAND, f"{command.id} {command.name} from {command.origin}")
+        logger.info(
+            "command %s: %s %s from %s", command.id, command.name, dict(command.params), command.origin
+        )
+        if command.name == "reload":
+            self._reload(pending)
+        elif command.name == "play":
+            self._command_play(pending)
+        elif command.name == "stop":
+            self._command_stop(pending)
+        else:
+            pending.resolve(Result.REJECTED, f"the agent cannot carry out {command.name!r}")
+        if pending.done:
+            self._iterate()
+
+    def _command_play(self, pending: Pending) -> None:
+        command, now = pending.command, self.wall()
+        if not self.clock_state.trusted:
+            pending.resolve(
+                Result.REJECTED, f"nothing starts on an untrusted clock: {self.clock_state.reason}"
+            )
+            return
+        params = command.params
+        zones = frozenset(params["zones"]) or None
+        item = Item(
+            f"{COMMAND_ORIGIN}-{command.id}", params["file"], Level[params["level"].upper()], zones, at=now
+        )
+        key = Occurrence(item, now).key
+        self.awaiting[key] = pending
+        self._carry_out(self.engine.inject(item, now), now)
+        playing = self.engine.playing
+        if key in self.awaiting and (playing is None or playing.key != key):
+            busy = f"'{playing.item.id}' is playing" if playing is not None else "waiting for the speakers"
+            pending.accept(f"queued: {busy}", key=key)
+        elif key in self.awaiting:
+            pending.accept("relays closing", key=key)
+
+    def _command_stop(self, pending: Pending) -> None:
+        command, now = pending.command, self.wall()
+        reason = f"stopped by a {command.origin} command ({command.id})"
+        playing = self.engine.playing
+        if playing is not None:
+            self._carry_out(self.engine.stop(now, reason), now)
+            pending.resolve(Result.DONE, f"stopped '{playing.item.id}'", item=playing.item.id)
+        elif isinstance(self.current, RelayFm) and self.fm is not None:
+            self.fm_paused_until = now + FM_PAUSE
+            local = self.fm_paused_until.astimezone(self.config.device.timezone)
+            pending.resolve(Result.DONE, f"FM relay paused until {local:%H:%M}")
+        else:
+            pending.resolve(Result.DONE, "nothing was playing")
 
     # -- actions --------------------------------------------------------------------------------
 
-    def _carry_out(self, actions: list[Action], now: datetime) -> None:
+    def _carry_out(self, actions: list[Action], now: datetime, *, interrupt: bool = True) -> None:
         for action in actions:
             if isinstance(action, Start):
                 self._start(action, now)
-            elif isinstance(action, Interrupt):
-                self._interrupt(action, now)
+            elif isinstance(action, Interrupt) and interrupt:
+                logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
             elif isinstance(action, Record):
-                started = self.started_at.pop(action.occurrence.key, None)
-                ended = now if action.outcome in ENDED_OUTCOMES else None
-                self._record(action.occurrence, action.outcome, action.reason, actual=started, ended=ended)
+                self.play_log.record(action, now)
+                waiting = self.awaiting.pop(action.occurrence.key, None)
+                if waiting is not None:
+                    waiting.resolve(Result.REJECTED, f"{action.outcome.value}: {action.reason}")
 
     def _start(self, action: Start, now: datetime) -> None:
         occurrence = action.occurrence
-        item = occurrence.item
-        path = self.schedule.audio_path(item)
         if action.late_by > timedelta(0):
             logger.info(
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
-        self.state.playing = Playing(occurrence, now)
-        problem = unreadable(path)
-        if problem:  # refuse before the player sees it, so whatever plays (FM) goes on
+        problem = unreadable(self.schedule.audio_path(occurrence.item))
+        if problem:  # refused before the player sees it, so whatever plays (FM) goes on
             logger.error("%s cannot play: %s", occurrence.key, problem)
-            self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
-            self._finish(Outcome.FAILED, problem, now)
-            return
-        self._record(occurrence, None, "")
-        volume = item.volume if item.volume is not None else self.config.audio.volume
-        self.player.play(occurrence.key, path, volume)
-
-    def _interrupt(self, action: Interrupt, now: datetime) -> None:
-        playing = self.state.playing
-        if playing is None or playing.occurrence.key != action.occurrence.key:
-            return
-        self.state.playing = None
-        self.player.stop()  # the engine's Record of the interruption follows
-
-    def _record(
-        self,
-        occurrence: Occurrence,
-        outcome: Outcome | None,
-        reason: str,
-        *,
-        actual: datetime | None = None,
-        ended: datetime | None = None,
-    ) -> None:
-        """Write the play-log row of ``occurrence``; outcome None means it is playing now."""
-        item = occurrence.item
-        self.store.record_play(
-            PlayRecord(
-                key=occurrence.key,
-                item_id=item.id,
-                audio=item.audio,
-                level=item.level.name.lower(),
-                zones=tuple(sorted(item.resolved_zones(self.all_zones))),
-                scheduled_start=iso(occurrence.start) or "",
-                actual_start=iso(actual),
-                ended=iso(ended),
-                outcome=outcome.value if outcome is not None else "playing",
-                reason=reason,
+            self.store.add_event(EventKind.PLAY_FAILED, f"{occurrence.item.id}: {problem}")
+            self._carry_out(
+                self.engine.finished(occurrence.key, now, Outcome.FAILED, problem, self._hold()), now
             )
-        )
+            return
+        self.play_log.asked(occurrence, now)
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()

@@ -1,32 +1,43 @@
-"""Where the agent's schedule comes from: the local schedule file, else the last good copy stored.
+"""The schedule in force: the union of its origins, each with its version and its last good copy.
 
-A schedule file is taken whole or not at all: one bad item refuses the file, the problems are
-logged and recorded with file:line, and the agent keeps the schedule it had (from memory, or from
-the store after a restart).  Relative audio paths resolve against the schedule file's folder.
+Origins today: the local schedule file (``local``).  The central server's signed manifest joins as
+a second origin with the link.  Each origin is taken whole or not at all: one bad item refuses
+the file, the problems are logged and recorded with file:line, and the origin keeps the schedule it
+had (from memory, or from its last good copy in the store after a restart).  An item id that two
+origins both use plays from the first origin only, and the clash is reported.
+
+Audio paths are resolved in one place, :class:`AudioResolver`: relative paths of the local file
+against the file's folder; the verified audio cache will back the central origin.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config import Config
-from agent.store import Store
+from agent.events import EventKind
+from agent.store import LOCAL_ORIGIN, Store
 from agent.yaml_source import load_yaml
+from drivers.player import unreadable
 from foundation.errors import ScheduleError
 from scheduler.items import Item, parse_items
 
 logger = logging.getLogger(__name__)
+
+COMMAND_ORIGIN = "local-command"  # items a crew plays with `loa play`
 
 
 @dataclass(frozen=True)
 class LoadedSchedule:
     items: list[Item]
     specs: dict[str, dict[str, Any]]
+    version: str
 
 
 def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> LoadedSchedule:
@@ -41,67 +52,176 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
         raise ScheduleError(problems)
     raw_items = document.data.get("items") or []
     specs = {str(raw["id"]).strip(): dict(raw) for raw in raw_items}
-    return LoadedSchedule(items, specs)
+    return LoadedSchedule(items, specs, file_version(path))
 
 
-def stored_items(config: Config, store: Store) -> list[Item]:
-    """The last good schedule kept in the store (problems, which a good file never had, are logged)."""
+def check_audio(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> None:
+    """Like :func:`read_schedule_file`, and every audio file it names must be readable now."""
+    loaded = read_schedule_file(path, tz, known_zones)
+    document = load_yaml(path, ScheduleError)
+    resolver = AudioResolver(path)
+    problems = []
+    for index, item in enumerate(loaded.items):
+        problem = unreadable(resolver.resolve(item, LOCAL_ORIGIN))
+        if problem:
+            key = ("items", index, "audio")
+            problems.append(
+                document.problem(key, item.audio, "an audio file the agent can read", None, problem)
+            )
+    if problems:
+        raise ScheduleError(problems)
+
+
+def file_version(path: Path) -> str:
+    """A schedule file's version: the start of its content's SHA-256 (changes whenever it does)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
+
+
+class AudioResolver:
+    """Where an item's audio is on this box: the one place paths are resolved."""
+
+    def __init__(self, schedule_file: Path | None, storage_dir: Path | None = None) -> None:
+        self._base = schedule_file.parent if schedule_file is not None else None
+        self._storage = storage_dir
+
+    def resolve(self, item: Item, origin: str) -> Path:
+        path = Path(item.audio)
+        if path.is_absolute():
+            return path
+        if origin == LOCAL_ORIGIN and self._base is not None:
+            return self._base / path
+        base = self._storage / "audio" if self._storage is not None else Path.cwd()
+        return base / path
+
+
+@dataclass
+class Origin:
+    """One origin's schedule in force, its version, and whether it came from the store."""
+
+    name: str
+    source: str
+    items: list[Item] = field(default_factory=list)
+    version: str = ""
+    loaded_at: datetime | None = None
+    from_store: bool = False
+    error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "items": len(self.items),
+            "version": self.version or None,
+            "source": "store (last good copy)" if self.from_store else self.source,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds") if self.loaded_at else None,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    accepted: bool
+    origin: Origin
+    problems: tuple[str, ...] = ()
+
+
+def stored_items(config: Config, store: Store, origin: str = LOCAL_ORIGIN) -> list[Item]:
+    """The last good schedule of ``origin`` kept in the store (problems, which a good file never
+    had, are logged)."""
     items, findings = parse_items(
-        {"items": list(store.schedule_specs())}, config.device.timezone, frozenset(config.all_zones)
+        {"items": list(store.schedule_specs(origin))}, config.device.timezone, frozenset(config.all_zones)
     )
     if findings:
-        logger.error("stored schedule has %d problems; ignoring them: %s", len(findings), findings[:3])
+        logger.error(
+            "stored %s schedule has %d problems; ignoring them: %s", origin, len(findings), findings[:3]
+        )
     return items
 
 
-class ScheduleSource:
-    """The schedule in force, and how to find each item's audio."""
+class Schedule:
+    """The union of the schedule's origins, and how to find each item's audio."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.file = config.schedule.file
+        self.local = Origin(LOCAL_ORIGIN, str(self.file) if self.file else "none")
+        self.origins: list[Origin] = [self.local]
+        self.resolver = AudioResolver(self.file, config.storage.dir)
+        self._origin_of: dict[str, str] = {}
         self.items: list[Item] = []
-        self.origin = "none"
-        self.loaded_at: datetime | None = None
-        self.error: str | None = None
 
     @property
     def zones(self) -> frozenset[str]:
         return frozenset(self.config.all_zones)
 
-    def load(self, store: Store) -> None:
-        """At start: the file if it is good, else the last good schedule kept in the store."""
-        if self.file is not None and self.reload(store):
-            return
-        items = stored_items(self.config, store)
-        if not items:
-            return
-        self.items = items
-        self.origin = "store (last good schedule)"
-        logger.info("schedule: %d items from the store", len(items))
+    @property
+    def error(self) -> str | None:
+        return next((origin.error for origin in self.origins if origin.error), None)
 
-    def reload(self, store: Store) -> bool:
-        """Re-read the file; on any problem keep the current schedule and return False."""
+    def load(self, store: Store) -> None:
+        """At start: each origin's source if it is good, else its last good copy in the store."""
+        if self.file is None or not self.reload(store).accepted:
+            self._from_store(store, self.local)
+        self._merge(store)
+
+    def reload(self, store: Store) -> ReloadResult:
+        """Re-read the local file; on any problem keep the current schedule and say why."""
+        origin = self.local
         if self.file is None:
-            return False
+            return ReloadResult(False, origin, ("no schedule.file is configured",))
         try:
             loaded = read_schedule_file(self.file, self.config.device.timezone, self.zones)
         except ScheduleError as exc:
-            self.error = f"schedule file refused ({len(exc.problems)} problems): {exc.problems[0]}"
+            problems = tuple(str(problem) for problem in exc.problems)
+            origin.error = f"schedule file refused ({len(problems)} problems): {problems[0]}"
             logger.error("schedule file %s refused, keeping the current schedule:\n%s", self.file, exc)
-            store.add_event("error", "schedule_refused", str(exc))
-            return False
-        store.replace_schedule(loaded.specs, str(self.file))
-        self.items = loaded.items
-        self.origin = str(self.file)
-        self.loaded_at = datetime.now(UTC)
-        self.error = None
-        logger.info("schedule: %d items from %s", len(loaded.items), self.file)
-        return True
+            store.add_event(EventKind.SCHEDULE_REFUSED, str(exc))
+            return ReloadResult(False, origin, problems)
+        store.replace_schedule(loaded.specs, str(self.file), origin=origin.name, version=loaded.version)
+        origin.items, origin.version, origin.from_store = loaded.items, loaded.version, False
+        origin.loaded_at, origin.error = datetime.now(UTC), None
+        logger.info("schedule: %d items from %s (version %s)", len(loaded.items), self.file, loaded.version)
+        store.add_event(
+            EventKind.SCHEDULE_LOADED, f"{origin.name} {loaded.version}: {len(loaded.items)} items"
+        )
+        self._merge(store)
+        return ReloadResult(True, origin)
+
+    def _from_store(self, store: Store, origin: Origin) -> None:
+        items = stored_items(self.config, store, origin.name)
+        if not items:
+            return
+        meta = store.schedule_origin(origin.name)
+        origin.items, origin.from_store = items, True
+        origin.version = str(meta.get("version") or "")
+        logger.info("schedule: %d %s items from the store (last good copy)", len(items), origin.name)
+
+    def _merge(self, store: Store) -> None:
+        merged: dict[str, Item] = {}
+        self._origin_of = {}
+        for origin in self.origins:
+            for item in origin.items:
+                if item.id in merged:
+                    detail = (
+                        f"item id {item.id!r} of {origin.name} is already used by {self._origin_of[item.id]}"
+                    )
+                    logger.error("%s: the %s item is ignored", detail, origin.name)
+                    store.add_event(EventKind.SCHEDULE_REFUSED, detail)
+                    continue
+                merged[item.id] = item
+                self._origin_of[item.id] = origin.name
+        self.items = list(merged.values())
+
+    def origin_of(self, item: Item) -> str:
+        return self._origin_of.get(item.id, COMMAND_ORIGIN)
 
     def audio_path(self, item: Item) -> Path:
-        path = Path(item.audio)
-        if path.is_absolute():
-            return path
-        base = self.file.parent if self.file is not None else self.config.storage.dir / "audio"
-        return base / path
+        return self.resolver.resolve(item, self.origin_of(item))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "items": len(self.items),
+            "error": self.error,
+            "origins": {origin.name: origin.status() for origin in self.origins},
+        }

@@ -19,7 +19,8 @@ from agent.version import VERSION
 from scheduler.recurrence import expand
 
 if TYPE_CHECKING:
-    from agent.runtime import Agent, Playing
+    from agent.runtime import Agent
+    from scheduler.recurrence import Occurrence
 
 NEXT_COUNT = 3
 
@@ -35,7 +36,7 @@ class StatusBoard:
 
     def publish(self, agent: Agent) -> None:
         now = agent.wall()
-        playing = agent.state.playing
+        playing = agent.playing
         snapshot = {
             "running": True,
             "state": "running",
@@ -43,19 +44,16 @@ class StatusBoard:
             "version": VERSION,
             "now": iso(now),
             "since": iso(self._since),
-            "clock": {"trusted": agent.state.clock.trusted, "reason": agent.state.clock.reason},
+            "clock": {"trusted": agent.clock_state.trusted, "reason": agent.clock_state.reason},
             "playing": _playing(agent, playing) if playing else None,
             "next": [_occurrence(o) for o in agent.engine.upcoming(now, NEXT_COUNT)],
             "queue": [_occurrence(o) for o in agent.engine.queue],
             "relays": agent.relays.states(),
             "player": {"backend": agent.player.name, "healthy": agent.player.healthy()},
-            "schedule": {
-                "items": len(agent.schedule.items),
-                "origin": agent.schedule.origin,
-                "error": agent.schedule.error,
-            },
+            "schedule": agent.schedule.status(),
             "fm": agent.fm.status() if agent.fm is not None else None,
-            "led": agent.led.code.name.lower() if agent.led is not None and agent.led.code else None,
+            "led": agent.led.code.value if agent.led is not None and agent.led.code else None,
+            "faults": list(agent.plan.faults) if agent.plan is not None else [],
             "errors": agent.store.recent_events(5, severity="error"),
         }
         with self._lock:
@@ -66,12 +64,12 @@ class StatusBoard:
             return dict(self._snapshot)
 
 
-def _playing(agent: Agent, playing: Playing) -> dict[str, Any]:
-    occurrence = playing.occurrence
+def _playing(agent: Agent, occurrence: Occurrence) -> dict[str, Any]:
     return {
         **_occurrence(occurrence),
-        "since": iso(agent.started_at.get(occurrence.key) or playing.asked_at),
+        "since": iso(agent.play_log.since(occurrence)),
         "zones": sorted(occurrence.item.resolved_zones(agent.all_zones)),
+        "origin": agent.schedule.origin_of(occurrence.item),
     }
 
 
@@ -86,10 +84,13 @@ def _occurrence(occurrence: Any) -> dict[str, Any]:
 
 
 def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any]:
-    """Status from the store alone, for when the daemon does not answer."""
+    """Status from the store alone, for when the daemon does not answer: what the store knows, and
+    None (with a word why) for what only the running agent can know."""
     items = stored_items(config, store)
     upcoming = expand(items, config.device.timezone, now, now + timedelta(days=8))[:NEXT_COUNT]
     last = store.play_log(limit=1)
+    relays = store.get_state("relays")
+    origin = store.schedule_origin()
     return {
         "running": False,
         "state": "stopped",
@@ -100,10 +101,23 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
         "playing": None,
         "last_played": last[0].__dict__ if last else None,
         "next": [_occurrence(o) for o in upcoming],
-        "relays": {zone: False for zone in config.all_zones},
-        "schedule": {"items": len(items), "origin": "store", "error": None},
+        "relays": None,  # only the running agent knows; the last state it recorded follows
+        "relays_last_known": relays if isinstance(relays, dict) else None,
+        "schedule": {
+            "items": len(items),
+            "error": None,
+            "origins": {"local": {"items": len(items), "version": origin.get("version"),
+                                  "source": "store (last good copy)", "loaded_at": origin.get("loaded_at"),
+                                  "error": None}},
+        },
         "errors": store.recent_events(5, severity="error"),
-    }
+    }  # fmt: skip
+
+
+def no_store_status(config: Config, reason: str) -> dict[str, Any]:
+    """Status when neither the daemon nor its store answers (the agent never ran with this config)."""
+    return {"running": False, "state": "never run", "device": config.device.id, "version": VERSION,
+            "store": None, "note": reason}  # fmt: skip
 
 
 def _local(stamp: str | None, tz: ZoneInfo) -> str:
@@ -115,42 +129,88 @@ def _local(stamp: str | None, tz: ZoneInfo) -> str:
 def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     """Plain text for a maintenance crew; times in the device's time zone."""
     lines = [f"device   {status.get('device')}  (loa {status.get('version')})"]
-    if not status.get("running"):
-        lines.append("agent    NOT RUNNING (showing what the store knows)")
-    else:
+    if status.get("state") == "never run":
+        lines.append("agent    NOT RUNNING, and it has left no records yet")
+        lines.append(f"         {status.get('note')}")
+        return "\n".join(lines)
+    running = bool(status.get("running"))
+    if running:
         lines.append(f"agent    running since {_local(status.get('since'), tz)}")
+    else:
+        lines.append("agent    NOT RUNNING (showing what the store knows)")
+    lines += _clock_and_playing(status, tz)
+    lines += _fm_lines(status.get("fm"))
+    lines += _relay_lines(status, tz)
+    lines += _schedule_lines(status.get("schedule") or {})
+    for fault in status.get("faults") or []:
+        lines.append(f"FAULT    {fault}")
+    for error in status.get("errors") or []:
+        lines.append(f"error    {_local(error['at'], tz)} {error['kind']}: {error['detail'][:160]}")
+    return "\n".join(lines)
+
+
+def _clock_and_playing(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
     clock = status.get("clock") or {}
-    trusted = {True: "trusted", False: "NOT TRUSTED - nothing scheduled will play", None: "unknown"}
-    lines.append(f"clock    {trusted[clock.get('trusted')]} ({clock.get('reason')})")
+    trusted = {True: "trusted", False: "NOT TRUSTED - nothing scheduled will start", None: "unknown"}
+    lines = [f"clock    {trusted[clock.get('trusted')]} ({clock.get('reason')})"]
     playing = status.get("playing")
     if playing:
         lines.append(
             f"playing  {playing['item']} [{playing['level']}] since {_local(playing['since'], tz)}"
             f" on {', '.join(playing['zones'])}"
         )
-    else:
+    elif status.get("running"):
         lines.append("playing  nothing")
+    else:
+        last = status.get("last_played")
+        lines.append("playing  unknown (agent not running)")
+        if last:
+            lines.append(
+                f"last     {last['item_id']} {last['outcome']} at {_local(last['scheduled_start'], tz)}"
+            )
     for index, upcoming in enumerate(status.get("next") or []):
         label = "next" if index == 0 else ""
         lines.append(f"{label:<8} {_local(upcoming['at'], tz)}  {upcoming['item']} [{upcoming['level']}]")
     if not status.get("next"):
         lines.append("next     nothing scheduled")
-    fm = status.get("fm")
-    if fm:
-        state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
-        carrier = "carrier present" if fm.get("carrier") else "no carrier"
-        level = (
-            f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
-            if fm.get("rssi_dbfs") is not None
-            else ""
-        )
-        lines.append(f"fm       {fm['frequency_mhz']} MHz {state}: {carrier}{level}")
-    relays = status.get("relays") or {}
-    lines.append("relays   " + "  ".join(f"{z}={'ON' if on else 'off'}" for z, on in relays.items()))
-    schedule = status.get("schedule") or {}
-    lines.append(f"schedule {schedule.get('items')} items from {schedule.get('origin')}")
+    return lines
+
+
+def _fm_lines(fm: dict[str, Any] | None) -> list[str]:
+    if not fm:
+        return []
+    state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
+    carrier = "carrier present" if fm.get("carrier") else "no carrier"
+    level = (
+        f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB" if fm.get("rssi_dbfs") is not None else ""
+    )
+    return [f"fm       {fm['frequency_mhz']} MHz {state}: {carrier}{level}"]
+
+
+def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
+    relays = status.get("relays")
+    if relays is not None:
+        return ["relays   " + _zones(relays)]
+    known = status.get("relays_last_known")
+    if not known:
+        return ["relays   unknown now (agent not running); never recorded"]
+    return [
+        "relays   unknown now (agent not running)",
+        f"         last recorded {_local(known.get('at'), tz)}: {_zones(known.get('closed') or {})}",
+    ]
+
+
+def _zones(states: dict[str, bool]) -> str:
+    return "  ".join(f"{zone}={'ON' if on else 'off'}" for zone, on in states.items())
+
+
+def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+    origins = schedule.get("origins") or {}
+    parts = [
+        f"{name} {info.get('items')} (version {info.get('version') or '-'}, from {info.get('source')})"
+        for name, info in origins.items()
+    ]
+    lines = [f"schedule {schedule.get('items')} items: " + ("; ".join(parts) or "no origin")]
     if schedule.get("error"):
         lines.append(f"         {schedule['error']}")
-    for error in status.get("errors") or []:
-        lines.append(f"error    {_local(error['at'], tz)} {error['kind']}: {error['detail'][:160]}")
-    return "\n".join(lines)
+    return lines

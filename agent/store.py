@@ -3,10 +3,18 @@
 Tables:
 - ``play_log``: proof of play, one row per occurrence the agent dealt with.  A row is written when
   playback is asked for (outcome ``playing``) and completed when it ends, so a power cut leaves a row
-  that the next start closes as ``interrupted`` ("agent stopped while playing").
-- ``state``: small JSON values (scheduler watermark, last schedule load, ...).
-- ``events``: what went wrong or changed, for ``loa status`` and, later, telemetry.
-- ``schedule_items``: the schedule in force, so the agent keeps playing it from local state.
+  that the next start closes as ``interrupted`` ("agent stopped while playing").  Every write gives
+  the row the next ``seq``, so a row's latest state is sent again after it changes.
+- ``state``: small JSON values (scheduler watermark, schedule origins, delivered cursors, ...).
+- ``events``: the outbox of what went wrong or changed (kinds from ``agent.events.EventKind``);
+  ``id`` is the sequence number.
+- ``schedule_items``: the last good schedule of each origin (the local file, the central manifest),
+  so the agent keeps playing from local state.
+
+The link delivers ``events`` and ``play_log`` in ``seq`` order from a delivered cursor kept in
+``state`` (``outbox.events``, ``outbox.play_log``), so each record is sent in order, once.
+Retention (:meth:`Store.prune`, run at start and hourly) keeps the tables bounded without losing
+what the province needs: see ``RETENTION`` and docs/OPERATIONS.md.
 
 Writes use ``synchronous=FULL`` in WAL mode so a committed row survives a power cut.  Only the
 daemon's main thread writes; the CLI opens the file read-only.
@@ -19,18 +27,38 @@ import logging
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from agent.events import EventKind
 from foundation.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LOCAL_ORIGIN = "local"  # the local schedule file
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long records are kept (docs/OPERATIONS.md, "What the box keeps")."""
+
+    # Delivered play-log rows are kept 400 days: the yearly report (due 15-20 December) covers the
+    # calendar year, and a box may have to answer for it locally.  Undelivered rows are kept until
+    # delivered, but at most ``play_log_max_rows`` rows in all (a box offline for years).
+    play_log_days: int = 400
+    play_log_max_rows: int = 500_000
+    # Events: delivered ones 90 days; the table never holds more than ``events_max_rows`` (the
+    # oldest info events go first, then the oldest of any kind).
+    events_days: int = 90
+    events_max_rows: int = 100_000
+
+
+RETENTION = Retention()
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class PlayRecord:
     ended: str | None
     outcome: str
     reason: str
+    origin: str = LOCAL_ORIGIN  # local (schedule file), local-command (loa play), central, ...
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PlayRecord:
@@ -61,6 +90,7 @@ class PlayRecord:
             ended=row["ended"],
             outcome=row["outcome"],
             reason=row["reason"] or "",
+            origin=row["origin"] or LOCAL_ORIGIN,
         )
 
 
@@ -130,8 +160,22 @@ class Store:
                 source TEXT NOT NULL, loaded_at TEXT NOT NULL);
             """
         )
+        self._add_column("play_log", "seq", "INTEGER NOT NULL DEFAULT 0")
+        self._add_column("play_log", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
+        self._add_column("schedule_items", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
+        self.db.conn.executescript(
+            """
+            CREATE INDEX IF NOT EXISTS play_log_seq ON play_log (seq);
+            CREATE INDEX IF NOT EXISTS play_log_outcome ON play_log (outcome);
+            """
+        )
         self.db.conn.commit()
         self.put_state("schema_version", SCHEMA_VERSION)
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        names = {row[1] for row in self.db.conn.execute(f"PRAGMA table_info({table})")}
+        if column not in names:
+            self.db.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # -- play log -------------------------------------------------------------------------------
 
@@ -148,9 +192,12 @@ class Store:
             "ended": record.ended,
             "outcome": record.outcome,
             "reason": record.reason,
+            "origin": record.origin,
             "recorded_at": iso(datetime.now(UTC)),
         }
-        self.db.table("play_log").upsert(row, pk="key")
+        with self.db.conn:
+            (last,) = self.db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM play_log").fetchone()
+            self.db.table("play_log").upsert({**row, "seq": last + 1}, pk="key")
 
     def play_log(self, since: str | None = None, limit: int | None = None) -> list[PlayRecord]:
         """Rows by scheduled start, oldest first; ``since`` is a UTC ISO string."""
@@ -181,9 +228,65 @@ class Store:
         rows = list(self.db.query("SELECT value FROM state WHERE key = ?", [key]))
         return json.loads(rows[0]["value"]) if rows else default
 
-    def add_event(self, severity: str, kind: str, detail: str) -> None:
-        row = {"at": iso(datetime.now(UTC)), "severity": severity, "kind": kind, "detail": detail}
-        self.db.table("events").insert(row)
+    def add_event(self, kind: EventKind, detail: str) -> int:
+        """Append an event to the outbox; returns its sequence number."""
+        row = {
+            "at": iso(datetime.now(UTC)),
+            "severity": kind.severity.value,
+            "kind": kind.value,
+            "detail": detail,
+        }
+        with self.db.conn:
+            cursor = self.db.conn.execute(
+                "INSERT INTO events (at, severity, kind, detail) VALUES (:at, :severity, :kind, :detail)", row
+            )
+        return int(cursor.lastrowid or 0)
+
+    # -- the outbox: sent in sequence order from a delivered cursor ----------------------------------
+
+    def undelivered_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Events after the delivered cursor, oldest first, each with its ``seq``."""
+        after = self._cursor("events")
+        sql = "SELECT id AS seq, at, severity, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?"
+        return list(self.db.query(sql, [after, limit]))
+
+    def undelivered_plays(self, limit: int = 100) -> list[tuple[int, PlayRecord]]:
+        """Play-log rows written since the delivered cursor, in ``seq`` order."""
+        after = self._cursor("play_log")
+        rows = self.db.query("SELECT * FROM play_log WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
+        return [(row["seq"], PlayRecord.from_row(row)) for row in rows]
+
+    def mark_delivered(self, stream: str, seq: int) -> None:
+        """The link has delivered ``stream`` (``events`` or ``play_log``) up to ``seq``."""
+        if stream not in ("events", "play_log"):
+            raise ValueError(f"unknown outbox stream {stream!r}")
+        if seq > self._cursor(stream):
+            self.put_state(f"outbox.{stream}", seq)
+
+    def _cursor(self, stream: str) -> int:
+        value = self.get_state(f"outbox.{stream}", 0)
+        return value if isinstance(value, int) else 0
+
+    def prune(self, now: datetime, retention: Retention = RETENTION) -> dict[str, int]:
+        """Apply ``retention``; returns how many rows each table lost."""
+        removed = {"play_log": 0, "events": 0}
+        plays_before = iso(now - timedelta(days=retention.play_log_days))
+        events_before = iso(now - timedelta(days=retention.events_days))
+        with self.db.conn:
+            conn = self.db.conn
+            removed["play_log"] += conn.execute(
+                "DELETE FROM play_log WHERE seq <= ? AND scheduled_start < ? AND outcome != 'playing'",
+                [self._cursor("play_log"), plays_before],
+            ).rowcount
+            removed["play_log"] += _trim(
+                conn, "play_log", "seq", retention.play_log_max_rows, "outcome != 'playing'"
+            )
+            removed["events"] += conn.execute(
+                "DELETE FROM events WHERE id <= ? AND at < ?", [self._cursor("events"), events_before]
+            ).rowcount
+            removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "severity = 'info'")
+            removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "1")
+        return removed
 
     def recent_events(self, limit: int = 10, severity: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT at, severity, kind, detail FROM events"
@@ -197,16 +300,49 @@ class Store:
 
     # -- schedule -------------------------------------------------------------------------------
 
-    def replace_schedule(self, specs: Mapping[str, Mapping[str, Any]], source: str) -> None:
-        """Replace the stored schedule in one transaction: all old items or all new ones."""
+    def replace_schedule(
+        self,
+        specs: Mapping[str, Mapping[str, Any]],
+        source: str,
+        *,
+        origin: str = LOCAL_ORIGIN,
+        version: str = "",
+    ) -> None:
+        """Replace the last good schedule of ``origin`` in one transaction: all old items or all new."""
         now = iso(datetime.now(UTC))
+        meta = {"version": version, "source": source, "loaded_at": now, "items": len(specs)}
         with self.db.conn:
-            self.db.conn.execute("DELETE FROM schedule_items")
+            self.db.conn.execute("DELETE FROM schedule_items WHERE origin = ?", [origin])
             self.db.conn.executemany(
-                "INSERT INTO schedule_items (id, spec, source, loaded_at) VALUES (?, ?, ?, ?)",
-                [(i, json.dumps(s, default=str), source, now) for i, s in specs.items()],
+                "INSERT INTO schedule_items (id, spec, source, loaded_at, origin) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (f"{origin}:{i}", json.dumps(s, default=str), source, now, origin)
+                    for i, s in specs.items()
+                ],
+            )
+            self.db.conn.execute(
+                "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value, updated_at = excluded.updated_at",
+                [f"schedule.{origin}", json.dumps(meta), now],
             )
 
-    def schedule_specs(self) -> Iterator[dict[str, Any]]:
-        for row in self.db.query("SELECT spec FROM schedule_items ORDER BY id"):
+    def schedule_specs(self, origin: str = LOCAL_ORIGIN) -> Iterator[dict[str, Any]]:
+        """The last good schedule of ``origin``, as the specs it was loaded from."""
+        for row in self.db.query("SELECT spec FROM schedule_items WHERE origin = ? ORDER BY id", [origin]):
             yield json.loads(row["spec"])
+
+    def schedule_origin(self, origin: str = LOCAL_ORIGIN) -> dict[str, Any]:
+        """What is known of ``origin``'s last good schedule: version, source, loaded_at, items."""
+        meta = self.get_state(f"schedule.{origin}")
+        return meta if isinstance(meta, dict) else {}
+
+
+def _trim(conn: sqlite3.Connection, table: str, order: str, keep: int, which: str) -> int:
+    """Delete the oldest rows matching ``which`` until ``table`` holds at most ``keep`` rows."""
+    (count,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    excess = count - keep
+    if excess <= 0:
+        return 0
+    oldest = f"SELECT {order} FROM {table} WHERE {which} ORDER BY {order} LIMIT ?"
+    sql = f"DELETE FROM {table} WHERE {order} IN ({oldest})"
+    return conn.execute(sql, [excess]).rowcount

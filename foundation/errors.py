@@ -78,3 +78,9 @@ def report(prog: str, error: LoaError, stream: TextIO | None = None) -> int:
     for problem in problems:
         print(f"{prog}: {problem}", file=out)
     return error.exit_code
+
+
+class AlreadyRunningError(LoaError, RuntimeError):
+    """Another agent already runs with the same storage directory."""
+
+    exit_code = 7

@@ -58,6 +58,7 @@ class Engine:
         postroll: timedelta = timedelta(seconds=10),
         watermark: datetime | None = None,
         done_keys: Iterable[str] = (),
+        untrusted_since: datetime | None = None,
     ) -> None:
         self._tz = tz
         self._timeline = Timeline(items, tz)
@@ -65,6 +66,8 @@ class Engine:
         self._catch_up, self._max_delay, self._preroll = catch_up, max_delay, preroll
         self._watermark = _utc(watermark) if watermark is not None else None
         self._resumed = watermark is not None  # the first tick explains misses as downtime
+        # when this run started on a clock it could not trust: misses after it are not downtime
+        self._untrusted_since = _utc(untrusted_since) if untrusted_since is not None else None
         self._done = {key: start for key in done_keys if (start := _key_start(key)) is not None}
         self._playing: Occurrence | None = None
         self._playing_since: datetime | None = None
@@ -105,23 +108,39 @@ class Engine:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def tick(self, now: datetime) -> list[Action]:
-        """Process everything that became due by ``now``; return the actions, in order."""
+    def tick(self, now: datetime, hold: str | None = None) -> list[Action]:
+        """Process everything that became due by ``now``; return the actions, in order.
+
+        ``hold`` (the clock is not trusted, say) starts nothing new: each occurrence that falls due
+        is recorded missed with that reason, queued ones wait (and expire as usual), and what plays
+        goes on to its end.
+        """
         now = _utc(now)
         previous = self._watermark
         self._observe(now)
-        actions = self._collect_due(previous, now)
+        actions = self._collect_due(previous, now, hold)
         self._resumed = False
+        if hold is not None:
+            return actions + self._expire_queue(now)
         return actions + self._resolve(now)
 
-    def finished(self, key: str, now: datetime, outcome: Outcome, reason: str = "") -> list[Action]:
+    def finished(
+        self, key: str, now: datetime, outcome: Outcome, reason: str = "", hold: str | None = None
+    ) -> list[Action]:
         """The player ended ``key``; a stale key (already interrupted) only ticks."""
         now = _utc(now)
         actions: list[Action] = []
         if self._playing is not None and self._playing.key == key:
             actions.append(Record(self._playing, outcome, reason))
             self._stop_playing(now)
-        return actions + self.tick(now)
+        return actions + self.tick(now, hold)
+
+    def stop(self, now: datetime, reason: str) -> list[Action]:
+        """Cut off what plays now (an operator's stop); it is recorded interrupted, not replayed."""
+        now = _utc(now)
+        if self._playing is None:
+            return []
+        return self._interrupt(now, reason)
 
     def replace_items(self, items: Iterable[Item], now: datetime) -> list[Action]:
         """Switch to a new schedule; the playing occurrence continues, queued ones are re-checked."""
@@ -152,6 +171,13 @@ class Engine:
         return self.tick(now)
 
     # -- what the agent must do between events -----------------------------------------------------
+
+    def zones_in_use(self, now: datetime) -> frozenset[str]:
+        """Zones of what plays now and of the post-roll holds: what stays powered when nothing new
+        may start (an untrusted clock)."""
+        now = _utc(now)
+        active = [self._playing] if self._playing else []
+        return wanted_zones(active, self._hold.held(now), self._all_zones)
 
     def zones_wanted(self, now: datetime) -> frozenset[str]:
         """Zones whose amplifier relays must be closed at ``now``."""
@@ -189,8 +215,9 @@ class Engine:
         playing = self._playing is not None and self._playing.key == key
         return playing or key in self._done or any(occ.key == key for occ in self._queue)
 
-    def _collect_due(self, previous: datetime | None, now: datetime) -> list[Action]:
-        """Queue occurrences due in (previous, now]; record as missed those older than catch_up."""
+    def _collect_due(self, previous: datetime | None, now: datetime, hold: str | None) -> list[Action]:
+        """Queue occurrences due in (previous, now]; record as missed those older than catch_up
+        (and all of them while ``hold`` says why nothing may start)."""
         if previous is None:
             lo = now - self._catch_up
         elif now > previous:
@@ -201,17 +228,25 @@ class Engine:
         for occ in self._timeline.between(lo, now + TICK):
             if self._known(occ.key):
                 continue
-            if now - occ.start > self._catch_up:
-                actions.append(self._record(occ, Outcome.MISSED, self._missed_reason(previous, now)))
+            if hold is not None:
+                actions.append(self._record(occ, Outcome.MISSED, f"not started: {hold}"))
+            elif now - occ.start > self._catch_up:
+                actions.append(self._record(occ, Outcome.MISSED, self._missed_reason(previous, now, occ)))
             else:
                 self._queue.append(occ)
         return actions
 
-    def _missed_reason(self, previous: datetime | None, now: datetime) -> str:
+    def _missed_reason(self, previous: datetime | None, now: datetime, occ: Occurrence) -> str:
         assert previous is not None  # without a watermark only catch_up is looked back
         if self._resumed:
             local = "%Y-%m-%d %H:%M:%S"
             since, until = previous.astimezone(self._tz), now.astimezone(self._tz)
+            untrusted = self._untrusted_since
+            if untrusted is not None and untrusted < now:
+                if occ.start >= untrusted:
+                    start = untrusted.astimezone(self._tz)
+                    return f"clock was not trusted from {start:{local}} to {until:{local}}"
+                until = max(untrusted, previous).astimezone(self._tz)
             return f"agent was not running from {since:{local}} to {until:{local}}"
         return f"clock jumped forward {_span(now - previous)} (or the agent stalled)"
 

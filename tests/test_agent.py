@@ -88,7 +88,7 @@ def test_untrusted_clock_plays_nothing_and_says_so(tmp_path: Path) -> None:
         agent_marker=None,
     )
     with running_agent(write_config(tmp_path, require_sync=True), clock=clock) as box:
-        box.wait_for(lambda: box.agent.state.clock.reason != "not checked yet", timeout=2)
+        box.wait_for(lambda: box.agent.clock_state.reason != "not checked yet", timeout=2)
         time.sleep(2.0)
         status = request(box.config.control.socket, "status")
         assert status["clock"]["trusted"] is False
@@ -121,8 +121,10 @@ def test_bad_schedule_reload_keeps_current_schedule(tmp_path: Path) -> None:
     write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-0.5s.wav, at: '{at(3.0)}'}}")
     with running_agent(write_config(tmp_path)) as box:
         (tmp_path / "schedule.yaml").write_text("items:\n  - {id: x, audoi: y.wav, at: 'bad'}\n")
-        assert request(box.config.control.socket, "reload")["ok"]
-        box.wait_for(lambda: box.agent.schedule.error is not None, timeout=3)
+        reply = request(box.config.control.socket, "reload")
+        assert not reply["ok"] and reply["result"] == "rejected"
+        assert "schedule.yaml:2: items[0].audoi" in reply["problems"][0]
+        assert box.agent.schedule.error is not None
         box.wait_for(lambda: box.outcome("news") == "completed", timeout=8)
         status = request(box.config.control.socket, "status")
     assert "schedule.yaml:2" in status["schedule"]["error"]

@@ -65,7 +65,7 @@ def test_fm_relays_when_idle_and_yields_to_the_schedule(tmp_path: Path) -> None:
     store = Store.open_readonly(box.config.storage.dir)
     kinds = [e["kind"] for e in store.recent_events(50)]
     store.close()
-    assert "fm_relay_on" in kinds and "fm_relay_off" in kinds
+    assert "fm.relay_on" in kinds and "fm.relay_off" in kinds
 
 
 def test_noise_is_never_relayed(tmp_path: Path) -> None:

@@ -1,25 +1,28 @@
-"""The control socket: real Unix socket, root-only permissions, clear errors."""
+"""The control socket: real Unix socket, root-only permissions, clear errors, and the command
+handler behind it (ids, outcomes, duplicates)."""
 
 from __future__ import annotations
 
+import queue
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.control import ControlServer, request
+from agent.commands import CommandHandler, Execute, Result
+from agent.control import ControlServer, front_end, request
 from foundation.errors import NotRunningError
 
 
 def test_request_and_reply(tmp_path: Path) -> None:
     path = tmp_path / "run" / "agent.sock"
-    server = ControlServer(path, {"status": lambda req: {"state": "running", "echo": req.get("x")}})
+    server = ControlServer(path, lambda req: {"ok": True, "state": "running", "echo": req.get("x")})
     server.start()
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert request(path, "status", x=3) == {"ok": True, "state": "running", "echo": 3}
-        reply = request(path, "explode")
-        assert reply["ok"] is False and "unknown command" in reply["error"]
     finally:
         server.stop()
     assert not path.exists()
@@ -28,10 +31,12 @@ def test_request_and_reply(tmp_path: Path) -> None:
 def test_handler_failure_is_reported_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "agent.sock"
 
-    def broken(_req: dict[str, object]) -> dict[str, object]:
-        raise RuntimeError("boom")
+    def answer(req: dict[str, Any]) -> dict[str, Any]:
+        if req["cmd"] == "broken":
+            raise RuntimeError("boom")
+        return {"ok": True, "fine": True}
 
-    server = ControlServer(path, {"broken": broken, "status": lambda _r: {"fine": True}})
+    server = ControlServer(path, answer)
     server.start()
     try:
         assert "boom" in request(path, "broken")["error"]
@@ -43,3 +48,88 @@ def test_handler_failure_is_reported_not_fatal(tmp_path: Path) -> None:
 def test_no_daemon_is_not_running_error(tmp_path: Path) -> None:
     with pytest.raises(NotRunningError, match="not running"):
         request(tmp_path / "missing.sock", "status")
+
+
+class Loop:
+    """Stands in for the agent's main loop: resolves each command it is handed."""
+
+    def __init__(self, result: Result, reason: str = "") -> None:
+        self.inbox: queue.Queue[object] = queue.Queue()
+        self.seen: list[Execute] = []
+        self._result, self._reason = result, reason
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (event := self.inbox.get()) is not None:
+            assert isinstance(event, Execute)
+            self.seen.append(event)
+            event.pending.resolve(self._result, self._reason)
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self._thread.join(2)
+
+
+@pytest.fixture
+def socket_with_handler(tmp_path: Path) -> Any:
+    loop = Loop(Result.DONE)
+    handler = CommandHandler(
+        loop.inbox.put, zones=frozenset({"zone-1"}), status=lambda: {"state": "x"}, wait=2
+    )
+    server = ControlServer(tmp_path / "agent.sock", front_end(handler))
+    server.start()
+    yield tmp_path / "agent.sock", loop
+    server.stop()
+    loop.close()
+
+
+def test_every_request_gets_an_id_and_an_outcome(socket_with_handler: Any, tmp_path: Path) -> None:
+    path, loop = socket_with_handler
+    assert request(path, "status") == {"ok": True, "state": "x"}
+    reply = request(path, "reload")
+    assert reply["ok"] and reply["result"] == "done" and reply["id"].startswith("local-")
+    unknown = request(path, "explode")
+    assert (
+        unknown["ok"] is False and unknown["result"] == "rejected" and "unknown command" in unknown["reason"]
+    )
+    assert [event.pending.command.name for event in loop.seen] == ["reload"]
+
+
+def test_play_is_checked_before_the_agent_sees_it(socket_with_handler: Any, tmp_path: Path) -> None:
+    path, loop = socket_with_handler
+    missing = request(path, "play", file=str(tmp_path / "nope.wav"))
+    assert missing["result"] == "rejected" and "file not found" in missing["reason"]
+    relative = request(path, "play", file="a.wav")
+    assert relative["result"] == "rejected" and "absolute path" in relative["reason"]
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    zone = request(path, "play", file=str(audio), zones=["zone-9"])
+    assert zone["result"] == "rejected" and "zone-9" in zone["reason"]
+    level = request(path, "play", file=str(audio), level="urgent")
+    assert level["result"] == "rejected" and "urgent" in level["reason"]
+    assert loop.seen == []  # nothing refused ever reached the agent
+    good = request(path, "play", file=str(audio), level="emergency", zones=["zone-1"])
+    assert good["result"] == "done"
+    assert loop.seen[0].pending.command.params == {
+        "file": str(audio),
+        "level": "emergency",
+        "zones": ["zone-1"],
+    }
+
+
+def test_a_repeated_id_is_a_duplicate_with_no_effect(socket_with_handler: Any) -> None:
+    path, loop = socket_with_handler
+    first = request(path, "reload", id="cmd-1")
+    again = request(path, "reload", id="cmd-1")
+    assert first["result"] == "done" and again["result"] == "duplicate" and again["id"] == "cmd-1"
+    assert len(loop.seen) == 1
+
+
+def test_an_answer_that_takes_long_is_accepted_not_lost() -> None:
+    inbox: queue.Queue[object] = queue.Queue()
+    handler = CommandHandler(inbox.put, zones=frozenset(), status=dict, wait=0.2)
+    ack = handler.submit("reload", {}, origin="local")
+    assert ack.result is Result.ACCEPTED
+    event = inbox.get_nowait()
+    assert isinstance(event, Execute) and event.pending.command.id == ack.id

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.events import EventKind
 from agent.store import PlayRecord, Store
 from foundation.errors import StoreError
 
@@ -92,11 +93,11 @@ def test_schedule_replacement_is_all_or_nothing(tmp_path: Path) -> None:
 def test_state_and_events(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     store.put_state("watermark", "2026-11-26T00:00:00")
-    store.add_event("error", "play_failed", "x: missing")
-    store.add_event("info", "clock_trust", "ok")
+    store.add_event(EventKind.PLAY_FAILED, "x: missing")
+    store.add_event(EventKind.CLOCK_TRUSTED, "ok")
     assert store.get_state("watermark") == "2026-11-26T00:00:00"
     assert store.get_state("nothing", 5) == 5
-    assert [e["kind"] for e in store.recent_events(severity="error")] == ["play_failed"]
+    assert [e["kind"] for e in store.recent_events(severity="error")] == ["play.failed"]
     store.close()
 
 

@@ -1,0 +1,197 @@
+"""The one front door for requests to the agent.
+
+Every request (today ``status``, ``reload``, ``play``, ``stop`` from the control socket; with the
+central link ``play_now``, ``emergency``, ``set_volume``, ``relay_test``, ...) becomes a
+:class:`Command` with an id and goes through :class:`CommandHandler`, which answers with an
+:class:`Ack`: ``accepted`` (taken, not yet carried out), ``done`` (carried out: the audio plays,
+the schedule is in force), ``rejected`` with the reason, or ``duplicate`` (an id seen before: no
+effect).  Checks that need no agent state happen on the caller's thread; the rest is carried out
+by the agent's main loop (:meth:`agent.runtime.Agent.execute`), which resolves the command's
+:class:`Pending` answer.  Every outcome is logged and recorded as an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from drivers.player import unreadable
+from scheduler.items import Level
+
+logger = logging.getLogger(__name__)
+
+REMEMBERED_IDS = 1024  # ids kept to answer a repeated command as a duplicate
+LEVELS = {level.name.lower(): level for level in Level}
+
+
+class Result(StrEnum):
+    ACCEPTED = "accepted"
+    DONE = "done"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    name: str
+    params: Mapping[str, Any]
+    origin: str  # "local" (the control socket) or "central"
+
+
+@dataclass(frozen=True)
+class Ack:
+    id: str
+    result: Result
+    reason: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "result": self.result.value,
+            "reason": self.reason,
+            "at": self.at,
+            **self.detail,
+        }
+
+
+class Refused(Exception):
+    """A command that cannot be carried out; the message is the reason, in plain words."""
+
+
+class Pending:
+    """The answer to one command, resolved from the main loop, awaited by the caller."""
+
+    def __init__(self, command: Command) -> None:
+        self.command = command
+        self._ready = threading.Event()
+        self._ack: Ack | None = None
+        self.progress: Ack | None = None  # an "accepted" step while the final answer is awaited
+
+    def resolve(self, result: Result, reason: str = "", **detail: Any) -> None:
+        if self._ready.is_set():
+            return
+        self._ack = Ack(self.command.id, result, reason, detail)
+        self._ready.set()
+
+    def accept(self, reason: str = "", **detail: Any) -> None:
+        self.progress = Ack(self.command.id, Result.ACCEPTED, reason, detail)
+
+    @property
+    def done(self) -> bool:
+        return self._ready.is_set()
+
+    def wait(self, timeout: float) -> Ack:
+        """The final answer, or ``accepted`` if it is not there within ``timeout``."""
+        if self._ready.wait(timeout) and self._ack is not None:
+            return self._ack
+        return self.progress or Ack(self.command.id, Result.ACCEPTED, "being carried out")
+
+
+@dataclass(frozen=True)
+class Execute:
+    """The main loop's event: carry out ``pending.command`` and resolve it."""
+
+    pending: Pending
+
+
+Validator = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class CommandHandler:
+    """Gives each request an id and an outcome; thread-safe."""
+
+    def __init__(
+        self,
+        post: Callable[[object], None],
+        *,
+        zones: frozenset[str],
+        status: Callable[[], dict[str, Any]],
+        wait: float = 5.0,
+    ) -> None:
+        self._post = post
+        self._status = status
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, Ack] = OrderedDict()
+        self._validators: dict[str, Validator] = {
+            "reload": _no_params,
+            "stop": _no_params,
+            "play": lambda params: _play_params(params, zones),
+        }
+
+    @property
+    def names(self) -> list[str]:
+        return ["status", *self._validators]
+
+    def submit(
+        self, name: str, params: Mapping[str, Any], *, origin: str, command_id: str | None = None
+    ) -> Ack:
+        """Check, hand to the main loop, and wait (bounded) for the outcome."""
+        command = Command(command_id or f"{origin}-{uuid.uuid4().hex[:12]}", name, dict(params), origin)
+        with self._lock:
+            seen = self._seen.get(command.id)
+        if seen is not None:
+            return Ack(command.id, Result.DUPLICATE, f"already answered {seen.result.value}")
+        ack = self._answer(command)
+        self._remember(command, ack)
+        return ack
+
+    def _answer(self, command: Command) -> Ack:
+        if command.name == "status":
+            return Ack(command.id, Result.DONE, detail={"status": self._status()})
+        validator = self._validators.get(command.name)
+        if validator is None:
+            known = ", ".join(self.names)
+            return self._refused(command, f"unknown command {command.name!r} (known: {known})")
+        try:
+            params = validator(command.params)
+        except Refused as exc:
+            return self._refused(command, str(exc))
+        pending = Pending(Command(command.id, command.name, params, command.origin))
+        self._post(Execute(pending))
+        return pending.wait(self._wait)
+
+    def _refused(self, command: Command, reason: str) -> Ack:
+        logger.warning("command %s %s from %s rejected: %s", command.id, command.name, command.origin, reason)
+        return Ack(command.id, Result.REJECTED, reason)
+
+    def _remember(self, command: Command, ack: Ack) -> None:
+        with self._lock:
+            self._seen[command.id] = ack
+            while len(self._seen) > REMEMBERED_IDS:
+                self._seen.popitem(last=False)
+
+
+def _no_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
+    """``file`` (absolute path), ``level`` (normal, priority, emergency), ``zones`` (names)."""
+    file = params.get("file")
+    if not isinstance(file, str) or not Path(file).is_absolute():
+        raise Refused("'file' must be the absolute path of an audio file")
+    problem = unreadable(Path(file))
+    if problem:
+        raise Refused(f"{file}: {problem}")
+    level = params.get("level") or "normal"
+    if level not in LEVELS:
+        raise Refused(f"level {level!r} is not one of {', '.join(LEVELS)}")
+    wanted = params.get("zones") or []
+    if not isinstance(wanted, list) or not all(isinstance(zone, str) for zone in wanted):
+        raise Refused("'zones' must be a list of zone names")
+    unknown = sorted(set(wanted) - zones)
+    if unknown:
+        raise Refused(f"no amplifier for zone(s) {', '.join(unknown)} (zones: {', '.join(sorted(zones))})")
+    return {"file": file, "level": level, "zones": sorted(wanted)}

@@ -1,0 +1,119 @@
+"""What the outputs do now: one pure decision per pass of the main loop.
+
+From the scheduler's state, the FM relay's wish, clock trust (and, with the central link, link
+state), :func:`plan_outputs` decides together which amplifier relays are closed, what the player
+plays and what the status LED shows.  The loop only carries the plan out, so relays and audio can
+never disagree: audio starts only into zones whose relays have been closed for the settling time
+(``gpio.preroll``), and relays stay closed for as long as the audio they carry plays.
+
+The rules:
+
+- What plays comes first from the scheduler (a bulletin, a crew's ``loa play``), then FM, else
+  nothing.  An item that started on a trusted clock plays to its end with its relays closed even
+  if trust is lost meanwhile; nothing new starts on an untrusted clock (the engine holds it).
+- A source starts only once all its zones have been closed for ``settle``: a scheduled item's
+  relays closed ``preroll`` ahead, so it starts on time; FM, a command or a pre-empting item whose
+  zones were open waits ``settle`` for the amplifiers.  A source already playing keeps playing.
+- After FM stops, its zones stay closed ``postroll`` (as after a scheduled item), so the next
+  source soon after does not make the relays chatter.
+- LED, first match: a fault, an untrusted clock, playing, relaying FM, idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from drivers.gpio import LedCode
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The player plays nothing."""
+
+
+@dataclass(frozen=True)
+class PlayItem:
+    """The player plays the occurrence ``key`` of the schedule (or of a command)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class RelayFm:
+    """The FM station is relayed (through the player, or the tuner's own audio relay)."""
+
+
+Target = Silence | PlayItem | RelayFm
+SILENCE = Silence()
+RELAY_FM = RelayFm()
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    now: datetime
+    clock_trusted: bool
+    item: PlayItem | None  # what the scheduler says plays now
+    item_zones: frozenset[str]
+    scheduled_zones: frozenset[str]  # the engine's wanted zones: playing, queued, pre-roll, post-roll
+    zones_in_use: frozenset[str]  # the engine's playing and post-roll zones only
+    fm_wanted: bool  # the FM policy's answer
+    fm_zones: frozenset[str]
+    fm_released_at: datetime | None  # when FM last stopped relaying
+    closed_since: Mapping[str, datetime]  # zones whose relays are closed, since when
+    current: Target  # what the player was last told to play
+    settle: timedelta
+    postroll: timedelta
+    faults: tuple[str, ...] = ()  # plain words of each fault the LED must show
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    zones: frozenset[str]
+    player: Target
+    led: LedCode
+    wake_at: datetime | None  # when this plan changes by time alone (a source's settling ends)
+    faults: tuple[str, ...] = ()
+
+
+def plan_outputs(inputs: PlanInputs) -> OutputPlan:
+    """The relays, player target and LED for this pass; see the module's rules."""
+    now = inputs.now
+    zones = inputs.scheduled_zones if inputs.clock_trusted else inputs.zones_in_use
+    released = inputs.fm_released_at
+    if released is not None and now < released + inputs.postroll:
+        zones |= inputs.fm_zones
+    wanted: Target = SILENCE
+    source_zones: frozenset[str] = frozenset()
+    if inputs.item is not None:
+        wanted, source_zones = inputs.item, inputs.item_zones
+    elif inputs.fm_wanted:
+        wanted, source_zones = RELAY_FM, inputs.fm_zones
+    zones |= source_zones
+    player, wake_at = _settled(wanted, source_zones, inputs)
+    return OutputPlan(zones, player, _led(inputs, player), wake_at, inputs.faults)
+
+
+def _settled(wanted: Target, zones: frozenset[str], inputs: PlanInputs) -> tuple[Target, datetime | None]:
+    """``wanted`` once its zones have been closed for ``settle`` (or if it already plays)."""
+    if wanted == SILENCE or wanted == inputs.current:
+        return wanted, None
+    # Relays this pass closes are closed from now on.
+    ready_at = max((inputs.closed_since.get(zone, inputs.now) for zone in zones), default=inputs.now)
+    ready_at += inputs.settle
+    if ready_at <= inputs.now:
+        return wanted, None
+    return SILENCE, ready_at
+
+
+def _led(inputs: PlanInputs, player: Target) -> LedCode:
+    if inputs.faults:
+        return LedCode.FAULT
+    if not inputs.clock_trusted:
+        return LedCode.CLOCK_UNTRUSTED
+    if isinstance(player, PlayItem) or inputs.item is not None:
+        return LedCode.PLAYING
+    if isinstance(player, RelayFm):
+        return LedCode.FM_RELAY
+    return LedCode.OK_IDLE
