@@ -97,6 +97,7 @@ class Agent:
         self.started_at: dict[str, datetime] = {}
         self.engine = self._make_engine(resume=False)
         self._resumed = False
+        self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self.board.publish(self)  # the control socket answers from the first instant
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ class Agent:
         self._save_watermark(now)
         self.notifier.watchdog()
         self.board.publish(self)
+        self.passes += 1
 
     def _check_clock(self) -> None:
         state = self.clock.check()

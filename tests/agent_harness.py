@@ -76,6 +76,15 @@ class RunningAgent:
             time.sleep(0.05)
         raise AssertionError(f"condition not met within {timeout} s; play log: {self.play_log()}")
 
+    def wait_passes(self, n: int, timeout: float) -> None:
+        """Wait until the main loop has made ``n`` more passes than it had made when called.
+
+        The first of them may have begun before the call: ask for two to be sure one whole pass
+        saw the world as it is now (the loop runs at least once a second).
+        """
+        target = self.agent.passes + n
+        self.wait_for(lambda: self.agent.passes >= target, timeout)
+
     def play_log(self) -> list[PlayRecord]:
         store = Store.open_readonly(self.config.storage.dir)
         try:
