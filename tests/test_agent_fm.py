@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from tests.agent_harness import RunningAgent, at, running_agent, write_config, w
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.fm_synth import Station, make_iq, to_bytes, tone
 
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # the device's zone in write_config: relay hours are read in it
 RATE = 240_000
 OFFSET = 10_000
 
@@ -28,7 +31,18 @@ def write_iq(directory: Path, *, station: bool, seconds: float = 3.0) -> Path:
     return path
 
 
-def fm_section(iq: Path, hours: str = "00:00-23:59") -> str:
+def hours_from_now(start: int, end: int) -> str:
+    """A relay window from ``start`` to ``end`` whole hours after the current hour in Vietnam.
+
+    Computed when the test runs, so it holds (or misses) now at any time of day; it may cross
+    midnight (``22:00-03:00``).
+    """
+    hour = datetime.now(VIETNAM).hour
+    return f"{(hour + start) % 24:02d}:00-{(hour + end) % 24:02d}:00"
+
+
+def fm_section(iq: Path, hours: str | None = None) -> str:
+    hours = hours or hours_from_now(-2, 3)
     return f"""fm:
   backend: iq_file
   frequency: 99.1MHz
@@ -82,10 +96,7 @@ def test_noise_is_never_relayed(tmp_path: Path) -> None:
 def test_outside_relay_hours_nothing_is_relayed(tmp_path: Path) -> None:
     iq = write_iq(tmp_path, station=True)
     write_schedule(tmp_path)
-    now = time.localtime(time.time() + 7 * 3600 - time.localtime().tm_gmtoff)  # wall time in Vietnam
-    start = (now.tm_hour + 2) % 24
-    hours = f"{start:02d}:00-{(start + 1) % 24:02d}:00"
-    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours))) as box:
+    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours_from_now(2, 3)))) as box:
         box.wait_for(lambda: bool(box.agent.fm and box.agent.fm.carrier_present), timeout=4)
         time.sleep(0.5)
         assert not relaying(box)
@@ -117,7 +128,7 @@ def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
     section = f"""fm:
   backend: serial
   frequency: 99.1MHz
-  relay_hours: ["00:00-23:59"]
+  relay_hours: ["{hours_from_now(-2, 3)}"]
   zones: [zone-2]
   squelch: {{open_snr_db: 12, close_snr_db: 8, hold: 300ms}}
   serial: {{port: {device.port}, baudrate: 9600, audio_relay_pin: 22}}
