@@ -32,9 +32,11 @@ def write_config(
     preroll: str = "1s",
     postroll: str = "1s",
     require_sync: bool = False,
+    catch_up: str | None = None,
     extra: str = "",
 ) -> Path:
     args = vlc_args or []
+    catch_up_key = f", catch_up: {catch_up}" if catch_up is not None else ""
     text = f"""
 device: {{id: test-box-01, timezone: Asia/Ho_Chi_Minh}}
 storage: {{dir: state}}
@@ -45,7 +47,7 @@ gpio:
   preroll: {preroll}
   postroll: {postroll}
   status_led: 27
-schedule: {{file: schedule.yaml}}
+schedule: {{file: schedule.yaml{catch_up_key}}}
 clock: {{require_sync: {str(require_sync).lower()}}}
 control: {{socket: agent.sock}}
 {extra}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import struct
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from fm_receiver.fake_tuner import FakeTunerDevice
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
-from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
+from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_audio_written, wait_for_finished_wav
 from tests.fm_synth import Station, make_iq, to_bytes, tone
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # the device's zone in write_config: relay hours are read in it
@@ -53,6 +53,14 @@ def fm_section(iq: Path, hours: str | None = None) -> str:
 """
 
 
+def wait_for_seconds_written(path: Path, seconds: float) -> None:
+    """Wait until libVLC's afile output holds ``seconds`` of audio, by the rate in its header."""
+    wait_for_audio_written(path, 0)  # the header, written when the output opens
+    with path.open("rb") as wav:
+        byte_rate = struct.unpack("<I", wav.read(44)[28:32])[0]
+    wait_for_audio_written(path, round(seconds * byte_rate))
+
+
 def relaying(box: RunningAgent) -> bool:
     return box.agent.fm is not None and box.agent.fm.active_token is not None
 
@@ -86,7 +94,12 @@ def test_noise_is_never_relayed(tmp_path: Path) -> None:
     iq = write_iq(tmp_path, station=False)
     write_schedule(tmp_path)
     with running_agent(write_config(tmp_path, extra=fm_section(iq))) as box:
-        time.sleep(3.0)
+        fm = box.agent.fm
+        assert fm is not None
+        # the squelch has judged the whole 3 s recording (ten times its open hold), and the loop
+        # has decided on that
+        box.wait_for(lambda: fm.receiver.detector.elapsed_s >= 3.0, timeout=10)
+        box.wait_passes(2, timeout=5)
         status = request(box.config.control.socket, "status")
         assert status["fm"]["carrier"] is False
         assert not relaying(box)
@@ -98,7 +111,7 @@ def test_outside_relay_hours_nothing_is_relayed(tmp_path: Path) -> None:
     write_schedule(tmp_path)
     with running_agent(write_config(tmp_path, extra=fm_section(iq, hours_from_now(2, 3)))) as box:
         box.wait_for(lambda: bool(box.agent.fm and box.agent.fm.carrier_present), timeout=4)
-        time.sleep(0.5)
+        box.wait_passes(2, timeout=5)  # a whole pass decided with the carrier present
         assert not relaying(box)
         assert box.agent.fm is not None and box.agent.fm.last_decision.reason == "outside_hours"
 
@@ -114,7 +127,7 @@ def test_fm_audio_reaches_libvlc(tmp_path: Path) -> None:
     write_schedule(tmp_path)
     with running_agent(write_config(tmp_path, backend="vlc", vlc_args=args, extra=fm_section(iq))) as box:
         box.wait_for(lambda: relaying(box), timeout=4)
-        time.sleep(3.0)
+        wait_for_seconds_written(out, 2.0)
     wait_for_finished_wav(out)
     samples, rate = read_wav(out)
     mono = samples if samples.ndim == 1 else samples.mean(axis=1)
@@ -154,5 +167,5 @@ def test_a_missing_file_does_not_interrupt_the_relay(tmp_path: Path) -> None:
         box.wait_for(lambda: relaying(box), timeout=4)
         token = box.agent.fm.active_token if box.agent.fm else None
         box.wait_for(lambda: box.outcome("gone") == "failed", timeout=5)
-        time.sleep(0.5)
+        box.wait_passes(2, timeout=5)
         assert box.agent.fm is not None and box.agent.fm.active_token == token
