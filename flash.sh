@@ -8,6 +8,24 @@ PREFIX=/opt/loa
 CONF_DIR=/etc/loa
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
+# The version apt would install, or nothing when apt knows no such package: python3-lgpio is
+# packaged by Raspberry Pi OS, not by Debian 12.
+apt_candidate() {
+    local candidate
+    candidate="$(LC_ALL=C apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')"
+    if [ -n "$candidate" ] && [ "$candidate" != "(none)" ]; then
+        echo "$candidate"
+    fi
+}
+
+# The commands the README and the unit's messages name, on root's PATH.
+link_commands() {  # link_commands PREFIX BINDIR
+    local command
+    for command in loa loa-agent; do
+        ln -sf "$1/venv/bin/$command" "$2/$command"
+    done
+}
+
 if [ "$(id -u)" != 0 ]; then
     echo "flash.sh: run as root (sudo ./flash.sh)" >&2
     exit 1
@@ -15,9 +33,14 @@ fi
 
 echo "==> Debian packages"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    python3 python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 rtl-sdr librtlsdr0 \
-    python3-lgpio alsa-utils
+PACKAGES=(python3 python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 rtl-sdr librtlsdr0 alsa-utils)
+if [ -n "$(apt_candidate python3-lgpio)" ]; then
+    PACKAGES+=(python3-lgpio)
+else
+    echo "    python3-lgpio is not packaged here (Raspberry Pi OS has it):" \
+        "gpio.pin_factory 'lgpio', the default, will need it"
+fi
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
 
 echo "==> Python environment in $PREFIX/venv"
 mkdir -p "$PREFIX"
@@ -48,4 +71,4 @@ if "$PREFIX/venv/bin/loa-agent" --config "$CONF_DIR/agent.yaml" check-config; th
 else
     echo "==> fix $CONF_DIR/agent.yaml, then: sudo systemctl restart loa-agent" >&2
 fi
-ln -sf "$PREFIX/venv/bin/loa" /usr/local/bin/loa
+link_commands "$PREFIX" /usr/local/bin

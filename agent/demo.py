@@ -1,11 +1,12 @@
 """``make demo``: the agent on simulated hardware, with a schedule that plays within a minute.
 
 Writes everything under ``demo-run/``: audio (spoken with espeak-ng when it is installed, tones
-otherwise), a config on gpiozero's mock pins with libVLC writing what it plays to
-``demo-run/output.wav``, and a schedule: a morning bulletin, an emergency warning that pre-empts
-it, and a notice whose audio is missing (to show a ``failed`` row); between them the agent relays a
-simulated FM station from an IQ recording, as it would from an RTL-SDR dongle.  It starts ``loa-agent run``,
-shows ``loa status`` every few seconds, stops the agent and prints ``loa playlog``.
+otherwise), a config on gpiozero's mock pins with libVLC writing what it plays to a WAV file, and
+a schedule: a morning bulletin, an emergency warning that pre-empts it, and a notice whose audio
+is missing (to show a ``failed`` row); between them the agent relays a simulated FM station from
+an IQ recording, as it would from an RTL-SDR dongle.  It starts ``loa-agent run``, shows
+``loa status`` every few seconds, stops the agent, prints ``loa playlog`` and lists the playbacks
+kept in ``demo-run/played/`` (one WAV file each).
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import wave
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from drivers.wav import wav_duration
+
 RUN_DIR = Path("demo-run")
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 BIN = Path(sys.executable).parent
 DURATION = 50.0
+OUTPUT = RUN_DIR / "output.wav"  # libVLC's afile output: reopened, and emptied, for each playback
+PLAYED = RUN_DIR / "played"
 
 
 def write_tone(path: Path, seconds: float, freqs: tuple[float, ...], rate: int = 22050) -> None:
@@ -82,7 +88,7 @@ def write_files(start: datetime) -> Path:
     )
     write_fm_recording(RUN_DIR / "fm.cu8")
     config = RUN_DIR / "agent.yaml"
-    out = (RUN_DIR / "output.wav").resolve()
+    out = OUTPUT.resolve()
     config.write_text(
         f"""# Demo config: written by agent/demo.py (simulated hardware)
 device: {{id: demo-quang-son-01, timezone: Asia/Ho_Chi_Minh}}
@@ -120,6 +126,57 @@ def write_fm_recording(path: Path) -> None:
     path.write_bytes(dongle.read_bytes(2 * 1_024_000 * 2))  # whole tone cycles: it loops seamlessly
 
 
+class PlaybackFiles:
+    """Keeps every playback libVLC writes to ``output``, one file each in ``directory``.
+
+    The afile output truncates its file when a playback starts, so that file alone ends up
+    holding the last playback only.  As soon as a playback's file appears it is renamed into
+    ``directory``: libVLC goes on writing through the descriptor it holds (and patches the WAV
+    header there on closing), and the next playback creates a new file.  Only a playback shorter
+    than one poll could be lost; the demo has none.
+    """
+
+    POLL = 0.02  # seconds
+
+    def __init__(self, output: Path, directory: Path) -> None:
+        self.output = output
+        self.directory = directory
+        self.files: list[Path] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-playbacks", daemon=True)
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (once libVLC has closed its output) and keep what is left."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._keep()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL):
+            self._keep()
+
+    def _keep(self) -> None:
+        kept = self.directory / f"{len(self.files) + 1:02d}.wav"
+        try:
+            self.output.rename(kept)
+        except FileNotFoundError:
+            return  # nothing playing since the last one was kept
+        self.files.append(kept)
+
+    def describe(self) -> str:
+        lines = [f"libVLC's output, one file per playback, in {self.directory}/:"]
+        for path in self.files:
+            try:
+                lines.append(f"  {path.name}  {wav_duration(path):5.1f} s")
+            except (OSError, wave.Error, EOFError) as exc:
+                lines.append(f"  {path.name}  unreadable: {exc}")
+        return "\n".join(lines if self.files else ["libVLC played nothing"])
+
+
 def loa(config: Path, *args: str) -> str:
     result = subprocess.run(
         [str(BIN / "loa"), "--config", str(config), *args],
@@ -139,6 +196,8 @@ def main() -> int:
     check = subprocess.run([str(BIN / "loa-agent"), "--config", str(config), "check-config"], check=False)
     if check.returncode != 0:
         return check.returncode
+    playbacks = PlaybackFiles(OUTPUT, PLAYED)
+    playbacks.start()
     with open(RUN_DIR / "agent.log", "wb") as log:
         agent = subprocess.Popen(
             [str(BIN / "loa-agent"), "--config", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
@@ -152,9 +211,11 @@ def main() -> int:
         finally:
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=20)
+            playbacks.stop()
     print("--- loa playlog " + "-" * 56)
     print(loa(config, "playlog"))
-    print(f"libVLC wrote what it played to {RUN_DIR}/output.wav; the agent's log is {RUN_DIR}/agent.log")
+    print(playbacks.describe())
+    print(f"The agent's log is {RUN_DIR}/agent.log")
     return 0 if agent.returncode == 0 else 1
 
 

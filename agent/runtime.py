@@ -91,7 +91,7 @@ class Agent:
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
-        self.passes = 0
+        self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
         self._resumed = False
         self._watermark_saved: datetime | None = None

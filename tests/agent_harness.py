@@ -32,9 +32,11 @@ def write_config(
     preroll: str = "1s",
     postroll: str = "1s",
     require_sync: bool = False,
+    catch_up: str | None = None,
     extra: str = "",
 ) -> Path:
     args = vlc_args or []
+    catch_up_key = f", catch_up: {catch_up}" if catch_up is not None else ""
     text = f"""
 device: {{id: test-box-01, timezone: Asia/Ho_Chi_Minh}}
 storage: {{dir: state}}
@@ -45,7 +47,7 @@ gpio:
   preroll: {preroll}
   postroll: {postroll}
   status_led: 27
-schedule: {{file: schedule.yaml}}
+schedule: {{file: schedule.yaml{catch_up_key}}}
 clock: {{require_sync: {str(require_sync).lower()}}}
 control: {{socket: agent.sock}}
 {extra}
@@ -75,6 +77,15 @@ class RunningAgent:
                 return
             time.sleep(0.05)
         raise AssertionError(f"condition not met within {timeout} s; play log: {self.play_log()}")
+
+    def wait_passes(self, n: int, timeout: float) -> None:
+        """Wait until the main loop has made ``n`` more passes than it had made when called.
+
+        The first of them may have begun before the call: ask for two to be sure one whole pass
+        saw the world as it is now (the loop runs at least once a second).
+        """
+        target = self.agent.passes + n
+        self.wait_for(lambda: self.agent.passes >= target, timeout)
 
     def play_log(self) -> list[PlayRecord]:
         store = Store.open_readonly(self.config.storage.dir)

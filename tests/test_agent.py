@@ -80,16 +80,21 @@ def test_emergency_preempts_normal(tmp_path: Path) -> None:
 
 def test_untrusted_clock_plays_nothing_and_says_so(tmp_path: Path) -> None:
     tone_file(tmp_path, 440, 0.5)
-    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-0.5s.wav, at: '{at(1.0)}'}}")
+    start = at(1.0)
+    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-0.5s.wav, at: '{start}'}}")
     clock = ClockTrust(
         True,
         kernel_synced=lambda: False,
         sync_markers=(),
         agent_marker=None,
     )
-    with running_agent(write_config(tmp_path, require_sync=True), clock=clock) as box:
+    config = write_config(tmp_path, require_sync=True, catch_up="1s")
+    with running_agent(config, clock=clock) as box:
         box.wait_for(lambda: box.agent.clock_state.reason != "not checked yet", timeout=2)
-        time.sleep(2.0)
+        # past the item's start and its catch-up: a trusted clock would have played it by now
+        too_late = stamp(start) + box.config.schedule.catch_up
+        box.wait_for(lambda: box.agent.wall() > too_late, timeout=10)
+        box.wait_passes(2, timeout=5)
         status = request(box.config.control.socket, "status")
         assert status["clock"]["trusted"] is False
         assert status["playing"] is None

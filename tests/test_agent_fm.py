@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import struct
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -13,9 +15,10 @@ from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from fm_receiver.fake_tuner import FakeTunerDevice
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
-from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
+from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_audio_written, wait_for_finished_wav
 from tests.fm_synth import Station, make_iq, to_bytes, tone
 
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # the device's zone in write_config: relay hours are read in it
 RATE = 240_000
 OFFSET = 10_000
 
@@ -28,7 +31,18 @@ def write_iq(directory: Path, *, station: bool, seconds: float = 3.0) -> Path:
     return path
 
 
-def fm_section(iq: Path, hours: str = "00:00-23:59") -> str:
+def hours_from_now(start: int, end: int) -> str:
+    """A relay window from ``start`` to ``end`` whole hours after the current hour in Vietnam.
+
+    Computed when the test runs, so it holds (or misses) now at any time of day; it may cross
+    midnight (``22:00-03:00``).
+    """
+    hour = datetime.now(VIETNAM).hour
+    return f"{(hour + start) % 24:02d}:00-{(hour + end) % 24:02d}:00"
+
+
+def fm_section(iq: Path, hours: str | None = None) -> str:
+    hours = hours or hours_from_now(-2, 3)
     return f"""fm:
   backend: iq_file
   frequency: 99.1MHz
@@ -37,6 +51,14 @@ def fm_section(iq: Path, hours: str = "00:00-23:59") -> str:
   squelch: {{open_snr_db: 12, close_snr_db: 8, min_level_dbfs: -40, hold: 300ms}}
   iq_file: {{path: {iq.name}, format: cu8, sample_rate: {RATE}, offset: {OFFSET}Hz, loop: true}}
 """
+
+
+def wait_for_seconds_written(path: Path, seconds: float) -> None:
+    """Wait until libVLC's afile output holds ``seconds`` of audio, by the rate in its header."""
+    wait_for_audio_written(path, 0)  # the header, written when the output opens
+    with path.open("rb") as wav:
+        byte_rate = struct.unpack("<I", wav.read(44)[28:32])[0]
+    wait_for_audio_written(path, round(seconds * byte_rate))
 
 
 def relaying(box: RunningAgent) -> bool:
@@ -72,7 +94,12 @@ def test_noise_is_never_relayed(tmp_path: Path) -> None:
     iq = write_iq(tmp_path, station=False)
     write_schedule(tmp_path)
     with running_agent(write_config(tmp_path, extra=fm_section(iq))) as box:
-        time.sleep(3.0)
+        fm = box.agent.fm
+        assert fm is not None
+        # the squelch has judged the whole 3 s recording (ten times its open hold), and the loop
+        # has decided on that
+        box.wait_for(lambda: fm.receiver.detector.elapsed_s >= 3.0, timeout=10)
+        box.wait_passes(2, timeout=5)
         status = request(box.config.control.socket, "status")
         assert status["fm"]["carrier"] is False
         assert not relaying(box)
@@ -82,12 +109,9 @@ def test_noise_is_never_relayed(tmp_path: Path) -> None:
 def test_outside_relay_hours_nothing_is_relayed(tmp_path: Path) -> None:
     iq = write_iq(tmp_path, station=True)
     write_schedule(tmp_path)
-    now = time.localtime(time.time() + 7 * 3600 - time.localtime().tm_gmtoff)  # wall time in Vietnam
-    start = (now.tm_hour + 2) % 24
-    hours = f"{start:02d}:00-{(start + 1) % 24:02d}:00"
-    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours))) as box:
+    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours_from_now(2, 3)))) as box:
         box.wait_for(lambda: bool(box.agent.fm and box.agent.fm.carrier_present), timeout=4)
-        time.sleep(0.5)
+        box.wait_passes(2, timeout=5)  # a whole pass decided with the carrier present
         assert not relaying(box)
         assert box.agent.fm is not None and box.agent.fm.last_decision.reason == "outside_hours"
 
@@ -103,7 +127,7 @@ def test_fm_audio_reaches_libvlc(tmp_path: Path) -> None:
     write_schedule(tmp_path)
     with running_agent(write_config(tmp_path, backend="vlc", vlc_args=args, extra=fm_section(iq))) as box:
         box.wait_for(lambda: relaying(box), timeout=4)
-        time.sleep(3.0)
+        wait_for_seconds_written(out, 2.0)
     wait_for_finished_wav(out)
     samples, rate = read_wav(out)
     mono = samples if samples.ndim == 1 else samples.mean(axis=1)
@@ -117,7 +141,7 @@ def test_serial_tuner_is_switched_in_by_the_audio_relay(tmp_path: Path) -> None:
     section = f"""fm:
   backend: serial
   frequency: 99.1MHz
-  relay_hours: ["00:00-23:59"]
+  relay_hours: ["{hours_from_now(-2, 3)}"]
   zones: [zone-2]
   squelch: {{open_snr_db: 12, close_snr_db: 8, hold: 300ms}}
   serial: {{port: {device.port}, baudrate: 9600, audio_relay_pin: 22}}
@@ -143,5 +167,5 @@ def test_a_missing_file_does_not_interrupt_the_relay(tmp_path: Path) -> None:
         box.wait_for(lambda: relaying(box), timeout=4)
         token = box.agent.fm.active_token if box.agent.fm else None
         box.wait_for(lambda: box.outcome("gone") == "failed", timeout=5)
-        time.sleep(0.5)
+        box.wait_passes(2, timeout=5)
         assert box.agent.fm is not None and box.agent.fm.active_token == token

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.clock_trust import ClockTrust, kernel_ntp_synchronized
+from agent.clock_trust import STA_UNSYNC, TIME_ERROR, ClockTrust, _libc, _Timex, kernel_ntp_synchronized
 
 BUILD = datetime(2026, 11, 26, tzinfo=UTC)
 LATER = datetime(2026, 12, 1, tzinfo=UTC)
@@ -58,5 +60,18 @@ def test_require_sync_false_trusts_any_clock(tmp_path: Path) -> None:
     assert clock.check().trusted
 
 
-def test_real_kernel_probe_answers_a_bool() -> None:
-    assert isinstance(kernel_ntp_synchronized(), bool)
+def test_real_kernel_probe_reads_the_kernel_clock_state() -> None:
+    # The probe returns a bool whatever it reads (a misplaced field, a failed call), so check what
+    # it reads against values the kernel fixes, and its answer against the kernel's own verdict.
+    libc = _libc()
+    assert libc is not None
+    timex = _Timex()
+    state = libc.adjtimex(ctypes.byref(timex))
+    assert 0 <= state <= TIME_ERROR, f"adjtimex failed: {os.strerror(ctypes.get_errno())}"
+    # Fields after `status`: right only if every field before them has the kernel's size.
+    assert timex.precision == 1  # the kernel always reports 1 µs
+    assert timex.tolerance == 500 << 16  # MAXFREQ, 500 ppm with 16 fractional bits
+    assert 9000 <= timex.tick <= 11000  # µs per tick at USER_HZ 100; the kernel refuses more than ±10 %
+    if timex.status & STA_UNSYNC:  # the kernel's state is TIME_ERROR whenever STA_UNSYNC is set
+        assert state == TIME_ERROR
+    assert kernel_ntp_synchronized() == (state != TIME_ERROR and not timex.status & STA_UNSYNC)

@@ -35,6 +35,16 @@ def _levels(factory: MockFactory, pin: int) -> list[bool]:
     return [bool(state.state) for state in factory.pin(pin).states]
 
 
+def _took_states(factory: MockFactory, pin: int, count: int, timeout: float) -> bool:
+    """Wait until the pin has taken ``count`` states (its first included); False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while len(factory.pin(pin).states) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_relays_start_open_whatever_the_polarity(relays: AmplifierRelays, factory: MockFactory) -> None:
     assert relays.states() == {"zone-1": False, "zone-2": False, "zone-3": False}
     assert factory.pin(17).state is False  # active high: open is low
@@ -114,13 +124,14 @@ def led(factory: MockFactory) -> Iterator[StatusLed]:
 
 def test_playing_is_steady_on(led: StatusLed, factory: MockFactory) -> None:
     led.show(LedCode.PLAYING)
-    time.sleep(0.2)
     assert _levels(factory, 5) == [False, True]
+    # every blinking pattern changes within 0.5 s (FM_RELAY's on time): steady means no change
+    assert not _took_states(factory, 5, 3, timeout=0.6)
 
 
 def test_clock_untrusted_blinks_fast(led: StatusLed, factory: MockFactory) -> None:
     led.show(LedCode.CLOCK_UNTRUSTED)
-    time.sleep(0.9)
+    assert _took_states(factory, 5, 5, timeout=5)
     states = factory.pin(5).states
     assert [s.state for s in states[:5]] == [False, True, False, True, False]
     assert all(0.15 <= s.timestamp <= 0.35 for s in states[2:5])  # 0.2 s phases
@@ -128,16 +139,16 @@ def test_clock_untrusted_blinks_fast(led: StatusLed, factory: MockFactory) -> No
 
 def test_fault_flashes_twice_then_pauses(led: StatusLed, factory: MockFactory) -> None:
     led.show(LedCode.FAULT)
-    time.sleep(0.8)
-    assert _levels(factory, 5) == [False, True, False, True, False]
-    assert factory.pin(5).state is False
+    assert _took_states(factory, 5, 6, timeout=5)  # two flashes, the pause, the next flash
+    assert _levels(factory, 5)[:6] == [False, True, False, True, False, True]
+    assert factory.pin(5).states[5].timestamp >= 1.4  # dark for ten 0.15 s steps in between
 
 
 def test_same_code_does_not_restart_the_pattern(led: StatusLed, factory: MockFactory) -> None:
     led.show(LedCode.OK_IDLE)
-    time.sleep(0.25)  # past the 0.1 s flash, into the 2.9 s pause
+    assert _took_states(factory, 5, 3, timeout=5)  # past the 0.1 s flash, into the 2.9 s pause
     led.show(LedCode.OK_IDLE)
-    time.sleep(0.1)
+    assert not _took_states(factory, 5, 4, timeout=0.3)  # a restarted pattern flashes at once
     assert _levels(factory, 5) == [False, True, False]
     led.show(LedCode.PLAYING)
     assert factory.pin(5).state is True
