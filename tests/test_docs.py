@@ -1,10 +1,13 @@
-"""The docs say what the code does: their output blocks are real, and the keys they list are the
-keys the config reader knows."""
+"""The docs say what the code does: their output blocks are real, the keys they list are the keys
+the config reader knows, and what they claim about the daemon's imports holds."""
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +155,47 @@ def test_the_schedule_reference_lists_every_item_key() -> None:
     table = text.split("| key | meaning |", 1)[1].split("\n\n", 1)[0]
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     assert sorted(key for row in rows for key in re.findall(r"`(\w+)`", row)) == sorted(ITEM_KEYS)
+
+
+# -- docs/ARCHITECTURE.md and docs/BENCHMARKS.md on what the daemon imports ---------------------------
+
+
+def _loaded_libraries(tmp_path: Path, fm: str) -> set[str]:
+    """The packages whose compiled modules a running ``loa-agent run`` has mapped, once it is ready."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "device: {id: xa-quang-son-01}\n"
+        "gpio: {pin_factory: mock, amplifiers: [{name: zone-1, pin: 17}]}\n"
+        f"audio: {{backend: null}}\nclock: {{require_sync: false}}\nstorage: {{dir: state}}\n"
+        f"control: {{socket: agent.sock}}\nfm: {fm}\n",
+        encoding="utf-8",
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    agent = subprocess.Popen(
+        [str(BIN / "loa-agent"), "--config", str(config), "run"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        while b"READY=1" not in notify.recv(4096):  # systemd's signal that every subsystem is up
+            pass
+        maps = Path(f"/proc/{agent.pid}/maps").read_text()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=15)
+        notify.close()
+    return {name for name in ("numpy", "scipy") if f"/site-packages/{name}/" in maps}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps")
+def test_numpy_is_loaded_by_every_daemon_scipy_only_with_fm(tmp_path: Path) -> None:
+    # docs/ARCHITECTURE.md and docs/BENCHMARKS.md (written by bench/run_all.py) say this. If numpy is
+    # ever no longer loaded without FM (sqlite-utils imports it), change them with this test.
+    (tmp_path / "idle").mkdir()
+    assert _loaded_libraries(tmp_path / "idle", "{backend: none}") == {"numpy"}
+    recording = "{path: fm.cu8, loop: false}"
+    fm = f"{{backend: iq_file, frequency: 99.1MHz, iq_file: {recording}}}"
+    (tmp_path / "fm").mkdir()
+    (tmp_path / "fm" / "fm.cu8").write_bytes(bytes(2048))
+    assert _loaded_libraries(tmp_path / "fm", fm) == {"numpy", "scipy"}
