@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent.config import Amplifier, Config, GpioConfig, load_config
+from agent.config import Amplifier, Config, GpioConfig, load_config, load_config_text
 from agent.durations import (
     format_clock_window,
     format_duration,
@@ -638,3 +638,19 @@ def test_parsers_raise_only_value_error(text: str) -> None:
             parse(text)
         except ValueError as error:
             assert str(error).startswith(repr(text))
+
+
+_WORDS = ("device", "id", "gpio", "amplifiers", "name", "pin", "audio", "volume", "storage", "dir", "clock")
+_MARKS = (":", ": ", "\n", "  ", "- ", "{", "}", "[", "]", ", ", "'17'", '"true"', "#", "\t")
+_config_tokens = st.sampled_from((*_WORDS, *_MARKS, "require_sync", "xa-01", "17", "zone-1", "/var/lib/loa"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_config_tokens, max_size=30).map("".join))
+def test_any_config_text_loads_or_raises_config_error_with_every_problem_placed(text: str) -> None:
+    path = Path("/etc/loa/agent.yaml")
+    try:
+        load_config_text(text, path)
+    except ConfigError as error:
+        assert error.problems
+        assert all(str(problem).startswith(f"{path}:") for problem in error.problems), error.problems
