@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh Debian / Raspberry Pi OS machine:
 #   make demo   run the agent on simulated hardware with a schedule that plays within a minute
-#   make test   lint, type-check and run the test suite
+#   make test   lint, type-check and run the test suite (which checks the output shown in the docs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
 	rtl-sdr librtlsdr0 sox espeak-ng
 
-.PHONY: test demo lint typecheck imports pytest bench system-deps clean
+.PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -41,6 +41,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: system-deps lint typecheck imports pytest
+
+# Rewrite the output shown in docs/CONFIG.md and docs/SCHEDULING.md (tests/test_docs.py checks it).
+doc-examples: $(STAMP)
+	$(BIN)/python -m tests.doc_examples
 
 demo: system-deps $(STAMP)
 	$(BIN)/python -m agent.demo

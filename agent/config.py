@@ -164,8 +164,6 @@ def load_config_text(text: str, path: Path) -> Config:
 
 def parse_config(document: YamlDocument) -> Config:
     """Validate an already loaded document; relative paths are taken from its directory."""
-    if not isinstance(document.data, dict):
-        raise ConfigError([*document.problems])
     reader = read.Reader(document)
     config = _config(reader)
     problems = reader.finish()
@@ -199,7 +197,7 @@ _FM_CHANNEL_HALF_WIDTH = 100_000  # Hz either side of the station that must lie 
 
 def _config(reader: read.Reader) -> Config:
     # Sections are read in the order of config.example.yaml, which is also the order "known keys" lists.
-    root = read.Section(reader, (), reader.document.data)
+    root = reader.root()
     device = _device(root.section("device"))
     storage = StorageConfig(
         root.section("storage").get("dir", read.file_path(reader.base, "a directory"), _STORAGE.dir)

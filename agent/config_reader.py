@@ -8,6 +8,9 @@ and hand back the default, so that one pass reports every problem in the file.
 
 A kind's converter raises ``ValueError(reason[, hint])``; the reason may start with the value's text
 in quotes (as :mod:`foundation.units` writes it), which is dropped because the problem shows the value.
+A number or true/false written in quotes is text to YAML: it is shown with its quotes and the hint
+says to remove them.  Text where a mapping belongs (or a key with no value) that is a key the mapping
+knows glued to its value, ``id:xa-01``, is reported as a missing space after the ':'.
 """
 
 from __future__ import annotations
@@ -23,7 +26,19 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from agent.yaml_source import MISSING, NO_VALUE, KeyPath, Problem, YamlDocument, did_you_mean
+from agent.yaml_source import (
+    MISSING,
+    MISSING_SPACE,
+    NO_VALUE,
+    TOP_LEVEL_EXPECTED,
+    KeyPath,
+    Problem,
+    YamlDocument,
+    did_you_mean,
+    glued_hint,
+    plain_type,
+    split_glued,
+)
 from foundation import units
 from foundation.units import ClockWindow
 
@@ -37,6 +52,11 @@ class _Bad(enum.Enum):
 
 
 _BAD = _Bad.BAD
+
+
+class QuotedValue(ValueError):
+    """A number or true/false written in quotes, which YAML reads as text: the problem shows the
+    value with its quotes and says to remove them."""
 
 
 @dataclass(frozen=True)
@@ -59,19 +79,43 @@ class Reader:
         self.base = document.path.absolute().parent
         self.problems: list[Problem] = list(document.problems)
         self.sections: list[Section] = []
+        # Text found where a mapping belongs, and its problem: reworded by finish() if it is a
+        # 'key:value' with a key the mapping knows, which is known only once it has been read.
+        self.stand_ins: list[tuple[Problem, Section, KeyPath]] = []
+
+    def root(self) -> Section:
+        """The top-level mapping; anything else at the top is already one of the document's problems."""
+        data = self.document.data
+        root = Section(self, (), data, broken=not isinstance(data, dict))
+        top = next((p for p in self.problems if p.expected == TOP_LEVEL_EXPECTED and not p.key_path), None)
+        if isinstance(data, str) and top is not None:
+            self.stand_ins.append((top, root, ()))
+        return root
 
     def add(
         self, path: KeyPath, value: object, expected: str, hint: str | None = None, reason: str | None = None
-    ) -> None:
+    ) -> Problem:
         if value is not MISSING and value is not NO_VALUE:
             text = self.document.text_of(path)
             value = text if text is not None else value
-        self.problems.append(self.document.problem(path, value, expected, hint, reason))
+        problem = self.document.problem(path, value, expected, hint, reason)
+        self.problems.append(problem)
+        return problem
+
+    def missing_space(self, line: int | None, path: KeyPath, glued: tuple[str, str]) -> Problem:
+        """``key:value`` written in the mapping at ``path``: "missing space after ':' (write ...)"."""
+        hint = glued_hint(*glued)
+        return Problem(str(self.document.path), line, (*path, glued[0]), NO_VALUE, "", hint, MISSING_SPACE)
 
     def finish(self) -> list[Problem]:
         """Report unknown keys, then every problem in file order."""
         for section in self.sections:
             section.report_unknown()
+        for problem, section, path in self.stand_ins:
+            glued = split_glued(str(section.stand_in))
+            if glued is not None and glued[0] in section.known:
+                better = self.missing_space(self.document.scalar_lines.get(path), section.path, glued)
+                self.problems = [better if p is problem else p for p in self.problems]
         return sorted(self.problems, key=lambda problem: problem.line or 0)
 
 
@@ -83,6 +127,7 @@ class Section:
         self.path = path
         self.data: dict[str, object] = data if isinstance(data, dict) else {}
         self.broken = broken  # already reported as wrong: do not pile "missing" problems on top
+        self.stand_in = data if not isinstance(data, dict) else None  # what stands where it belongs
         self.known: list[str] = []
         reader.sections.append(self)
 
@@ -132,13 +177,15 @@ class Section:
             self.report(key, value, "is an empty list", expected)
         sections = []
         for index, item in enumerate(value):
+            item_path = (*self.path, key, index)
             if isinstance(item, dict):
-                sections.append(Section(self.reader, (*self.path, key, index), item, broken=self.broken))
-            else:
-                item_path = (*self.path, key, index)
-                self.reader.add(
-                    item_path, item, "a mapping such as {name: ..., pin: ...}", None, "is not a mapping"
-                )
+                sections.append(Section(self.reader, item_path, item, broken=self.broken))
+                continue
+            # Read like the others (as an empty, broken mapping) so that its keys are known.
+            problem = self.reader.add(
+                item_path, item, "a mapping such as {name: ..., pin: ...}", None, "is not a mapping"
+            )
+            sections.append(self._stand_in(problem, item_path, item))
         return sections
 
     def section(self, key: str) -> Section:
@@ -148,12 +195,20 @@ class Section:
         value = self.data.get(key)
         if isinstance(value, dict):
             return Section(self.reader, (*self.path, key), value, broken=self.broken)
-        if value is not None:
-            self.report(key, value, "is not a mapping", "a mapping of settings (indented 'key: value' lines)")
-        return Section(self.reader, (*self.path, key), {}, broken=self.broken or value is not None)
+        if value is None:
+            return Section(self.reader, (*self.path, key), {}, broken=self.broken)
+        expected = "a mapping of settings (indented 'key: value' lines)"
+        problem = self.reader.add((*self.path, key), value, expected, None, "is not a mapping")
+        return self._stand_in(problem, (*self.path, key), value)
+
+    def _stand_in(self, problem: Problem, path: KeyPath, value: object) -> Section:
+        section = Section(self.reader, path, value, broken=True)
+        self.reader.stand_ins.append((problem, section, path))
+        return section
 
     def _convert(self, path: KeyPath, value: object, kind: Kind[T]) -> T | _Bad:
-        text = self.reader.document.text_of(path)
+        document = self.reader.document
+        text = document.text_of(path)
         if value is None and not text:  # "key:" with nothing after it
             self.reader.add(path, NO_VALUE, kind.expected, None, "is empty")
             return _BAD
@@ -167,21 +222,39 @@ class Section:
         except ValueError as exc:
             reason = str(exc.args[0]).removeprefix(f"{text!r} ")
             hint = exc.args[1] if len(exc.args) > 1 else None
-            self.reader.add(path, text, kind.expected, hint, reason)
+            if isinstance(exc, QuotedValue):  # show the quotes that make it text
+                shown = document.spelling_of(path) or text
+                self.reader.problems.append(document.problem(path, shown, kind.expected, hint, reason))
+            else:
+                self.reader.add(path, text, kind.expected, hint, reason)
             return _BAD
 
     def missing(self, key: str, expected: str) -> None:
-        if not self.broken:
+        if not self.broken and key not in {word for word, _ in self._glued_keys().values()}:
             self.reader.add((*self.path, key), MISSING, expected)
 
     def report(self, key: str, value: object, reason: str, expected: str, hint: str | None = None) -> None:
         self.reader.add((*self.path, key), value, expected, hint, reason)
 
     def report_unknown(self) -> None:
+        glued = self._glued_keys()
         for key in self.data:
-            if key not in self.known:
+            if key in glued:  # {id:xa-01}: one key 'id:xa-01' with no value
+                line = self.reader.document.line_of((*self.path, key))
+                self.reader.problems.append(self.reader.missing_space(line, self.path, glued[key]))
+            elif key not in self.known:
                 hint = did_you_mean(key, self.known) or "known keys: " + ", ".join(self.known)
                 self.reader.add((*self.path, key), NO_VALUE, "", hint, "unknown key")
+
+    def _glued_keys(self) -> dict[str, tuple[str, str]]:
+        """Keys with no value that are a known key and its value with no space after ':'
+        (``{id:xa-01}``), which are reported as such instead of as unknown and missing keys."""
+        found = {}
+        for key, value in self.data.items():
+            glued = split_glued(key) if value is None else None
+            if glued is not None and glued[0] in self.known:
+                found[key] = glued
+        return found
 
     def _list(self, key: str, expected: str, *, required: bool) -> list[object] | None:
         self.known.append(key)
@@ -200,8 +273,16 @@ class Section:
 # -- kinds of value -------------------------------------------------------------------------------
 
 
+def _refuse_quoted(value: object, text: str, *types: type) -> None:
+    """Raise :class:`QuotedValue` if ``value`` is text only because it is quoted (``"17"``)."""
+    if isinstance(value, str) and plain_type(text) in types:
+        what = "true or false" if bool in types else "a number"
+        raise QuotedValue(f"is text, not {what}", f"remove the quotes: {text}")
+
+
 def whole(low: int, high: int, expected: str | None = None) -> Kind[int]:
     def convert(value: object, text: str) -> int:
+        _refuse_quoted(value, text, int, float)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("is not a whole number")
         if not low <= value <= high:
@@ -213,6 +294,7 @@ def whole(low: int, high: int, expected: str | None = None) -> Kind[int]:
 
 def number(low: float, high: float, unit: str) -> Kind[float]:
     def convert(value: object, text: str) -> float:
+        _refuse_quoted(value, text, int, float)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("is not a number")
         if not low <= value <= high:  # also refuses .nan
@@ -223,6 +305,7 @@ def number(low: float, high: float, unit: str) -> Kind[float]:
 
 
 def _check_bool(value: object, text: str) -> bool:
+    _refuse_quoted(value, text, bool)
     if not isinstance(value, bool):
         raise ValueError("is not true or false")
     return value
@@ -276,6 +359,7 @@ def frequency(low: int, high: int, *, signed: bool = False) -> Kind[int]:
 
 def sample_rate(*ranges: tuple[int, int]) -> Kind[int]:
     def convert(value: object, text: str) -> int:
+        _refuse_quoted(value, text, int, float)
         rate = value if isinstance(value, int) and not isinstance(value, bool) else None
         rate = units.parse_frequency(text) if rate is None else rate
         if not any(low <= rate <= high for low, high in ranges):

@@ -12,9 +12,11 @@ Findings are :class:`Problem` objects that render as ``FILE:LINE: key.path: <wha
 
 from __future__ import annotations
 
+import codecs
 import enum
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,40 @@ def show_value(value: object) -> str:
         dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
         shown = repr(dumped.removesuffix("\n...").strip())
     return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 4] + "...'"
+
+
+_GLUED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):([^\s:][^\n]*)")
+
+
+def split_glued(text: str) -> tuple[str, str] | None:
+    """``"id:xa-01"`` -> ``("id", "xa-01")``: a key and its value with no space after the ':'.
+
+    YAML reads such a line as one piece of text, so callers that know which keys may stand there
+    use this to say "missing space after ':'" instead of something puzzling.
+    """
+    match = _GLUED.fullmatch(text.strip(" "))
+    return (match.group(1), match.group(2).rstrip()) if match else None
+
+
+def glued_hint(key: str, value: str) -> str:
+    """How to write a glued ``key:value`` right: ``write 'id: xa-01'``."""
+    return f"write {f'{key}: {value}'!r}"
+
+
+MISSING_SPACE = "missing space after ':'"
+TOP_LEVEL_EXPECTED = "a mapping (key: value lines)"  # what a file's top level must be
+
+_RESOLVER = yaml.resolver.Resolver()
+_PLAIN_TYPES = {
+    "tag:yaml.org,2002:int": int,
+    "tag:yaml.org,2002:float": float,
+    "tag:yaml.org,2002:bool": bool,
+}
+
+
+def plain_type(text: str) -> type | None:
+    """What YAML would make of ``text`` written without quotes: int, float, bool, or None for text."""
+    return _PLAIN_TYPES.get(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)))
 
 
 @dataclass(frozen=True)
@@ -96,6 +132,8 @@ class YamlDocument:
     problems: list[Problem]  # structural findings: empty file, duplicate keys, top level not a mapping
     lines: dict[KeyPath, int]
     texts: dict[KeyPath, str]  # the source text of every scalar value
+    quotes: dict[KeyPath, str] = field(default_factory=dict)  # the quote of every quoted scalar
+    scalar_lines: dict[KeyPath, int] = field(default_factory=dict)  # where each scalar value starts
 
     def line_of(self, key_path: KeyPath) -> int | None:
         """The line of ``key_path``, or of its nearest ancestor that has one."""
@@ -108,6 +146,12 @@ class YamlDocument:
     def text_of(self, key_path: KeyPath) -> str | None:
         """The scalar at ``key_path`` exactly as the file spells it (``"yes"``, ``"0x1F"``)."""
         return self.texts.get(key_path)
+
+    def spelling_of(self, key_path: KeyPath) -> str | None:
+        """Like :meth:`text_of`, with the quotes the file puts around it (``'"17"'``)."""
+        text = self.texts.get(key_path)
+        quote = self.quotes.get(key_path, "")
+        return None if text is None else f"{quote}{text}{quote}"
 
     def problem(
         self,
@@ -149,11 +193,14 @@ def load_yaml(path: Path, error_class: type[ConfigError | ScheduleError] = Confi
     mapping) are left in ``document.problems`` so the caller can report them with its own.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        problem = Problem(str(path), None, (), NO_VALUE, "", None, f"cannot read: {reason}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        problem = Problem(str(path), None, (), NO_VALUE, "", None, f"cannot read: {exc.strerror or exc}")
         raise error_class([problem]) from exc
+    try:
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_class([_encoding_problem(exc, str(path))]) from exc
     return load_yaml_text(text, str(path), error_class)
 
 
@@ -165,12 +212,20 @@ def load_yaml_text(
         root, builder, data = _compose(text, filename)
     except yaml.YAMLError as exc:
         raise error_class([_syntax_problem(exc, text, filename)]) from exc
-    document = YamlDocument(Path(filename), data, builder.problems, builder.lines, builder.texts)
+    document = YamlDocument(
+        Path(filename),
+        data,
+        builder.problems,
+        builder.lines,
+        builder.texts,
+        builder.quotes,
+        builder.scalar_lines,
+    )
     if root is None:
         document.problems.insert(0, Problem(filename, 1, (), NO_VALUE, "a mapping", reason="file is empty"))
     elif not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else "a single value"
-        top = document.problem((), NO_VALUE, "a mapping (key: value lines)", None, f"the top level is {kind}")
+        top = document.problem((), NO_VALUE, TOP_LEVEL_EXPECTED, None, f"the top level is {kind}")
         document.problems.insert(0, top)
     return document
 
@@ -199,12 +254,17 @@ class _Builder:
         self._active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
         self.lines: dict[KeyPath, int] = {}
         self.texts: dict[KeyPath, str] = {}
+        self.quotes: dict[KeyPath, str] = {}
+        self.scalar_lines: dict[KeyPath, int] = {}
         self.problems: list[Problem] = []
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
             self.texts[path] = node.value
+            self.scalar_lines[path] = node.start_mark.line + 1
+            if node.style in ("'", '"'):
+                self.quotes[path] = node.style
             return self._scalar(node, path)
         if id(node) in self._active:
             self._add(node, path, "refers to itself through an alias ('*')")
@@ -268,7 +328,56 @@ _PLAIN_WORDS = {
     "found unknown escape character": "an unknown backslash escape in \"...\" text; use '...' quotes",
     "found a tab character that violates indentation": "a tab character; indent with spaces only",
     "found duplicate anchor": "the same anchor ('&name') is defined twice",
+    "expected '<document start>'": "the file starts with a value on its own, so nothing can follow it; "
+    "the top level must be 'key: value' lines",
 }
+
+
+def _encoding_problem(exc: UnicodeDecodeError, filename: str) -> Problem:
+    data = exc.object
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = len(data[line_start : exc.start].decode("utf-8")) + 1  # all before the bad byte is UTF-8
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        found = "it is UTF-16"  # what Windows Notepad calls "Unicode"
+    else:
+        found = f"it has byte 0x{data[exc.start]:02X} here"
+    reason = f"the file is not UTF-8 text ({found}); save it as UTF-8"
+    return Problem(filename, line, (), NO_VALUE, "", None, reason, column)
+
+
+_READ_ON = ("mapping values are not allowed here", "expected '<document start>'")
+_LONE_TOP = "expected '<document start>'"
+
+
+def _glued_line(exc: yaml.MarkedYAMLError, message: str, text: str, filename: str) -> Problem | None:
+    """A ``key:value`` line (no space after ':') that PyYAML reports as some other syntax error.
+
+    It is either the simple key PyYAML was scanning, or, when the next ``key: value`` line was read
+    as its continuation, the line just above the misplaced ':'.
+    """
+    lines = text.splitlines()  # the same line breaks as PyYAML's: others are refused as characters
+    if message.startswith("could not find expected ':'") and exc.context_mark is not None:
+        index = exc.context_mark.line
+    elif message.startswith(_READ_ON) and exc.problem_mark is not None:
+        before = lines[: exc.problem_mark.line]
+        above = [i for i, line in enumerate(before) if line.strip(" ")[:1] not in ("", "#")]
+        # The line above the ':', or the first line if the file began with a lone value.
+        index = (above[0] if message.startswith(_LONE_TOP) else above[-1]) if above else -1
+    else:
+        return None
+    if not 0 <= index < len(lines):
+        return None
+    line = lines[index]
+    body = line.lstrip(" ")
+    while body.startswith("- "):
+        body = body[2:].lstrip(" ")
+    glued = split_glued(re.split(r"\s#", body, maxsplit=1)[0])
+    if glued is None:
+        return None
+    column = len(line) - len(body) + 1
+    reason = f"YAML syntax error: {MISSING_SPACE}"
+    return Problem(filename, index + 1, (), NO_VALUE, "", glued_hint(*glued), reason, column)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
@@ -280,9 +389,14 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return Problem(filename, None, (), NO_VALUE, "", None, f"YAML syntax error: {exc}")
     message = exc.problem or exc.context or "not valid YAML"
+    glued = _glued_line(exc, message, text, filename)
+    if glued is not None:
+        return glued
     plain = next((words for start, words in _PLAIN_WORDS.items() if message.startswith(start)), None)
-    # An unclosed quote is noticed at the end of the file; its opening is the useful place.
-    mark = exc.context_mark if message.startswith("found unexpected end") else exc.problem_mark
+    # An unclosed quote is noticed at the end of the file, and a line that is not 'key: value' at
+    # the start of the next one: where they begin is the useful place.
+    starts = ("found unexpected end", "could not find expected ':'")
+    mark = exc.context_mark if message.startswith(starts) else exc.problem_mark
     mark = mark or exc.problem_mark or exc.context_mark
     reason = f"YAML syntax error: {plain or message}"
     if mark is None:

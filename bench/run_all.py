@@ -62,7 +62,8 @@ scheduled time|, read from the play log (`bench/agent_bench.py`).
 | {idle["rss_peak_mb"]} MB | {idle["rss_mean_mb"]} MB | {idle["cpu_percent_of_one_core"]} % \
 | ≤ 80 MB: {verdict(idle["rss_peak_mb"], 80)}; ≤ 1 %: {verdict(idle["cpu_percent_of_one_core"], 1)} |
 
-With `fm.backend` set the daemon also loads numpy, scipy and the FM receiver. The same daemon
+The idle daemon has numpy loaded: sqlite-utils (the store) imports it whenever it is installed.
+With `fm.backend` set the daemon also loads scipy and the FM receiver. The same daemon
 relaying FM live (a 1.024 MS/s recording paced in real time, demodulated and played through libVLC),
 sampled for {relaying["seconds"]} s:
 

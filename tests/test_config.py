@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent.config import Amplifier, Config, GpioConfig, load_config
+from agent.config import Amplifier, Config, GpioConfig, load_config, load_config_text
 from agent.yaml_source import load_yaml
 from foundation.errors import ConfigError
 from foundation.units import (
@@ -284,6 +284,133 @@ def test_device_mistakes(tmp_path: Path, text: str, line: int, key_path: str, ex
     assert expected in the_problem(tmp_path, body, line, key_path)
 
 
+# -- numbers and true/false in quotes: YAML reads them as text ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "key_path", "message"),
+    [
+        (
+            "audio: {volume: '80'}",
+            7,
+            "audio.volume",
+            """"'80'" is text, not a number: expected a volume from 0 to 100 (percent) """
+            "(remove the quotes: 80)",
+        ),
+        (
+            'clock:\n  require_sync: "true"',
+            8,
+            "clock.require_sync",
+            """'"true"' is text, not true or false: expected true or false (remove the quotes: true)""",
+        ),
+        (
+            'fm:\n  serial: {baudrate: "9600"}',
+            8,
+            "fm.serial.baudrate",
+            """'"9600"' is text, not a number: expected a baud rate such as 9600 (remove the quotes: 9600)""",
+        ),
+        (
+            'fm:\n  rtlsdr: {sample_rate: "1024000"}',
+            8,
+            "fm.rtlsdr.sample_rate",
+            """'"1024000"' is text, not a number: expected samples per second, 225001 to 300000 or """
+            "900001 to 3200000, e.g. 1024000 (remove the quotes: 1024000)",
+        ),
+        (
+            'fm:\n  iq_file: {sample_rate: "2048000"}',
+            8,
+            "fm.iq_file.sample_rate",
+            """'"2048000"' is text, not a number""",
+        ),
+        ('fm:\n  rtlsdr: {gain: "29.7"}', 8, "fm.rtlsdr.gain", """'"29.7"' is text, not a number"""),
+        ("fm:\n  squelch: {open_snr_db: '15'}", 8, "fm.squelch.open_snr_db", """"'15'" is text, not a"""),
+        ("fm:\n  iq_file: {loop: 'yes'}", 8, "fm.iq_file.loop", """"'yes'" is text, not true or false"""),
+    ],
+)
+def test_quoted_numbers_and_booleans_say_to_remove_the_quotes(
+    tmp_path: Path, extra: str, line: int, key_path: str, message: str
+) -> None:
+    assert the_problem(tmp_path, MINIMAL + extra + "\n", line, key_path).startswith(message)
+
+
+def test_a_quoted_pin_shows_its_quotes(tmp_path: Path) -> None:
+    text = MINIMAL.replace("pin: 17", 'pin: "17"')
+    message = the_problem(tmp_path, text, 5, "gpio.amplifiers[0].pin")
+    assert message == (
+        """'"17"' is text, not a number: expected a BCM GPIO pin number from 0 to 27 """
+        "(remove the quotes: 17)"
+    )
+
+
+def test_quotes_are_fine_where_text_is_read_and_not_suggested_for_words(tmp_path: Path) -> None:
+    text = (
+        MINIMAL + 'fm:\n  relay_hours: ["05:00-21:00"]\n  rtlsdr: {sample_rate: "2.048MHz", gain: "auto"}\n'
+    )
+    config = load_config(write(tmp_path, text))
+    assert (config.fm.rtlsdr.sample_rate, config.fm.rtlsdr.gain) == (2_048_000, None)
+    message = the_problem(tmp_path, MINIMAL + 'audio: {volume: "loud"}\n', 7, "audio.volume")
+    assert message == "'loud' is not a whole number: expected a volume from 0 to 100 (percent)"
+
+
+# -- 'key:value' without the space: YAML reads one piece of text -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key_path", "write"),
+    [
+        ("device:\n  id:xa-01\n" + MINIMAL.split("\n", 2)[2], 2, "device.id", "id: xa-01"),
+        ("device: {id:xa-01}\n" + MINIMAL.split("\n", 2)[2], 1, "device.id", "id: xa-01"),
+        (MINIMAL + "storage:\n  dir:/var/lib/loa\n", 8, "storage.dir", "dir: /var/lib/loa"),
+        (MINIMAL + "audio:\n  volume:80  # percent\n", 8, "audio.volume", "volume: 80"),
+        (MINIMAL + "fm: {squelch: {hold:2s}}\n", 7, "fm.squelch.hold", "hold: 2s"),
+        (
+            MINIMAL.replace("- {name: zone-1, pin: 17}", "- name:zone-1"),
+            5,
+            "gpio.amplifiers[0].name",
+            "name: zone-1",
+        ),
+        (MINIMAL.replace("pin: 17}", "pin:17}"), 5, "gpio.amplifiers[0].pin", "pin: 17"),
+    ],
+)
+def test_missing_space_after_a_known_key(
+    tmp_path: Path, text: str, line: int, key_path: str, write: str
+) -> None:
+    assert the_problem(tmp_path, text, line, key_path) == f"missing space after ':' (write {write!r})"
+
+
+def test_missing_space_at_the_top_level(tmp_path: Path) -> None:
+    assert problems(tmp_path, "storage:/var/lib/loa\n") == [
+        f"{tmp_path / 'agent.yaml'}:1: storage: missing space after ':' (write 'storage: /var/lib/loa')"
+    ]
+    # Among other keys it is a syntax error: the line, not the one after it, is to blame.
+    assert problems(tmp_path, MINIMAL + "storage:/var/lib/loa\nlogging: {level: info}\n") == [
+        f"{tmp_path / 'agent.yaml'}:7:1: YAML syntax error: missing space after ':' "
+        "(write 'storage: /var/lib/loa')"
+    ]
+
+
+def test_text_with_a_colon_is_not_taken_for_an_unknown_key(tmp_path: Path) -> None:
+    message = the_problem(tmp_path, MINIMAL + "audio:\n  colour:80\n", 7, "audio")
+    assert message.startswith("'colour:80' is not a mapping: expected a mapping of settings")
+    message = the_problem(tmp_path, MINIMAL + "clock:\n  xa:01\n", 7, "clock")
+    assert message.startswith("'xa:01' is not a mapping")
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    # A comment typed in an editor set to Windows-1258 after UTF-8 text; the column counts characters.
+    path.write_bytes(MINIMAL.encode() + "# Sơn ".encode() + "Hà Giang\n".encode("cp1258"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (
+        str(caught.value)
+        == f"{path}:7:8: the file is not UTF-8 text (it has byte 0xE0 here); save it as UTF-8"
+    )
+    path.write_bytes(MINIMAL.encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"agent\.yaml:1:1: the file is not UTF-8 text \(it is UTF-16\)"):
+        load_config(path)
+
+
 def test_enum_typo_suggests_the_value(tmp_path: Path) -> None:
     message = the_problem(tmp_path, MINIMAL + "  pin_factory: lgpoi\n", 7, "gpio.pin_factory")
     assert message == (
@@ -511,3 +638,19 @@ def test_parsers_raise_only_value_error(text: str) -> None:
             parse(text)
         except ValueError as error:
             assert str(error).startswith(repr(text))
+
+
+_WORDS = ("device", "id", "gpio", "amplifiers", "name", "pin", "audio", "volume", "storage", "dir", "clock")
+_MARKS = (":", ": ", "\n", "  ", "- ", "{", "}", "[", "]", ", ", "'17'", '"true"', "#", "\t")
+_config_tokens = st.sampled_from((*_WORDS, *_MARKS, "require_sync", "xa-01", "17", "zone-1", "/var/lib/loa"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_config_tokens, max_size=30).map("".join))
+def test_any_config_text_loads_or_raises_config_error_with_every_problem_placed(text: str) -> None:
+    path = Path("/etc/loa/agent.yaml")
+    try:
+        load_config_text(text, path)
+    except ConfigError as error:
+        assert error.problems
+        assert all(str(problem).startswith(f"{path}:") for problem in error.problems), error.problems

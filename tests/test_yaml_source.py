@@ -18,6 +18,8 @@ from agent.yaml_source import (
     format_key_path,
     load_yaml,
     load_yaml_text,
+    plain_type,
+    split_glued,
 )
 from foundation.errors import ConfigError, ScheduleError
 
@@ -106,6 +108,52 @@ def test_syntax_errors_give_line_column_and_plain_words(text: str, where: str, w
     assert words in message
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "write"),
+    [
+        ("device:\n  id:xa-01\n  timezone: UTC\n", "2:3", "id: xa-01"),  # read on into the next line
+        ("device:\n  timezone: UTC\n  id:xa-01\n", "3:3", "id: xa-01"),
+        ("device:\n  id: x\n\nstorage:/var/lib/loa  # state\n", "4:1", "storage: /var/lib/loa"),
+        ("storage:/var/lib/loa\n# the device\ndevice:\n  id: x\n", "1:1", "storage: /var/lib/loa"),
+        ("items:\n  - id:a\n    audio: a.wav\n", "2:5", "id: a"),
+        ("items:\n  - id: a\n    audio:a.wav\n", "3:5", "audio: a.wav"),
+    ],
+)
+def test_missing_space_after_colon_is_named(text: str, where: str, write: str) -> None:
+    assert (
+        syntax_error(text)
+        == f"agent.yaml:{where}: YAML syntax error: missing space after ':' (write {write!r})"
+    )
+
+
+def test_a_line_that_is_not_key_value_is_placed_on_itself() -> None:
+    message = syntax_error("device:\n  id: x\n  just some words\nstorage: {}\n")
+    assert message.startswith("agent.yaml:3:3: YAML syntax error: this line is not 'key: value'")
+
+
+def test_split_glued() -> None:
+    assert split_glued("id:xa-01") == ("id", "xa-01")
+    assert split_glued("  dir:/var/lib/loa data ") == ("dir", "/var/lib/loa data")
+    for text in ("id: xa-01", "05:00-21:00", "id:", "a::b", "x y:z", "volume:80\n"):
+        assert split_glued(text) is None, text
+
+
+def test_quotes_are_remembered() -> None:
+    document = load_yaml_text("a: '17'\nb: \"true\"\nc: 17\nd: |\n  text\n", "agent.yaml")
+    assert document.data == {"a": "17", "b": "true", "c": 17, "d": "text\n"}
+    assert [document.spelling_of((key,)) for key in "abcd"] == ["'17'", '"true"', "17", "text\n"]
+    assert document.scalar_lines[("d",)] == 4
+    assert [plain_type(text) for text in ("17", "0x1F", "1.5", "yes", "true", "17a", "2.048MHz")] == [
+        int,
+        int,
+        float,
+        bool,
+        bool,
+        None,
+        None,
+    ]
+
+
 def test_empty_file_and_top_level_not_a_mapping() -> None:
     for text in ("", "# only a comment\n\n"):
         document = load_yaml_text(text, "agent.yaml")
@@ -135,8 +183,40 @@ def test_load_yaml_reads_files_and_reports_unreadable_ones(tmp_path: Path) -> No
     with pytest.raises(ScheduleError, match=r"missing\.yaml: cannot read: No such file or directory"):
         load_yaml(tmp_path / "missing.yaml", ScheduleError)
     path.write_bytes(b"a: \xff\xfe\n")
-    with pytest.raises(ConfigError, match=r"schedule\.yaml: cannot read: .*utf-8"):
+    with pytest.raises(ConfigError) as caught:
         load_yaml(path)
+    assert (
+        str(caught.value)
+        == f"{path}:1:4: the file is not UTF-8 text (it has byte 0xFF here); save it as UTF-8"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "found"),
+    [
+        ("items:\n  - id: Hà\n".encode("cp1258"), "2:10", "it has byte 0xE0 here"),
+        ("# Sơn\nitems: [Hà]\n".encode()[:-5] + b"\xc3", "2:9", "it has byte 0xC3 here"),  # cut short
+        (b"\xef\xbb\xbf# \xc6\xa1\xff\n", "1:4", "it has byte 0xFF here"),  # after a BOM: not counted
+        ("items: []\n".encode("utf-16-be").join([b"\xfe\xff", b""]), "1:1", "it is UTF-16"),
+    ],
+)
+def test_a_schedule_file_that_is_not_utf8(tmp_path: Path, raw: bytes, where: str, found: str) -> None:
+    path = tmp_path / "lich-phat.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ScheduleError) as caught:
+        load_yaml(path, ScheduleError)
+    assert str(caught.value) == f"{path}:{where}: the file is not UTF-8 text ({found}); save it as UTF-8"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60))
+def test_any_bytes_load_or_raise_a_placed_error(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("bytes") / "agent.yaml"
+    path.write_bytes(raw)
+    try:
+        load_yaml(path)
+    except ConfigError as error:
+        assert str(error).startswith(f"{path}:")
 
 
 def test_problem_renderings() -> None:
