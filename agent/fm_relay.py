@@ -33,6 +33,7 @@ from fm_receiver.receiver import FmReceiver
 from fm_receiver.relay_policy import Decision, should_relay
 from fm_receiver.rtlsdr_source import RtlSdrSource
 from fm_receiver.serial_tuner import SerialTuner
+from fm_receiver.source_health import SourceHealth
 from fm_receiver.tuner_receiver import TunerReceiver
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class FmRelay:
         self.active_token: str | None = None
         self.last_end: datetime | None = None
         self.last_decision = Decision(False, "starting")
+        self.reported_fault: SourceHealth | None = None  # the source fault last written to the store
 
     def start(self) -> None:
         self.receiver.start()
@@ -157,12 +159,24 @@ class FmRelay:
     def drive(
         self, now: datetime, *, clock_trusted: bool, scheduled_busy: bool, scheduled_playing: bool
     ) -> None:
-        """Start or stop relaying as the policy says for ``now``."""
+        """Note a source fault, then start or stop relaying as the policy says for ``now``."""
+        self._note_source(self.receiver.source_health())
         decision = self.decide(now, clock_trusted=clock_trusted, scheduled_busy=scheduled_busy)
         if decision.relay and self.active_token is None:
             self._start(decision.reason, now)
         elif not decision.relay and self.active_token is not None:
             self._stop(decision.reason, now, scheduled_playing)
+
+    def _note_source(self, health: SourceHealth) -> None:
+        """A source fault is an error event once per change (not per pass); its end is noted too."""
+        if health.fault and health != self.reported_fault:
+            logger.error("FM source fault: %s", health.error)
+            self.store.add_event("error", "fm_source_fault", health.error or health.state)
+            self.reported_fault = health
+        elif health.state == "ok" and self.reported_fault is not None:
+            logger.info("FM source delivers again")
+            self.store.add_event("info", "fm_source_ok", f"was: {self.reported_fault.error}")
+            self.reported_fault = None
 
     def _start(self, reason: str, now: datetime) -> None:
         token = f"fm@{iso(now)}"

@@ -112,6 +112,22 @@ def _local(stamp: str | None, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(stamp).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _fm_state(fm: dict[str, Any]) -> str:
+    """A source that cannot deliver is a FAULT in its own words; "no carrier" means a quiet band."""
+    if fm.get("source_error"):
+        return f"FAULT: {fm['source_error']}"
+    state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
+    source = fm.get("source", "ok")
+    if source != "ok":
+        return f"{state}: source {source}"
+    carrier = "carrier present" if fm.get("carrier") else "no carrier"
+    if fm.get("rssi_dbfs") is not None:
+        carrier += f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
+    elif fm.get("rssi_dbuv") is not None:
+        carrier += f", level {fm['rssi_dbuv']} dBµV, SNR {fm['snr_db']} dB"
+    return f"{state}: {carrier}"
+
+
 def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     """Plain text for a maintenance crew; times in the device's time zone."""
     lines = [f"device   {status.get('device')}  (loa {status.get('version')})"]
@@ -137,14 +153,7 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
         lines.append("next     nothing scheduled")
     fm = status.get("fm")
     if fm:
-        state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
-        carrier = "carrier present" if fm.get("carrier") else "no carrier"
-        level = (
-            f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
-            if fm.get("rssi_dbfs") is not None
-            else ""
-        )
-        lines.append(f"fm       {fm['frequency_mhz']} MHz {state}: {carrier}{level}")
+        lines.append(f"fm       {fm['frequency_mhz']} MHz {_fm_state(fm)}")
     relays = status.get("relays") or {}
     lines.append("relays   " + "  ".join(f"{z}={'ON' if on else 'off'}" for z, on in relays.items()))
     schedule = status.get("schedule") or {}
