@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from agent import config_reader as read
 from agent.yaml_source import NO_VALUE, YamlDocument, format_key_path, load_yaml, load_yaml_text
+from fm_receiver import sample_rates  # the demodulator's own rule, without numpy
 from foundation import units
 from foundation.errors import ConfigError
 from foundation.units import ClockWindow
@@ -189,7 +190,7 @@ _ZONE_NAME = read.text_matching(
 )
 _OFFSET = read.frequency(-1_000_000, 1_000_000, signed=True)
 _DEEMPHASIS = {"50us": timedelta(microseconds=50), "75us": timedelta(microseconds=75)}
-_FM_CHANNEL_HALF_WIDTH = 100_000  # Hz either side of the station that must lie inside the sampled band
+_RTLSDR_RANGES = ((225_001, 300_000), (900_001, 3_200_000))  # what the RTL2832U can sample at
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -334,14 +335,16 @@ def _squelch(section: read.Section) -> SquelchConfig:
 
 def _rtlsdr(section: read.Section) -> RtlSdrConfig:
     default = RtlSdrConfig()
+    device_index = section.get("device_index", read.whole(0, 31), default.device_index)
+    rate = _sample_rate_of(section, _RTLSDR_RATE, default.sample_rate)
     rtlsdr = RtlSdrConfig(
-        device_index=section.get("device_index", read.whole(0, 31), default.device_index),
-        sample_rate=section.get("sample_rate", _RTLSDR_RATE, default.sample_rate),
+        device_index=device_index,
+        sample_rate=rate or default.sample_rate,
         gain=section.get("gain", read.Kind("auto, or a gain from 0 to 50 (dB)", _gain), default.gain),
         ppm=section.get("ppm", read.whole(-500, 500, "a correction from -500 to 500 (ppm)"), default.ppm),
         center_offset=section.get("center_offset", _OFFSET, default.center_offset),
     )
-    _check_offset(section, "center_offset", rtlsdr.center_offset, rtlsdr.sample_rate)
+    _check_offset(section, "center_offset", rtlsdr.center_offset, rate)
     return rtlsdr
 
 
@@ -358,23 +361,60 @@ def _serial(section: read.Section) -> SerialTunerConfig:
 
 def _iq_file(section: read.Section, base: Path, *, required: bool) -> IqFileConfig:
     default = IqFileConfig()
+    path = section.optional("path", read.file_path(base, "the path of a recorded IQ file"))
+    fmt = section.get("format", read.choice(IqFormat), default.format)
+    rate = _sample_rate_of(section, _IQ_FILE_RATE, default.sample_rate)
     iq_file = IqFileConfig(
-        path=section.optional("path", read.file_path(base, "the path of a recorded IQ file")),
-        format=section.get("format", read.choice(IqFormat), default.format),
-        sample_rate=section.get("sample_rate", read.sample_rate((200_000, 20_000_000)), default.sample_rate),
+        path=path,
+        format=fmt,
+        sample_rate=rate or default.sample_rate,
         offset=section.get("offset", _OFFSET, default.offset),
         loop=section.get("loop", read.BOOL, default.loop),
     )
     if required and section.data.get("path") is None:
         section.missing("path", "the path of a recorded IQ file (fm.backend is iq_file)")
-    _check_offset(section, "offset", iq_file.offset, iq_file.sample_rate)
+    _check_offset(section, "offset", iq_file.offset, rate)
     return iq_file
 
 
-def _check_offset(section: read.Section, key: str, offset: int, sample_rate: int) -> None:
-    limit = sample_rate // 2 - _FM_CHANNEL_HALF_WIDTH
+def _demodulated_rate(ranges: tuple[tuple[int, int], ...] = (), device: str = "") -> read.Kind[int]:
+    """Samples per second the FM demodulator accepts (it is asked), within ``device``'s ``ranges``."""
+    accepted = tuple(rate for rate in sample_rates.SUPPORTED_SAMPLE_RATES if _within(rate, ranges))
+
+    def convert(value: object, text: str) -> int:
+        rate = read.rate_value(value, text)
+        if _within(rate, ranges) and sample_rates.is_supported_rate(rate):
+            return rate
+        nearest = " or ".join(str(r) for r in sample_rates.nearest_supported_rates(rate, accepted))
+        reason = (
+            "is out of range" if not _within(rate, ranges) else "is not a rate the FM receiver can demodulate"
+        )
+        raise ValueError(reason, f"nearest: {nearest}")
+
+    spans = " or ".join(f"{low} to {high}" for low, high in ranges)
+    where = f", within the {device}'s {spans}" if ranges else ""
+    return read.Kind(f"samples per second, {sample_rates.RATE_RULE}{where}, e.g. 1024000", convert)
+
+
+def _within(rate: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return not ranges or any(low <= rate <= high for low, high in ranges)
+
+
+def _sample_rate_of(section: read.Section, kind: read.Kind[int], default: int) -> int | None:
+    """The rate at ``sample_rate``, or None when it was refused (its offset cannot be checked then)."""
+    before = len(section.reader.problems)
+    rate = section.get("sample_rate", kind, default)
+    return rate if len(section.reader.problems) == before else None
+
+
+def _check_offset(section: read.Section, key: str, offset: int, sample_rate: int | None) -> None:
+    """The station's channel must lie inside the sampled band, as the demodulator requires."""
+    if sample_rate is None:
+        return
+    limit = sample_rates.max_offset_hz(sample_rate)
     if abs(offset) > limit:
-        expected = f"at most ±{units.format_frequency(max(limit, 0))} at {sample_rate} samples per second"
+        at_most = units.format_frequency(max(int(limit), 0))
+        expected = f"at most ±{at_most} at {sample_rate} samples per second"
         section.report(key, offset, "puts the station outside the sampled band", expected)
 
 
@@ -393,4 +433,5 @@ def _duration_of(section: read.Section, key: str, high: timedelta, default: time
 
 _STORAGE = StorageConfig()
 _CONTROL = ControlConfig()
-_RTLSDR_RATE = read.sample_rate((225_001, 300_000), (900_001, 3_200_000))
+_RTLSDR_RATE = _demodulated_rate(_RTLSDR_RANGES, "RTL-SDR")
+_IQ_FILE_RATE = _demodulated_rate()

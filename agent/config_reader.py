@@ -357,17 +357,12 @@ def frequency(low: int, high: int, *, signed: bool = False) -> Kind[int]:
     return Kind(f"a frequency with a unit (Hz, kHz, MHz) {span}", convert)
 
 
-def sample_rate(*ranges: tuple[int, int]) -> Kind[int]:
-    def convert(value: object, text: str) -> int:
-        _refuse_quoted(value, text, int, float)
-        rate = value if isinstance(value, int) and not isinstance(value, bool) else None
-        rate = units.parse_frequency(text) if rate is None else rate
-        if not any(low <= rate <= high for low, high in ranges):
-            raise ValueError("is out of range")
-        return rate
-
-    spans = " or ".join(f"{low} to {high}" for low, high in ranges)
-    return Kind(f"samples per second, {spans}, e.g. 1024000", convert)
+def rate_value(value: object, text: str) -> int:
+    """Samples per second written as a whole number (``1024000``) or a frequency (``1.024MHz``)."""
+    _refuse_quoted(value, text, int, float)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return units.parse_frequency(text)
 
 
 def file_path(base: Path, expected: str) -> Kind[Path]:

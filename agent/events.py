@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     FM_SOURCE_ERROR = "fm.source_error"
     FM_SOURCE_FINISHED = "fm.source_finished"
     FM_SOURCE_FAULT = "fm.source_fault"
+    FM_SOURCE_OK = "fm.source_ok"
     PLAYER_FAULT = "player.fault"
     STORAGE_FAULT = "storage.fault"
     STORAGE_RECOVERED = "storage.recovered"

@@ -36,6 +36,7 @@ from fm_receiver.receiver import FmReceiver
 from fm_receiver.relay_policy import Decision, should_relay
 from fm_receiver.rtlsdr_source import RtlSdrSource
 from fm_receiver.serial_tuner import SerialTuner
+from fm_receiver.source_health import SourceHealth
 from fm_receiver.tuner_receiver import TunerReceiver
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class FmRelay:
         self.active_token: str | None = None
         self.last_end: datetime | None = None
         self.last_decision = Decision(False, "starting")
+        self.reported_fault: SourceHealth | None = None  # the source fault last written to the store
 
     def start(self) -> None:
         self.receiver.start()
@@ -137,7 +139,9 @@ class FmRelay:
     def decide(
         self, now: datetime, *, clock_trusted: bool, scheduled_busy: bool, link_up: bool = True
     ) -> Decision:
-        """The policy's answer for ``now`` (aware), with a restart gap after a relay ended."""
+        """The policy's answer for ``now`` (aware), with a restart gap after a relay ended; a source
+        fault is noted on the way (once per change)."""
+        self._note_source(self.receiver.source_health())
         decision = should_relay(
             now.astimezone(self.tz).time(),
             relay_hours=self.fm.relay_hours,
@@ -153,6 +157,17 @@ class FmRelay:
         return decision
 
     # -- called by the agent's main loop only ----------------------------------------------------
+
+    def _note_source(self, health: SourceHealth) -> None:
+        """A source fault is an error event once per change (not per pass); its end is noted too."""
+        if health.fault and health != self.reported_fault:
+            logger.error("FM source fault: %s", health.error)
+            self.store.add_event(EventKind.FM_SOURCE_FAULT, health.error or health.state)
+            self.reported_fault = health
+        elif health.state == "ok" and self.reported_fault is not None:
+            logger.info("FM source delivers again")
+            self.store.add_event(EventKind.FM_SOURCE_OK, f"was: {self.reported_fault.error}")
+            self.reported_fault = None
 
     def begin(self, now: datetime) -> None:
         """Start relaying (the output plan says so, its zones have settled)."""

@@ -226,6 +226,8 @@ class Agent:
         faults = []
         if not self.player.healthy():
             faults.append("the audio player is not healthy")
+        if self.fm is not None and self.fm.reported_fault is not None:
+            faults.append(f"FM: {self.fm.reported_fault.error}")
         return tuple(faults)
 
     def _apply(self, plan: OutputPlan, now: datetime) -> None:

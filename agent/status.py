@@ -126,6 +126,22 @@ def _local(stamp: str | None, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(stamp).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _fm_state(fm: dict[str, Any]) -> str:
+    """A source that cannot deliver is a FAULT in its own words; "no carrier" means a quiet band."""
+    if fm.get("source_error"):
+        return f"FAULT: {fm['source_error']}"
+    state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
+    source = fm.get("source", "ok")
+    if source != "ok":
+        return f"{state}: source {source}"
+    carrier = "carrier present" if fm.get("carrier") else "no carrier"
+    if fm.get("rssi_dbfs") is not None:
+        carrier += f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
+    elif fm.get("rssi_dbuv") is not None:
+        carrier += f", level {fm['rssi_dbuv']} dBµV, SNR {fm['snr_db']} dB"
+    return f"{state}: {carrier}"
+
+
 def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     """Plain text for a maintenance crew; times in the device's time zone."""
     lines = [f"device   {status.get('device')}  (loa {status.get('version')})"]
@@ -179,12 +195,7 @@ def _clock_and_playing(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
 def _fm_lines(fm: dict[str, Any] | None) -> list[str]:
     if not fm:
         return []
-    state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
-    carrier = "carrier present" if fm.get("carrier") else "no carrier"
-    level = (
-        f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB" if fm.get("rssi_dbfs") is not None else ""
-    )
-    return [f"fm       {fm['frequency_mhz']} MHz {state}: {carrier}{level}"]
+    return [f"fm       {fm['frequency_mhz']} MHz {_fm_state(fm)}"]
 
 
 def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:

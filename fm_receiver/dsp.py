@@ -19,9 +19,16 @@ import numpy.typing as npt
 from fm_receiver.fir_design import lowpass_taps
 from fm_receiver.overlap_save import OverlapSaveResampler
 from fm_receiver.quality import ChannelMeter
-from foundation.errors import LoaError
+from fm_receiver.sample_rates import (
+    CHANNEL_PASS_HZ,
+    SUPPORTED_SAMPLE_RATES,
+    FmParameterError,
+    intermediate_rate,
+    max_offset_hz,
+)
 
 __all__ = [
+    "CHANNEL_PASS_HZ",
     "IQ_FORMATS",
     "SUPPORTED_SAMPLE_RATES",
     "FmDemodulator",
@@ -33,34 +40,10 @@ __all__ = [
 IqFormat = Literal["cu8", "cs16", "cf32"]
 IQ_FORMATS: dict[str, int] = {"cu8": 2, "cs16": 4, "cf32": 8}  # bytes per complex sample
 MAX_DEVIATION_HZ = 75_000.0
-CHANNEL_PASS_HZ = 100_000.0
 CHANNEL_STOP_HZ = 125_000.0
 AUDIO_PASS_HZ = 15_000.0
 AUDIO_STOP_HZ = 19_000.0  # the stereo pilot must not reach the loudspeakers
-_INTERMEDIATE_RATES = (240_000, 256_000)
-_MAX_DECIMATION = 12
-SUPPORTED_SAMPLE_RATES: tuple[int, ...] = tuple(
-    sorted({rate * d for rate in _INTERMEDIATE_RATES for d in range(1, _MAX_DECIMATION + 1)})
-)
 _CU8_SCALE = np.float32(1 / 127.5)
-
-
-class FmParameterError(LoaError, ValueError):
-    """A demodulator parameter or an IQ format is not supported."""
-
-    exit_code = 2
-
-
-def intermediate_rate(sample_rate: int) -> tuple[int, int]:
-    """Return ``(intermediate_rate, decimation)`` for an input rate, or raise FmParameterError."""
-    for rate in _INTERMEDIATE_RATES:
-        decimation, rest = divmod(sample_rate, rate)
-        if rest == 0 and 1 <= decimation <= _MAX_DECIMATION:
-            return rate, decimation
-    raise FmParameterError(
-        f"FM demodulator: sample rate {sample_rate} Hz is not supported: use 240000 or 256000 Hz "
-        f"times 1..{_MAX_DECIMATION} (e.g. 240000, 1024000, 1200000, 2048000)"
-    )
 
 
 def iq_from_bytes(buf: bytes | bytearray | memoryview, fmt: str) -> npt.NDArray[np.complex64]:
@@ -136,10 +119,10 @@ class FmDemodulator:
         audio_rate: int = 48_000,
     ) -> None:
         self.if_rate, decimation = intermediate_rate(int(sample_rate))
-        if abs(offset_hz) > sample_rate / 2 - CHANNEL_PASS_HZ:
+        if abs(offset_hz) > max_offset_hz(sample_rate):
             raise FmParameterError(
                 f"FM demodulator: offset {offset_hz:.0f} Hz puts the channel outside the "
-                f"{sample_rate} S/s band (|offset| must be <= {sample_rate / 2 - CHANNEL_PASS_HZ:.0f} Hz)"
+                f"{sample_rate} S/s band (|offset| must be <= {max_offset_hz(sample_rate):.0f} Hz)"
             )
         if not 2 * AUDIO_STOP_HZ <= audio_rate <= self.if_rate:
             raise FmParameterError(

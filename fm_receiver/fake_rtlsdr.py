@@ -1,7 +1,8 @@
-"""A fake RTL-SDR dongle: FM carriers and noise as cu8, with stalls and open failures on demand.
+"""A fake RTL-SDR dongle: FM carriers and noise as cu8, with stalls, unplugging and failed opens.
 
 Used by the tests, ``loa fm scan --simulate`` and the demo.  It records what it was asked to do
-(``reads``, ``closed``, ``tuned``) so tests assert on behaviour.
+(``reads``, ``closed``, ``tuned``) so tests assert on behaviour.  :class:`FakeDongleFactory` stands
+in for :func:`fm_receiver.rtlsdr_source.open_rtlsdr_device` and raises what it raises.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fm_receiver.rtlsdr_source import missing_dongle
 from foundation.errors import HardwareError
 
 __all__ = ["FakeDongleFactory", "FakeRtlSdr"]
@@ -47,6 +49,7 @@ class FakeRtlSdr:
         self.reads = 0
         self.tuned: list[float] = []
         self.closed = threading.Event()
+        self.unplugged = threading.Event()
         self._rng = np.random.default_rng(seed)
         self._sample_index = 0
 
@@ -62,6 +65,8 @@ class FakeRtlSdr:
     def read_bytes(self, num_bytes: int) -> bytes:
         if self.closed.is_set():
             raise OSError("fake dongle: read after close")
+        if self.unplugged.is_set():
+            raise OSError("fake dongle: LIBUSB_ERROR_NO_DEVICE (unplugged)")
         if self.stall_after_reads is not None and self.reads >= self.stall_after_reads:
             self.closed.wait()
             raise OSError("fake dongle: transfer cancelled (device closed while stalled)")
@@ -99,7 +104,9 @@ class FakeDongleFactory:
     """A device factory handing out FakeRtlSdr objects, each scripted by ``stalls`` in turn.
 
     The first open always succeeds; the next ``fail_opens`` opens (reopen attempts) raise
-    HardwareError, then devices are handed out again.
+    HardwareError, then devices are handed out again.  While not ``present`` (see :meth:`unplug`)
+    every open fails as a real one does without a dongle; after :meth:`hang_opens`, an open blocks
+    until :meth:`release_opens` (a dongle whose USB transfers never complete).
     """
 
     def __init__(
@@ -110,16 +117,40 @@ class FakeDongleFactory:
         fail_opens: int = 0,
         noise_dbfs: float = -45.0,
         realtime: bool = True,
+        present: bool = True,
+        device_index: int = 0,
     ) -> None:
         self.stations = dict(stations or {})
         self.stalls = list(stalls)
         self.fail_opens = fail_opens
         self.noise_dbfs = noise_dbfs
         self.realtime = realtime
+        self.present = present
+        self.device_index = device_index
+        self._opens_released = threading.Event()
+        self._opens_released.set()
         self.devices: list[FakeRtlSdr] = []
         self.failed_opens = 0
 
+    def unplug(self) -> None:
+        """Pull the dongle out: reads of the open device fail, and opens find no dongle."""
+        self.present = False
+        for device in self.devices:
+            device.unplugged.set()
+
+    def plug_in(self) -> None:
+        self.present = True
+
+    def hang_opens(self) -> None:
+        self._opens_released.clear()
+
+    def release_opens(self) -> None:
+        self._opens_released.set()
+
     def __call__(self) -> FakeRtlSdr:
+        self._opens_released.wait(timeout=60.0)  # a test that forgets to release still ends
+        if not self.present:
+            raise missing_dongle(self.device_index)
         index = len(self.devices) + self.failed_opens
         if index > 0 and self.failed_opens < self.fail_opens:
             self.failed_opens += 1

@@ -20,7 +20,8 @@ class FakeTunerDevice:
     def __init__(self, *, rssi: int = 45, snr: int = 30, ignore_commands: int = 0) -> None:
         self.rssi = rssi
         self.snr = snr
-        self.ignore_commands = ignore_commands
+        self._ignore_lock = threading.Lock()  # tests set ignore_commands while _serve counts it down
+        self._ignore_commands = ignore_commands
         self.frequency_units = 10_000
         self.muted = False
         self.volume = 8
@@ -30,6 +31,16 @@ class FakeTunerDevice:
         self.port = os.ttyname(self._slave)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fake-tuner", daemon=True)
+
+    @property
+    def ignore_commands(self) -> int:
+        """How many of the next commands get no answer at all."""
+        return self._ignore_commands
+
+    @ignore_commands.setter
+    def ignore_commands(self, count: int) -> None:
+        with self._ignore_lock:
+            self._ignore_commands = count
 
     def start(self) -> FakeTunerDevice:
         self._thread.start()
@@ -58,8 +69,11 @@ class FakeTunerDevice:
 
     def _handle(self, command: str) -> None:
         self.received.append(command)
-        if self.ignore_commands > 0:
-            self.ignore_commands -= 1
+        with self._ignore_lock:
+            ignore = self._ignore_commands > 0
+            if ignore:
+                self._ignore_commands -= 1
+        if ignore:
             return
         reply = self.answer(command)
         os.write(self._master, "".join(f"{line}\r\n" for line in reply).encode("ascii"))

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from fm_receiver.dsp import IQ_FORMATS, FmParameterError, iq_from_bytes
 from fm_receiver.iq_source import SourceFinished
+from fm_receiver.source_health import CLOSED, OK, OPENING, SourceFault, SourceHealth, health_of
 from foundation.errors import HardwareError
 
 __all__ = ["IqFileSource"]
@@ -51,7 +52,7 @@ class IqFileSource:
         self.block_samples = block_samples or max(1, self._sample_rate // 10)
         self._clock, self._sleep = clock, sleep
         self._file: BinaryIO | None = None
-        self._state = "closed"
+        self._health = OPENING
         self._delivered = 0
         self._started = 0.0
 
@@ -64,15 +65,21 @@ class IqFileSource:
         return self._offset_hz
 
     @property
-    def state(self) -> str:
-        return self._state
+    def health(self) -> SourceHealth:
+        return self._health
 
     def open(self) -> None:
         try:
             self._file = self.path.open("rb")
         except OSError as exc:
-            raise HardwareError(f"IQ file {self.path}: cannot open: {exc.strerror}") from exc
-        self._state = "open"
+            fault = (
+                SourceFault(f"IQ file {self.path} not found", "missing")
+                if isinstance(exc, FileNotFoundError)
+                else SourceFault(f"IQ file {self.path}: cannot open: {exc.strerror or exc}")
+            )
+            self._health = health_of(fault)
+            raise fault from exc
+        self._health = OK
         self._delivered = 0
         self._started = self._clock()
         logger.info("IQ file %s opened (%s, %d S/s)", self.path, self.fmt, self._sample_rate)
@@ -81,12 +88,12 @@ class IqFileSource:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._state != "finished":
-            self._state = "closed"
+        if self._health.state != "finished":
+            self._health = CLOSED
 
     def read(self, timeout: float) -> npt.NDArray[np.complex64] | None:
         if self._file is None:
-            if self._state == "finished":
+            if self._health.state == "finished":
                 raise SourceFinished(f"IQ file {self.path}: end of file")
             raise HardwareError(f"IQ file {self.path}: read before open")
         if self.realtime and not self._wait_for_block(timeout):
@@ -116,7 +123,7 @@ class IqFileSource:
                 raise HardwareError(f"IQ file {self.path}: empty file cannot loop")
         data = data[: len(data) - len(data) % size]
         if not data:
-            self._state = "finished"
+            self._health = SourceHealth("finished")
             self.close()
             raise SourceFinished(f"IQ file {self.path}: end of file")
         return data

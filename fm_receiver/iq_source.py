@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fm_receiver.source_health import SourceHealth
 from foundation.errors import LoaError
 
 __all__ = ["EventSink", "FmEvent", "IqSource", "SourceFinished", "ignore_event"]
@@ -39,16 +40,20 @@ class IqSource(Protocol):
     def offset_hz(self) -> float: ...
 
     @property
-    def state(self) -> str:
-        """``closed``, ``open``, ``stalled``, ``reopening`` or ``finished``."""
+    def health(self) -> SourceHealth:
+        """Whether it delivers, and if not why (:mod:`fm_receiver.source_health`)."""
         ...
 
-    def open(self) -> None: ...
+    def open(self) -> None:
+        """Open the device or file; raises SourceFault (missing, failed) saying what is wrong."""
+        ...
 
     def read(self, timeout: float) -> npt.NDArray[np.complex64] | None:
         """The next block, or None when nothing came within ``timeout`` seconds.
 
         Raises SourceFinished at the end of a finite source, HardwareError when the device fails.
+        (A source with its own watchdog, as the RTL-SDR's, recovers by itself and shows it in
+        :attr:`health` instead.)
         """
         ...
 

@@ -6,7 +6,8 @@ a single block whose quality falls below the close threshold is muted at once (z
 player's clock running) while the state itself follows the detector's hold times.  When the carrier
 is lost the stream is finished (the player gets what is buffered, then b""); a later relay needs a
 new stream.  Every change is reported through ``on_event`` (called on the reader thread:
-hand it over and return).
+hand it over and return).  :meth:`FmReceiver.source_health` says whether the source delivers at
+all: a dongle that cannot be opened is a fault, not "no carrier".
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fm_receiver.dsp import FmDemodulator
 from fm_receiver.iq_source import EventSink, FmEvent, IqSource, SourceFinished
 from fm_receiver.pcm_stream import PcmStream, to_s16le
 from fm_receiver.quality import CarrierDetector, ChannelMeasurement
+from fm_receiver.source_health import SourceHealth, health_of
 
 __all__ = ["FmReceiver"]
 
@@ -56,6 +58,7 @@ class FmReceiver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: ChannelMeasurement | None = None
+        self._fault: SourceHealth | None = None  # why the source could not be opened or failed
         self.finished = threading.Event()
 
     def start(self) -> None:
@@ -87,15 +90,22 @@ class FmReceiver:
             previous.close()
         return stream
 
+    def source_health(self) -> SourceHealth:
+        """The source's own word; between failed opens (the source is closed), why the last one failed."""
+        health, fault = self.source.health, self._fault
+        return fault if fault is not None and not health.fault else health
+
     def status(self) -> dict[str, Any]:
         last = self._last
+        health = self.source_health()
         return {
             "carrier": self.detector.present,
             "rssi_dbfs": None if last is None else round(last.level_dbfs, 1),
             "snr_db": None if last is None else round(last.snr_db, 1),
             "frequency_hz": self.frequency_hz,
             "offset_hz": self.source.offset_hz,
-            "source": self.source.state,
+            "source": health.state,
+            "source_error": health.error,
             "streaming": self._stream is not None and not self._stream.closed,
         }
 
@@ -104,14 +114,17 @@ class FmReceiver:
         while not self._stop.is_set():
             try:
                 self.source.open()
+                self._fault = None
                 delay = self.backoff_initial_s
                 self._pump()
             except SourceFinished:
+                self._fault = None
                 self._restart_demodulation("source finished")
                 self._emit("fm.source_finished", {})
                 self.finished.set()
                 return
             except Exception as exc:  # supervised: any failure restarts the source after a backoff
+                self._fault = health_of(exc)
                 logger.warning("FM source failed: %s (restart in %.1f s)", exc, delay)
                 self._restart_demodulation("source error")
                 self._emit("fm.source_error", {"error": str(exc), "retry_s": delay})

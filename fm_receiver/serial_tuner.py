@@ -18,14 +18,15 @@ line, optionally preceded by ``+NAME: value`` information lines.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from foundation.errors import HardwareError
+from fm_receiver.source_health import SourceFault
 
-__all__ = ["FM_BAND_HZ", "SerialTuner", "TunerError"]
+__all__ = ["FM_BAND_HZ", "SerialTuner", "TunerError", "TunerNotAnswering"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,15 @@ FM_BAND_HZ = (87_500_000, 108_000_000)
 _UNIT_HZ = 10_000
 
 
-class TunerError(HardwareError):
-    """The tuner module did not answer, or refused a command."""
+class TunerError(SourceFault):
+    """The tuner module cannot be opened, did not answer, or refused a command."""
+
+
+class TunerNotAnswering(TunerError):
+    """No final ``OK`` / ``ERROR`` came for a command, even after the retries."""
+
+
+_PORT_MISSING = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO})  # unplugged USB-serial adapter
 
 
 class SerialTuner:
@@ -65,9 +73,23 @@ class SerialTuner:
         try:
             self._serial = factory(self.port, baudrate=self.baudrate, timeout=min(self.timeout_s, 0.1))
         except Exception as exc:
-            raise TunerError(f"FM tuner on {self.port}: cannot open: {exc}") from exc
-        self.command("AT")
+            raise self._open_fault(exc) from exc
+        try:
+            self.command("AT")
+        except TunerNotAnswering as exc:
+            raise TunerError(
+                f"FM tuner on {self.port} does not answer - check its power, its wiring and "
+                f"the baud rate ({self.baudrate})"
+            ) from exc
         logger.info("FM tuner on %s opened", self.port)
+
+    def _open_fault(self, exc: Exception) -> TunerError:
+        code = getattr(exc, "errno", None)  # pyserial's SerialException carries the OSError's errno
+        if code in _PORT_MISSING:
+            return TunerError(f"FM tuner port {self.port} not found - check the USB-serial cable", "missing")
+        if code == errno.EACCES:
+            return TunerError(f"FM tuner port {self.port}: permission denied - add the user to 'dialout'")
+        return TunerError(f"FM tuner on {self.port}: cannot open: {exc}")
 
     def close(self) -> None:
         if self._serial is not None:
@@ -83,7 +105,10 @@ class SerialTuner:
             if answer is not None:
                 return answer
             logger.warning("FM tuner on %s: no answer to %r (attempt %d)", self.port, line, attempt + 1)
-        raise TunerError(f"FM tuner on {self.port}: no answer to {line!r} after {self.retries + 1} attempts")
+        raise TunerNotAnswering(
+            f"FM tuner on {self.port}: no answer to {line!r} after {self.retries + 1} attempts"
+            " - check its power and wiring"
+        )
 
     def tune(self, frequency_hz: float) -> None:
         units = round(frequency_hz / _UNIT_HZ)

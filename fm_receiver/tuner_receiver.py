@@ -15,6 +15,7 @@ from typing import Any
 from fm_receiver.iq_source import EventSink, FmEvent
 from fm_receiver.quality import CarrierDetector
 from fm_receiver.serial_tuner import SerialTuner
+from fm_receiver.source_health import CLOSED, OK, OPENING, SourceHealth, health_of
 from foundation.errors import HardwareError
 
 __all__ = ["TunerReceiver"]
@@ -46,18 +47,24 @@ class TunerReceiver:
         self._thread: threading.Thread | None = None
         self._rssi: int | None = None
         self._snr: int | None = None
-        self._state = "closed"
+        self._health = OPENING
 
     def present(self) -> bool:
         return self.detector.present
 
+    def source_health(self) -> SourceHealth:
+        """Whether the module answers; after a failure, why (kept until it answers again)."""
+        return self._health
+
     def status(self) -> dict[str, Any]:
+        health = self._health
         return {
             "carrier": self.detector.present,
             "rssi_dbuv": self._rssi,
             "snr_db": self._snr,
             "frequency_hz": self.frequency_hz,
-            "source": self._state,
+            "source": health.state,
+            "source_error": health.error,
         }
 
     def start(self) -> None:
@@ -80,21 +87,21 @@ class TunerReceiver:
                 self._poll_loop()
             except HardwareError as exc:
                 logger.warning("FM tuner failed: %s (retry in %.1f s)", exc, delay)
+                self._health = health_of(exc)
                 self._lose_carrier("tuner error")
-                self._state = "reopening"
                 self._emit("fm.source_error", {"source": "serial", "error": str(exc), "retry_s": delay})
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_max_s)
             finally:
                 self.tuner.close()
-        self._state = "closed"
+        self._health = CLOSED
 
     def _open(self) -> None:
         self.tuner.open()
         self.tuner.set_mute(True)
         self.tuner.set_deemphasis(self.deemphasis_us)
         self.tuner.tune(self.frequency_hz)
-        self._state = "open"
+        self._health = OK
         logger.info("FM tuner tuned to %.2f MHz", self.frequency_hz / 1e6)
 
     def _poll_loop(self) -> None:

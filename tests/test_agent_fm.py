@@ -1,22 +1,29 @@
-"""The agent relaying FM from an IQ recording: policy, pre-emption by the schedule, squelch."""
+"""The agent relaying FM from an IQ recording: policy, pre-emption by the schedule, squelch, and
+source faults (no dongle, no file, no tuner) shown as faults in ``loa status``, not as "no carrier"."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
 from agent.control import request
+from agent.status import render
 from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from fm_receiver.fake_tuner import FakeTunerDevice
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_audio_written, wait_for_finished_wav
 from tests.fm_synth import Station, make_iq, to_bytes, tone
+from tests.test_fm_rtlsdr import real_library_without_a_dongle
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # the device's zone in write_config: relay hours are read in it
 RATE = 240_000
@@ -169,3 +176,109 @@ def test_a_missing_file_does_not_interrupt_the_relay(tmp_path: Path) -> None:
         box.wait_for(lambda: box.outcome("gone") == "failed", timeout=5)
         box.wait_passes(2, timeout=5)
         assert box.agent.fm is not None and box.agent.fm.active_token == token
+
+
+# -- source faults --------------------------------------------------------------------------------
+
+
+def stored_events(box: RunningAgent, kind: str) -> list[dict[str, Any]]:
+    store = Store.open_readonly(box.config.storage.dir)
+    try:
+        return [event for event in store.recent_events(500) if event["kind"] == kind]
+    finally:
+        store.close()
+
+
+def loa_status_fm_line(box: RunningAgent) -> str:
+    """The FM line of ``loa status`` as a technician runs it."""
+    loa = Path(sys.executable).parent / "loa"
+    result = subprocess.run(
+        [str(loa), "--config", str(box.config.source), "status"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("fm "))
+
+
+def faults_recorded_once(box: RunningAgent, words: str) -> None:
+    """Several passes of the loop saw the fault (the receiver retried twice), one error was stored."""
+    box.wait_for(lambda: len(stored_events(box, "fm.source_error")) >= 2, timeout=10)
+    faults = stored_events(box, "fm.source_fault")
+    assert [(event["severity"], event["detail"]) for event in faults] == [("error", words)]
+
+
+def test_a_missing_dongle_is_a_fault_in_loa_status(tmp_path: Path) -> None:
+    real_library_without_a_dongle()  # the real pyrtlsdr, with no dongle attached here
+    write_schedule(tmp_path)
+    section = "fm:\n  backend: rtlsdr\n  frequency: 99.1MHz\n  relay_hours: [00:00-23:59]\n"
+    words = "no RTL-SDR dongle found (device 0) - check the USB cable"
+    with running_agent(write_config(tmp_path, extra=section)) as box:
+        box.wait_for(
+            lambda: (request(box.config.control.socket, "status")["fm"] or {})["source"] == "missing", 5
+        )
+        faults_recorded_once(box, words)
+        fm = request(box.config.control.socket, "status")["fm"]
+        assert (fm["source_error"], fm["carrier"], fm["relaying"]) == (words, False, False)
+        assert loa_status_fm_line(box) == f"fm       99.1 MHz FAULT: {words}"
+        errors = request(box.config.control.socket, "status")["errors"]
+        assert errors[0]["kind"] == "fm.source_fault" and errors[0]["detail"] == words
+
+
+def test_a_missing_tuner_port_is_a_fault_in_loa_status(tmp_path: Path) -> None:
+    write_schedule(tmp_path)
+    section = """fm:
+  backend: serial
+  frequency: 99.1MHz
+  serial: {port: /dev/loa-no-such-tuner, audio_relay_pin: 22}
+"""
+    words = "FM tuner port /dev/loa-no-such-tuner not found - check the USB-serial cable"
+    with running_agent(write_config(tmp_path, extra=section)) as box:
+        faults_recorded_once(box, words)
+        assert loa_status_fm_line(box) == f"fm       99.1 MHz FAULT: {words}"
+
+
+def test_a_missing_iq_file_is_a_fault_until_it_appears(tmp_path: Path) -> None:
+    write_schedule(tmp_path)
+    wanted = tmp_path / "station.cu8"
+    words = f"IQ file {wanted} not found"
+    with running_agent(write_config(tmp_path, extra=fm_section(wanted))) as box:
+        faults_recorded_once(box, words)
+        assert loa_status_fm_line(box) == f"fm       99.1 MHz FAULT: {words}"
+        (tmp_path / "made").mkdir()
+        os.replace(write_iq(tmp_path / "made", station=True), wanted)  # appears whole, as a finished copy
+        box.wait_for(lambda: relaying(box), timeout=10)
+        assert [event["detail"] for event in stored_events(box, "fm.source_ok")] == [f"was: {words}"]
+        assert len(stored_events(box, "fm.source_fault")) == 1
+        line = loa_status_fm_line(box)
+        assert line.startswith("fm       99.1 MHz RELAYING: carrier present, level ")
+
+
+@pytest.mark.parametrize(
+    ("fm", "line"),
+    [
+        (
+            {"source": "ok", "source_error": None, "carrier": False, "relaying": False,
+             "decision": "no_carrier", "rssi_dbfs": -61.5, "snr_db": -9.8},
+            "not relaying (no_carrier): no carrier, level -61.5 dBFS, SNR -9.8 dB",
+        ),
+        (
+            {"source": "ok", "source_error": None, "carrier": True, "relaying": True,
+             "decision": "relay_hours", "rssi_dbuv": 48, "snr_db": 31},
+            "RELAYING: carrier present, level 48 dBµV, SNR 31 dB",
+        ),
+        (
+            {"source": "stalled", "carrier": False, "relaying": False, "decision": "no_carrier",
+             "source_error": "RTL-SDR dongle (device 0) opens but sends no samples"},
+            "FAULT: RTL-SDR dongle (device 0) opens but sends no samples",
+        ),
+        (
+            {"source": "opening", "source_error": None, "carrier": False, "relaying": False,
+             "decision": "no_carrier", "rssi_dbfs": None, "snr_db": None},
+            "not relaying (no_carrier): source opening",
+        ),
+    ],
+)  # fmt: skip
+def test_loa_status_says_no_carrier_only_when_the_source_works(fm: dict[str, Any], line: str) -> None:
+    status = {"running": True, "device": "xa-1", "fm": {"frequency_mhz": 99.1, **fm}}
+    lines = render(status, ZoneInfo("Asia/Ho_Chi_Minh")).splitlines()
+    assert [text for text in lines if text.startswith("fm ")] == [f"fm       99.1 MHz {line}"]

@@ -13,8 +13,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from agent import daemon
 from agent.config import Amplifier, Config, GpioConfig, load_config, load_config_text
 from agent.yaml_source import load_yaml
+from fm_receiver.dsp import FmDemodulator
+from fm_receiver.sample_rates import SUPPORTED_SAMPLE_RATES, FmParameterError
 from foundation.errors import ConfigError
 from foundation.units import (
     format_clock_window,
@@ -313,8 +316,9 @@ def test_device_mistakes(tmp_path: Path, text: str, line: int, key_path: str, ex
             'fm:\n  rtlsdr: {sample_rate: "1024000"}',
             8,
             "fm.rtlsdr.sample_rate",
-            """'"1024000"' is text, not a number: expected samples per second, 225001 to 300000 or """
-            "900001 to 3200000, e.g. 1024000 (remove the quotes: 1024000)",
+            """'"1024000"' is text, not a number: expected samples per second, 240000 or 256000 times 1 """
+            "to 12, within the RTL-SDR's 225001 to 300000 or 900001 to 3200000, e.g. 1024000 "
+            "(remove the quotes: 1024000)",
         ),
         (
             'fm:\n  iq_file: {sample_rate: "2048000"}',
@@ -524,6 +528,117 @@ def test_many_mistakes_are_reported_together_in_file_order(tmp_path: Path) -> No
 def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
     text = MINIMAL + "  preroll: 2s\n  postroll: 5s\n  preroll: 3s\n"
     assert the_problem(tmp_path, text, 9, "gpio.preroll") == "duplicate key 'preroll' (first at line 7)"
+
+
+# -- FM sample rates: refused exactly when the demodulator refuses them ---------------------------
+
+RATE_REFUSED = "is not a rate the FM receiver can demodulate"
+
+
+@pytest.mark.parametrize(
+    ("backend", "rate", "reason", "nearest"),
+    [
+        ("rtlsdr", "1000000", RATE_REFUSED, "960000 or 1024000"),
+        ("rtlsdr", "2.5MHz", RATE_REFUSED, "2400000 or 2560000"),
+        ("rtlsdr", "3200000", RATE_REFUSED, "3072000"),
+        ("rtlsdr", "250000", RATE_REFUSED, "240000 or 256000"),
+        ("iq_file", "1000000", RATE_REFUSED, "960000 or 1024000"),
+        ("iq_file", "200000", RATE_REFUSED, "240000"),
+        ("iq_file", "6.144MHz", RATE_REFUSED, "3072000"),
+        # The demodulator takes 768000, but the RTL-SDR cannot sample between 300000 and 900001.
+        ("rtlsdr", "768000", "is out of range", "256000 or 960000"),
+    ],
+)
+def test_fm_sample_rates_the_receiver_refuses(
+    tmp_path: Path, backend: str, rate: str, reason: str, nearest: str
+) -> None:
+    text = MINIMAL + f"fm:\n  {backend}: {{sample_rate: {rate}}}\n"
+    message = the_problem(tmp_path, text, 8, f"fm.{backend}.sample_rate")
+    assert message.startswith(
+        f"'{rate}' {reason}: expected samples per second, 240000 or 256000 times 1 to 12"
+    )
+    assert message.endswith(f"e.g. 1024000 (nearest: {nearest})")
+    assert ("RTL-SDR's 225001 to 300000 or 900001 to 3200000" in message) == (backend == "rtlsdr")
+    if reason == RATE_REFUSED:  # the receiver itself refuses it: config does not invent the rule
+        hertz = int(rate) if rate.isdigit() else parse_frequency(rate)
+        with pytest.raises(FmParameterError, match="is not supported"):
+            FmDemodulator(hertz, 0)
+    # Only the rate is reported: the default offset is not checked against a rate that is wrong.
+
+
+def test_fm_sample_rates_the_receiver_accepts(tmp_path: Path) -> None:
+    text = MINIMAL + "fm:\n  rtlsdr: {sample_rate: 2.4MHz}\n  iq_file: {sample_rate: 768000}\n"
+    config = load_config(write(tmp_path, text))
+    assert (config.fm.rtlsdr.sample_rate, config.fm.iq_file.sample_rate) == (2_400_000, 768_000)
+    message = the_problem(tmp_path, text.replace("768000", "240000"), 9, "fm.iq_file.offset")
+    assert message == (
+        "'250000' puts the station outside the sampled band: "
+        "expected at most ±20kHz at 240000 samples per second"
+    )
+
+
+def test_check_config_refuses_a_rate_the_receiver_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path, MINIMAL + "fm:\n  backend: rtlsdr\n  frequency: 99.1MHz\n  rtlsdr: {sample_rate: 1MHz}\n"
+    )
+    assert daemon.main(["--config", str(path), "check-config", "--config-only"]) == 2
+    assert f"loa-agent: {path}:10: fm.rtlsdr.sample_rate: '1MHz' {RATE_REFUSED}" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("sample_rate: 1MHz", "sample_rate: 1.024MHz"))
+    assert daemon.main(["--config", str(path), "check-config", "--config-only"]) == 0
+    assert capsys.readouterr().out == f"{path}: valid\n"
+
+
+_rate = st.one_of(
+    st.sampled_from(SUPPORTED_SAMPLE_RATES),
+    st.sampled_from(SUPPORTED_SAMPLE_RATES).map(lambda rate: rate + 1),
+    st.integers(0, 25_000_000),
+)
+RTLSDR_RANGES = ((225_001, 300_000), (900_001, 3_200_000))
+
+
+def _demodulator_accepts(rate: int, offset: int) -> bool:
+    try:
+        FmDemodulator(rate, offset)
+    except FmParameterError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["rtlsdr", "iq_file"]), _rate, st.booleans(), st.data())
+def test_config_accepts_a_rate_and_offset_exactly_when_the_demodulator_does(
+    backend: str, rate: int, rate_with_unit: bool, data: st.DataObject
+) -> None:
+    edge = rate // 2 - 100_000  # where the demodulator's own offset limit lies, if it takes the rate
+    size = data.draw(st.integers(-2, 2).map(lambda step: edge + step) | st.integers(0, 1_000_000))
+    offset = size * data.draw(st.sampled_from([1, -1]))
+    assume(abs(offset) <= 1_000_000)  # beyond that the offset's own range refuses it
+    offset_key = "center_offset" if backend == "rtlsdr" else "offset"
+    rate_text = format_frequency(rate) if rate_with_unit else str(rate)
+    text = (
+        MINIMAL
+        + f"fm:\n  {backend}: {{sample_rate: {rate_text}, {offset_key}: {format_frequency(offset)}}}\n"
+    )
+    try:
+        load_config_text(text, Path("agent.yaml"))
+        accepted = True
+    except ConfigError:
+        accepted = False
+    dongle_can = backend == "iq_file" or any(low <= rate <= high for low, high in RTLSDR_RANGES)
+    assert accepted == (dongle_can and _demodulator_accepts(rate, offset))
+
+
+@pytest.mark.parametrize("rate", SUPPORTED_SAMPLE_RATES)
+def test_every_rate_the_demodulator_accepts_is_accepted_for_an_iq_file(tmp_path: Path, rate: int) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f"fm:\n  iq_file: {{sample_rate: {rate}, offset: 0Hz}}\n"))
+    assert config.fm.iq_file.sample_rate == rate
+    rtlsdr = MINIMAL + f"fm:\n  rtlsdr: {{sample_rate: {rate}, center_offset: 0Hz}}\n"
+    if 225_001 <= rate <= 300_000 or 900_001 <= rate <= 3_200_000:
+        assert load_config(write(tmp_path, rtlsdr)).fm.rtlsdr.sample_rate == rate
+    else:
+        assert "is out of range" in the_problem(tmp_path, rtlsdr, 8, "fm.rtlsdr.sample_rate")
 
 
 # -- durations, frequencies and clock windows -----------------------------------------------------

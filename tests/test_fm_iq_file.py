@@ -10,6 +10,7 @@ import pytest
 from fm_receiver.dsp import FmParameterError
 from fm_receiver.iq_file import IqFileSource
 from fm_receiver.iq_source import SourceFinished
+from fm_receiver.source_health import SourceFault, SourceHealth
 from foundation.errors import HardwareError
 from tests.fm_synth import to_bytes
 
@@ -37,7 +38,7 @@ def test_reads_whole_file_in_blocks_then_finishes(tmp_path: Path, fmt: str) -> N
             blocks.append(block)
     assert [len(b) for b in blocks] == [100] * 10 + [50]
     np.testing.assert_allclose(np.concatenate(blocks), iq, atol=1 / 127)
-    assert source.state == "finished"
+    assert source.health.state == "finished"
 
 
 def test_loops_back_to_the_start(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_loops_back_to_the_start(tmp_path: Path) -> None:
     got = np.concatenate([source.read(0.1) for _ in range(6)])  # type: ignore[misc]
     np.testing.assert_array_equal(got, np.concatenate([iq, iq, iq[:100]]))
     source.close()
-    assert source.state == "closed"
+    assert source.health.state == "closed"
 
 
 class FakeClock:
@@ -81,5 +82,15 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(FmParameterError, match="format 'wav'"):
         IqFileSource(tmp_path / "x", "wav", 240_000, 0.0)
     source = IqFileSource(tmp_path / "missing.cu8", "cu8", 240_000, 0.0)
-    with pytest.raises(HardwareError, match=r"missing\.cu8"):
+    assert source.health == SourceHealth("opening")
+    with pytest.raises(HardwareError, match=r"missing\.cu8") as caught:
         source.open()
+    missing = SourceHealth("missing", f"IQ file {tmp_path / 'missing.cu8'} not found")
+    assert isinstance(caught.value, SourceFault) and caught.value.state == "missing"
+    assert source.health == missing
+    source.close()
+    assert source.health.state == "closed"
+    unreadable = IqFileSource(tmp_path, "cu8", 240_000, 0.0)  # a directory
+    with pytest.raises(SourceFault, match="cannot open: Is a directory"):
+        unreadable.open()
+    assert unreadable.health.state == "failed"
