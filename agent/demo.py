@@ -107,7 +107,7 @@ logging: {{level: info}}
 fm:
   backend: iq_file                 # a recording stands in for the RTL-SDR dongle
   frequency: 99.1MHz
-  relay_hours: ["05:00-04:59"]     # all day, so the demo relays whenever nothing is scheduled
+  relay_hours: ["00:00-24:00"]     # all day, so the demo relays whenever nothing is scheduled
   volume: 60
   iq_file: {{path: fm.cu8, format: cu8, sample_rate: 1024000, offset: 250kHz, loop: true}}
 """,

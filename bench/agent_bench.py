@@ -109,7 +109,7 @@ def _proc_sample(pid: int) -> tuple[float, float]:
 FM_SECTION = """fm:
   backend: iq_file
   frequency: 99.1MHz
-  relay_hours: ["00:00-23:59"]
+  relay_hours: ["00:00-24:00"]
   iq_file: {path: fm.cu8, format: cu8, sample_rate: 1024000, offset: 250kHz, loop: true}
 """
 
