@@ -82,7 +82,7 @@ def run(
     """Run the agent until ``stop`` is set; ``on_agent`` sees it once wired (tests, demo)."""
     notifier = Notifier()
     with ExitStack() as stack:
-        lock = InstanceLock(config.storage.dir)
+        lock = InstanceLock(config.storage.dir, config.control.socket.parent)
         lock.acquire()
         stack.callback(lock.release)
         store = Store.open(config.storage.dir)

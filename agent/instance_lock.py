@@ -18,17 +18,27 @@ LOCK_NAME = "agent.lock"
 
 
 class InstanceLock:
-    def __init__(self, storage_dir: Path) -> None:
+    def __init__(self, storage_dir: Path, fallback_dir: Path | None = None) -> None:
         self.path = storage_dir / LOCK_NAME
+        # On a read-only card the lock file cannot be created: lock one in the runtime dir instead.
+        self._fallback = fallback_dir / LOCK_NAME if fallback_dir is not None else None
         self._file: IO[str] | None = None
+
+    def _open(self) -> IO[str]:
+        errors = []
+        for path, mode in ((self.path, "a+"), (self.path, "r"), (self._fallback, "a+")):
+            if path is None:
+                continue
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return open(path, mode, encoding="ascii")
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror or exc}")
+        raise StoreError("cannot open a lock file: " + "; ".join(errors))
 
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunningError naming the holder's pid."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+", encoding="ascii")  # noqa: SIM115 (held for the agent's life)
-        except OSError as exc:
-            raise StoreError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from exc
+        handle = self._open()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -39,10 +49,11 @@ class InstanceLock:
                 f"another loa-agent (pid {holder}) is already running with storage.dir "
                 f"{self.path.parent}; stop it first (sudo systemctl stop loa-agent)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        if handle.writable():
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         self._file = handle
 
     def release(self) -> None:

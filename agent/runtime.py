@@ -179,6 +179,7 @@ class Agent:
     def _iterate(self) -> None:
         now = self.wall()
         self._check_clock(now)
+        self.store.retry_writes()
         if self._resumed:
             self._carry_out(self.engine.tick(now, self._hold()), now)
         self._apply(self._plan(now), now)
@@ -226,6 +227,10 @@ class Agent:
         faults = []
         if not self.player.healthy():
             faults.append("the audio player is not healthy")
+        if self.store.fault is not None:
+            faults.append(
+                f"storage: {self.store.fault}; records kept in memory ({self.store.buffer.pending})"
+            )
         if self.fm is not None and self.fm.reported_fault is not None:
             faults.append(f"FM: {self.fm.reported_fault.error}")
         return tuple(faults)

@@ -52,6 +52,11 @@ class StatusBoard:
             "player": {"backend": agent.player.name, "healthy": agent.player.healthy()},
             "schedule": agent.schedule.status(),
             "fm": agent.fm.status() if agent.fm is not None else None,
+            "storage": {
+                "fault": agent.store.fault,
+                "kept_in_memory": agent.store.buffer.pending,
+                "dropped": agent.store.buffer.dropped,
+            },
             "led": agent.led.code.value if agent.led is not None and agent.led.code else None,
             "faults": list(agent.plan.faults) if agent.plan is not None else [],
             "errors": agent.store.recent_events(5, severity="error"),

@@ -25,20 +25,23 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from agent.events import EventKind
+from agent.write_buffer import STORAGE_ERRORS, WriteBuffer
 from foundation.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "state.db"
+T = TypeVar("T")
+
 SCHEMA_VERSION = 2
 LOCAL_ORIGIN = "local"  # the local schedule file
 
@@ -118,20 +121,61 @@ class Store:
         self.db = db
         self.path = path
         self.readonly = readonly
+        self.buffer = WriteBuffer()  # writes the storage refuses, kept until it takes them again
+        self.degraded = False  # opened without write access: reopen when the storage recovers
 
     @classmethod
     def open(cls, storage_dir: Path) -> Store:
+        """The daemon's store.  It always opens: on a read-only or full card, or a corrupt file, it
+        opens what it can read (or an empty store in memory), reports a storage fault, keeps every
+        write in memory and writes them once the storage takes writes again."""
         path = storage_dir / DB_NAME
-        conn = _connect(path, readonly=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            store = cls(sqlite_utils.Database(conn), path, readonly=False)
-            store._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+            store = cls(_open_writable(path), path, readonly=False)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                return cls._degraded(path, exc)
+            store = cls(_open_writable(_set_aside(path)), path, readonly=False)
+            store.add_event(
+                EventKind.STORAGE_FAULT, f"the store was corrupt ({exc}); set aside, a new one started"
+            )
+        except (StoreError, OSError) as exc:
+            return cls._degraded(path, exc)
         logger.info("store %s opened", path)
         return store
+
+    @classmethod
+    def _degraded(cls, path: Path, exc: BaseException) -> Store:
+        db = _open_for_reading(path)
+        store = cls(db, path, readonly=False)
+        store.degraded = True
+        store.buffer.fail(exc.__cause__ or exc)
+        logger.error("store %s opened without write access: %s", path, store.buffer.fault)
+        store.add_event(EventKind.STORAGE_FAULT, store.buffer.fault or str(exc))
+        return store
+
+    @property
+    def fault(self) -> str | None:
+        """Why the store cannot be written now, or None."""
+        return self.buffer.fault
+
+    def retry_writes(self) -> bool:
+        """Write what the storage refused before (the main loop calls this on every pass; it tries
+        at most every few seconds).  True when nothing is kept."""
+        was_faulty = self.fault is not None
+        written = self.buffer.retry(self._reopen if self.degraded else None)
+        if written and was_faulty:
+            self._put_state("storage_recovered_at", iso(datetime.now(UTC)))
+            self._add_event(
+                EventKind.STORAGE_RECOVERED, f"kept records written; {self.buffer.dropped} dropped"
+            )
+        return written
+
+    def _reopen(self) -> None:
+        db = _open_writable(self.path)
+        self.db.conn.close()
+        self.db, self.degraded = db, False
+        logger.info("store %s writable again", self.path)
 
     @classmethod
     def open_readonly(cls, storage_dir: Path) -> Store:
@@ -143,44 +187,13 @@ class Store:
     def close(self) -> None:
         self.db.conn.close()
 
-    def _migrate(self) -> None:
-        self.db.conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS play_log (
-                key TEXT PRIMARY KEY, item_id TEXT NOT NULL, audio TEXT NOT NULL,
-                level TEXT NOT NULL, zones TEXT NOT NULL, scheduled_start TEXT NOT NULL,
-                actual_start TEXT, ended TEXT, outcome TEXT NOT NULL, reason TEXT,
-                recorded_at TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);
-            CREATE INDEX IF NOT EXISTS play_log_start ON play_log (scheduled_start);
-            CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL,
-                updated_at TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,
-                at TEXT NOT NULL, severity TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS schedule_items (id TEXT PRIMARY KEY, spec TEXT NOT NULL,
-                source TEXT NOT NULL, loaded_at TEXT NOT NULL);
-            """
-        )
-        self._add_column("play_log", "seq", "INTEGER NOT NULL DEFAULT 0")
-        self._add_column("play_log", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
-        self._add_column("schedule_items", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
-        self.db.conn.executescript(
-            """
-            CREATE INDEX IF NOT EXISTS play_log_seq ON play_log (seq);
-            CREATE INDEX IF NOT EXISTS play_log_outcome ON play_log (outcome);
-            """
-        )
-        self.db.conn.commit()
-        self.put_state("schema_version", SCHEMA_VERSION)
-
-    def _add_column(self, table: str, column: str, kind: str) -> None:
-        names = {row[1] for row in self.db.conn.execute(f"PRAGMA table_info({table})")}
-        if column not in names:
-            self.db.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-
     # -- play log -------------------------------------------------------------------------------
 
     def record_play(self, record: PlayRecord) -> None:
         """Insert or update the row of ``record.key`` (one row per occurrence)."""
+        self._write(("play", record.key), lambda: self._record_play(record))
+
+    def _record_play(self, record: PlayRecord) -> None:
         row = {
             "key": record.key,
             "item_id": record.item_id,
@@ -211,25 +224,52 @@ class Store:
         return rows[-limit:] if limit else rows
 
     def unfinished_plays(self) -> list[PlayRecord]:
-        rows = self.db.query("SELECT * FROM play_log WHERE outcome = 'playing' ORDER BY scheduled_start")
-        return [PlayRecord.from_row(r) for r in rows]
+        sql = "SELECT * FROM play_log WHERE outcome = 'playing' ORDER BY scheduled_start"
+        return self._read(list[PlayRecord](), lambda: [PlayRecord.from_row(r) for r in self.db.query(sql)])
 
     def handled_keys(self, since: str) -> set[str]:
-        rows = self.db.query("SELECT key FROM play_log WHERE scheduled_start >= ?", [since])
-        return {r["key"] for r in rows}
+        sql = "SELECT key FROM play_log WHERE scheduled_start >= ?"
+        return self._read(set[str](), lambda: {r["key"] for r in self.db.query(sql, [since])})
+
+    def _write(self, key: tuple[str, str] | None, action: Callable[[], Any]) -> Any:
+        """A write the daemon must not lose: kept in memory while the storage refuses it.  The
+        CLI's read-only store refuses writes outright."""
+        if self.readonly:
+            return action()
+        return self.buffer.write(key, action)
+
+    def _read(self, default: T, read: Callable[[], T]) -> T:
+        """A read the daemon can do without (a damaged store must not stop the loop)."""
+        try:
+            return read()
+        except STORAGE_ERRORS as exc:
+            logger.error("store %s cannot be read: %s", self.path, exc)
+            return default
 
     # -- state and events -----------------------------------------------------------------------
 
     def put_state(self, key: str, value: object) -> None:
+        self._write(("state", key), lambda: self._put_state(key, value))
+
+    def _put_state(self, key: str, value: object) -> None:
         row = {"key": key, "value": json.dumps(value), "updated_at": iso(datetime.now(UTC))}
-        self.db.table("state").upsert(row, pk="key")
+        with self.db.conn:
+            self.db.table("state").upsert(row, pk="key")
 
     def get_state(self, key: str, default: object = None) -> object:
-        rows = list(self.db.query("SELECT value FROM state WHERE key = ?", [key]))
+        rows = self._read(
+            list[dict[str, Any]](),
+            lambda: list(self.db.query("SELECT value FROM state WHERE key = ?", [key])),
+        )
         return json.loads(rows[0]["value"]) if rows else default
 
     def add_event(self, kind: EventKind, detail: str) -> int:
-        """Append an event to the outbox; returns its sequence number."""
+        """Append an event to the outbox; returns its sequence number (0 while it is kept in memory)."""
+        at = iso(datetime.now(UTC))
+        return int(self._write(None, lambda: self._add_event(kind, detail, at)) or 0)
+
+    def _add_event(self, kind: EventKind, detail: str, at: str | None = None) -> int:
+        at = at or iso(datetime.now(UTC))
         row = {
             "at": iso(datetime.now(UTC)),
             "severity": kind.severity.value,
@@ -268,7 +308,17 @@ class Store:
         return value if isinstance(value, int) else 0
 
     def prune(self, now: datetime, retention: Retention = RETENTION) -> dict[str, int]:
-        """Apply ``retention``; returns how many rows each table lost."""
+        """Apply ``retention``; returns how many rows each table lost (none while the storage
+        cannot be written: pruning waits for it)."""
+        if self.fault is not None:
+            return {"play_log": 0, "events": 0}
+        try:
+            return self._prune(now, retention)
+        except STORAGE_ERRORS as exc:
+            self.buffer.fail(exc)
+            return {"play_log": 0, "events": 0}
+
+    def _prune(self, now: datetime, retention: Retention) -> dict[str, int]:
         removed = {"play_log": 0, "events": 0}
         plays_before = iso(now - timedelta(days=retention.play_log_days))
         events_before = iso(now - timedelta(days=retention.events_days))
@@ -296,7 +346,7 @@ class Store:
             params.append(severity)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return list(self.db.query(sql, params))
+        return self._read(list[dict[str, Any]](), lambda: list(self.db.query(sql, params)))
 
     # -- schedule -------------------------------------------------------------------------------
 
@@ -328,7 +378,9 @@ class Store:
 
     def schedule_specs(self, origin: str = LOCAL_ORIGIN) -> Iterator[dict[str, Any]]:
         """The last good schedule of ``origin``, as the specs it was loaded from."""
-        for row in self.db.query("SELECT spec FROM schedule_items WHERE origin = ? ORDER BY id", [origin]):
+        sql = "SELECT spec FROM schedule_items WHERE origin = ? ORDER BY id"
+        rows = self._read(list[dict[str, Any]](), lambda: list(self.db.query(sql, [origin])))
+        for row in rows:
             yield json.loads(row["spec"])
 
     def schedule_origin(self, origin: str = LOCAL_ORIGIN) -> dict[str, Any]:
@@ -346,3 +398,91 @@ def _trim(conn: sqlite3.Connection, table: str, order: str, keep: int, which: st
     oldest = f"SELECT {order} FROM {table} WHERE {which} ORDER BY {order} LIMIT ?"
     sql = f"DELETE FROM {table} WHERE {order} IN ({oldest})"
     return conn.execute(sql, [excess]).rowcount
+
+
+def _migrate(db: sqlite_utils.Database) -> None:
+    db.conn.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS play_log (
+            key TEXT PRIMARY KEY, item_id TEXT NOT NULL, audio TEXT NOT NULL,
+            level TEXT NOT NULL, zones TEXT NOT NULL, scheduled_start TEXT NOT NULL,
+            actual_start TEXT, ended TEXT, outcome TEXT NOT NULL, reason TEXT,
+            recorded_at TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX IF NOT EXISTS play_log_start ON play_log (scheduled_start);
+        CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL,
+            updated_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL, severity TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS schedule_items (id TEXT PRIMARY KEY, spec TEXT NOT NULL,
+            source TEXT NOT NULL, loaded_at TEXT NOT NULL);
+        """
+    )
+    _add_column(db, "play_log", "seq", "INTEGER NOT NULL DEFAULT 0")
+    _add_column(db, "play_log", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
+    _add_column(db, "schedule_items", "origin", f"TEXT NOT NULL DEFAULT '{LOCAL_ORIGIN}'")
+    db.conn.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS play_log_seq ON play_log (seq);
+        CREATE INDEX IF NOT EXISTS play_log_outcome ON play_log (outcome);
+        """
+    )
+    version = json.dumps(SCHEMA_VERSION)
+    db.conn.execute(
+        "INSERT INTO state (key, value, updated_at) VALUES ('schema_version', ?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        [version, iso(datetime.now(UTC))],
+    )
+    db.conn.commit()
+
+
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: str) -> None:
+    names = {row[1] for row in db.conn.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        db.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _open_writable(path: Path) -> sqlite_utils.Database:
+    """The store at ``path`` opened for writing (WAL, synchronous=FULL) and migrated."""
+    conn = _connect(path, readonly=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        db = sqlite_utils.Database(conn)
+        _migrate(db)
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def _open_for_reading(path: Path) -> sqlite_utils.Database:
+    """What can be read of the store when it cannot be written: the file read-only (``immutable``
+    when its WAL files cannot be made on a read-only card), else an empty store in memory."""
+    if path.exists():
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=5.0, check_same_thread=False)
+                conn.execute("SELECT COUNT(*) FROM state").fetchone()
+                conn.execute("SELECT COUNT(*) FROM play_log").fetchone()
+                return sqlite_utils.Database(conn)
+            except sqlite3.Error:
+                continue
+    db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))
+    _migrate(db)
+    return db
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a corrupt store out of the way (kept for inspection) so a new one can start."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(path.with_name(f"{path.name}.corrupt-{stamp}{suffix}"))
+    logger.error("store %s is corrupt: set aside as %s.corrupt-%s", path, path.name, stamp)
+    return path
