@@ -22,8 +22,10 @@ daemon's main thread writes; the CLI opens the file read-only.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -149,7 +151,7 @@ class Store:
         db = _open_for_reading(path)
         store = cls(db, path, readonly=False)
         store.degraded = True
-        store.buffer.fail(exc.__cause__ or exc)
+        store.buffer.fail(_read_only_cause(path) or exc.__cause__ or exc)
         logger.error("store %s opened without write access: %s", path, store.buffer.fault)
         store.add_event(EventKind.STORAGE_FAULT, store.buffer.fault or str(exc))
         return store
@@ -210,7 +212,7 @@ class Store:
         }
         with self.db.conn:
             (last,) = self.db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM play_log").fetchone()
-            self.db.table("play_log").upsert({**row, "seq": last + 1}, pk="key")
+            _upsert(self.db.conn, "play_log", {**row, "seq": last + 1})
 
     def play_log(self, since: str | None = None, limit: int | None = None) -> list[PlayRecord]:
         """Rows by scheduled start, oldest first; ``since`` is a UTC ISO string."""
@@ -254,7 +256,7 @@ class Store:
     def _put_state(self, key: str, value: object) -> None:
         row = {"key": key, "value": json.dumps(value), "updated_at": iso(datetime.now(UTC))}
         with self.db.conn:
-            self.db.table("state").upsert(row, pk="key")
+            _upsert(self.db.conn, "state", row)
 
     def get_state(self, key: str, default: object = None) -> object:
         rows = self._read(
@@ -359,6 +361,12 @@ class Store:
         version: str = "",
     ) -> None:
         """Replace the last good schedule of ``origin`` in one transaction: all old items or all new."""
+        kept = {key: dict(spec) for key, spec in specs.items()}
+        self._write(("schedule", origin), lambda: self._replace_schedule(kept, source, origin, version))
+
+    def _replace_schedule(
+        self, specs: Mapping[str, Mapping[str, Any]], source: str, origin: str, version: str
+    ) -> None:
         now = iso(datetime.now(UTC))
         meta = {"version": version, "source": source, "loaded_at": now, "items": len(specs)}
         with self.db.conn:
@@ -486,3 +494,24 @@ def _set_aside(path: Path) -> Path:
             old.rename(path.with_name(f"{path.name}.corrupt-{stamp}{suffix}"))
     logger.error("store %s is corrupt: set aside as %s.corrupt-%s", path, path.name, stamp)
     return path
+
+
+def _upsert(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
+    """Insert or replace the row with this ``key``.  Plain SQL on purpose: sqlite-utils' upsert
+    (INSERT OR IGNORE, then UPDATE) silently writes nothing when the database is full."""
+    columns = ", ".join(row)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in row if column != "key")
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + c for c in row)}) "
+        f"ON CONFLICT(key) DO UPDATE SET {updates}"
+    )
+    conn.execute(sql, dict(row))
+
+
+def _read_only_cause(path: Path) -> OSError | None:
+    """An EROFS error when the store's file system is mounted read-only (clearer than SQLite's)."""
+    try:
+        read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    return OSError(errno.EROFS, "read-only file system") if read_only else None

@@ -210,7 +210,7 @@ def faults_recorded_once(box: RunningAgent, words: str) -> None:
 def test_a_missing_dongle_is_a_fault_in_loa_status(tmp_path: Path) -> None:
     real_library_without_a_dongle()  # the real pyrtlsdr, with no dongle attached here
     write_schedule(tmp_path)
-    section = "fm:\n  backend: rtlsdr\n  frequency: 99.1MHz\n  relay_hours: ["00:00-24:00"]\n"
+    section = "fm:\n  backend: rtlsdr\n  frequency: 99.1MHz\n  relay_hours: ['00:00-24:00']\n"
     words = "no RTL-SDR dongle found (device 0) - check the USB cable"
     with running_agent(write_config(tmp_path, extra=section)) as box:
         box.wait_for(
