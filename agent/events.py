@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     CLOCK_TRUSTED = "clock.trusted"
     CLOCK_UNTRUSTED = "clock.untrusted"
     WATERMARK_DROPPED = "clock.watermark_dropped"
+    CLOCK_STEPPED_BACK = "clock.stepped_back"
     SCHEDULE_LOADED = "schedule.loaded"
     SCHEDULE_REFUSED = "schedule.refused"
     PLAY_FAILED = "play.failed"
@@ -54,6 +55,7 @@ class EventKind(StrEnum):
 _SEVERITY = {
     EventKind.CLOCK_UNTRUSTED: Severity.WARNING,
     EventKind.WATERMARK_DROPPED: Severity.WARNING,
+    EventKind.CLOCK_STEPPED_BACK: Severity.WARNING,
     EventKind.SCHEDULE_REFUSED: Severity.ERROR,
     EventKind.PLAY_FAILED: Severity.ERROR,
     EventKind.PLAY_CUT_BY_RESTART: Severity.WARNING,

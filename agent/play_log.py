@@ -40,6 +40,16 @@ class PlayLog:
             self.store.record_play(replace(record, outcome="interrupted", reason=reason))
             self.store.add_event(EventKind.PLAY_CUT_BY_RESTART, f"{record.key}: {reason}")
 
+    def waiting(self, occurrence: Occurrence) -> None:
+        """It fell due and waits for the speakers: its row exists from now on, whatever happens."""
+        self._write(occurrence, None, "waiting for the speakers", outcome_text="waiting")
+
+    def close_orphan(self, key: str, reason: str) -> None:
+        """A row left 'waiting' by the previous run whose item is gone (a crew's `loa play`)."""
+        for record in self.store.waiting_plays():
+            if record.key == key:
+                self.store.record_play(replace(record, outcome=Outcome.SKIPPED.value, reason=reason))
+
     def asked(self, occurrence: Occurrence, now: datetime) -> None:
         self.asked_at[occurrence.key] = now
         self._write(occurrence, None, "")
@@ -69,8 +79,9 @@ class PlayLog:
         *,
         actual: datetime | None = None,
         ended: datetime | None = None,
+        outcome_text: str = "playing",
     ) -> None:
-        """Write the row of ``occurrence``; outcome None means it is playing now."""
+        """Write the row of ``occurrence``; outcome None means it is playing (or ``outcome_text``)."""
         item = occurrence.item
         self.store.record_play(
             PlayRecord(
@@ -82,7 +93,7 @@ class PlayLog:
                 scheduled_start=iso(occurrence.start) or "",
                 actual_start=iso(actual),
                 ended=iso(ended),
-                outcome=outcome.value if outcome is not None else "playing",
+                outcome=outcome.value if outcome is not None else outcome_text,
                 reason=reason,
                 origin=self.schedule.origin_of(item),
             )

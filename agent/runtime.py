@@ -28,7 +28,7 @@ from agent.store import Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
-from scheduler.engine import Action, Engine, Interrupt, Record, Start
+from scheduler.engine import Action, Engine, Interrupt, Queued, Record, Start
 from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
 
@@ -42,6 +42,7 @@ WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
 FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
+STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
 
 
 class Reload:
@@ -96,6 +97,7 @@ class Agent:
         self._resumed = False
         self._watermark_saved: datetime | None = None
         self._pruned: datetime | None = None
+        self._last_pass: datetime | None = None
         self.engine = self._make_engine(resume=False)
         self.board.publish(self)  # the control socket answers from the first instant
 
@@ -129,6 +131,7 @@ class Agent:
             postroll=gpio.postroll,
             watermark=self._saved_watermark(now) if resume else None,
             done_keys=self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or ""),
+            waiting=[record.key for record in self.store.waiting_plays()] if resume else (),
             untrusted_since=untrusted if resume and now - untrusted > timedelta(seconds=5) else None,
         )
 
@@ -179,15 +182,30 @@ class Agent:
     def _iterate(self) -> None:
         now = self.wall()
         self._check_clock(now)
+        self._check_step_back(now)
         self.store.retry_writes()
         if self._resumed:
             self._carry_out(self.engine.tick(now, self._hold()), now)
+            for key, reason in self.engine.orphans():
+                self.play_log.close_orphan(key, reason)
         self._apply(self._plan(now), now)
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
         self.board.publish(self)
         self.passes += 1
+
+    def _check_step_back(self, now: datetime) -> None:
+        """A clock stepped back is said plainly: what it passed over plays as the clock gets there
+        (unless it already played: the engine remembers what it handled)."""
+        last = self._last_pass
+        self._last_pass = now
+        if last is not None and now < last - STEP_BACK:
+            local = "%Y-%m-%d %H:%M:%S"
+            tz = self.config.device.timezone
+            detail = f"clock stepped back from {last.astimezone(tz):{local}} to {now.astimezone(tz):{local}}"
+            logger.warning("%s", detail)
+            self.store.add_event(EventKind.CLOCK_STEPPED_BACK, detail)
 
     def _hold(self) -> str | None:
         """Why nothing new may start now, or None."""
@@ -436,8 +454,11 @@ class Agent:
     # -- actions --------------------------------------------------------------------------------
 
     def _carry_out(self, actions: list[Action], now: datetime, *, interrupt: bool = True) -> None:
+        queued = []
         for action in actions:
-            if isinstance(action, Start):
+            if isinstance(action, Queued):
+                queued.append(action.occurrence)
+            elif isinstance(action, Start):
                 self._start(action, now)
             elif isinstance(action, Interrupt) and interrupt:
                 logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
@@ -446,6 +467,10 @@ class Agent:
                 waiting = self.awaiting.pop(action.occurrence.key, None)
                 if waiting is not None:
                     waiting.resolve(Result.REJECTED, f"{action.outcome.value}: {action.reason}")
+        still_waiting = {occurrence.key for occurrence in self.engine.queue}
+        for occurrence in queued:  # one that started at once needs no "waiting" row
+            if occurrence.key in still_waiting:
+                self.play_log.waiting(occurrence)
 
     def _start(self, action: Start, now: datetime) -> None:
         occurrence = action.occurrence

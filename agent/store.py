@@ -229,8 +229,14 @@ class Store:
         sql = "SELECT * FROM play_log WHERE outcome = 'playing' ORDER BY scheduled_start"
         return self._read(list[PlayRecord](), lambda: [PlayRecord.from_row(r) for r in self.db.query(sql)])
 
+    def waiting_plays(self) -> list[PlayRecord]:
+        """Rows of occurrences that were waiting for the speakers when the agent stopped."""
+        sql = "SELECT * FROM play_log WHERE outcome = 'waiting' ORDER BY scheduled_start"
+        return self._read(list[PlayRecord](), lambda: [PlayRecord.from_row(r) for r in self.db.query(sql)])
+
     def handled_keys(self, since: str) -> set[str]:
-        sql = "SELECT key FROM play_log WHERE scheduled_start >= ?"
+        """Keys of occurrences dealt with (started or recorded) since ``since``; not waiting ones."""
+        sql = "SELECT key FROM play_log WHERE scheduled_start >= ? AND outcome != 'waiting'"
         return self._read(set[str](), lambda: {r["key"] for r in self.db.query(sql, [since])})
 
     def _write(self, key: tuple[str, str] | None, action: Callable[[], Any]) -> Any:

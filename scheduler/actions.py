@@ -8,7 +8,7 @@ from datetime import timedelta
 from scheduler.items import Outcome
 from scheduler.recurrence import Occurrence
 
-__all__ = ["Action", "Interrupt", "Outcome", "Record", "Start"]
+__all__ = ["Action", "Interrupt", "Outcome", "Queued", "Record", "Start"]
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,14 @@ class Start:
 
     occurrence: Occurrence
     late_by: timedelta
+
+
+@dataclass(frozen=True)
+class Queued:
+    """``occurrence`` fell due and waits for the speakers (write its row now: a restart must not
+    lose it)."""
+
+    occurrence: Occurrence
 
 
 @dataclass(frozen=True)
@@ -36,4 +44,4 @@ class Record:
     reason: str = ""
 
 
-Action = Start | Interrupt | Record
+Action = Start | Queued | Interrupt | Record

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from foundation.units import format_duration
-from scheduler.actions import Action, Interrupt, Outcome, Record, Start
+from scheduler.actions import Action, Interrupt, Outcome, Queued, Record, Start
 from scheduler.items import Item
 from scheduler.recurrence import Occurrence, Timeline, item_starts
 from scheduler.relay_plan import RelayHold, wanted_zones
 
-__all__ = ["Action", "Engine", "Interrupt", "Outcome", "Record", "Start"]
+__all__ = ["Action", "Engine", "Interrupt", "Outcome", "Queued", "Record", "Start"]
 
 TICK = timedelta(microseconds=1)  # the resolution of datetime: (a, b] == [a + TICK, b + TICK)
 MISSED_LOOKBACK = timedelta(hours=24)  # older misses after downtime are not logged one by one
@@ -59,12 +59,14 @@ class Engine:
         watermark: datetime | None = None,
         done_keys: Iterable[str] = (),
         untrusted_since: datetime | None = None,
+        waiting: Iterable[str] = (),
     ) -> None:
         self._tz = tz
         self._timeline = Timeline(items, tz)
         self._all_zones = frozenset(all_zones)
         self._catch_up, self._max_delay, self._preroll = catch_up, max_delay, preroll
         self._watermark = _utc(watermark) if watermark is not None else None
+        self._last_now = self._watermark  # the previous tick's now: due is (last now, now]
         self._resumed = watermark is not None  # the first tick explains misses as downtime
         # when this run started on a clock it could not trust: misses after it are not downtime
         self._untrusted_since = _utc(untrusted_since) if untrusted_since is not None else None
@@ -72,6 +74,9 @@ class Engine:
         self._playing: Occurrence | None = None
         self._playing_since: datetime | None = None
         self._queue: list[Occurrence] = []
+        self._waiting = tuple(waiting)  # keys the previous run had queued when it stopped
+        # waiting keys whose item is gone from the schedule: the agent closes their rows itself
+        self._orphans: list[tuple[str, str]] = []
         self._injected: set[str] = set()
         self._hold = RelayHold(postroll)
 
@@ -90,6 +95,11 @@ class Engine:
     def watermark(self) -> datetime | None:
         """The latest ``now`` seen; persist it so a restart can tell what was missed."""
         return self._watermark
+
+    def orphans(self) -> list[tuple[str, str]]:
+        """(key, reason) of waiting occurrences whose item is no longer in the schedule; taken once."""
+        orphans, self._orphans = self._orphans, []
+        return orphans
 
     @property
     def done_keys(self) -> frozenset[str]:
@@ -116,9 +126,10 @@ class Engine:
         goes on to its end.
         """
         now = _utc(now)
-        previous = self._watermark
+        previous = self._last_now
         self._observe(now)
-        actions = self._collect_due(previous, now, hold)
+        actions = self._take_back_waiting(now) if self._waiting else []
+        actions += self._collect_due(previous, now, hold)
         self._resumed = False
         if hold is not None:
             return actions + self._expire_queue(now)
@@ -165,10 +176,12 @@ class Engine:
         """Play ``item`` once, as if scheduled at ``now`` (ad-hoc and emergency commands)."""
         now = _utc(now)
         occ = Occurrence(item, now)
+        queued: list[Action] = []
         if not self._known(occ.key):
             self._queue.append(occ)
             self._injected.add(occ.key)
-        return self.tick(now)
+            queued.append(Queued(occ))
+        return queued + self.tick(now)
 
     # -- what the agent must do between events -----------------------------------------------------
 
@@ -201,12 +214,13 @@ class Engine:
 
     def _frontier(self, now: datetime) -> datetime:
         """Occurrences after this instant are still to come; those at or before it were handled."""
-        return now if self._watermark is None else max(now, self._watermark)
+        return now if self._last_now is None else max(now, self._last_now)
 
     def _observe(self, now: datetime) -> None:
         if self._watermark is None or now > self._watermark:
             self._watermark = now
-        cutoff = self._watermark - DONE_HORIZON
+        self._last_now = now
+        cutoff = min(self._watermark, now) - DONE_HORIZON
         self._done = {key: start for key, start in self._done.items() if start >= cutoff}
         self._injected &= {occ.key for occ in self._queue}
         self._hold.observe(now)
@@ -223,7 +237,9 @@ class Engine:
         elif now > previous:
             lo = max(previous + TICK, now - MISSED_LOOKBACK)
         else:
-            return []  # the clock went back: everything up to the watermark was handled already
+            # The clock went back: from here occurrences fall due again as the clock reaches them;
+            # those already handled are in ``_done`` and never start twice, the others still play.
+            return []
         actions: list[Action] = []
         for occ in self._timeline.between(lo, now + TICK):
             if self._known(occ.key):
@@ -234,6 +250,28 @@ class Engine:
                 actions.append(self._record(occ, Outcome.MISSED, self._missed_reason(previous, now, occ)))
             else:
                 self._queue.append(occ)
+                actions.append(Queued(occ))
+        return actions
+
+    def _take_back_waiting(self, now: datetime) -> list[Action]:
+        """Occurrences the previous run had queued when it stopped: queued again if they may still
+        start, else recorded skipped.  Either way each keeps its one row."""
+        actions: list[Action] = []
+        by_id = {item.id: item for item in self._timeline.items}
+        reason = "the agent stopped while it waited (restart, power cut or crash)"
+        for key in self._waiting:
+            start, item = _key_start(key), by_id.get(key.rpartition("@")[0])
+            if start is None or self._known(key):
+                continue
+            if item is None:
+                self._orphans.append((key, reason))
+                continue
+            occ = Occurrence(item, start)
+            if item_starts(item, self._tz, start, start + TICK) and now - start < self._max_delay:
+                self._queue.append(occ)
+            else:
+                actions.append(self._record(occ, Outcome.SKIPPED, reason))
+        self._waiting = ()
         return actions
 
     def _missed_reason(self, previous: datetime | None, now: datetime, occ: Occurrence) -> str:

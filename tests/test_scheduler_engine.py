@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from scheduler.actions import Action, Interrupt, Outcome, Record, Start
-from scheduler.engine import Engine
+from scheduler.engine import Engine, Queued
 from scheduler.items import Item, Level
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -34,6 +34,8 @@ def summary(actions: list[Action]) -> list[tuple[str, str, str]]:
             out.append(("start", action.occurrence.item.id, f"late {action.late_by.total_seconds():g}s"))
         elif isinstance(action, Interrupt):
             out.append(("interrupt", action.occurrence.item.id, action.reason))
+        elif isinstance(action, Queued):
+            continue  # the row of an occurrence that waits: tested on its own
         else:
             out.append((str(action.outcome), action.occurrence.item.id, action.reason))
     return out
@@ -113,7 +115,8 @@ def test_higher_level_preempts_at_once_and_is_not_replayed() -> None:
         ("interrupted", "news", "pre-empted by emergency 'storm' after 1min30s"),
         ("start", "storm", "late 0s"),
     ]
-    assert summary(eng.finished(actions[2].occurrence.key, T6 + 2 * M, Outcome.COMPLETED)) == [
+    storm = next(a for a in actions if isinstance(a, Start))
+    assert summary(eng.finished(storm.occurrence.key, T6 + 2 * M, Outcome.COMPLETED)) == [
         ("completed", "storm", ""),
     ]
     assert eng.playing is None and eng.queue == []
@@ -122,7 +125,7 @@ def test_higher_level_preempts_at_once_and_is_not_replayed() -> None:
 def test_same_level_waits_and_starts_when_the_current_ends() -> None:
     eng = engine(at("a", T6), at("b", T6 + 30 * S))
     eng.tick(T6)
-    assert eng.tick(T6 + 30 * S) == []
+    assert [type(a).__name__ for a in eng.tick(T6 + 30 * S)] == ["Queued"]  # its row says it waits
     assert [o.item.id for o in eng.queue] == ["b"]
     actions = eng.finished(eng.playing.key, T6 + 50 * S, Outcome.COMPLETED)  # type: ignore[union-attr]
     assert summary(actions) == [("completed", "a", ""), ("start", "b", "late 20s")]
@@ -131,7 +134,7 @@ def test_same_level_waits_and_starts_when_the_current_ends() -> None:
 def test_lower_level_waits_behind_priority() -> None:
     eng = engine(at("prio", T6, Level.PRIORITY), at("normal", T6 + S))
     eng.tick(T6)
-    assert eng.tick(T6 + S) == [] and [o.item.id for o in eng.queue] == ["normal"]
+    assert summary(eng.tick(T6 + S)) == [] and [o.item.id for o in eng.queue] == ["normal"]
 
 
 def test_queued_item_is_skipped_when_it_cannot_start_within_max_delay() -> None:
@@ -234,3 +237,54 @@ def test_backward_jump_does_not_stretch_postroll() -> None:
     eng.tick(back)
     assert eng.zones_wanted(back + 9 * S) == ALL
     assert eng.zones_wanted(back + 10 * S) == frozenset()
+
+
+# -- every due occurrence gets one row, whatever the clock or the agent does ------------------------
+
+
+def test_an_occurrence_passed_over_by_a_backward_step_still_plays_when_its_time_comes() -> None:
+    # The agent started on a clock an hour fast (10:00 for 09:00): 09:30 lay behind the first look.
+    eng = engine(at("half-past", T6 + 30 * M), at("nine-fifty", T6 + 50 * M))
+    eng.tick(T6 + 60 * M)
+    assert eng.queue == [] and eng.playing is None
+    eng.tick(T6)  # NTP steps the clock back to 09:00: nothing plays yet
+    assert eng.playing is None
+    assert eng.next_wakeup(T6) == T6 + 30 * M - timedelta(seconds=2)  # pre-roll of 09:30
+    assert summary(eng.tick(T6 + 30 * M)) == [("start", "half-past", "late 0s")]
+
+
+def test_a_backward_step_never_plays_twice_what_already_played() -> None:
+    eng = engine(at("news", T6))
+    assert summary(eng.tick(T6)) == [("start", "news", "late 0s")]
+    eng.finished(eng.playing.key, T6 + M, Outcome.COMPLETED)  # type: ignore[union-attr]
+    eng.tick(T6 - 10 * M)  # stepped back ten minutes
+    assert summary(eng.tick(T6)) == [] and eng.playing is None
+
+
+def test_occurrences_waiting_at_a_restart_are_queued_again_or_recorded_skipped() -> None:
+    items = [at("long", T6), at("short", T6 + 30 * S), at("gone-too-late", T6 + 40 * S)]
+    key = {item.id: f"{item.id}@{item.at.astimezone(UTC).isoformat()}" for item in items}  # type: ignore[union-attr]
+    restarted = Engine(
+        items,
+        VN,
+        all_zones=frozenset({"zone-1"}),
+        max_delay=timedelta(minutes=5),
+        watermark=T6 + M,
+        done_keys=[key["long"]],
+        waiting=[key["short"], key["gone-too-late"], "loa-play-1@2025-03-01T00:00:00+00:00"],
+    )
+    assert summary(restarted.tick(T6 + 2 * M)) == [("start", "short", "late 90s")]
+    assert [o.item.id for o in restarted.queue] == ["gone-too-late"]
+    assert restarted.orphans() == [
+        (
+            "loa-play-1@2025-03-01T00:00:00+00:00",
+            "the agent stopped while it waited (restart, power cut or crash)",
+        )
+    ]
+    late = Engine(items, VN, all_zones=frozenset({"zone-1"}), max_delay=timedelta(minutes=5),
+                  watermark=T6 + M, waiting=[key["short"]])  # fmt: skip
+    assert summary(late.tick(T6 + 10 * M))[0] == (
+        "skipped",
+        "short",
+        "the agent stopped while it waited (restart, power cut or crash)",
+    )
