@@ -21,6 +21,7 @@ import pytest
 
 from agent.commands import CommandHandler, Execute, Result
 from agent.control import ControlServer, front_end, request
+from agent.store import Store
 from foundation.errors import NoAnswerError
 from tests.agent_harness import running_agent, write_config, write_schedule
 
@@ -233,3 +234,27 @@ def test_hostile_requests_get_an_error_reply_and_no_traceback(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     assert request(echo_server, "status")["state"] == "running"
 
+
+def test_loa_status_tells_not_running_from_not_answering(tmp_path: Path) -> None:
+    write_schedule(tmp_path)
+    config = write_config(tmp_path)
+    Store.open(tmp_path / "state").close()  # the agent ran here once: the store is there
+    missing = loa(config, "status")
+    assert missing.returncode == 1 and "NOT RUNNING" in missing.stdout, missing.stdout
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "agent.sock"))
+    stale.close()  # a socket file left behind, nobody listening: refused
+    refused = loa(config, "status")
+    assert refused.returncode == 1 and "NOT RUNNING" in refused.stdout, refused.stdout
+    (tmp_path / "agent.sock").unlink()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as hung:  # listens, never answers
+        hung.bind(str(tmp_path / "agent.sock"))
+        hung.listen(4)
+        text = loa(config, "status")
+        as_json = loa(config, "status", "--json")
+    assert text.returncode == 6, text.stdout + text.stderr
+    assert "NOT RUNNING" not in text.stdout and "not running" not in text.stdout
+    assert "RUNNING but NOT ANSWERING" in text.stdout and "did not answer within 3 s" in text.stdout
+    assert "what the store knows" in text.stdout
+    status = json.loads(as_json.stdout)
+    assert as_json.returncode == 6 and status["state"] == "not answering" and status["running"] is None
