@@ -8,7 +8,7 @@
     loa fm demod ... / loa fm scan            FM field tools (see docs/FM.md)
 
 Exit codes: 0 done, 1 not running (status) or refused, 2 a bad argument or a refused schedule
-file, 6 the agent does not answer.
+file, 6 the agent does not answer (for ``status``: it holds its socket but did not answer in time).
 
 ``--config`` is the daemon's config (default /etc/loa/agent.yaml): it says where the control
 socket and the store are.
@@ -27,10 +27,10 @@ from typing import Any
 
 from agent.config import Config, load_config
 from agent.control import request
-from agent.status import no_store_status, offline_status, render
+from agent.status import NOT_ANSWERING, no_store_status, not_answering_status, offline_status, render
 from agent.store import PlayRecord, Store, iso
 from agent.version import VERSION
-from foundation.errors import LoaError, NotRunningError, report
+from foundation.errors import LoaError, NoAnswerError, NotRunningError, report
 from foundation.units import parse_duration
 
 DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
@@ -55,19 +55,28 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
         status = request(config.control.socket, "status")
     except NotRunningError as exc:
-        try:
-            store = Store.open_readonly(config.storage.dir)
-        except LoaError as store_exc:
-            status = no_store_status(config, str(store_exc))
-        else:
-            status = offline_status(config, store, datetime.now(UTC))
-            store.close()
-        status["note"] = str(exc)
+        status = {**_stored_status(config), "note": str(exc)}
+    except NoAnswerError as exc:  # it holds its socket: running, but busy or stuck
+        status = not_answering_status(_stored_status(config), str(exc))
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
         print(render(status, config.device.timezone))
+    if status.get("state") == NOT_ANSWERING:
+        return NoAnswerError.exit_code
     return 0 if status.get("running") else 1
+
+
+def _stored_status(config: Config) -> dict[str, Any]:
+    """What the store knows, for when the agent does not answer."""
+    try:
+        store = Store.open_readonly(config.storage.dir)
+    except LoaError as exc:
+        return no_store_status(config, str(exc))
+    try:
+        return offline_status(config, store, datetime.now(UTC))
+    finally:
+        store.close()
 
 
 def cmd_playlog(config: Config, args: argparse.Namespace) -> int:

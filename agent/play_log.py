@@ -3,7 +3,8 @@
 The engine emits one ``Record`` per occurrence (missed, skipped, interrupted, completed, failed);
 the agent writes a ``playing`` row when it asks the player to start, adds the actual start when the
 player says "playing", and lets the ``Record`` complete the row with its end.  A row left
-``playing`` by a power cut is closed as ``interrupted`` at the next start.  Misses are warnings in
+``playing`` by a power cut is closed as ``interrupted`` at the next start, ending when the agent
+was last known alive.  Misses are warnings in
 the log too: each says why the occurrence did not play.
 """
 
@@ -34,10 +35,22 @@ class PlayLog:
         self.asked_at: dict[str, datetime] = {}  # key -> when the player was asked
 
     def close_unfinished(self) -> None:
-        """Rows left 'playing' by a power cut or crash are closed as interrupted."""
+        """Rows left 'playing' by a power cut or crash are closed as interrupted.
+
+        The row ends when the agent was last known alive: the ``alive_at`` mark (saved with the
+        watermark, at most 10 s apart, while the clock is trusted) or the row's own start if that
+        came later.  With no mark at all it ends at its start, and the reason says so.
+        """
+        alive = self._alive_at()
+        tz = self.schedule.config.device.timezone
         for record in self.store.unfinished_plays():
-            reason = "agent stopped while playing (power cut, crash or restart)"
-            self.store.record_play(replace(record, outcome="interrupted", reason=reason))
+            start = datetime.fromisoformat(record.actual_start or record.scheduled_start)
+            if alive is None:
+                ended, reason = start, "agent stopped while playing; last known alive time unknown"
+            else:
+                ended = max(start, alive)
+                reason = f"agent stopped while playing; last known alive at {ended.astimezone(tz):%H:%M:%S}"
+            self.store.record_play(replace(record, ended=iso(ended), outcome="interrupted", reason=reason))
             self.store.add_event(EventKind.PLAY_CUT_BY_RESTART, f"{record.key}: {reason}")
 
     def waiting(self, occurrence: Occurrence) -> None:
@@ -49,6 +62,13 @@ class PlayLog:
         for record in self.store.waiting_plays():
             if record.key == key:
                 self.store.record_play(replace(record, outcome=Outcome.SKIPPED.value, reason=reason))
+
+    def _alive_at(self) -> datetime | None:
+        saved = self.store.get_state("alive_at")
+        try:
+            return datetime.fromisoformat(saved) if isinstance(saved, str) else None
+        except ValueError:  # a mark this version did not write: as good as none
+            return None
 
     def asked(self, occurrence: Occurrence, now: datetime) -> None:
         self.asked_at[occurrence.key] = now

@@ -314,6 +314,7 @@ class Agent:
         if saved is not None and now - saved < WATERMARK_EVERY:
             return
         self.store.put_state("watermark", iso(mark))
+        self.store.put_state("alive_at", iso(now))  # where close_unfinished ends a row cut by a power cut
         self._watermark_saved = now
 
     def _prune(self, now: datetime) -> None:

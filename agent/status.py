@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from scheduler.recurrence import Occurrence
 
 NEXT_COUNT = 3
+NOT_ANSWERING = "not answering"  # the agent holds its control socket but did not answer in time
 
 
 class StatusBoard:
@@ -125,6 +126,15 @@ def no_store_status(config: Config, reason: str) -> dict[str, Any]:
             "store": None, "note": reason}  # fmt: skip
 
 
+def not_answering_status(stored: dict[str, Any], note: str) -> dict[str, Any]:
+    """What the store knows (``offline_status`` or ``no_store_status``), labelled for an agent that
+    holds its control socket but did not answer in time: not stopped, yet its live state unknown."""
+    status = {**stored, "running": None, "state": NOT_ANSWERING, "note": note}
+    if "clock" in status:
+        status["clock"] = {"trusted": None, "reason": "unknown: the agent did not answer"}
+    return status
+
+
 def _local(stamp: str | None, tz: ZoneInfo) -> str:
     if not stamp:
         return "-"
@@ -157,6 +167,11 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     running = bool(status.get("running"))
     if running:
         lines.append(f"agent    running since {_local(status.get('since'), tz)}")
+    elif status.get("state") == NOT_ANSWERING:
+        lines.append(f"agent    RUNNING but NOT ANSWERING: {status.get('note')}")
+        if status.get("store", {}) is None:  # no_store_status: nor is there a store to show
+            return "\n".join(lines)
+        lines.append("         (showing what the store knows)")
     else:
         lines.append("agent    NOT RUNNING (showing what the store knows)")
     lines += _clock_and_playing(status, tz)
@@ -184,7 +199,7 @@ def _clock_and_playing(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
         lines.append("playing  nothing")
     else:
         last = status.get("last_played")
-        lines.append("playing  unknown (agent not running)")
+        lines.append(f"playing  unknown ({_unknown_why(status)})")
         if last:
             lines.append(
                 f"last     {last['item_id']} {last['outcome']} at {_local(last['scheduled_start'], tz)}"
@@ -209,11 +224,15 @@ def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
         return ["relays   " + _zones(relays)]
     known = status.get("relays_last_known")
     if not known:
-        return ["relays   unknown now (agent not running); never recorded"]
+        return [f"relays   unknown now ({_unknown_why(status)}); never recorded"]
     return [
-        "relays   unknown now (agent not running)",
+        f"relays   unknown now ({_unknown_why(status)})",
         f"         last recorded {_local(known.get('at'), tz)}: {_zones(known.get('closed') or {})}",
     ]
+
+
+def _unknown_why(status: dict[str, Any]) -> str:
+    return "agent not answering" if status.get("state") == NOT_ANSWERING else "agent not running"
 
 
 def _zones(states: dict[str, bool]) -> str:

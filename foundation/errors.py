@@ -58,7 +58,13 @@ class StoreError(LoaError, OSError):
 
 
 class NotRunningError(LoaError, ConnectionError):
-    """The daemon's control socket does not answer."""
+    """Nobody listens on the daemon's control socket: the agent is not running."""
+
+    exit_code = 6
+
+
+class NoAnswerError(LoaError, TimeoutError):
+    """The agent holds its control socket but did not answer in time: busy or stuck, not stopped."""
 
     exit_code = 6
 

@@ -10,6 +10,7 @@ import pytest
 
 from agent.clock_trust import ClockTrust
 from agent.control import request
+from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from tests.agent_harness import at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
@@ -108,17 +109,25 @@ def test_restart_closes_row_left_playing_and_logs_missed(tmp_path: Path) -> None
     write_schedule(tmp_path, f"{{id: long, audio: tone-440Hz-6s.wav, at: '{at(1.0)}'}}")
     config = write_config(tmp_path)
     with running_agent(config) as box:
-        box.wait_for(lambda: box.outcome("long") == "playing", timeout=5)
+        box.wait_for(lambda: any(r.actual_start for r in box.play_log()), timeout=5)
         # simulate a power cut: the row stays 'playing' because the agent never records the end
         box.agent.store.put_state("watermark", at(-60))
         box.agent._shutdown = lambda: None  # type: ignore[method-assign]
-    assert box.outcome("long") == "playing"
+    (cut,) = box.play_log()
+    assert cut.outcome == "playing" and cut.ended is None and cut.actual_start is not None
+    store = Store.open_readonly(box.config.storage.dir)
+    alive_at = store.get_state("alive_at")  # the agent's own mark, written from its main loop
+    store.close()
+    assert isinstance(alive_at, str)
     write_schedule(tmp_path, f"{{id: while-off, audio: tone-440Hz-6s.wav, at: '{at(-20)}'}}")
     with running_agent(config) as box2:
         box2.wait_for(lambda: box2.outcome("while-off") == "missed", timeout=5)
     rows = {r.item_id: r for r in box2.play_log()}
     assert rows["long"].outcome == "interrupted"
-    assert "agent stopped" in rows["long"].reason
+    ended = max(stamp(cut.actual_start), stamp(alive_at))
+    assert stamp(rows["long"].ended) == ended
+    local = ended.astimezone(box2.config.device.timezone)
+    assert rows["long"].reason == f"agent stopped while playing; last known alive at {local:%H:%M:%S}"
 
 
 def test_bad_schedule_reload_keeps_current_schedule(tmp_path: Path) -> None:
