@@ -196,7 +196,11 @@ class Store:
             "recorded_at": iso(datetime.now(UTC)),
         }
         with self.db.conn:
-            (last,) = self.db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM play_log").fetchone()
+            # After the cursor even when retention has removed every row up to it: a reused number
+            # would be taken as delivered and never sent.
+            (last,) = self.db.conn.execute(
+                "SELECT MAX(COALESCE(MAX(seq), 0), ?) FROM play_log", [self._cursor("play_log")]
+            ).fetchone()
             self.db.table("play_log").upsert({**row, "seq": last + 1}, pk="key")
 
     def play_log(self, since: str | None = None, limit: int | None = None) -> list[PlayRecord]:
