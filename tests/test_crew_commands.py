@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,24 @@ def test_the_handler_takes_each_id_once_under_concurrent_submits() -> None:
         thread.join(10)
     assert len(posted) == 1
     assert sorted(ack.result.value for ack in acks) == ["done"] + ["duplicate"] * 7
+
+
+def test_a_slow_main_loop_answers_accepted_not_timed_out(tmp_path: Path) -> None:
+    """The agent answers 'accepted' when the loop has not carried a command out within its wait
+    (5 s); loa must wait longer than that for the answer, and say it plainly."""
+    write_schedule(tmp_path)
+    with running_agent(write_config(tmp_path)) as box:
+        schedule = box.agent.schedule
+        reload = schedule.reload
+        busy = threading.Event()
+
+        def slow_reload(store: Any) -> Any:
+            busy.set()
+            time.sleep(6.0)  # a main loop held up (a huge schedule on a slow SD card, say)
+            return reload(store)
+
+        schedule.reload = slow_reload  # type: ignore[method-assign]
+        result = loa(box, "reload")
+        assert busy.is_set()
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert re.fullmatch(r"accepted: being carried out \(command local-[0-9a-f]+\)\n", result.stdout)
