@@ -13,7 +13,7 @@ Tables:
 
 The link delivers ``events`` and ``play_log`` in ``seq`` order from a delivered cursor kept in
 ``state`` (``outbox.events``, ``outbox.play_log``), so each record is sent in order, once.
-Retention (:meth:`Store.prune`, run at start and hourly) keeps the tables bounded without losing
+Retention (:meth:`Store.prune`, run hourly once the clock is trusted) keeps the tables bounded without losing
 what the province needs: see ``RETENTION`` and docs/OPERATIONS.md.
 
 Writes use ``synchronous=FULL`` in WAL mode so a committed row survives a power cut.  Only the

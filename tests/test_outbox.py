@@ -14,8 +14,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from agent.clock_trust import ClockTrust
 from agent.events import EventKind, Severity
 from agent.store import PlayRecord, Retention, Store, iso
+from tests.agent_harness import running_agent, write_config, write_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)
@@ -287,3 +289,21 @@ def test_an_event_is_stored_with_its_kinds_severity(tmp_path: Path) -> None:
         (k.value, k.severity.value) for k in EventKind
     }
     store.close()
+
+
+def test_the_agent_prunes_only_on_a_trusted_clock(tmp_path: Path) -> None:
+    """Retention measures age on the wall clock: a clock that is wrong (years ahead after a bad
+    fake-hwclock) would throw away the delivered rows the box must keep for the yearly report."""
+    write_schedule(tmp_path)
+    config = write_config(tmp_path, require_sync=True)
+    store = Store.open(tmp_path / "state")
+    store.record_play(play("old@1", start=datetime.now(UTC) - timedelta(days=401)))
+    store.mark_delivered("play_log", 1)
+    store.close()
+    synced = [False]
+    clock = ClockTrust(True, kernel_synced=lambda: synced[0], sync_markers=(), agent_marker=None)
+    with running_agent(config, clock=clock) as box:
+        box.wait_passes(2, timeout=5)
+        assert [row.key for row in box.play_log()] == ["old@1"], "pruned on an untrusted clock"
+        synced[0] = True
+        box.wait_for(lambda: box.play_log() == [], timeout=5)
