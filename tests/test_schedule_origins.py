@@ -137,7 +137,7 @@ def test_the_schedule_is_the_union_of_origins_and_a_clashing_id_plays_once(tmp_p
 
 def test_loa_status_shows_origin_version_and_source_through_a_restart(tmp_path: Path) -> None:
     tone_file(tmp_path, 440, 0.5)
-    schedule = write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-0.5s.wav, at: '{at(8.0)}'}}")
+    schedule = write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-0.5s.wav, at: '{at(6.0)}'}}")
     version = file_version(schedule)
     config = write_config(tmp_path)
     with running_agent(config):
