@@ -7,8 +7,9 @@
     loa [--config FILE] stop                  stop what plays now
     loa fm demod ... / loa fm scan            FM field tools (see docs/FM.md)
 
-Exit codes: 0 done, 1 not running (status) or refused, 2 a bad argument or a refused schedule
-file, 6 the agent does not answer (for ``status``: it holds its socket but did not answer in time).
+Exit codes: 0 done (or accepted: taken, still being carried out), 1 not running (status) or
+refused, 2 a bad argument or a refused schedule file, 6 the agent does not answer (for ``status``:
+it holds its socket but did not answer in time).
 
 ``--config`` is the daemon's config (default /etc/loa/agent.yaml): it says where the control
 socket and the store are.
@@ -34,6 +35,9 @@ from foundation.errors import LoaError, NoAnswerError, NotRunningError, report
 from foundation.units import parse_duration
 
 DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
+# Longer than the command handler's wait (5 s), after which the agent answers "accepted": a main
+# loop that is slow to carry a command out still gets its answer to the crew.
+ANSWER_TIMEOUT = 10.0
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -120,7 +124,9 @@ def _playlog_table(records: list[PlayRecord], config: Config) -> str:
 
 
 def cmd_reload(config: Config, _args: argparse.Namespace) -> int:
-    reply = request(config.control.socket, "reload")
+    reply = request(config.control.socket, "reload", timeout=ANSWER_TIMEOUT)
+    if reply.get("result") in ("accepted", "duplicate"):
+        return _print_ack(reply, "")
     if reply.get("ok"):
         print(f"schedule accepted: {reply.get('items')} items in force (version {reply.get('version')})")
         return 0
@@ -136,13 +142,13 @@ def cmd_play(config: Config, args: argparse.Namespace) -> int:
     file = Path(args.file).absolute()
     zones = [zone.strip() for zone in args.zones.split(",") if zone.strip()] if args.zones else []
     reply = request(
-        config.control.socket, "play", timeout=10.0, file=str(file), level=args.level, zones=zones
+        config.control.socket, "play", timeout=ANSWER_TIMEOUT, file=str(file), level=args.level, zones=zones
     )
     return _print_ack(reply, f"playing {file}")
 
 
 def cmd_stop(config: Config, _args: argparse.Namespace) -> int:
-    return _print_ack(request(config.control.socket, "stop"), "stopped")
+    return _print_ack(request(config.control.socket, "stop", timeout=ANSWER_TIMEOUT), "stopped")
 
 
 def _print_ack(reply: dict[str, Any], done: str) -> int:

@@ -139,8 +139,10 @@ class CommandHandler:
     ) -> Ack:
         """Check, hand to the main loop, and wait (bounded) for the outcome."""
         command = Command(command_id or f"{origin}-{uuid.uuid4().hex[:12]}", name, dict(params), origin)
-        with self._lock:
+        with self._lock:  # taken under the lock: a resend racing the first is a duplicate too
             seen = self._seen.get(command.id)
+            if seen is None:
+                self._seen[command.id] = Ack(command.id, Result.ACCEPTED, "being carried out")
         if seen is not None:
             return Ack(command.id, Result.DUPLICATE, f"already answered {seen.result.value}")
         ack = self._answer(command)
@@ -184,7 +186,7 @@ def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, 
         raise Refused("'file' must be the absolute path of an audio file")
     problem = unreadable(Path(file))
     if problem:
-        raise Refused(f"{file}: {problem}")
+        raise Refused(problem)  # it names the file
     level = params.get("level") or "normal"
     if level not in LEVELS:
         raise Refused(f"level {level!r} is not one of {', '.join(LEVELS)}")

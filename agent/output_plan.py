@@ -73,17 +73,13 @@ class OutputPlan:
     zones: frozenset[str]
     player: Target
     led: LedCode
-    wake_at: datetime | None  # when this plan changes by time alone (a source's settling ends)
+    wake_at: datetime | None  # when this plan changes by time alone (settling or FM's post-roll ends)
     faults: tuple[str, ...] = ()
 
 
 def plan_outputs(inputs: PlanInputs) -> OutputPlan:
     """The relays, player target and LED for this pass; see the module's rules."""
-    now = inputs.now
     zones = inputs.scheduled_zones if inputs.clock_trusted else inputs.zones_in_use
-    released = inputs.fm_released_at
-    if released is not None and now < released + inputs.postroll:
-        zones |= inputs.fm_zones
     wanted: Target = SILENCE
     source_zones: frozenset[str] = frozenset()
     if inputs.item is not None:
@@ -92,7 +88,24 @@ def plan_outputs(inputs: PlanInputs) -> OutputPlan:
         wanted, source_zones = RELAY_FM, inputs.fm_zones
     zones |= source_zones
     player, wake_at = _settled(wanted, source_zones, inputs)
+    held_until = _fm_held_until(inputs, player)
+    if held_until is not None and inputs.now < held_until:
+        zones |= inputs.fm_zones
+        wake_at = min(wake_at, held_until) if wake_at is not None else held_until
     return OutputPlan(zones, player, _led(inputs, player), wake_at, inputs.faults)
+
+
+def _fm_held_until(inputs: PlanInputs, player: Target) -> datetime | None:
+    """Until when FM's zones stay closed after FM stopped: ``postroll`` after it stopped.
+
+    FM that stops on this very pass counts as released now (the loop notes ``fm_released_at``
+    only after carrying the plan out): its relays must not open under its last audio and close
+    again on the next pass.
+    """
+    if player == RELAY_FM:
+        return None
+    released = inputs.now if inputs.current == RELAY_FM else inputs.fm_released_at
+    return released + inputs.postroll if released is not None else None
 
 
 def _settled(wanted: Target, zones: frozenset[str], inputs: PlanInputs) -> tuple[Target, datetime | None]:

@@ -255,15 +255,15 @@ class Agent:
 
     def _apply(self, plan: OutputPlan, now: datetime) -> None:
         """Carry out the plan: relays first (audio never starts into open relays), then the player."""
+        first = self.plan is None
         self.plan = plan
-        changed = self.relays.apply(plan.zones)
+        changed = self.relays.apply(plan.zones) or first
         for zone in plan.zones:
             self.closed_since.setdefault(zone, now)
         for zone in set(self.closed_since) - plan.zones:
             del self.closed_since[zone]
-        if changed:
-            states = {zone: zone in plan.zones for zone in self.all_zones}
-            self.store.put_state("relays", {"at": iso(now), "closed": states})
+        if changed:  # what the relays are, in the config's order (loa status after a crash shows it)
+            self.store.put_state("relays", {"at": iso(now), "closed": self.relays.states()})
         self._drive_player(plan.player, now)
         if self.led is not None:
             self.led.show(plan.led)
@@ -318,6 +318,9 @@ class Agent:
         self._watermark_saved = now
 
     def _prune(self, now: datetime) -> None:
+        # Ages are measured on the wall clock: one years ahead would delete rows the box must keep.
+        if not self.clock_state.trusted:
+            return
         if self._pruned is not None and now - self._pruned < PRUNE_EVERY:
             return
         self._pruned = now
@@ -338,7 +341,7 @@ class Agent:
         if mark is not None and self.clock_state.trusted:
             self.store.put_state("watermark", iso(mark))
         self.relays.apply(frozenset())
-        self.store.put_state("relays", {"at": iso(now), "closed": dict.fromkeys(self.all_zones, False)})
+        self.store.put_state("relays", {"at": iso(now), "closed": self.relays.states()})
         self.store.add_event(EventKind.AGENT_STOPPED, "stopped")
 
     # -- events ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Tables:
 
 The link delivers ``events`` and ``play_log`` in ``seq`` order from a delivered cursor kept in
 ``state`` (``outbox.events``, ``outbox.play_log``), so each record is sent in order, once.
-Retention (:meth:`Store.prune`, run at start and hourly) keeps the tables bounded without losing
+Retention (:meth:`Store.prune`, run hourly once the clock is trusted) keeps the tables bounded without losing
 what the province needs: see ``RETENTION`` and docs/OPERATIONS.md.
 
 Writes use ``synchronous=FULL`` in WAL mode so a committed row survives a power cut.  Only the
@@ -211,7 +211,11 @@ class Store:
             "recorded_at": iso(datetime.now(UTC)),
         }
         with self.db.conn:
-            (last,) = self.db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM play_log").fetchone()
+            # After the cursor even when retention has removed every row up to it: a reused number
+            # would be taken as delivered and never sent.
+            (last,) = self.db.conn.execute(
+                "SELECT MAX(COALESCE(MAX(seq), 0), ?) FROM play_log", [self._cursor("play_log")]
+            ).fetchone()
             _upsert(self.db.conn, "play_log", {**row, "seq": last + 1})
 
     def play_log(self, since: str | None = None, limit: int | None = None) -> list[PlayRecord]:
