@@ -52,7 +52,7 @@ class StatusBoard:
             "relays": agent.relays.states(),
             "player": {"backend": agent.player.name, "healthy": agent.player.healthy()},
             "schedule": agent.schedule.status(),
-            "fm": agent.fm.status() if agent.fm is not None else None,
+            "fm": _fm(agent, now),
             "storage": {
                 "fault": agent.store.fault,
                 "kept_in_memory": agent.store.buffer.pending,
@@ -141,11 +141,20 @@ def _local(stamp: str | None, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(stamp).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fm_state(fm: dict[str, Any]) -> str:
+def _fm(agent: Agent, now: datetime) -> dict[str, Any] | None:
+    if agent.fm is None:
+        return None
+    paused = agent.fm_paused_until if agent.fm_paused_until and now < agent.fm_paused_until else None
+    return {**agent.fm.status(), "paused_until": iso(paused)}
+
+
+def _fm_state(fm: dict[str, Any], tz: ZoneInfo | None = None) -> str:
     """A source that cannot deliver is a FAULT in its own words; "no carrier" means a quiet band."""
     if fm.get("source_error"):
         return f"FAULT: {fm['source_error']}"
     state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
+    if fm.get("paused_until") and tz is not None:
+        state = f"PAUSED by loa stop until {_local(fm['paused_until'], tz)}"
     source = fm.get("source", "ok")
     if source != "ok":
         return f"{state}: source {source}"
@@ -175,7 +184,7 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     else:
         lines.append("agent    NOT RUNNING (showing what the store knows)")
     lines += _clock_and_playing(status, tz)
-    lines += _fm_lines(status.get("fm"))
+    lines += _fm_lines(status.get("fm"), tz)
     lines += _relay_lines(status, tz)
     lines += _schedule_lines(status.get("schedule") or {})
     for fault in status.get("faults") or []:
@@ -212,10 +221,10 @@ def _clock_and_playing(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
     return lines
 
 
-def _fm_lines(fm: dict[str, Any] | None) -> list[str]:
+def _fm_lines(fm: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
     if not fm:
         return []
-    return [f"fm       {fm['frequency_mhz']} MHz {_fm_state(fm)}"]
+    return [f"fm       {fm['frequency_mhz']} MHz {_fm_state(fm, tz)}"]
 
 
 def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:

@@ -157,7 +157,11 @@ def test_loa_stop_during_fm_pauses_the_relay(tmp_path: Path) -> None:
         box.wait_passes(3, timeout=5)  # the carrier is still there: the pause, not the policy, holds it
         assert not relaying(box) and box.agent.fm is not None and box.agent.fm.carrier_present
         status = request(box.config.control.socket, "status")
-        assert status["fm"]["relaying"] is False
+        assert status["fm"]["relaying"] is False and status["fm"]["paused_until"] is not None
+        shown = loa(box, "status").stdout
+        assert re.search(
+            r"^fm +[\d.]+ MHz PAUSED by loa stop until \d{4}-\d\d-\d\d \d\d:\d\d", shown, re.M
+        ), shown
 
 
 # -- loa reload ----------------------------------------------------------------------------------
