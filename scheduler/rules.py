@@ -111,8 +111,8 @@ def _start_problem(rule: rrule, parts: dict[str, str], dtstart: datetime) -> tup
     if first is None:
         end = _add_years(dtstart, PROBE_YEARS)
         hint = (
-            f"no start from {dtstart:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}; "
-            "its parts never meet (e.g. BYMONTH=2 with BYMONTHDAY=30)"
+            f"no start from {dtstart:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}: "
+            "its parts never meet, as BYMONTH=2 and BYMONTHDAY=30 never do"
         )
         return (f"a rule that starts within {PROBE_YEARS} years of its dtstart", hint)
     until = vars(rule).get("_until")
