@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
-from scheduler.fields import DATE_SPAN, in_date_range
+from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
 from scheduler.rule_spacing import too_close
 
 UNSAFE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
@@ -178,10 +178,12 @@ def base_rule(body: str, dtstart_local: datetime) -> rrule:
 
 @lru_cache(maxsize=4096)
 def _last_start(body: str, dtstart_local: datetime) -> datetime | None:
-    """The last start of a COUNT rule (at most MAX_COUNT to walk), found once."""
+    """The last start of a COUNT rule (at most MAX_COUNT to walk), found once; the walk stops
+    past the supported dates, as the starts after them never matter."""
     last = None
-    for last in base_rule(body, dtstart_local):  # noqa: B007 - only the last one is wanted
-        pass
+    for last in base_rule(body, dtstart_local):
+        if last.date() > LAST_DAY:
+            break
     return last
 
 

@@ -144,6 +144,13 @@ def test_count_rules_are_fast_forwarded_like_the_others() -> None:
     assert list(late) == [], "past its last start a COUNT rule has nothing left to walk"
 
 
+def test_a_sparse_count_rule_stops_walking_past_the_supported_dates() -> None:
+    leap_days = f"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT={MAX_COUNT}"  # 1000 of them: 4000 years
+    years = [start.year for start in rule_near(leap_days, datetime(2024, 1, 1), datetime(2150, 1, 1))]
+    assert years[:2] == [2024, 2028] and 2100 not in years
+    assert years[-2:] == [2196, 2204], "the COUNT rule, as an UNTIL rule ending just past 2199"
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from(["HOURLY", "DAILY", "WEEKLY"]),
