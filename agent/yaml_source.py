@@ -357,7 +357,8 @@ class _BoundedLoader(yaml.SafeLoader):
         if self._values > MAX_VALUES:
             reason = f"the file has more than {MAX_VALUES} values (keys, list items and the like)"
             raise _Refused(event.start_mark, reason, "a smaller file; 10,000 items hold about 170,000")
-        if self._depth >= MAX_DEPTH:
+        collection = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
+        if collection and self._depth >= MAX_DEPTH:
             reason = f"lists and mappings nested more than {MAX_DEPTH} levels deep"
             raise _Refused(event.start_mark, reason, "a few levels, as in the examples")
         self._depth += 1

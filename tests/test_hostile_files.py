@@ -22,7 +22,14 @@ from agent.config import load_config
 from agent.control import request
 from agent.runtime import Reload
 from agent.schedule_source import check_audio, read_schedule_file
-from agent.yaml_source import MAX_DEPTH, MAX_FILE_BYTES, MAX_NUMBER_CHARS, MAX_REPEATED, MAX_VALUES
+from agent.yaml_source import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NUMBER_CHARS,
+    MAX_REPEATED,
+    MAX_VALUES,
+    load_yaml_text,
+)
 from foundation.errors import ConfigError, ScheduleError
 from tests.agent_harness import at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import tone_file
@@ -94,7 +101,7 @@ HOSTILE_SCHEDULES = {
     ),
     "deeply nested mappings": (
         "items:\n" + "".join(" " * depth + "a:\n" for depth in range(1, 600)),
-        f":{MAX_DEPTH}:{MAX_DEPTH}: lists and mappings nested more than {MAX_DEPTH} levels deep",
+        f":{MAX_DEPTH + 1}:{MAX_DEPTH + 1}: lists and mappings nested more than {MAX_DEPTH} levels deep",
     ),
     "an alias bomb": (
         ALIAS_BOMB,
@@ -115,6 +122,20 @@ def refused_schedule(tmp_path: Path, text: str | bytes) -> list[str]:
 def test_hostile_schedule_is_a_placed_error(tmp_path: Path, text: str, expected: str) -> None:
     found = refused_schedule(tmp_path, text)
     assert found[0].startswith(f"{tmp_path / 'schedule.yaml'}{expected}"), found
+
+
+def test_the_bounds_leave_real_files_alone() -> None:
+    # 32 levels: the top mapping and 31 lists in it; one more is refused.
+    assert load_yaml_text("a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1), "ok.yaml").problems == []
+    with pytest.raises(ConfigError, match="nested more than"):
+        load_yaml_text("a: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH, "deep.yaml")
+    text = "zones: &all [north, market]\nitems:\n" + "".join(
+        f"  - {{id: n{i}, zones: *all}}\n" for i in range(500)
+    )
+    document = load_yaml_text(text, "aliases.yaml")
+    assert document.problems == [] and document.data["items"][499]["zones"] == ["north", "market"]
+    number = "9" * MAX_NUMBER_CHARS
+    assert load_yaml_text(f"a: {number}\n", "ok.yaml").data == {"a": int(number)}
 
 
 def test_too_many_values_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
