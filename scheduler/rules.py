@@ -126,7 +126,7 @@ def _start_problem(rule: rrule, parts: dict[str, str], dtstart: datetime) -> tup
 
 def _first_start(rule: rrule, dtstart: datetime, parts: dict[str, str]) -> datetime | None:
     """The rule's first start within PROBE_YEARS of ``dtstart`` (ignoring COUNT and UNTIL), or None."""
-    if parts.get("FREQ") == "HOURLY" and "BYSETPOS" in parts and not _setpos_fits_an_hour(parts, dtstart):
+    if parts.get("FREQ") == "HOURLY" and "BYSETPOS" in parts and not _setpos_fits_an_hour(parts):
         return None  # dateutil would walk every hour to the year 9999
     shift = _twin_shift(dtstart.year)
     moved = _add_years(dtstart, shift)
@@ -137,9 +137,11 @@ def _first_start(rule: rrule, dtstart: datetime, parts: dict[str, str]) -> datet
     return _add_years(found, -shift)
 
 
-def _setpos_fits_an_hour(parts: dict[str, str], dtstart: datetime) -> bool:
+def _setpos_fits_an_hour(parts: dict[str, str]) -> bool:
     """HOURLY with BYSETPOS picks among each hour's minute:second values: some position must exist."""
-    per_hour = len(parts.get("BYMINUTE", "x").split(",")) * len(parts.get("BYSECOND", "x").split(","))
+    per_hour = 1
+    for name in ("BYMINUTE", "BYSECOND"):
+        per_hour *= len({int(value) for value in parts.get(name, "0").split(",") if value.strip()}) or 1
     positions = [int(value) for value in parts["BYSETPOS"].split(",") if value.strip()]
     return any(abs(position) <= per_hour for position in positions)
 
