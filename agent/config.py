@@ -17,7 +17,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from agent import config_reader as read
-from agent.yaml_source import NO_VALUE, YamlDocument, format_key_path, load_yaml, load_yaml_text
+from agent.yaml_source import (
+    NO_VALUE,
+    YamlDocument,
+    format_key_path,
+    load_yaml,
+    load_yaml_text,
+    reading,
+)
 from fm_receiver import sample_rates  # the demodulator's own rule, without numpy
 from foundation import units
 from foundation.errors import ConfigError
@@ -155,12 +162,14 @@ class Config:
 
 def load_config(path: Path) -> Config:
     """Load and validate the configuration at ``path``; raises ConfigError listing every problem."""
-    return parse_config(load_yaml(path))
+    with reading(path, ConfigError):
+        return parse_config(load_yaml(path))
 
 
 def load_config_text(text: str, path: Path) -> Config:
     """Like :func:`load_config` for text in memory that pretends to live at ``path``."""
-    return parse_config(load_yaml_text(text, str(path)))
+    with reading(path, ConfigError):
+        return parse_config(load_yaml_text(text, str(path)))
 
 
 def parse_config(document: YamlDocument) -> Config:

@@ -208,6 +208,8 @@ class Section:
 
     def _convert(self, path: KeyPath, value: object, kind: Kind[T]) -> T | _Bad:
         document = self.reader.document
+        if path in document.refused:  # the loader has said what is wrong with it
+            return _BAD
         text = document.text_of(path)
         if value is None and not text:  # "key:" with nothing after it
             self.reader.add(path, NO_VALUE, kind.expected, None, "is empty")

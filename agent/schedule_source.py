@@ -12,7 +12,6 @@ against the file's folder; the verified audio cache will back the central origin
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from zoneinfo import ZoneInfo
 from agent.config import Config
 from agent.events import EventKind
 from agent.store import LOCAL_ORIGIN, Store
-from agent.yaml_source import load_yaml
+from agent.yaml_source import load_yaml, reading
 from drivers.player import unreadable
 from foundation.errors import ScheduleError
 from scheduler.items import Item, parse_items
@@ -41,43 +40,41 @@ class LoadedSchedule:
 
 
 def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> LoadedSchedule:
-    """Parse and validate a schedule file; raise ScheduleError with every problem at file:line."""
-    document = load_yaml(path, ScheduleError)
-    problems = list(document.problems)
-    items: list[Item] = []
-    if not problems:
-        items, findings = parse_items(document.data, tz, known_zones)
-        problems.extend(document.problems_from(findings))
-    if problems:
-        raise ScheduleError(problems)
-    raw_items = document.data.get("items") or []
-    specs = {str(raw["id"]).strip(): dict(raw) for raw in raw_items}
-    return LoadedSchedule(items, specs, file_version(path))
+    """Parse and validate a schedule file; raise ScheduleError with every problem at file:line.
+
+    Nothing else escapes: whatever the file holds, the agent gets a ScheduleError and keeps the
+    schedule it has.
+    """
+    with reading(path, ScheduleError):
+        document = load_yaml(path, ScheduleError)
+        problems = list(document.problems)
+        items: list[Item] = []
+        if not problems:
+            items, findings = parse_items(document.data, tz, known_zones)
+            problems.extend(document.problems_from(findings))
+        if problems:
+            raise ScheduleError(problems)
+        raw_items = document.data.get("items") or []
+        specs = {str(raw["id"]).strip(): dict(raw) for raw in raw_items}
+        return LoadedSchedule(items, specs, document.digest[:12])
 
 
 def check_audio(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> None:
     """Like :func:`read_schedule_file`, and every audio file it names must be readable now."""
     loaded = read_schedule_file(path, tz, known_zones)
-    document = load_yaml(path, ScheduleError)
-    resolver = AudioResolver(path)
-    problems = []
-    for index, item in enumerate(loaded.items):
-        problem = unreadable(resolver.resolve(item, LOCAL_ORIGIN))
-        if problem:
-            key = ("items", index, "audio")
-            problems.append(
-                document.problem(key, item.audio, "an audio file the agent can read", None, problem)
-            )
+    with reading(path, ScheduleError):
+        document = load_yaml(path, ScheduleError)
+        resolver = AudioResolver(path)
+        problems = []
+        for index, item in enumerate(loaded.items):
+            problem = unreadable(resolver.resolve(item, LOCAL_ORIGIN))
+            if problem:
+                key = ("items", index, "audio")
+                problems.append(
+                    document.problem(key, item.audio, "an audio file the agent can read", None, problem)
+                )
     if problems:
         raise ScheduleError(problems)
-
-
-def file_version(path: Path) -> str:
-    """A schedule file's version: the start of its content's SHA-256 (changes whenever it does)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    except OSError:
-        return ""
 
 
 class AudioResolver:
@@ -129,9 +126,13 @@ class ReloadResult:
 def stored_items(config: Config, store: Store, origin: str = LOCAL_ORIGIN) -> list[Item]:
     """The last good schedule of ``origin`` kept in the store (problems, which a good file never
     had, are logged)."""
-    items, findings = parse_items(
-        {"items": list(store.schedule_specs(origin))}, config.device.timezone, frozenset(config.all_zones)
-    )
+    try:
+        with reading(f"the stored {origin} schedule", ScheduleError):
+            specs = {"items": list(store.schedule_specs(origin))}
+            items, findings = parse_items(specs, config.device.timezone, frozenset(config.all_zones))
+    except ScheduleError as exc:
+        logger.error("stored %s schedule cannot be used: %s", origin, exc)
+        return []
     if findings:
         logger.error(
             "stored %s schedule has %d problems; ignoring them: %s", origin, len(findings), findings[:3]

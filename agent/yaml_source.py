@@ -8,24 +8,38 @@ spells (``on:`` stays ``"on"``); values are plain Python (dict, list, str, int, 
 timestamps stay text so that the loader that owns them decides their meaning.
 
 Findings are :class:`Problem` objects that render as ``FILE:LINE: key.path: <what is wrong>``.
+
+No file can make the reader crash, hang or take the box's memory: only a regular file is opened
+(a FIFO would block), and the file's size, its nesting depth, its number of values, what its
+aliases repeat and the length of its numbers are all bounded (``MAX_*`` below), each refused with
+its place.  :func:`reading` is the boundary around a whole reader: any other failure becomes the
+reader's own error naming the file.
 """
 
 from __future__ import annotations
 
 import codecs
 import enum
+import hashlib
+import itertools
+import logging
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from foundation.errors import ConfigError, ScheduleError
+from foundation.errors import ConfigError, LoaError, ScheduleError
+from foundation.file_kinds import not_regular
 from foundation.findings import Finding, KeyPath, did_you_mean, format_key_path
 
 __all__ = ["Finding", "KeyPath", "did_you_mean", "format_key_path"]
+
+logger = logging.getLogger(__name__)
 
 
 class Marker(enum.Enum):
@@ -39,16 +53,37 @@ MISSING = Marker.MISSING
 NO_VALUE = Marker.NO_VALUE
 
 _MAX_SHOWN = 60
+# Bounds on what a file may hold.  A schedule of 10,000 items is about 2.1 MB and 170,000 values
+# (and takes about 200 MB to read); a config file a few kB.  Past these a file is refused at once.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_VALUES = 300_000  # mappings, lists and scalars composed
+MAX_DEPTH = 32  # Loa's files nest four levels at most; PyYAML composes recursively
+MAX_REPEATED = 100_000  # values that aliases ('*name') repeat: ten of them nested repeat 10**10
+MAX_NUMBER_CHARS = 100  # Python refuses int <-> text past 4300 digits; no setting needs 20
+INTERNAL_FAILURE = "this is a bug in Loa"  # in the one problem :func:`reading` makes of a failure
 
 
 def show_value(value: object) -> str:
     """A value as a technician would have typed it, quoted and shortened."""
     if isinstance(value, str):
-        shown = repr(value)
+        shown = repr(value[: 2 * _MAX_SHOWN])
     else:
-        dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        dumped = yaml.safe_dump(_preview(value), default_flow_style=True, width=10_000).strip()
         shown = repr(dumped.removesuffix("\n...").strip())
     return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 4] + "...'"
+
+
+def _preview(value: object, depth: int = 3) -> object:
+    """Enough of ``value`` to show its start: a list of 300,000 items is not dumped whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 300:
+        return f"<a number of {value.bit_length() * 3 // 10} digits or more>"  # str() refuses 4300
+    if isinstance(value, list | tuple):
+        return [_preview(item, depth - 1) for item in value[:8]] if depth > 0 or not value else ["..."]
+    if isinstance(value, dict):
+        if depth <= 0 and value:
+            return {"...": "..."}
+        return {str(key): _preview(item, depth - 1) for key, item in itertools.islice(value.items(), 8)}
+    return value
 
 
 _GLUED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):([^\s:][^\n]*)")
@@ -134,6 +169,8 @@ class YamlDocument:
     texts: dict[KeyPath, str]  # the source text of every scalar value
     quotes: dict[KeyPath, str] = field(default_factory=dict)  # the quote of every quoted scalar
     scalar_lines: dict[KeyPath, int] = field(default_factory=dict)  # where each scalar value starts
+    refused: set[KeyPath] = field(default_factory=set)  # values already in ``problems`` (read as None)
+    digest: str = ""  # SHA-256 of the bytes read, when read from a file
 
     def line_of(self, key_path: KeyPath) -> int | None:
         """The line of ``key_path``, or of its nearest ancestor that has one."""
@@ -192,16 +229,49 @@ def load_yaml(path: Path, error_class: type[ConfigError | ScheduleError] = Confi
     Structural findings that do not stop parsing (duplicate keys, empty file, top level not a
     mapping) are left in ``document.problems`` so the caller can report them with its own.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problem = Problem(str(path), None, (), NO_VALUE, "", None, f"cannot read: {exc.strerror or exc}")
-        raise error_class([problem]) from exc
+    raw = _read_bounded(path, error_class)
     try:
         text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error_class([_encoding_problem(exc, str(path))]) from exc
-    return load_yaml_text(text, str(path), error_class)
+    document = load_yaml_text(text, str(path), error_class)
+    document.digest = hashlib.sha256(raw).hexdigest()
+    return document
+
+
+def _read_bounded(path: Path, error_class: type[ConfigError | ScheduleError]) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most MAX_FILE_BYTES.
+
+    O_NONBLOCK makes opening a FIFO return at once (it is then refused by its kind); on a regular
+    file the flag changes nothing.
+    """
+
+    def refuse(reason: str, expected: str = "") -> LoaError:
+        return error_class([Problem(str(path), None, (), NO_VALUE, expected, None, reason)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a NUL in the path
+        raise refuse("cannot read: the path holds a NUL character") from exc
+    try:
+        info = os.fstat(fd)
+        kind = not_regular(info.st_mode)
+        if kind is not None:
+            raise refuse(f"cannot read: it is {kind}, not a file")
+        if info.st_size > MAX_FILE_BYTES:
+            limit = f"at most {MAX_FILE_BYTES} bytes ({MAX_FILE_BYTES // 1024 // 1024} MiB)"
+            raise refuse(f"the file is {info.st_size} bytes", limit)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:  # it grew since fstat
+            raise refuse(f"the file is more than {MAX_FILE_BYTES} bytes", f"at most {MAX_FILE_BYTES} bytes")
+        return raw
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def load_yaml_text(
@@ -210,6 +280,8 @@ def load_yaml_text(
     """Like :func:`load_yaml` for text already in memory, shown in messages as ``filename``."""
     try:
         root, builder, data = _compose(text, filename)
+    except _Refused as exc:
+        raise error_class([exc.problem(filename)]) from None
     except yaml.YAMLError as exc:
         raise error_class([_syntax_problem(exc, text, filename)]) from exc
     document = YamlDocument(
@@ -220,6 +292,7 @@ def load_yaml_text(
         builder.texts,
         builder.quotes,
         builder.scalar_lines,
+        builder.refused,
     )
     if root is None:
         document.problems.insert(0, Problem(filename, 1, (), NO_VALUE, "a mapping", reason="file is empty"))
@@ -230,8 +303,84 @@ def load_yaml_text(
     return document
 
 
+@contextmanager
+def reading(filename: object, error_class: type[ConfigError | ScheduleError]) -> Iterator[None]:
+    """The boundary around a reader of an outside file: its own errors pass, and any other failure
+    (which the bounds above should make impossible) becomes ``error_class`` naming the file, so
+    that no input can stop the daemon or reach a technician as a traceback."""
+    try:
+        yield
+    except LoaError:
+        raise
+    except Exception as exc:
+        logger.exception("reading %s failed", filename)
+        reason = f"could not be read ({type(exc).__name__}: {str(exc)[:200]}); {INTERNAL_FAILURE}"
+        problem = Problem(str(filename), None, (), NO_VALUE, "", "please report it with the file", reason)
+        raise error_class([problem]) from exc
+
+
+class _Refused(Exception):
+    """The file is past one of the bounds: where, and what."""
+
+    def __init__(self, mark: Any, reason: str, expected: str) -> None:  # a yaml.Mark, or None
+        super().__init__(reason)
+        self.mark, self.reason, self.expected = mark, reason, expected
+
+    def problem(self, filename: str) -> Problem:
+        line = self.mark.line + 1 if self.mark is not None else None
+        column = self.mark.column + 1 if self.mark is not None else None
+        return Problem(filename, line, (), NO_VALUE, self.expected, None, self.reason, column)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a file that nests too deep, holds too many values or whose
+    aliases repeat too many, before it takes the memory or the stack (PyYAML composes one Python
+    call per level; an alias costs nothing to compose but is written out again by the builder)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._repeated = 0
+        self._sizes: dict[int, int] = {}  # composed node -> values it holds with aliases written out
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)  # type: ignore[arg-type]
+            self._repeated += self._sizes.get(id(node), 1)  # 1: an alias to a node being composed
+            if self._repeated > MAX_REPEATED:
+                reason = f"aliases ('*name') repeat more than {MAX_REPEATED} values"
+                raise _Refused(event.start_mark, reason, "fewer aliases, or the values written out")
+            return node
+        self._values += 1
+        if self._values > MAX_VALUES:
+            reason = f"the file has more than {MAX_VALUES} values (keys, list items and the like)"
+            raise _Refused(event.start_mark, reason, "a smaller file; 10,000 items hold about 170,000")
+        collection = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
+        if collection and self._depth >= MAX_DEPTH:
+            reason = f"lists and mappings nested more than {MAX_DEPTH} levels deep"
+            raise _Refused(event.start_mark, reason, "a few levels, as in the examples")
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        return node
+
+
+def _children(node: yaml.Node | None) -> Iterator[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
 def _compose(text: str, filename: str) -> tuple[yaml.Node | None, _Builder, Any]:
-    loader = yaml.SafeLoader(text)  # checks the characters already, so may raise ReaderError
+    loader = _BoundedLoader(text)  # checks the characters already, so may raise ReaderError
     try:
         root = loader.get_single_node()
         builder = _Builder(loader, filename)
@@ -241,6 +390,7 @@ def _compose(text: str, filename: str) -> tuple[yaml.Node | None, _Builder, Any]
 
 
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str"))
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
@@ -252,6 +402,7 @@ class _Builder:
         self._loader = loader
         self._filename = filename
         self._active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
+        self.refused: set[KeyPath] = set()
         self.lines: dict[KeyPath, int] = {}
         self.texts: dict[KeyPath, str] = {}
         self.quotes: dict[KeyPath, str] = {}
@@ -280,6 +431,14 @@ class _Builder:
             self._active.discard(id(node))
 
     def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            self.refused.add(path)
+            reason = f"is a number of {len(node.value)} characters"
+            line = node.start_mark.line + 1
+            self.problems.append(
+                Problem(self._filename, line, path, node.value, f"at most {MAX_NUMBER_CHARS}", None, reason)
+            )
+            return None
         if node.tag in _PLAIN_TAGS:
             return self._loader.construct_object(node)
         if node.tag != _TIMESTAMP_TAG:

@@ -1,17 +1,22 @@
 """Run every benchmark once and write docs/BENCHMARKS.md (``make bench``).
 
 Each figure comes from one run on this machine: percentiles and ratios, never single timings.
+
+    python -m bench.run_all               every section
+    python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm
+from bench import agent_bench, bench_fm, fuzz_inputs
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
@@ -85,7 +90,49 @@ A Raspberry Pi 4 core is roughly 3-5 times slower than this machine's, so a real
 """
 
 
-def main() -> int:
+FUZZ_CASES = 20_000
+FUZZ_HEADING = "## Hostile inputs (issue 7)"
+
+
+def render_fuzz(fuzz: dict[str, Any]) -> str:
+    return f"""{FUZZ_HEADING}
+
+`bench/fuzz_inputs.py`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on one core (under 2 minutes;
+`python -m bench.run_all --only fuzz` reruns this section alone): {fuzz["cases"]} config and schedule
+files, each one of {fuzz["sources"]} real files (`config.example.yaml`, `agent.yaml`, the YAML files of
+`docs/*.md`, a schedule using every key) mutated one to four times: byte flips, truncation,
+duplicated lines, YAML-special tokens, numbers of up to 6000 digits, dates in the years 1 and 9999,
+nesting up to 3000 deep, alias bombs, recurrence parts, non-UTF-8 bytes. Each is read by
+`load_config`, or by `read_schedule_file` and check-config's audio check. A crash is anything but a
+result or a ConfigError / ScheduleError whose problems are placed in the file. Target: no crash;
+the readers' own bounds, not a timeout, keep every case short.
+
+| cases | seed | cases per second | read (the rest refused) | slowest case | crashes |
+|---|---|---|---|---|---|
+| {fuzz["cases"]} | {fuzz["seed"]} | {fuzz["cases_per_s"]} | {fuzz["read_pct"]} % \
+| {fuzz["slowest_case_ms"]} ms (case {fuzz["slowest_case"]}) \
+| {fuzz["crashes"]}: {verdict(fuzz["crashes"], 0)} |
+"""
+
+
+def with_section(document: str, heading: str, section: str) -> str:
+    """``document`` with the section under ``heading`` replaced by ``section`` (or added at the end)."""
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(document):
+        return pattern.sub(lambda _: section + "\n", document, count=1).rstrip("\n") + "\n"
+    return document.rstrip("\n") + "\n\n" + section
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
+    parser.add_argument("--only", choices=["fuzz"], help="run one section and rewrite it in place")
+    args = parser.parse_args(argv)
+    fuzz = fuzz_inputs.run(FUZZ_CASES)
+    print(fuzz)
+    if args.only == "fuzz":
+        OUT.write_text(with_section(OUT.read_text(encoding="utf-8"), FUZZ_HEADING, render_fuzz(fuzz)))
+        print(f"rewrote {FUZZ_HEADING!r} in {OUT}")
+        return 1 if fuzz["crashes"] else 0
     accuracy = agent_bench.start_accuracy(50)
     print(accuracy)
     idle = agent_bench.footprint(60.0)
@@ -94,9 +141,9 @@ def main() -> int:
     print(relaying)
     fm = bench_fm.run()
     print(fm)
-    OUT.write_text(render(accuracy, idle, relaying, fm), encoding="utf-8")
+    OUT.write_text(render(accuracy, idle, relaying, fm) + "\n" + render_fuzz(fuzz), encoding="utf-8")
     print(f"wrote {OUT}")
-    return 0
+    return 1 if fuzz["crashes"] else 0
 
 
 if __name__ == "__main__":

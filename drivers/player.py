@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from foundation.errors import ConfigError
+from foundation.file_kinds import not_regular, shown_path
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +169,26 @@ class PlaybackLedger:
 
 
 def unreadable(path: Path) -> str:
-    """Why no player could read ``path``, or ""; checked before the backend for a clear reason."""
-    if not path.is_file():
-        return f"file not found: {path}"
+    """Why no player could read ``path``, or ""; checked before the backend for a clear reason.
+
+    It only looks (``stat``, ``access``) and never opens: opening a FIFO blocks until a writer comes.
+    """
+    shown = shown_path(path)
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return f"file not found: {shown}"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}): {shown}"
+    except ValueError:  # os.stat refuses a NUL before asking the system
+        return f"is not a path the system accepts (it holds a NUL character): {shown}"
+    kind = not_regular(info.st_mode)
+    if kind is not None:
+        return f"is {kind}, not an audio file: {shown}"
     if not os.access(path, os.R_OK):
-        return f"file not readable: {path}"
-    if path.stat().st_size == 0:
-        return f"file is empty: {path}"
+        return f"file not readable: {shown}"
+    if info.st_size == 0:
+        return f"file is empty: {shown}"
     return ""
 
 

@@ -2,6 +2,11 @@
 
 Values arrive as YAML or JSON produce them: PyYAML already turns ``2025-03-01T06:00:00+07:00`` into
 a datetime and ``2025-03-01`` into a date, JSON leaves strings; both are accepted.
+
+Every date lies from 2000-01-01 to 2199-12-31 (:data:`FIRST_DAY`, :data:`LAST_DAY`): years 1 and
+9999 overflow date arithmetic (``valid_until: 9999-12-31`` plus its day), a rule from 1900 costs a
+century of expansion, and outside that span a date is a typo (or "forever", which is said by
+leaving the key out).
 """
 
 from __future__ import annotations
@@ -108,6 +113,18 @@ def parse_zones(
     return frozenset(str(zone) for zone in value) if good else None
 
 
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+DATE_SPAN = f"from {FIRST_DAY} to {LAST_DAY}"
+OUT_OF_RANGE = "is out of range"
+
+
+def in_date_range(value: date) -> bool:
+    """Whether ``value`` (a date, or a date-time as written, in its own offset) is a supported date."""
+    day = value.date() if isinstance(value, datetime) else value
+    return FIRST_DAY <= day <= LAST_DAY
+
+
 def _as_temporal(value: object) -> datetime | date | None:
     if isinstance(value, datetime | date):
         return value
@@ -130,7 +147,10 @@ def parse_at(entry: Mapping[str, object], path: KeyPath, tz: ZoneInfo, out: Find
         return None
     value = _as_temporal(entry["at"])
     if isinstance(value, datetime) and value.utcoffset() is not None:
-        return value
+        if in_date_range(value):
+            return value
+        out.add((*path, "at"), entry["at"], f"a date-time with a UTC offset {DATE_SPAN}", None, OUT_OF_RANGE)
+        return None
     hint = _offset_hint(value, tz) if isinstance(value, datetime) else None
     out.add((*path, "at"), entry["at"], "a date-time with a UTC offset, e.g. 2025-03-01T06:00:00+07:00", hint)
     return None
@@ -143,12 +163,21 @@ def parse_dtstart(
     if "dtstart" not in entry:
         return None
     value = _as_temporal(entry["dtstart"])
+    if isinstance(value, date) and not in_date_range(value):
+        out.add((*path, "dtstart"), entry["dtstart"], f"a local date-time {DATE_SPAN}", None, OUT_OF_RANGE)
+        return None
     if isinstance(value, datetime):
         return value.replace(microsecond=0)
     if isinstance(value, date):
         return datetime.combine(value, time())
     out.add((*path, "dtstart"), entry["dtstart"], "a local date-time, e.g. 2025-03-01 06:00")
     return None
+
+
+_NO_BOUND = {
+    "valid_from": "leave out 'valid_from' to start at once",
+    "valid_until": "leave out 'valid_until' for no end",
+}
 
 
 def parse_validity(
@@ -158,6 +187,9 @@ def parse_validity(
     if key not in entry:
         return None
     value = _as_temporal(entry[key])
+    if isinstance(value, date) and not in_date_range(value):
+        out.add((*path, key), entry[key], f"a date {DATE_SPAN}", _NO_BOUND[key], OUT_OF_RANGE)
+        return None
     if isinstance(value, datetime) and value.utcoffset() is not None:
         return value
     if isinstance(value, date) and not isinstance(value, datetime):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from zoneinfo import ZoneInfo
 
 from foundation.errors import ScheduleError
 from foundation.findings import Finding, FindingList, KeyPath, format_key_path
 from scheduler.fields import (
+    DATE_SPAN,
     ITEM_KEYS,
+    in_date_range,
     parse_at,
     parse_choice,
     parse_dtstart,
@@ -89,6 +91,8 @@ def _invariant_problems(item: Item) -> list[str]:
         value = getattr(item, name)
         if value is not None and value.utcoffset() is None:
             problems.append(f"{name!r} must be an aware datetime")
+        if value is not None and not in_date_range(value - timedelta(days=1 if name == "valid_until" else 0)):
+            problems.append(f"{name!r} must lie {DATE_SPAN}")
     if item.volume is not None and not 0 <= item.volume <= 100:
         problems.append(f"volume {item.volume} outside 0..100")
     if item.valid_from and item.valid_until and item.valid_until <= item.valid_from:

@@ -3,21 +3,39 @@
 Rules are expanded in device-local wall time (naive datetimes), so "every day at 06:00" stays at
 06:00 whatever the UTC offset does. Expansion of a rule whose ``dtstart`` lies years back would make
 dateutil walk every period since then; :func:`rule_near` moves ``dtstart`` forward by a whole number
-of periods where that provably leaves the rule's instants unchanged.
+of periods where that provably leaves the rule's instants unchanged, and turns a COUNT rule into the
+UNTIL rule with the same starts (its last start is found once) so that it moves forward too.
+
+:func:`rule_problem` refuses what would defeat the scheduler: starts closer than
+:data:`~scheduler.rule_spacing.MIN_GAP` (:mod:`scheduler.rule_spacing`), INTERVAL and COUNT out of
+bounds, dates out of range, and a rule that does not start within :data:`PROBE_YEARS` of its
+dtstart.  dateutil walks a rule's periods until one yields a start, up to the year 9999: a rule
+that never starts would cost that walk on every expansion, and finding out costs it once, so the
+probe runs on a copy of the rule moved to years near 9999 whose calendars (weekdays, leap years) are
+those of the years after dtstart; the walk then ends within decades.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import calendar
+from datetime import MAXYEAR, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
+from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
+from scheduler.rule_spacing import too_close
+
 UNSAFE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
+MAX_RULE_CHARS = 1000
+MAX_INTERVAL = 1000
+MAX_COUNT = 1000  # a longer series is written with UNTIL or valid_until
+PROBE_YEARS = 8  # 29 February comes back within 8 years (2096, then 2104)
 # Periods of the frequencies whose instants do not depend on which period dtstart falls in, as long
 # as dtstart keeps its weekday (WEEKLY) and time of day (DAILY, WEEKLY) or minute (HOURLY).
 _PERIODS = {"WEEKLY": timedelta(weeks=1), "DAILY": timedelta(days=1), "HOURLY": timedelta(hours=1)}
+_VALID = "a valid RFC 5545 recurrence rule"
 
 
 def rule_body(text: str) -> str:
@@ -45,20 +63,110 @@ def local_naive(value: datetime, tz: ZoneInfo) -> datetime:
 def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str | None] | None:
     """Why ``text`` is not an acceptable rule, as (expected, hint), or None when it is fine."""
     body = rule_body(text)
+    if len(body) > MAX_RULE_CHARS:
+        return (f"a rule of at most {MAX_RULE_CHARS} characters", None)
     if "\n" in body or ":" in body:
         return ("a single RRULE line, e.g. FREQ=DAILY;BYHOUR=6;BYMINUTE=0", "put the first time in 'dtstart'")
     parts = rule_parts(body)
     if parts.get("FREQ") in UNSAFE_FREQS:
         return ("FREQ of HOURLY or slower", "a loudspeaker must not repeat every minute or second")
+    if "BYEASTER" in parts:
+        return ("the parts of RFC 5545", "BYEASTER is an extension of python-dateutil")
     if "COUNT" in parts and "UNTIL" in parts:
         return ("COUNT or UNTIL, not both", None)
     if parts.get("UNTIL", "").endswith("Z"):
         return ("UNTIL in device local time (no Z)", "or use 'valid_until' with a UTC offset")
+    if not in_date_range(dtstart):
+        return (f"a dtstart {DATE_SPAN}", None)
+    return _local_problem(body, local_naive(dtstart, tz))
+
+
+@lru_cache(maxsize=4096)
+def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | None:
+    """The checks that need the parsed rule; cached, as a file is read again on every reload."""
     try:
-        base_rule(body, local_naive(dtstart, tz))
-    except (ValueError, TypeError, KeyError) as exc:
-        return ("a valid RFC 5545 recurrence rule", str(exc) or type(exc).__name__)
+        rule = base_rule(body, dtstart)
+        parts = rule_parts(body)
+        return (
+            _bounds_problem(rule, parts) or too_close(parts, dtstart) or _start_problem(rule, parts, dtstart)
+        )
+    except (ValueError, TypeError, KeyError, OverflowError, IndexError) as exc:
+        return (_VALID, str(exc) or type(exc).__name__)
+
+
+def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
+    if not 1 <= int(parts.get("INTERVAL") or 1) <= MAX_INTERVAL:
+        return (f"INTERVAL from 1 to {MAX_INTERVAL}", None)
+    if "COUNT" in parts and not 1 <= int(parts["COUNT"]) <= MAX_COUNT:
+        return (f"COUNT from 1 to {MAX_COUNT}", "for a longer series use UNTIL, or 'valid_until'")
+    until = vars(rule).get("_until")
+    if isinstance(until, datetime) and not in_date_range(until):
+        return (f"UNTIL {DATE_SPAN}", "leave UNTIL out for no end")
     return None
+
+
+def _start_problem(rule: rrule, parts: dict[str, str], dtstart: datetime) -> tuple[str, str | None] | None:
+    """The rule must start within PROBE_YEARS of dtstart, and not end (UNTIL) before it starts."""
+    first = _first_start(rule, dtstart, parts)
+    if first is None:
+        end = _add_years(dtstart, PROBE_YEARS)
+        hint = (
+            f"no start from {dtstart:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}: "
+            "its parts never meet, as BYMONTH=2 and BYMONTHDAY=30 never do"
+        )
+        return (f"a rule that starts within {PROBE_YEARS} years of its dtstart", hint)
+    until = vars(rule).get("_until")
+    if isinstance(until, datetime) and first > until:
+        return (
+            "UNTIL at or after the rule's first start",
+            f"its first start would be {first:%Y-%m-%d %H:%M}",
+        )
+    return None
+
+
+def _first_start(rule: rrule, dtstart: datetime, parts: dict[str, str]) -> datetime | None:
+    """The rule's first start within PROBE_YEARS of ``dtstart`` (ignoring COUNT and UNTIL), or None."""
+    if parts.get("FREQ") == "HOURLY" and "BYSETPOS" in parts and not _setpos_fits_an_hour(parts):
+        return None  # dateutil would walk every hour to the year 9999
+    shift = _twin_shift(dtstart.year)
+    moved = _add_years(dtstart, shift)
+    probe = rule.replace(dtstart=moved, until=None, count=None)
+    found = next(iter(probe), None)  # walks at most to the year 9999: decades from `moved`
+    if found is None or found > _add_years(moved, PROBE_YEARS):
+        return None
+    return _add_years(found, -shift)
+
+
+def _setpos_fits_an_hour(parts: dict[str, str]) -> bool:
+    """HOURLY with BYSETPOS picks among each hour's minute:second values: some position must exist."""
+    per_hour = 1
+    for name in ("BYMINUTE", "BYSECOND"):
+        per_hour *= len({int(value) for value in parts.get(name, "0").split(",") if value.strip()}) or 1
+    positions = [int(value) for value in parts["BYSETPOS"].split(",") if value.strip()]
+    return any(abs(position) <= per_hour for position in positions)
+
+
+@lru_cache(maxsize=1024)
+def _twin_shift(year: int) -> int:
+    """Years to add to ``year`` so that the years around it fall on identical calendars as late as
+    possible before 9999 (the Gregorian calendar repeats every 400 years, often sooner)."""
+    span = range(-1, PROBE_YEARS + 2)
+    top = MAXYEAR - PROBE_YEARS - 1 - year
+    for shift in range(top, top - 401, -1):
+        if all(_calendar(year + i) == _calendar(year + shift + i) for i in span):
+            return shift
+    return 0  # not reached: 400 years always match
+
+
+def _calendar(year: int) -> tuple[int, bool]:
+    return date(year, 1, 1).weekday(), calendar.isleap(year)
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February in a year that has none
+        return moment.replace(year=moment.year + years, day=28)
 
 
 @lru_cache(maxsize=4096)
@@ -70,13 +178,29 @@ def base_rule(body: str, dtstart_local: datetime) -> rrule:
     return parsed
 
 
+@lru_cache(maxsize=4096)
+def _last_start(body: str, dtstart_local: datetime) -> datetime | None:
+    """The last start of a COUNT rule (at most MAX_COUNT to walk), found once; the walk stops
+    past the supported dates, as the starts after them never matter."""
+    last = None
+    for last in base_rule(body, dtstart_local):
+        if last.date() > LAST_DAY:
+            break
+    return last
+
+
 def rule_near(text: str, dtstart_local: datetime, not_after: datetime) -> rrule:
     """A rule with the same instants from ``not_after`` on, whose dtstart is as late as possible."""
     body = rule_body(text)
     rule = base_rule(body, dtstart_local)
     parts = rule_parts(body)
+    if "COUNT" in parts:
+        last = _last_start(body, dtstart_local)
+        if last is None:
+            return rule
+        rule = rule.replace(count=None, until=last)  # the same starts, and UNTIL can move forward
     period = _PERIODS.get(parts.get("FREQ", ""))
-    if period is None or "COUNT" in parts:
+    if period is None:
         return rule
     period *= int(parts.get("INTERVAL", "1"))
     steps = (not_after - dtstart_local) // period

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.null_player import NullPlayer
-from drivers.player import Player, PlayerEvent, make_player
+from drivers.player import Player, PlayerEvent, make_player, unreadable
 from drivers.wav import wav_duration
 from foundation.errors import ConfigError
 from tests.audio_fixtures import EventLog, ToneStream, garbage_file, libvlc_missing, tone_file
@@ -55,6 +56,34 @@ def test_missing_file_is_an_error_and_the_next_file_plays(
     player.play("next", tone_file(tmp_path, 440, 0.3), 80)
     assert log.wait_final("next").kind == "ended"
     assert log.kinds("missing") == ["error"]
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [(os.mkfifo, "is a FIFO, not an audio file"), (os.mkdir, "is a directory, not an audio file")],
+)
+def test_a_fifo_or_directory_is_named_as_such_and_never_opened(
+    player: Player, log: EventLog, tmp_path: Path, make: object, what: str
+) -> None:
+    path = tmp_path / "news.wav"
+    make(path)  # type: ignore[operator]
+    player.play("odd", path, 80)  # opening a FIFO for reading would block until a writer comes
+    error = log.wait_final("odd")
+    assert (error.kind, error.detail) == ("error", f"{what}: {path}")
+    player.play("next", tone_file(tmp_path, 440, 0.3), 80)
+    assert log.wait_final("next").kind == "ended"
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("bad\0name.wav", "is not a path the system accepts (it holds a NUL character)"),
+        ("x" * 300 + ".wav", "cannot be read (File name too long)"),
+    ],
+)
+def test_unreadable_never_raises(tmp_path: Path, name: str, why: str) -> None:
+    path = tmp_path / name
+    assert unreadable(path).startswith(f"{why}: {tmp_path}")
 
 
 @pytest.mark.parametrize("name", ["garbage.wav", "garbage.mp3"])
