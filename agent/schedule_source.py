@@ -12,6 +12,7 @@ against the file's folder; the verified audio cache will back the central origin
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 from agent.config import Config
 from agent.events import EventKind
 from agent.store import LOCAL_ORIGIN, Store
-from agent.yaml_source import load_yaml, reading
+from agent.yaml_source import YamlDocument, load_yaml, reading
 from drivers.player import unreadable
 from foundation.errors import ScheduleError
 from scheduler.items import Item, parse_items
@@ -45,6 +46,20 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
     Nothing else escapes: whatever the file holds, the agent gets a ScheduleError and keeps the
     schedule it has.
     """
+    return _read_schedule(path, tz, known_zones)[0]
+
+
+def file_version(path: Path) -> str:
+    """A schedule file's version: the start of its content's SHA-256 (changes whenever it does)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
+
+
+def _read_schedule(
+    path: Path, tz: ZoneInfo, known_zones: frozenset[str]
+) -> tuple[LoadedSchedule, YamlDocument]:
     with reading(path, ScheduleError):
         document = load_yaml(path, ScheduleError)
         problems = list(document.problems)
@@ -56,14 +71,13 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
             raise ScheduleError(problems)
         raw_items = document.data.get("items") or []
         specs = {str(raw["id"]).strip(): dict(raw) for raw in raw_items}
-        return LoadedSchedule(items, specs, document.digest[:12])
+        return LoadedSchedule(items, specs, document.digest[:12]), document
 
 
 def check_audio(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> None:
     """Like :func:`read_schedule_file`, and every audio file it names must be readable now."""
-    loaded = read_schedule_file(path, tz, known_zones)
+    loaded, document = _read_schedule(path, tz, known_zones)
     with reading(path, ScheduleError):
-        document = load_yaml(path, ScheduleError)
         resolver = AudioResolver(path)
         problems = []
         for index, item in enumerate(loaded.items):
