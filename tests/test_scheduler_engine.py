@@ -234,3 +234,58 @@ def test_backward_jump_does_not_stretch_postroll() -> None:
     eng.tick(back)
     assert eng.zones_wanted(back + 9 * S) == ALL
     assert eng.zones_wanted(back + 10 * S) == frozenset()
+
+
+# -- start lead: the agent starts an occurrence early so that its player sounds on time ----------
+
+MS = timedelta(milliseconds=1)
+
+
+def test_start_lead_wakes_and_starts_that_much_early() -> None:
+    eng = engine(at("news", T6), start_lead=4 * MS)
+    eng.tick(T6 - 10 * S)
+    assert eng.next_wakeup(T6 - 10 * S) == T6 - 2 * S  # relay pre-roll is unchanged
+    assert eng.next_wakeup(T6 - 2 * S) == T6 - 4 * MS
+    assert eng.tick(T6 - 5 * MS) == []
+    assert summary(eng.tick(T6 - 4 * MS)) == [("start", "news", "late 0s")]
+    assert eng.upcoming(T6 - 4 * MS) == []  # started, so no longer "next"
+    assert eng.tick(T6) == []  # its scheduled instant passes: it is not started twice
+
+
+def test_start_lead_counts_lateness_from_the_scheduled_start() -> None:
+    eng = engine(at("news", T6), start_lead=4 * MS)
+    eng.tick(T6 - M)
+    assert summary(eng.tick(T6 + 3 * S)) == [("start", "news", "late 3s")]
+
+
+def test_start_lead_does_not_save_an_item_past_catch_up() -> None:
+    eng = engine(at("news", T6), at("later", T6 + 10 * S), start_lead=50 * MS)
+    eng.tick(T6 - M)
+    actions = eng.tick(T6 + 10 * S - 50 * MS)
+    assert [(kind, ident) for kind, ident, _ in summary(actions)] == [("missed", "news"), ("start", "later")]
+
+
+def test_start_lead_pre_empts_early_too() -> None:
+    eng = engine(at("news", T6), at("storm", T6 + 90 * S, Level.EMERGENCY), start_lead=4 * MS)
+    eng.tick(T6)
+    assert eng.next_wakeup(T6 + 89 * S) == T6 + 90 * S - 4 * MS
+    kinds = [kind for kind, _, _ in summary(eng.tick(T6 + 90 * S - 4 * MS))]
+    assert kinds == ["interrupt", "interrupted", "start"]
+
+
+def test_start_lead_can_change_between_ticks() -> None:
+    eng = engine(at("a", T6), at("b", T6 + M))
+    eng.tick(T6 - M)
+    eng.start_lead = 10 * MS
+    assert summary(eng.tick(T6 - 10 * MS)) == [("start", "a", "late 0s")]
+    eng.finished(eng.playing.key, T6 + S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    eng.start_lead = 2 * MS
+    assert eng.next_wakeup(T6 + 59 * S) == T6 + M - 2 * MS
+    assert eng.tick(T6 + M - 3 * MS) == []
+    assert summary(eng.tick(T6 + M - 2 * MS)) == [("start", "b", "late 0s")]
+
+
+@pytest.mark.parametrize("lead", [-MS, 2 * S])
+def test_start_lead_out_of_range_is_refused(lead: timedelta) -> None:
+    with pytest.raises(ValueError, match="start_lead"):
+        engine(start_lead=lead)
