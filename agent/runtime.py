@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agent.clock_trust import ClockState, ClockTrust
 from agent.config import Config
 from agent.schedule_source import ScheduleSource
+from agent.start_timing import StartTimer
 from agent.status import StatusBoard
 from agent.store import PlayRecord, Store, iso
 from agent.systemd_notify import Notifier
@@ -95,6 +96,9 @@ class Agent:
         self.all_zones = frozenset(config.all_zones)
         # key -> when the player said "playing"; kept past state.playing, for the engine's Record
         self.started_at: dict[str, datetime] = {}
+        # start timing: play() is called the player's measured latency before each start
+        latency = player.start_latency
+        self.start_timer = StartTimer(None if latency is None else timedelta(seconds=latency))
         self.engine = self._make_engine(resume=False)
         self._resumed = False
         self.board.publish(self)  # the control socket answers from the first instant
@@ -177,7 +181,9 @@ class Agent:
         now = self.wall()
         self._check_clock()
         if self.state.clock.trusted:
+            self.engine.start_lead = self.start_timer.lead()  # start timing
             self._carry_out(self.engine.tick(now), now)
+            self._prepare_next(now)  # start timing
         if self.fm is not None:
             self.fm.drive(
                 now,
@@ -228,6 +234,12 @@ class Agent:
             code = LedCode.OK_IDLE
         self.led.show(code)
 
+    def _prepare_next(self, now: datetime) -> None:
+        """Start timing: hand the next occurrence's file to the player when its relays close."""
+        occurrence = self.start_timer.to_prepare(self.engine.upcoming(now, 1), now, self.config.gpio.preroll)
+        if occurrence is not None:
+            self.player.prepare(occurrence.key, self.schedule.audio_path(occurrence.item))
+
     def _save_watermark(self, now: datetime) -> None:
         mark = self.engine.watermark
         saved = self.state.watermark_saved
@@ -276,6 +288,7 @@ class Agent:
         at = datetime.fromtimestamp(event.wall, UTC)
         if event.kind == "playing":
             self.started_at[event.token] = at
+            self.start_timer.observe(playing.asked_at, at)  # start timing
             self._record(playing.occurrence, None, "", actual=at)
             return
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
@@ -316,16 +329,18 @@ class Agent:
             logger.info(
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
-        self.state.playing = Playing(occurrence, now)
+        playing = self.state.playing = Playing(occurrence, now)
         problem = unreadable(path)
         if problem:  # refuse before the player sees it, so whatever plays (FM) goes on
             logger.error("%s cannot play: %s", occurrence.key, problem)
             self.store.add_event("error", "play_failed", f"{item.id}: {problem}")
             self._finish(Outcome.FAILED, problem, now)
             return
-        self._record(occurrence, None, "")
         volume = item.volume if item.volume is not None else self.config.audio.volume
+        # start timing: play first, then the play-log row, whose synchronous write would delay it
+        playing.asked_at = self.wall()
         self.player.play(occurrence.key, path, volume)
+        self._record(occurrence, None, "")
 
     def _interrupt(self, action: Interrupt, now: datetime) -> None:
         playing = self.state.playing

@@ -11,7 +11,10 @@ makes early and late starts equally likely.  It is bounded to ``0..MAX_LEAD`` so
 outliers can never move a start by more than that.
 
 Shortly before a start the loop also asks :meth:`StartTimer.to_prepare` whether to hand the
-next occurrence to ``Player.prepare``, so that the file is opened and parsed ahead of time.
+next occurrence to ``Player.prepare``, so that the file is opened and parsed ahead of time.  The
+agent does it when the scheduler wakes it anyway, at the relays' pre-roll: by then the previous
+item has usually ended, so libVLC can load the file into its idle player and the start is only
+``play()``; preparing earlier would load it while the previous item still plays (or starts).
 
 Everything here is given ``now``; nothing reads a clock.
 """
@@ -32,7 +35,7 @@ MAX_LEAD = timedelta(milliseconds=100)
 DEFAULT_LEAD = timedelta(milliseconds=5)  # until the player or a playback has measured one
 WINDOW = 15  # latencies kept; the median of these is the lead
 MAX_LATENCY = timedelta(seconds=10)  # longer is not a start latency (clock step, hung backend)
-PREPARE_AHEAD = timedelta(seconds=2)  # prepare the next occurrence at least this long before it
+PREPARE_AHEAD = timedelta(seconds=2)  # the default pre-roll: when the agent prepares the next item
 
 
 class StartTimer:
