@@ -175,15 +175,19 @@ class Engine:
         return wanted_zones(active, self._hold.held(now), self._all_zones)
 
     def next_wakeup(self, now: datetime) -> datetime | None:
-        """The earliest instant after ``now`` at which ``tick`` must run (call it after ``tick``)."""
+        """The earliest instant after the last ``tick`` at which ``tick`` must run again.
+
+        Asked a little after that tick (the agent carries out its actions in between), it may
+        return an instant before ``now``: something fell due meanwhile, so tick at once.
+        """
         now = _utc(now)
-        frontier = self._frontier(now)
+        ticked = self._watermark if self._watermark is not None else now
         candidates = [occ.start + self._max_delay for occ in self._queue] + self._hold.expiries()
-        first = self._timeline.first_after(frontier + self._lead)  # the first not yet due
+        first = self._timeline.first_after(ticked + self._lead)  # the first not yet due
         if first is not None:
-            for occ in self._timeline.between(frontier + TICK, max(first, now) + self._preroll + TICK):
+            for occ in self._timeline.between(ticked + TICK, max(first, now) + self._preroll + TICK):
                 candidates += [occ.start - self._preroll, occ.start - self._lead]
-        return min((moment for moment in candidates if moment > now), default=None)
+        return min((moment for moment in candidates if moment > ticked), default=None)
 
     # -- internals -------------------------------------------------------------------------------
 

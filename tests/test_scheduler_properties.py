@@ -256,6 +256,33 @@ def test_waking_at_next_wakeup_starts_each_free_occurrence_exactly_lead_early(
     assert started == expected
 
 
+@SETTINGS
+@given(schedules(spread_s=600), LEADS, st.lists(st.integers(0, 2500), min_size=1, max_size=10))
+def test_a_loop_that_asks_late_when_to_wake_still_starts_on_time(
+    items: list[Item], lead: timedelta, overheads_ms: list[int]
+) -> None:
+    """The agent ticks, carries out the actions (ms, or seconds on a stalled box), then asks when to wake."""
+    engine, now = new_engine(items, lead), T0
+    started: dict[str, datetime] = {}
+    for step in range(2_000):
+        for action in engine.tick(now):
+            if isinstance(action, Start):
+                started[action.occurrence.key] = now
+        while engine.playing is not None:
+            for action in engine.finished(engine.playing.key, now, Outcome.COMPLETED):
+                if isinstance(action, Start):
+                    started[action.occurrence.key] = now
+        asked = now + timedelta(milliseconds=overheads_ms[step % len(overheads_ms)])
+        wake = engine.next_wakeup(asked)
+        if wake is None:
+            break
+        now = max(wake, asked)
+    late = timedelta(milliseconds=max(overheads_ms))
+    due = {o.key: max(T0, o.start - lead) for o in expand(items, VN, T0 - CATCH_UP, T0 + timedelta(hours=1))}
+    assert started.keys() == due.keys()
+    assert all(due[key] <= at <= due[key] + late for key, at in started.items())
+
+
 def _start_of(key: str) -> datetime:
     return datetime.fromisoformat(key.rpartition("@")[2])
 
