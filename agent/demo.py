@@ -143,6 +143,7 @@ class PlaybackFiles:
         self.directory = directory
         self.files: list[Path] = []
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="demo-playbacks", daemon=True)
 
     def start(self) -> None:
@@ -155,17 +156,27 @@ class PlaybackFiles:
         self._thread.join(timeout=5)
         self._keep()
 
+    def forget_warm_up(self) -> None:
+        """Drop what libVLC wrote before the agent was ready: the player's silent warm-up at start,
+        which is not a playback."""
+        self._keep()
+        with self._lock:
+            for path in self.files:
+                path.unlink(missing_ok=True)
+            self.files.clear()
+
     def _run(self) -> None:
         while not self._stop.wait(self.POLL):
             self._keep()
 
     def _keep(self) -> None:
-        kept = self.directory / f"{len(self.files) + 1:02d}.wav"
-        try:
-            self.output.rename(kept)
-        except FileNotFoundError:
-            return  # nothing playing since the last one was kept
-        self.files.append(kept)
+        with self._lock:
+            kept = self.directory / f"{len(self.files) + 1:02d}.wav"
+            try:
+                self.output.rename(kept)
+            except FileNotFoundError:
+                return  # nothing playing since the last one was kept
+            self.files.append(kept)
 
     def describe(self) -> str:
         lines = [f"libVLC's output, one file per playback, in {self.directory}/:"]
@@ -188,6 +199,18 @@ def loa(config: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+def wait_until_ready(config: Path, agent: subprocess.Popen[bytes]) -> None:
+    """Until the agent answers on its control socket (its player has warmed up by then)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and agent.poll() is None:
+        result = subprocess.run(
+            [str(BIN / "loa"), "--config", str(config), "status", "--json"], capture_output=True, check=False
+        )
+        if result.returncode == 0:
+            return
+        time.sleep(0.2)
+
+
 def main() -> int:
     start = datetime.now(TZ)
     config = write_files(start)
@@ -203,6 +226,8 @@ def main() -> int:
             [str(BIN / "loa-agent"), "--config", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
         )
         try:
+            wait_until_ready(config, agent)
+            playbacks.forget_warm_up()
             deadline = time.monotonic() + DURATION
             while time.monotonic() < deadline and agent.poll() is None:
                 time.sleep(5)

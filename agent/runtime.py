@@ -23,6 +23,7 @@ from agent.events import EventKind
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
 from agent.schedule_source import COMMAND_ORIGIN, Schedule
+from agent.start_timing import StartTimer
 from agent.status import StatusBoard
 from agent.store import Store, iso
 from agent.systemd_notify import Notifier
@@ -94,6 +95,9 @@ class Agent:
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
+        # start timing: play() is called the player's measured latency before each start
+        latency = player.start_latency
+        self.start_timer = StartTimer(None if latency is None else timedelta(seconds=latency))
         self._resumed = False
         self._watermark_saved: datetime | None = None
         self._pruned: datetime | None = None
@@ -185,10 +189,13 @@ class Agent:
         self._check_step_back(now)
         self.store.retry_writes()
         if self._resumed:
+            self.engine.start_lead = self.start_timer.lead()
             self._carry_out(self.engine.tick(now, self._hold()), now)
             for key, reason in self.engine.orphans():
                 self.play_log.close_orphan(key, reason)
         self._apply(self._plan(now), now)
+        if self._resumed and self.clock_state.trusted:
+            self._prepare_next(now)
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -288,7 +295,10 @@ class Agent:
         assert playing is not None and playing.key == key
         item = playing.item
         volume = item.volume if item.volume is not None else self.config.audio.volume
+        asked = self.wall()
         self.player.play(key, self.schedule.audio_path(item), volume)
+        # The row after play(): its synchronous write would otherwise delay the start.
+        self.play_log.asked(playing, asked)
 
     def _check_clock(self, now: datetime) -> None:
         state = self.clock.check()
@@ -305,6 +315,12 @@ class Agent:
         if state.trusted and not self._resumed:
             self.engine = self._make_engine(resume=True)
             self._resumed = True
+
+    def _prepare_next(self, now: datetime) -> None:
+        """Start timing: hand the next occurrence's file to the player when its relays close."""
+        occurrence = self.start_timer.to_prepare(self.engine.upcoming(now, 1), now, self.config.gpio.preroll)
+        if occurrence is not None:
+            self.player.prepare(occurrence.key, self.schedule.audio_path(occurrence.item))
 
     def _save_watermark(self, now: datetime) -> None:
         mark = self.engine.watermark
@@ -375,6 +391,9 @@ class Agent:
             return
         at = datetime.fromtimestamp(event.wall, UTC)
         if event.kind == "playing":
+            asked = self.play_log.asked_at.get(playing.key)
+            if asked is not None:
+                self.start_timer.observe(asked, at)
             self.play_log.started(playing, at)
             waiting = self.awaiting.pop(playing.key, None)
             if waiting is not None:
@@ -490,7 +509,6 @@ class Agent:
                 self.engine.finished(occurrence.key, now, Outcome.FAILED, problem, self._hold()), now
             )
             return
-        self.play_log.asked(occurrence, now)
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()

@@ -3,7 +3,8 @@
 It keeps the timing of a real player: a WAV file is announced ``playing`` at once and ``ended``
 after its duration, measured on the monotonic clock; a stream plays until it ends.  Anything that
 is not a readable PCM WAV is refused with an ``error`` event, as libVLC would refuse a corrupt file.
-``played`` records every accepted request so tests can see what the agent asked for.
+``played`` records every accepted request and ``prepared`` every preparation, so tests can see
+what the agent asked for.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ class PlayedItem(NamedTuple):
     path: Path | None
     volume: int
     started: float
+    prepared: bool = False  # the file was prepared for this token before its play
 
 
 class NullPlayer:
     """Plays nothing, on time."""
 
     name = "null"
+    start_latency: float | None = 0.0  # "playing" is posted within play() itself
 
     def __init__(self, sink: EventSink) -> None:
         self._ledger = PlaybackLedger(sink)
@@ -45,6 +48,8 @@ class NullPlayer:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.played: list[PlayedItem] = []
+        self.prepared: list[tuple[str, Path]] = []
+        self.staged: tuple[str, Path] | None = None  # prepared and not yet played
 
     def start(self) -> None:
         self._stop.clear()
@@ -52,16 +57,23 @@ class NullPlayer:
         self._timer.start()
         logger.info("null player started: playback is silent")
 
+    def prepare(self, token: str, path: Path) -> None:
+        self.prepared.append((token, path))
+        self.staged = (token, path)
+
     def play(self, token: str, path: Path, volume: int) -> None:
         check_volume(volume)
         playback = self._ledger.begin(token, str(path))
         self._end_stream()
+        prepared = self.staged == (token, path)
+        if prepared:
+            self.staged = None
         problem = _unplayable(path)
         if problem:
             self._ledger.finish(playback, "error", problem)
             return
         started = time.monotonic()
-        self.played.append(PlayedItem(token, path, volume, started))
+        self.played.append(PlayedItem(token, path, volume, started, prepared))
         self._ledger.playing(playback)
         with self._lock:
             self._deadline = (playback, started + wav_duration(path))

@@ -6,6 +6,11 @@ by the agent.  For each token the player posts at most one ``playing`` event and
 final event: ``ended`` (played to the end), ``stopped`` (``stop()`` or replaced by a later
 ``play``), or ``error`` (could not be played, or the backend failed while playing it).
 
+``prepare(token, path)`` lets the player open a file ahead of its ``play``, so that the start is
+quick and steady.  It posts no event and changes nothing that plays; the prepared file waits for a
+``play`` with the same token and path, or until a later ``prepare`` replaces it.  Whatever is wrong
+with the file is reported by ``play``, as for a file that was never prepared.
+
 :class:`PlaybackLedger` enforces that rule for every backend, so a late libVLC callback about a
 replaced playback can never be attributed to the playback that replaced it.
 """
@@ -66,12 +71,18 @@ class PcmStream(Protocol):
 
 
 class Player(Protocol):
-    """An audio player; ``play`` and ``stop`` never block on the backend."""
+    """An audio player; ``prepare``, ``play`` and ``stop`` never block on the backend."""
 
     name: str
+    start_latency: float | None
+    """Seconds from ``play`` to ``playing`` measured while starting (a silent warm-up), or None."""
 
     def start(self) -> None:
         """Open the backend; raises :class:`foundation.errors.PlayerError` if it cannot start."""
+        ...
+
+    def prepare(self, token: str, path: Path) -> None:
+        """Open ``path`` ahead of ``play(token, path, ...)``; replaces an earlier preparation."""
         ...
 
     def play(self, token: str, path: Path, volume: int) -> None:

@@ -20,6 +20,12 @@ sends events synchronously from it, so an event about the old media can only arr
 Corrupt files: libVLC 3 reports a file it cannot demux as "playing" then "ended" with no
 elementary stream.  So ``playing`` is posted only once an audio stream exists, and an end without
 one is reported as an ``error``.
+
+Start latency: ``prepare`` creates and parses the media ahead (the parse reads the file, so it is
+in the page cache at the start) and, when nothing plays, already sets it on the media player, so
+that the start is only ``play()``.  ``start()`` plays a short silence twice, unannounced: the first
+libVLC playback of a process loads its demuxer, decoder and audio output and is several times
+slower than the next, and the second gives :attr:`VlcPlayer.start_latency`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import ctypes
 import importlib
 import logging
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,13 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
-from drivers.wav import WavStreamFeed
+from drivers.wav import WavStreamFeed, wav_header
 from foundation.errors import PlayerError
 
 logger = logging.getLogger(__name__)
 
 BASE_ARGS = ("--no-video", "--quiet", "--no-xlib")
 _AUDIO_TRACK = 0  # libvlc_track_audio
+PARSE_TIMEOUT_MS = 2000  # a prepared file that takes longer to parse is simply played unparsed
+WARM_UP_RATE = 48000
+WARM_UP_SECONDS = 0.1
 
 
 def load_libvlc() -> Any:
@@ -68,6 +78,19 @@ class _Active:
         self.feed = feed
         self.audio_seen = False
         self.reached_playing = False
+        self.sounding = threading.Event()  # set with ``sounding_at`` when "playing" is due
+        self.sounding_at = 0.0
+        self.over = threading.Event()  # libVLC reported the end or an error
+
+
+@dataclass
+class _Staged:
+    """Media prepared for ``token``; ``loaded`` while it is the media player's media, not played."""
+
+    token: str
+    path: Path
+    media: Any
+    loaded: bool = False
 
 
 class _Engine:
@@ -86,8 +109,13 @@ class _Engine:
         self._instance: Any = None
         self._player: Any = None
         self._active: _Active | None = None
+        self._staged: _Staged | None = None
         self._keepalive: tuple[Any, ...] = ()
         self._thread = threading.Thread(target=self._run, name="vlc-commands", daemon=True)
+
+    @property
+    def staged(self) -> _Staged | None:
+        return self._staged
 
     def start(self) -> None:
         self._thread.start()
@@ -159,6 +187,7 @@ class _Engine:
     def _release(self) -> None:
         if self._player is not None:
             self._halt()
+            self._drop_staged()
             self._player.release()
             self._instance.release()
             self._player = self._instance = None
@@ -176,9 +205,13 @@ class _Engine:
             active.reached_playing = True
         elif kind == "end":
             self._report_end(active)
+            active.over.set()
         elif kind == "error":
             self._ledger.finish(playback, "error", f"libVLC could not open or decode {playback.what}")
-        if active.audio_seen and active.reached_playing:
+            active.over.set()
+        if active.audio_seen and active.reached_playing and not active.sounding.is_set():
+            active.sounding_at = time.monotonic()
+            active.sounding.set()
             self._ledger.playing(playback)
 
     def _report_end(self, active: _Active) -> None:
@@ -189,14 +222,65 @@ class _Engine:
             self._ledger.finish(active.playback, "error", detail)
 
     # --- commands, on the command thread ----------------------------------------------------------
+    def prepare_file(self, token: str, path: Path) -> None:
+        self._drop_staged()
+        if unreadable(path):
+            return  # play() reports why
+        try:
+            staged = _Staged(token, path, self._instance.media_new_path(str(path)))
+            staged.media.parse_with_options(self._vlc.MediaParseFlag.local, PARSE_TIMEOUT_MS)  # async
+            if self._ledger.current is None:  # nothing plays: load it now, so its start is only play()
+                self._detach()
+                self._player.set_media(staged.media)
+                staged.loaded = not self.abandoned
+        except Exception:  # a failed preparation must not end what plays: play() starts afresh
+            logger.exception("libVLC could not prepare %s", path)
+            return
+        self._staged = staged
+
     def play_file(self, token: str, path: Path, volume: int) -> None:
         playback = self._ledger.begin(token, str(path))
+        staged = self._staged
+        if staged is not None and (staged.token, staged.path) == (token, path):
+            self._staged = None
+        else:
+            staged = None
         problem = unreadable(path)
         if problem:
             self._halt()
+            if staged is not None:
+                staged.media.release()
             self._ledger.finish(playback, "error", problem)
             return
-        self._switch(_Active(playback), self._instance.media_new_path(str(path)), volume, ())
+        if staged is not None and staged.loaded:
+            self._detach()
+            self._go(_Active(playback), staged.media, volume, ())
+        else:
+            media = staged.media if staged is not None else self._instance.media_new_path(str(path))
+            self._switch(_Active(playback), media, volume, ())
+
+    def warm_up(self, path: Path, budget: float) -> float | None:
+        """Play ``path`` (silence) twice, unannounced; the second play's latency to "playing".
+
+        Each plays to its end and the volume is left alone: libVLC 3 drops its audio output on
+        ``stop()``, after which the volume set before the next ``play()`` is not applied.
+        Gives up (None) after ``budget`` seconds, well before the watchdog would.
+        """
+        deadline = time.monotonic() + budget
+        latency = None
+        for _ in range(2):
+            active = _Active(Playback("warm-up", str(path)))  # never begun in the ledger: no events
+            asked = time.monotonic()
+            self._switch(active, self._instance.media_new_path(str(path)), None, ())
+            if not (
+                active.sounding.wait(max(0.0, deadline - time.monotonic()))
+                and active.over.wait(max(0.0, deadline - time.monotonic()))
+            ):
+                logger.warning("libVLC warm-up: a short silence did not play within %g s", budget)
+                return None
+            latency = active.sounding_at - asked
+        self._detach()
+        return latency
 
     def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
         what = f"stream {stream.sample_rate} Hz x{stream.channels}"
@@ -212,14 +296,20 @@ class _Engine:
         if current is not None:
             self._ledger.finish(current, "stopped", "stop requested")
 
-    def _switch(self, active: _Active, media: Any, volume: int, keep: tuple[Any, ...]) -> None:
+    def _switch(self, active: _Active, media: Any, volume: int | None, keep: tuple[Any, ...]) -> None:
         self._detach()
         self._player.set_media(media)  # stops and joins the previous input: may hang on a Pi
         if self.abandoned:  # the watchdog gave up on us meanwhile: a fresh engine plays instead
             return
+        if self._staged is not None:
+            self._staged.loaded = False
+        self._go(active, media, volume, keep)
+
+    def _go(self, active: _Active, media: Any, volume: int | None, keep: tuple[Any, ...]) -> None:
+        """Play ``media``, which is already the media player's media (``volume`` None: as it is)."""
         self._active = active
         self._hold(media, *keep)
-        if self._player.audio_set_volume(volume) != 0:
+        if volume is not None and self._player.audio_set_volume(volume) != 0:
             logger.debug("this audio output has no volume control; volume %d not applied", volume)
         if self._player.play() != 0:
             self._ledger.finish(active.playback, "error", f"libVLC refused to play {active.playback.what}")
@@ -228,6 +318,11 @@ class _Engine:
         self._detach()
         self._player.stop()  # joins the input thread: may hang on a Pi
         self._hold()
+
+    def _drop_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            staged.media.release()  # the media player keeps its own reference if it was loaded
 
     def _detach(self) -> None:
         """Silence callbacks of the current media and end its stream before libVLC stops it."""
@@ -265,6 +360,7 @@ class VlcPlayer:
     name = "vlc"
 
     def __init__(self, vlc_args: Sequence[str], sink: EventSink, command_timeout: float = 5.0) -> None:
+        self.start_latency: float | None = None
         self._args = [*BASE_ARGS, *vlc_args]
         self._ledger = PlaybackLedger(sink)
         self._timeout = command_timeout
@@ -287,6 +383,10 @@ class VlcPlayer:
         self._closing.clear()
         self._watchdog = threading.Thread(target=self._watch, name="vlc-watchdog", daemon=True)
         self._watchdog.start()
+        self.start_latency = self._warm_up()
+
+    def prepare(self, token: str, path: Path) -> None:
+        self._submit(_Command(f"prepare {path}", None, lambda e: e.prepare_file(token, path)))
 
     def play(self, token: str, path: Path, volume: int) -> None:
         check_volume(volume)
@@ -311,11 +411,42 @@ class VlcPlayer:
             if not engine.join(self._timeout):
                 logger.warning("libVLC did not shut down within %g s; leaving it behind", self._timeout)
 
+    @property
+    def staged(self) -> tuple[str, Path] | None:
+        """The token and path prepared and not yet played, once libVLC has prepared them."""
+        engine = self._engine
+        staged = None if engine is None else engine.staged
+        return None if staged is None else (staged.token, staged.path)
+
     def healthy(self) -> bool:
         engine = self._engine
         if engine is None or engine.failure is not None or self._degraded:
             return False
         return self._stuck_on(engine) is None
+
+    def _warm_up(self) -> float | None:
+        """Play a short silence through libVLC (unannounced); its play-to-playing latency."""
+        done = threading.Event()
+        result: list[float | None] = []
+
+        def run(engine: _Engine) -> None:
+            try:
+                result.append(engine.warm_up(path, self._timeout / 2))
+            finally:
+                done.set()
+
+        with tempfile.TemporaryDirectory(prefix="loa-warm-up-") as directory:
+            path = Path(directory) / "silence.wav"
+            data = bytes(2 * round(WARM_UP_RATE * WARM_UP_SECONDS))
+            path.write_bytes(wav_header(WARM_UP_RATE, 1, len(data)) + data)
+            self._submit(_Command("warm-up", None, run))
+            finished = done.wait(self._timeout)
+        latency = result[0] if finished and result else None
+        if latency is None:
+            logger.warning("libVLC warm-up gave no start latency; the agent assumes a default")
+        else:
+            logger.info("libVLC warmed up: %.1f ms from play to playing", 1000 * latency)
+        return latency
 
     def _submit(self, command: _Command) -> None:
         with self._lock:

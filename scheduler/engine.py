@@ -4,6 +4,11 @@ The engine never reads a clock. The agent calls :meth:`Engine.tick` whenever it 
 at :meth:`Engine.next_wakeup`), carries out the returned actions in order, powers the zones of
 :meth:`Engine.zones_wanted`, and persists every ``Record`` plus ``watermark`` and ``done_keys``.
 The rules are described, with examples, in docs/SCHEDULING.md.
+
+``start_lead`` lets the agent start an occurrence that much before its time, because a player
+takes a few milliseconds from ``play`` to sound: an occurrence is due once ``start <= now +
+start_lead``, and ``next_wakeup`` wakes the agent at ``start - start_lead``.  ``Start.late_by``
+is still measured from the scheduled start (and is never negative).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from scheduler.relay_plan import RelayHold, wanted_zones
 
 __all__ = ["Action", "Engine", "Interrupt", "Outcome", "Queued", "Record", "Start"]
 
+MAX_START_LEAD = timedelta(seconds=1)  # a player slower than this to start is broken, not early
 TICK = timedelta(microseconds=1)  # the resolution of datetime: (a, b] == [a + TICK, b + TICK)
 MISSED_LOOKBACK = timedelta(hours=24)  # older misses after downtime are not logged one by one
 DONE_HORIZON = timedelta(hours=48)  # how long handled keys are remembered
@@ -60,6 +66,7 @@ class Engine:
         done_keys: Iterable[str] = (),
         untrusted_since: datetime | None = None,
         waiting: Iterable[str] = (),
+        start_lead: timedelta = timedelta(0),
     ) -> None:
         self._tz = tz
         self._timeline = Timeline(items, tz)
@@ -79,6 +86,8 @@ class Engine:
         self._orphans: list[tuple[str, str]] = []
         self._injected: set[str] = set()
         self._hold = RelayHold(postroll)
+        self._lead = timedelta(0)
+        self.start_lead = start_lead
 
     # -- state the agent reads -------------------------------------------------------------------
 
@@ -106,9 +115,20 @@ class Engine:
         """Keys of occurrences already started or recorded in the last ``DONE_HORIZON``."""
         return frozenset(self._done)
 
+    @property
+    def start_lead(self) -> timedelta:
+        """How long before its scheduled start an occurrence is due (0..MAX_START_LEAD)."""
+        return self._lead
+
+    @start_lead.setter
+    def start_lead(self, lead: timedelta) -> None:
+        if not timedelta(0) <= lead <= MAX_START_LEAD:
+            raise ValueError(f"start_lead {lead.total_seconds():g} s is outside 0..{MAX_START_LEAD}")
+        self._lead = lead
+
     def upcoming(self, now: datetime, limit: int = 10) -> list[Occurrence]:
         """The next scheduled occurrences not yet due, soonest first (for status displays)."""
-        lo = self._frontier(_utc(now)) + TICK
+        lo = self._frontier(_utc(now)) + self._lead + TICK
         found: list[Occurrence] = []
         for span in (timedelta(days=1), timedelta(days=8), timedelta(days=40)):
             found = self._timeline.between(lo, lo + span)
@@ -200,15 +220,19 @@ class Engine:
         return wanted_zones(active, self._hold.held(now), self._all_zones)
 
     def next_wakeup(self, now: datetime) -> datetime | None:
-        """The earliest instant after ``now`` at which ``tick`` must run (call it after ``tick``)."""
+        """The earliest instant after the last ``tick`` at which ``tick`` must run again.
+
+        Asked a little after that tick (the agent carries out its actions in between), it may
+        return an instant before ``now``: something fell due meanwhile, so tick at once.
+        """
         now = _utc(now)
-        frontier = self._frontier(now)
+        ticked = self._last_now if self._last_now is not None else now
         candidates = [occ.start + self._max_delay for occ in self._queue] + self._hold.expiries()
-        first = self._timeline.first_after(frontier)
+        first = self._timeline.first_after(ticked + self._lead)  # the first not yet due
         if first is not None:
-            for occ in self._timeline.between(frontier + TICK, max(first, now) + self._preroll + TICK):
-                candidates += [occ.start - self._preroll, occ.start]
-        return min((moment for moment in candidates if moment > now), default=None)
+            for occ in self._timeline.between(ticked + TICK, max(first, now) + self._preroll + TICK):
+                candidates += [occ.start - self._preroll, occ.start - self._lead]
+        return min((moment for moment in candidates if moment > ticked), default=None)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -230,7 +254,7 @@ class Engine:
         return playing or key in self._done or any(occ.key == key for occ in self._queue)
 
     def _collect_due(self, previous: datetime | None, now: datetime, hold: str | None) -> list[Action]:
-        """Queue occurrences due in (previous, now]; record as missed those older than catch_up
+        """Queue occurrences due in (previous, now + lead]; record as missed those older than catch_up
         (and all of them while ``hold`` says why nothing may start)."""
         if previous is None:
             lo = now - self._catch_up
@@ -241,7 +265,7 @@ class Engine:
             # those already handled are in ``_done`` and never start twice, the others still play.
             return []
         actions: list[Action] = []
-        for occ in self._timeline.between(lo, now + TICK):
+        for occ in self._timeline.between(lo, now + self._lead + TICK):
             if self._known(occ.key):
                 continue
             if hold is not None:

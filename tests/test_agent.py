@@ -176,3 +176,21 @@ def test_back_to_back_items_keep_relays_closed(tmp_path: Path) -> None:
         for zone in ("zone-1", "zone-2"):
             # one close before the first, one open after the second: post-roll and pre-roll overlap
             assert [closed for _, closed in relay_times(box.agent, zone)] == [True, False]
+
+
+def test_each_item_is_prepared_when_its_relays_close_and_played_from_it(tmp_path: Path) -> None:
+    tone_file(tmp_path, 440, 0.3)
+    write_schedule(
+        tmp_path,
+        f"{{id: first, audio: tone-440Hz-0.3s.wav, at: '{at(2.0)}'}}",
+        f"{{id: second, audio: tone-440Hz-0.3s.wav, at: '{at(3.5)}'}}",
+    )
+    with running_agent(write_config(tmp_path, preroll="1s")) as box:
+        box.wait_for(lambda: box.outcome("second") == "completed", timeout=8)
+        player = box.agent.player
+        prepared = list(player.prepared)  # type: ignore[attr-defined]
+        played = list(player.played)  # type: ignore[attr-defined]
+    rows = box.play_log()
+    assert [token for token, _ in prepared] == [row.key for row in rows]
+    assert all(path == tmp_path / "tone-440Hz-0.3s.wav" for _, path in prepared)
+    assert [(item.token, item.prepared) for item in played] == [(row.key, True) for row in rows]

@@ -141,6 +141,90 @@ def test_stop_closes_a_live_stream(player: Player, log: EventLog) -> None:
     assert stream.closed.wait(5.0)
 
 
+def _wait_staged(player: Player, token: str, path: Path, timeout: float = 10.0) -> None:
+    """Wait until the player has prepared ``path`` for ``token`` (libVLC does it on its thread)."""
+    deadline = time.monotonic() + timeout
+    while getattr(player, "staged", None) != (token, path):
+        assert time.monotonic() < deadline, f"{path} was not prepared for {token} within {timeout} s"
+        time.sleep(0.005)
+
+
+def test_prepared_file_plays_to_the_end(player: Player, log: EventLog, tmp_path: Path) -> None:
+    path = tone_file(tmp_path, 440, 0.5)
+    player.prepare("news", path)
+    _wait_staged(player, "news", path)
+    assert log.events == []  # preparing posts nothing
+    player.play("news", path, 80)
+    log.wait_for("news", "ended")
+    _assert_order(log.of("news"), ["playing", "ended"])
+    assert getattr(player, "staged", None) is None  # used up by its play
+
+
+def test_prepare_then_play_another_token_plays_that_tokens_file(
+    player: Player, log: EventLog, tmp_path: Path
+) -> None:
+    long, short = tone_file(tmp_path, 440, 30.0), tone_file(tmp_path, 1000, 0.3)
+    player.prepare("later", long)
+    _wait_staged(player, "later", long)
+    player.play("now", short, 80)
+    assert log.wait_final("now").kind == "ended"  # the short file, not the prepared 30 s one
+    assert log.kinds("later") == []
+    assert getattr(player, "staged", None) == ("later", long)  # still waiting for its own play
+    player.play("later", long, 80)
+    log.wait_for("later", "playing")
+    player.stop()
+    assert log.wait_final("later").kind == "stopped"
+
+
+def test_prepare_while_playing_leaves_the_playback_alone(
+    player: Player, log: EventLog, tmp_path: Path
+) -> None:
+    long, short = tone_file(tmp_path, 440, 5.0), tone_file(tmp_path, 1000, 0.3)
+    player.play("long", long, 80)
+    log.wait_for("long", "playing")
+    player.prepare("next", short)
+    _wait_staged(player, "next", short)
+    assert log.kinds("long") == ["playing"]
+    player.play("next", short, 80)
+    assert log.wait_final("next").kind == "ended"
+    assert log.kinds("long") == ["playing", "stopped"]
+
+
+def test_prepared_file_deleted_before_play_is_an_error_and_the_next_file_plays(
+    player: Player, log: EventLog, tmp_path: Path
+) -> None:
+    path = tmp_path / "doomed.wav"
+    path.write_bytes(tone_file(tmp_path, 440, 0.5).read_bytes())
+    player.prepare("doomed", path)
+    _wait_staged(player, "doomed", path)
+    path.unlink()
+    player.play("doomed", path, 80)
+    error = log.wait_final("doomed")
+    assert error.kind == "error" and "not found" in error.detail
+    player.play("next", tone_file(tmp_path, 1000, 0.3), 80)
+    assert log.wait_final("next").kind == "ended"
+    assert log.kinds("doomed") == ["error"]
+
+
+def test_a_newer_prepare_replaces_the_older(player: Player, log: EventLog, tmp_path: Path) -> None:
+    first, second = tone_file(tmp_path, 440, 0.3), tone_file(tmp_path, 1000, 0.3)
+    player.prepare("first", first)
+    player.prepare("second", second)
+    _wait_staged(player, "second", second)
+    player.play("first", first, 80)  # no longer prepared: played as if never prepared
+    assert log.wait_final("first").kind == "ended"
+    assert getattr(player, "staged", None) == ("second", second)
+
+
+def test_preparing_a_missing_file_is_reported_by_its_play(
+    player: Player, log: EventLog, tmp_path: Path
+) -> None:
+    player.prepare("missing", tmp_path / "nowhere.wav")
+    player.play("missing", tmp_path / "nowhere.wav", 80)
+    error = log.wait_final("missing")
+    assert error.kind == "error" and "not found" in error.detail
+
+
 def test_close_twice_is_harmless(player: Player) -> None:
     player.close()
     player.close()
@@ -178,6 +262,19 @@ def test_null_player_ends_after_the_files_duration(
     assert ended.monotonic - before >= wav_duration(path) - 0.005
     assert [(item.token, item.path, item.volume) for item in null_player.played] == [("t", path, 60)]
     assert before <= null_player.played[0].started <= ended.monotonic
+
+
+def test_null_player_records_what_was_prepared(
+    null_player: NullPlayer, log: EventLog, tmp_path: Path
+) -> None:
+    first, second = tone_file(tmp_path, 440, 0.2), tone_file(tmp_path, 1000, 0.2)
+    null_player.prepare("first", first)
+    null_player.play("other", second, 60)
+    log.wait_final("other")
+    null_player.play("first", first, 60)
+    log.wait_final("first")
+    assert null_player.prepared == [("first", first)]
+    assert [(item.token, item.prepared) for item in null_player.played] == [("other", False), ("first", True)]
 
 
 def test_null_player_refuses_non_wav(null_player: NullPlayer, log: EventLog, tmp_path: Path) -> None:

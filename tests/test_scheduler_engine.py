@@ -288,3 +288,76 @@ def test_occurrences_waiting_at_a_restart_are_queued_again_or_recorded_skipped()
         "short",
         "the agent stopped while it waited (restart, power cut or crash)",
     )
+
+
+# -- start lead: the agent starts an occurrence early so that its player sounds on time ----------
+
+MS = timedelta(milliseconds=1)
+
+
+def test_start_lead_wakes_and_starts_that_much_early() -> None:
+    eng = engine(at("news", T6), start_lead=4 * MS)
+    eng.tick(T6 - 10 * S)
+    assert eng.next_wakeup(T6 - 10 * S) == T6 - 2 * S  # relay pre-roll is unchanged
+    eng.tick(T6 - 2 * S)
+    assert eng.next_wakeup(T6 - 2 * S) == T6 - 4 * MS
+    assert eng.tick(T6 - 5 * MS) == []
+    assert summary(eng.tick(T6 - 4 * MS)) == [("start", "news", "late 0s")]
+    assert eng.upcoming(T6 - 4 * MS) == []  # started, so no longer "next"
+    assert eng.tick(T6) == []  # its scheduled instant passes: it is not started twice
+
+
+def test_start_lead_counts_lateness_from_the_scheduled_start() -> None:
+    eng = engine(at("news", T6), start_lead=4 * MS)
+    eng.tick(T6 - M)
+    assert summary(eng.tick(T6 + 3 * S)) == [("start", "news", "late 3s")]
+
+
+def test_start_lead_does_not_save_an_item_past_catch_up() -> None:
+    eng = engine(at("news", T6), at("later", T6 + 10 * S), start_lead=50 * MS)
+    eng.tick(T6 - M)
+    actions = eng.tick(T6 + 10 * S - 50 * MS)
+    assert [(kind, ident) for kind, ident, _ in summary(actions)] == [("missed", "news"), ("start", "later")]
+
+
+def test_start_lead_pre_empts_early_too() -> None:
+    eng = engine(at("news", T6), at("storm", T6 + 90 * S, Level.EMERGENCY), start_lead=4 * MS)
+    eng.tick(T6)
+    eng.tick(T6 + 89 * S)
+    assert eng.next_wakeup(T6 + 89 * S) == T6 + 90 * S - 4 * MS
+    kinds = [kind for kind, _, _ in summary(eng.tick(T6 + 90 * S - 4 * MS))]
+    assert kinds == ["interrupt", "interrupted", "start"]
+
+
+def test_start_lead_can_change_between_ticks() -> None:
+    eng = engine(at("a", T6), at("b", T6 + M))
+    eng.tick(T6 - M)
+    eng.start_lead = 10 * MS
+    assert summary(eng.tick(T6 - 10 * MS)) == [("start", "a", "late 0s")]
+    eng.finished(eng.playing.key, T6 + S, Outcome.COMPLETED)  # type: ignore[union-attr]
+    eng.start_lead = 2 * MS
+    eng.tick(T6 + 59 * S)
+    assert eng.next_wakeup(T6 + 59 * S) == T6 + M - 2 * MS
+    assert eng.tick(T6 + M - 3 * MS) == []
+    assert summary(eng.tick(T6 + M - 2 * MS)) == [("start", "b", "late 0s")]
+
+
+@pytest.mark.parametrize("lead", [-MS, 2 * S])
+def test_start_lead_out_of_range_is_refused(lead: timedelta) -> None:
+    with pytest.raises(ValueError, match="start_lead"):
+        engine(start_lead=lead)
+
+
+def test_next_wakeup_asked_after_a_start_passed_unticked_says_wake_now() -> None:
+    # The agent ticks, spends a few milliseconds, then asks when to wake: a start that fell in
+    # between must not be skipped until the next wake-up (here the next item's pre-roll).
+    eng = engine(at("a", T6), at("b", T6 + M))
+    eng.tick(T6 - 2 * MS)
+    assert eng.next_wakeup(T6 + MS) == T6  # already past: wake at once
+    assert summary(eng.tick(T6 + MS)) == [("start", "a", "late 0.001s")]
+
+
+def test_next_wakeup_asked_after_a_lead_early_start_passed_unticked_says_wake_now() -> None:
+    eng = engine(at("a", T6), at("b", T6 + M), start_lead=4 * MS)
+    eng.tick(T6 - 5 * MS)
+    assert eng.next_wakeup(T6 - 3 * MS) == T6 - 4 * MS

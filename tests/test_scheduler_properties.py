@@ -178,9 +178,16 @@ class Run:
         raise AssertionError("run did not settle")
 
 
-def new_engine(items: list[Item]) -> Engine:
+def new_engine(items: list[Item], lead: timedelta = timedelta(0)) -> Engine:
     return Engine(
-        items, VN, all_zones=ALL, catch_up=CATCH_UP, max_delay=MAX_DELAY, preroll=PREROLL, postroll=POSTROLL
+        items,
+        VN,
+        all_zones=ALL,
+        catch_up=CATCH_UP,
+        max_delay=MAX_DELAY,
+        preroll=PREROLL,
+        postroll=POSTROLL,
+        start_lead=lead,
     )
 
 
@@ -203,6 +210,89 @@ def test_every_occurrence_starts_at_most_once_and_gets_one_outcome(items: list[I
     first = min(T0 - CATCH_UP, run.earliest + timedelta(microseconds=1))
     scheduled = {o.key for o in expand(items, VN, first, watermark + timedelta(microseconds=1))}
     assert set(run.records) == scheduled | run.injected
+
+
+LEADS = st.integers(0, 100).map(lambda ms: timedelta(milliseconds=ms))
+
+
+@SETTINGS
+@given(schedules(), st.lists(STEPS, max_size=40), LEADS)
+def test_with_a_start_lead_every_occurrence_still_gets_one_outcome_and_never_starts_too_early(
+    items: list[Item], steps: list, lead: timedelta
+) -> None:
+    run = Run(new_engine(items, lead))
+    run.apply(run.engine.tick(T0))
+    for kind, value in steps:
+        starts_before = len(run.started)
+        run.step(kind, value)
+        for key in run.started[starts_before:]:  # nothing starts more than ``lead`` before its time
+            assert key in run.injected or _start_of(key) - lead <= run.now
+    end = T0 + timedelta(hours=2)
+    run.drain(end)
+    assert len(run.started) == len(set(run.started))
+    assert len(run.records) == len(set(run.records))
+    assert set(run.started) <= set(run.records)
+    watermark = run.engine.watermark
+    assert watermark is not None and watermark >= end
+    due = watermark + lead + timedelta(microseconds=1)
+    first = min(T0 - CATCH_UP, run.earliest + timedelta(microseconds=1))  # a step back re-opens time
+    assert set(run.records) == {o.key for o in expand(items, VN, first, due)} | run.injected
+
+
+@SETTINGS
+@given(schedules(spread_s=600), LEADS)
+def test_waking_at_next_wakeup_starts_each_free_occurrence_exactly_lead_early(
+    items: list[Item], lead: timedelta
+) -> None:
+    engine, now = new_engine(items, lead), T0
+    started: dict[str, datetime] = {}
+    for _ in range(2_000):
+        for action in engine.tick(now):
+            if isinstance(action, Start):
+                started[action.occurrence.key] = now
+        while engine.playing is not None:  # every item is over at once: the speakers are free
+            for action in engine.finished(engine.playing.key, now, Outcome.COMPLETED):
+                if isinstance(action, Start):
+                    started[action.occurrence.key] = now
+        wake = engine.next_wakeup(now)
+        if wake is None:
+            break
+        now = wake
+    expected = {
+        o.key: max(T0, o.start - lead) for o in expand(items, VN, T0 - CATCH_UP, T0 + timedelta(hours=1))
+    }
+    assert started == expected
+
+
+@SETTINGS
+@given(schedules(spread_s=600), LEADS, st.lists(st.integers(0, 2500), min_size=1, max_size=10))
+def test_a_loop_that_asks_late_when_to_wake_still_starts_on_time(
+    items: list[Item], lead: timedelta, overheads_ms: list[int]
+) -> None:
+    """The agent ticks, carries out the actions (ms, or seconds on a stalled box), then asks when to wake."""
+    engine, now = new_engine(items, lead), T0
+    started: dict[str, datetime] = {}
+    for step in range(2_000):
+        for action in engine.tick(now):
+            if isinstance(action, Start):
+                started[action.occurrence.key] = now
+        while engine.playing is not None:
+            for action in engine.finished(engine.playing.key, now, Outcome.COMPLETED):
+                if isinstance(action, Start):
+                    started[action.occurrence.key] = now
+        asked = now + timedelta(milliseconds=overheads_ms[step % len(overheads_ms)])
+        wake = engine.next_wakeup(asked)
+        if wake is None:
+            break
+        now = max(wake, asked)
+    late = timedelta(milliseconds=max(overheads_ms))
+    due = {o.key: max(T0, o.start - lead) for o in expand(items, VN, T0 - CATCH_UP, T0 + timedelta(hours=1))}
+    assert started.keys() == due.keys()
+    assert all(due[key] <= at <= due[key] + late for key, at in started.items())
+
+
+def _start_of(key: str) -> datetime:
+    return datetime.fromisoformat(key.rpartition("@")[2])
 
 
 # -- relays ------------------------------------------------------------------------------------

@@ -62,6 +62,9 @@ def player(log: EventLog, out: Path) -> Iterator[VlcPlayer]:
 
 
 def _play_and_read(player: VlcPlayer, log: EventLog, out: Path, token: str, path: Path) -> np.ndarray:
+    # "ended" can come before libVLC has reopened OUT.wav for this playback: without the old file
+    # a finished OUT.wav can only be this playback's.
+    out.unlink(missing_ok=True)
     player.play(token, path, 100)
     assert log.wait_final(token).kind == "ended"
     wait_for_finished_wav(out)
@@ -86,6 +89,36 @@ def test_afile_output_is_rewritten_for_each_playback(
     samples = _play_and_read(player, log, out, "second", tone_file(tmp_path, 1000, 0.5))
     assert abs(len(samples) / 44100 - 0.5) <= 0.050
     assert dominant_frequency(samples, 44100) == pytest.approx(1000, rel=0.01)
+
+
+def _staged(player: VlcPlayer, token: str, path: Path) -> None:
+    deadline = time.monotonic() + 10
+    while player.staged != (token, path):
+        assert time.monotonic() < deadline, f"{path} was not prepared"
+        time.sleep(0.005)
+
+
+def test_prepared_files_reach_the_output_whichever_token_plays_first(
+    player: VlcPlayer, log: EventLog, out: Path, tmp_path: Path
+) -> None:
+    low, high = tone_file(tmp_path, 440, 1.0), tone_file(tmp_path, 1000, 0.5)
+    player.prepare("low", low)  # nothing plays: libVLC loads it at once
+    _staged(player, "low", low)
+    samples = _play_and_read(player, log, out, "high", high)
+    assert dominant_frequency(samples, 44100) == pytest.approx(1000, rel=0.01)
+    samples = _play_and_read(player, log, out, "low", low)  # prepared, but no longer loaded
+    assert abs(len(samples) / 44100 - 1.0) <= 0.050
+    assert dominant_frequency(samples, 44100) == pytest.approx(440, rel=0.01)
+    player.prepare("high", high)
+    _staged(player, "high", high)
+    samples = _play_and_read(player, log, out, "high", high)  # loaded: the start is only play()
+    assert abs(len(samples) / 44100 - 0.5) <= 0.050
+    assert dominant_frequency(samples, 44100) == pytest.approx(1000, rel=0.01)
+
+
+def test_start_measures_the_start_latency_with_a_silent_warm_up(player: VlcPlayer, log: EventLog) -> None:
+    assert player.start_latency is not None and player.start_latency > 0
+    assert log.events == []  # the warm-up is nobody's playback
 
 
 def test_stream_tone_reaches_the_output(player: VlcPlayer, log: EventLog, out: Path) -> None:
