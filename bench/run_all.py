@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm
+from bench import agent_bench, bench_fm, scale_bench
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
@@ -33,13 +33,17 @@ def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
 
 
 def render(
-    accuracy: dict[str, Any], idle: dict[str, Any], relaying: dict[str, Any], fm: dict[str, Any]
+    accuracy: dict[str, Any],
+    idle: dict[str, Any],
+    relaying: dict[str, Any],
+    fm: dict[str, Any],
+    scale: dict[str, Any],
 ) -> str:
     fm_rows = "\n".join(f"| {k} | {v} |" for k, v in fm.items())
     return f"""# Benchmarks
 
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.
-Reproduce with `make bench` (runs `python -m bench.run_all`, about 3 minutes, rewrites this file).
+Reproduce with `make bench` (runs `python -m bench.run_all`, about 6 minutes, rewrites this file).
 
 ## Start accuracy (issue 2)
 
@@ -82,7 +86,8 @@ share of live relaying from a real-time-paced IQ source. Target: real-time facto
 
 A Raspberry Pi 4 core is roughly 3-5 times slower than this machine's, so a real-time factor of
 20 here leaves room to spare there.
-"""
+
+{scale_bench.render(scale)}"""
 
 
 def main() -> int:
@@ -94,7 +99,8 @@ def main() -> int:
     print(relaying)
     fm = bench_fm.run()
     print(fm)
-    OUT.write_text(render(accuracy, idle, relaying, fm), encoding="utf-8")
+    scale = scale_bench.run(compare=scale_bench.BASE_REV if scale_bench.have(scale_bench.BASE_REV) else None)
+    OUT.write_text(render(accuracy, idle, relaying, fm, scale), encoding="utf-8")
     print(f"wrote {OUT}")
     return 0
 

@@ -181,6 +181,18 @@ def measure(tree: Path, items: int, idle: float, settle: float = 5.0) -> dict[st
     }
 
 
+def machine() -> str:
+    from bench.run_all import machine  # run_all imports this module: ask at run time
+
+    return machine()
+
+
+def have(rev: str) -> bool:
+    """Whether this repository has revision ``rev`` (a shallow clone may not)."""
+    found = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True)
+    return found.returncode == 0
+
+
 @contextmanager
 def exported(rev: str) -> Iterator[Path]:
     """Git revision ``rev`` of this repository, exported to a temporary directory."""
@@ -194,6 +206,7 @@ def exported(rev: str) -> Iterator[Path]:
 def run(items: int = 10_000, idle: float = 60.0, compare: str | None = BASE_REV) -> dict[str, Any]:
     """This tree's figures, and those of ``compare`` (when given) from the same run."""
     result: dict[str, Any] = {"items": items, "before_rev": compare, "before": None}
+    result["measured"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}"
     if compare is not None:
         with exported(compare) as tree:
             result["before"] = measure(tree, items, idle)
@@ -226,6 +239,7 @@ def render(result: dict[str, Any]) -> str:
     cpu, rss = after["cpu_percent_of_one_core"], after["rss_peak_mb"]
     return f"""{TITLE}
 
+Measured {result["measured"]}.
 `bench/scale_bench.py`: the real daemon (`python -m agent.daemon run`, null audio backend,
 mock pins, `clock.require_sync: false`) with {after["items"]} schedule items: {result["items"]}
 daily rules, each at its own time of day, and {AT_ITEMS} `at` items on the next 30 days; nothing
@@ -235,9 +249,11 @@ settled{was}.
 {head}
 {chr(10).join(rows)}
 
-Targets: idle CPU ≤ 1 %: {_verdict(cpu, 1)}; RSS ≤ 80 MB: {_verdict(rss, 80)}.
+Targets: idle CPU ≤ 1 %: {_verdict(cpu, 1)}; RSS ≤ 80 MB: {_verdict(rss, 80)}. The `loa status --json`
+command's time is the CLI starting (Python and its imports); the daemon's part is the socket
+round trip.
 Reproduce this section alone with `.venv/bin/python -m bench.scale_bench --write` (about
-{_minutes(result)} minutes with the comparison; `--compare ''` measures this tree only).
+{_minutes(result)} minutes; it measures commit `{BASE_REV}` first, `--compare ''` this tree only).
 """
 
 
@@ -246,7 +262,8 @@ def _verdict(value: float, target: float) -> str:
 
 
 def _minutes(result: dict[str, Any]) -> int:
-    runs = [r for r in (result["before"], result["after"]) if r]
+    """How long the default command (both revisions) takes, from this run's figures."""
+    runs = [result["before"] or result["after"], result["after"]]
     return max(1, round(sum(r["startup_s"] + r["idle_s"] + 15 for r in runs) / 60))
 
 
