@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from agent.config import Config
 from agent.events import EventKind
 from agent.store import LOCAL_ORIGIN, Store
-from agent.yaml_source import YamlDocument, load_yaml, reading
+from agent.yaml_source import YamlDocument, load_yaml, load_yaml_data, reading
 from drivers.player import unreadable
 from foundation.errors import ScheduleError
 from scheduler.items import Item, parse_items
@@ -44,9 +44,22 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
     """Parse and validate a schedule file; raise ScheduleError with every problem at file:line.
 
     Nothing else escapes: whatever the file holds, the agent gets a ScheduleError and keeps the
-    schedule it has.
+    schedule it has.  A good file is read once, without the place of every key (a 10,000-item file
+    then takes a fraction of the memory); a file with problems is read again with them, to say
+    where each is.
     """
+    with reading(path, ScheduleError):
+        lean = load_yaml_data(path, ScheduleError)
+        if lean is not None:
+            items, findings = parse_items(lean.data, tz, known_zones)
+            if not findings:
+                return _loaded(items, lean.data, lean.digest)
     return _read_schedule(path, tz, known_zones)[0]
+
+
+def _loaded(items: list[Item], data: dict[str, Any], digest: str) -> LoadedSchedule:
+    specs = {str(raw["id"]).strip(): dict(raw) for raw in data.get("items") or []}
+    return LoadedSchedule(items, specs, digest[:12])
 
 
 def file_version(path: Path) -> str:
@@ -69,9 +82,7 @@ def _read_schedule(
             problems.extend(document.problems_from(findings))
         if problems:
             raise ScheduleError(problems)
-        raw_items = document.data.get("items") or []
-        specs = {str(raw["id"]).strip(): dict(raw) for raw in raw_items}
-        return LoadedSchedule(items, specs, document.digest[:12]), document
+        return _loaded(items, document.data, document.digest), document
 
 
 def check_audio(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) -> None:

@@ -16,24 +16,30 @@ from agent.config import Config
 from agent.schedule_source import stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
-from scheduler.recurrence import expand
+from scheduler.recurrence import Occurrence, expand
 
 if TYPE_CHECKING:
     from agent.runtime import Agent
-    from scheduler.recurrence import Occurrence
 
 NEXT_COUNT = 3
 NOT_ANSWERING = "not answering"  # the agent holds its control socket but did not answer in time
 
 
 class StatusBoard:
-    """A snapshot of the agent, replaced whole by the main thread, read by others."""
+    """A snapshot of the agent, replaced whole by the main thread, read by others.
+
+    The main loop publishes on every pass (at least once a second), so what does not change between
+    passes is kept: the next occurrences (the engine keeps them until the frontier passes the first)
+    and their rendering, and the recent errors, read again only when the store's events changed.
+    """
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"running": True, "state": "starting"}
         self._since = datetime.now(UTC)
+        self._next: tuple[list[Occurrence], list[dict[str, Any]]] = ([], [])
+        self._errors: tuple[int, list[dict[str, Any]]] | None = None
 
     def publish(self, agent: Agent) -> None:
         now = agent.wall()
@@ -47,7 +53,7 @@ class StatusBoard:
             "since": iso(self._since),
             "clock": {"trusted": agent.clock_state.trusted, "reason": agent.clock_state.reason},
             "playing": _playing(agent, playing) if playing else None,
-            "next": [_occurrence(o) for o in agent.engine.upcoming(now, NEXT_COUNT)],
+            "next": self._upcoming(agent, now),
             "queue": [_occurrence(o) for o in agent.engine.queue],
             "relays": agent.relays.states(),
             "player": {"backend": agent.player.name, "healthy": agent.player.healthy()},
@@ -60,10 +66,21 @@ class StatusBoard:
             },
             "led": agent.led.code.value if agent.led is not None and agent.led.code else None,
             "faults": list(agent.plan.faults) if agent.plan is not None else [],
-            "errors": agent.store.recent_events(5, severity="error"),
+            "errors": self._recent_errors(agent.store),
         }
         with self._lock:
             self._snapshot = snapshot
+
+    def _upcoming(self, agent: Agent, now: datetime) -> list[dict[str, Any]]:
+        upcoming = agent.engine.upcoming(now, NEXT_COUNT)
+        if upcoming != self._next[0]:
+            self._next = (upcoming, [_occurrence(o) for o in upcoming])
+        return self._next[1]
+
+    def _recent_errors(self, store: Store) -> list[dict[str, Any]]:
+        if self._errors is None or self._errors[0] != store.events_version:
+            self._errors = (store.events_version, store.recent_events(5, severity="error"))
+        return self._errors[1]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -125,6 +125,8 @@ class Store:
         self.readonly = readonly
         self.buffer = WriteBuffer()  # writes the storage refuses, kept until it takes them again
         self.degraded = False  # opened without write access: reopen when the storage recovers
+        # Bumped whenever this store adds or removes events: readers keep what they read until then.
+        self.events_version = 0
 
     @classmethod
     def open(cls, storage_dir: Path) -> Store:
@@ -292,6 +294,7 @@ class Store:
             cursor = self.db.conn.execute(
                 "INSERT INTO events (at, severity, kind, detail) VALUES (:at, :severity, :kind, :detail)", row
             )
+        self.events_version += 1
         return int(cursor.lastrowid or 0)
 
     # -- the outbox: sent in sequence order from a delivered cursor ----------------------------------
@@ -348,6 +351,8 @@ class Store:
             ).rowcount
             removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "severity = 'info'")
             removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "1")
+        if removed["events"]:
+            self.events_version += 1
         return removed
 
     def recent_events(self, limit: int = 10, severity: str | None = None) -> list[dict[str, Any]]:

@@ -7,6 +7,11 @@ keys, which PyYAML would silently overwrite, are reported.  Mapping keys are alw
 spells (``on:`` stays ``"on"``); values are plain Python (dict, list, str, int, float, bool, None);
 timestamps stay text so that the loader that owns them decides their meaning.
 
+Remembering every place costs memory: a 10,000-item schedule took some 60 MB to load, which the
+daemon never gave back.  :func:`load_yaml_data` builds the same plain data straight from the
+parser's events for a file with nothing to report, and :func:`load_yaml` is asked only for one
+that has (and then keeps one small place per line, not two full marks per node).
+
 Findings are :class:`Problem` objects that render as ``FILE:LINE: key.path: <what is wrong>``.
 
 No file can make the reader crash, hang or take the box's memory: only a regular file is opened
@@ -230,13 +235,50 @@ def load_yaml(path: Path, error_class: type[ConfigError | ScheduleError] = Confi
     mapping) are left in ``document.problems`` so the caller can report them with its own.
     """
     raw = _read_bounded(path, error_class)
-    try:
-        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error_class([_encoding_problem(exc, str(path))]) from exc
-    document = load_yaml_text(text, str(path), error_class)
+    document = load_yaml_text(_decode(raw, path, error_class), str(path), error_class)
     document.digest = hashlib.sha256(raw).hexdigest()
     return document
+
+
+@dataclass(frozen=True)
+class YamlData:
+    """A good file's plain data, and the SHA-256 of its bytes."""
+
+    data: dict[str, Any]
+    digest: str
+
+
+def load_yaml_data(
+    path: Path, error_class: type[ConfigError | ScheduleError] = ConfigError
+) -> YamlData | None:
+    """The plain data of a good file, as ``load_yaml(path).data``, built straight from the parser's
+    events: no nodes and no places are kept, so a 10,000-item schedule is read in a fraction of
+    the memory :func:`load_yaml` takes (issue 7).
+
+    None whenever :func:`load_yaml` might have something to say about the file (a syntax error, a
+    structural finding, an alias, a tag, one of the bounds): call it then, for the problems and
+    their places.  Raises ``error_class`` as :func:`load_yaml` does when the file cannot be read.
+    """
+    raw = _read_bounded(path, error_class)
+    text = _decode(raw, path, error_class)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError:
+        return None
+    try:
+        data = _EventBuilder(loader).document()
+    except (_AskLoadYaml, yaml.YAMLError, ValueError, KeyError):  # a tagged value that is not valid
+        return None
+    finally:
+        loader.dispose()
+    return YamlData(data, hashlib.sha256(raw).hexdigest()) if isinstance(data, dict) else None
+
+
+def _decode(raw: bytes, path: Path, error_class: type[ConfigError | ScheduleError]) -> str:
+    try:
+        return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_class([_encoding_problem(exc, str(path))]) from exc
 
 
 def _read_bounded(path: Path, error_class: type[ConfigError | ScheduleError]) -> bytes:
@@ -379,8 +421,40 @@ def _children(node: yaml.Node | None) -> Iterator[yaml.Node]:
             yield value
 
 
+class _Place:
+    """The line a composed node starts on: all the builder and PyYAML's messages read of a Mark."""
+
+    __slots__ = ("line", "name")
+    column = None  # not kept: MarkedYAMLError.__str__ compares it
+
+    def __init__(self, name: str, line: int) -> None:
+        self.name, self.line = name, line
+
+    def __str__(self) -> str:
+        return f'  in "{self.name}", line {self.line + 1}'
+
+
+class _LeanLoader(_BoundedLoader):
+    """A SafeLoader whose nodes are small: a 10,000-item schedule composes over 100,000 nodes, and
+    their two full marks each (index, buffer, pointer, and the end) were most of the memory its
+    loading took (issue 7).  Nodes keep their line, one :class:`_Place` per line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._places: dict[int, _Place] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        node = super().compose_node(parent, index)
+        if node is None or isinstance(node.start_mark, _Place):  # an alias: composed already
+            return node
+        line = node.start_mark.line
+        place = self._places.get(line) or self._places.setdefault(line, _Place(node.start_mark.name, line))
+        node.start_mark, node.end_mark = place, None
+        return node
+
+
 def _compose(text: str, filename: str) -> tuple[yaml.Node | None, _Builder, Any]:
-    loader = _BoundedLoader(text)  # checks the characters already, so may raise ReaderError
+    loader = _LeanLoader(text)  # bounded; checks the characters already, so may raise ReaderError
     try:
         root = loader.get_single_node()
         builder = _Builder(loader, filename)
@@ -398,7 +472,7 @@ _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 class _Builder:
     """Turns composed nodes into plain data, recording lines, source texts and problems."""
 
-    def __init__(self, loader: yaml.SafeLoader, filename: str) -> None:
+    def __init__(self, loader: _LeanLoader, filename: str) -> None:
         self._loader = loader
         self._filename = filename
         self._active: set[int] = set()  # nodes being built: an alias to one of them is a cycle
@@ -440,7 +514,7 @@ class _Builder:
             )
             return None
         if node.tag in _PLAIN_TAGS:
-            return self._loader.construct_object(node)
+            return _construct(self._loader, node)
         if node.tag != _TIMESTAMP_TAG:
             self._add(node, path, f"uses the YAML tag {node.tag!r}, which is not supported here")
         return node.value
@@ -463,6 +537,90 @@ class _Builder:
     def _add(self, node: yaml.Node, path: KeyPath, reason: str) -> None:
         line = node.start_mark.line + 1
         self.problems.append(Problem(self._filename, line, path, NO_VALUE, "", None, reason))
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """The value of a plain scalar (null, bool, int, float, str), as PyYAML makes it."""
+    value = loader.construct_object(node)
+    del loader.constructed_objects[node]  # PyYAML would keep every value to the document's end
+    return value
+
+
+class _AskLoadYaml(Exception):
+    """The file has what only :func:`load_yaml` judges: an alias, a tag, a duplicate key..."""
+
+
+class _EventBuilder:
+    """Builds plain data from a loader's events the way :class:`_Builder` builds it from nodes,
+    for files :func:`load_yaml` would find nothing wrong with; raises _AskLoadYaml otherwise."""
+
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self._loader = loader
+        self._open: list[list[Any]] = []  # [mapping, its key waiting for a value] or [sequence]
+        self._root: Any = None
+        self._values = 0
+
+    def document(self) -> Any:
+        loader = self._loader
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None  # an empty file
+        loader.get_event()  # document start
+        while not loader.check_event(yaml.DocumentEndEvent):
+            self._take(loader.get_event())
+        loader.get_event()
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _AskLoadYaml("a second document")
+        return self._root
+
+    def _take(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            self._open.pop()
+            return
+        if isinstance(event, yaml.AliasEvent):
+            raise _AskLoadYaml("an alias")
+        self._values += 1
+        if self._values > MAX_VALUES or len(self._open) > MAX_DEPTH:
+            raise _AskLoadYaml("past a bound: load_yaml says where")
+        top = self._open[-1] if self._open else None
+        if top is not None and isinstance(top[0], dict) and top[1] is None:  # a mapping key
+            if not isinstance(event, yaml.ScalarEvent) or event.value in top[0]:
+                raise _AskLoadYaml("a key that is not text, or a duplicate key")
+            top[1] = event.value
+            return
+        value = self._value(event)
+        if top is None:
+            self._root = value
+        elif isinstance(top[0], dict):
+            top[0][top[1]], top[1] = value, None
+        else:
+            top[0].append(value)
+        if isinstance(event, yaml.CollectionStartEvent):
+            self._open.append([value, None])
+
+    def _value(self, event: yaml.Event) -> Any:
+        if isinstance(event, yaml.ScalarEvent):
+            tag = self._tag(event, yaml.ScalarNode, event.value)
+            if tag in _NUMBER_TAGS and len(event.value) > MAX_NUMBER_CHARS:
+                raise _AskLoadYaml("a number past its bound")
+            if tag in _PLAIN_TAGS:
+                return _construct(self._loader, yaml.ScalarNode(tag, event.value))
+            if tag == _TIMESTAMP_TAG:
+                return event.value
+        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            mapping = isinstance(event, yaml.MappingStartEvent)
+            tag = self._tag(event, yaml.MappingNode if mapping else yaml.SequenceNode, None)
+            if tag in _COLLECTION_TAGS:
+                return {} if mapping else []
+        raise _AskLoadYaml(f"the tag of {event}")
+
+    def _tag(
+        self, event: yaml.ScalarEvent | yaml.CollectionStartEvent, kind: type[yaml.Node], value: str | None
+    ) -> str:
+        """The event's tag, resolved as the composer resolves it."""
+        if event.tag is None or event.tag == "!":
+            return str(self._loader.resolve(kind, value, event.implicit))
+        return str(event.tag)
 
 
 _BAD_INDENT = "this line's indentation does not match the lines above it"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm, fuzz_inputs
+from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, scale_bench
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 STARTS = 120  # p99 of at least 100 starts
@@ -96,6 +96,7 @@ def render(
     idle: dict[str, Any],
     relaying: dict[str, Any],
     fm: dict[str, Any],
+    scale: dict[str, Any],
 ) -> str:
     fm_rows = "\n".join(f"| {k} | {v} |" for k, v in fm.items())
     return f"""# Benchmarks
@@ -137,6 +138,29 @@ share of live relaying from a real-time-paced IQ source. Target: real-time facto
 
 A Raspberry Pi 4 core is roughly 3-5 times slower than this machine's, so a real-time factor of
 20 here leaves room to spare there.
+
+{scale_bench.render(scale)}"""
+
+
+KILL_CYCLES = 30
+KILLS_HEADING = "## kill -9 cycles (issue 7)"
+
+
+def render_kills(kills: dict[str, Any]) -> str:
+    outcomes = ", ".join(f"{outcome} {count}" for outcome, count in sorted(kills["outcomes"].items()))
+    return f"""{KILLS_HEADING}
+
+`bench/kill_bench.py`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`python -m bench.run_all --only
+kills` reruns this section alone): the real `loa-agent run` process (null player, mock pins) plays
+an item every 2 s, one in four long enough for the next to wait behind it; it is killed with
+SIGKILL at a random instant (0.3 to 4 s after its start) and started again at once,
+{kills["cycles"]} times, then runs until every occurrence that fell due has an outcome. Target: no
+occurrence that fell due without its row (lost), none left unfinished.
+
+| cycles | occurrences due | lost | unfinished | outcomes |
+|---|---|---|---|---|
+| {kills["cycles"]} | {kills["due"]} | {kills["lost"]}: {verdict(kills["lost"], 0)} | {kills["unfinished"]} \
+| {outcomes} |
 """
 
 
@@ -175,8 +199,13 @@ def with_section(document: str, heading: str, section: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
-    parser.add_argument("--only", choices=["fuzz"], help="run one section and rewrite it in place")
+    parser.add_argument("--only", choices=["fuzz", "kills"], help="run one section and rewrite it in place")
     args = parser.parse_args(argv)
+    if args.only == "kills":
+        kills = kill_bench.run(KILL_CYCLES, seed=7)
+        print(kills)
+        OUT.write_text(with_section(OUT.read_text(encoding="utf-8"), KILLS_HEADING, render_kills(kills)))
+        return 1 if kills["lost"] or kills["unfinished"] else 0
     fuzz = fuzz_inputs.run(FUZZ_CASES)
     print(fuzz)
     if args.only == "fuzz":
@@ -193,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     print(relaying)
     fm = bench_fm.run()
     print(fm)
-    OUT.write_text(render(latency, accuracy, idle, relaying, fm) + "\n" + render_fuzz(fuzz), encoding="utf-8")
+    scale = scale_bench.run(compare=scale_bench.BASE_REV if scale_bench.have(scale_bench.BASE_REV) else None)
+    kills = kill_bench.run(KILL_CYCLES, seed=7)
+    print(kills)
+    document = render(latency, accuracy, idle, relaying, fm, scale) + "\n" + render_fuzz(fuzz)
+    OUT.write_text(document + "\n" + render_kills(kills), encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0
 

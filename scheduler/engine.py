@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 from foundation.units import format_duration
 from scheduler.actions import Action, Interrupt, Outcome, Queued, Record, Start
 from scheduler.items import Item
-from scheduler.recurrence import Occurrence, Timeline, item_starts
+from scheduler.recurrence import Occurrence, item_starts
 from scheduler.relay_plan import RelayHold, wanted_zones
+from scheduler.timeline import Timeline
 
 __all__ = ["Action", "Engine", "Interrupt", "Outcome", "Queued", "Record", "Start"]
 
@@ -29,6 +30,10 @@ MAX_START_LEAD = timedelta(seconds=1)  # a player slower than this to start is b
 TICK = timedelta(microseconds=1)  # the resolution of datetime: (a, b] == [a + TICK, b + TICK)
 MISSED_LOOKBACK = timedelta(hours=24)  # older misses after downtime are not logged one by one
 DONE_HORIZON = timedelta(hours=48)  # how long handled keys are remembered
+UPCOMING_WITHIN = timedelta(days=40)  # how far ahead upcoming() looks
+# next_wakeup() expands the timeline's next chunk ahead of time only when nothing is due this soon,
+# so the expansion never delays a start.
+PREFETCH_GAP = timedelta(seconds=5)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -78,6 +83,7 @@ class Engine:
         # when this run started on a clock it could not trust: misses after it are not downtime
         self._untrusted_since = _utc(untrusted_since) if untrusted_since is not None else None
         self._done = {key: start for key in done_keys if (start := _key_start(key)) is not None}
+        self._done_oldest = min(self._done.values(), default=None)
         self._playing: Occurrence | None = None
         self._playing_since: datetime | None = None
         self._queue: list[Occurrence] = []
@@ -127,14 +133,15 @@ class Engine:
         self._lead = lead
 
     def upcoming(self, now: datetime, limit: int = 10) -> list[Occurrence]:
-        """The next scheduled occurrences not yet due, soonest first (for status displays)."""
+        """The next scheduled occurrences not yet due (within ``UPCOMING_WITHIN``), soonest first,
+        for status displays; the answer is kept until the frontier passes its first start."""
         lo = self._frontier(_utc(now)) + self._lead + TICK
-        found: list[Occurrence] = []
-        for span in (timedelta(days=1), timedelta(days=8), timedelta(days=40)):
-            found = self._timeline.between(lo, lo + span)
-            if len(found) >= limit:
-                break
-        return found[:limit]
+        if self._watermark is None or self._watermark < lo:
+            return list(self._timeline.soonest(lo, limit, UPCOMING_WITHIN))
+        # After a backward clock step what lies ahead may have been handled already: not "next".
+        ahead = sum(1 for start in self._done.values() if start >= lo)
+        found = self._timeline.soonest(lo, limit + ahead, UPCOMING_WITHIN)
+        return [occ for occ in found if occ.key not in self._done][:limit]
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -232,7 +239,10 @@ class Engine:
         if first is not None:
             for occ in self._timeline.between(ticked + TICK, max(first, now) + self._preroll + TICK):
                 candidates += [occ.start - self._preroll, occ.start - self._lead]
-        return min((moment for moment in candidates if moment > ticked), default=None)
+        wake = min((moment for moment in candidates if moment > ticked), default=None)
+        if wake is None or wake - now >= PREFETCH_GAP:
+            self._timeline.prefetch(max(ticked, now))
+        return wake
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -245,7 +255,9 @@ class Engine:
             self._watermark = now
         self._last_now = now
         cutoff = min(self._watermark, now) - DONE_HORIZON
-        self._done = {key: start for key, start in self._done.items() if start >= cutoff}
+        if self._done_oldest is not None and self._done_oldest < cutoff:  # not on every tick
+            self._done = {key: start for key, start in self._done.items() if start >= cutoff}
+            self._done_oldest = min(self._done.values(), default=None)
         self._injected &= {occ.key for occ in self._queue}
         self._hold.observe(now)
 
@@ -324,7 +336,7 @@ class Engine:
             actions += self._interrupt(now, f"pre-empted by {best.item.level.name.lower()} '{best.item.id}'")
         self._queue.remove(best)
         self._playing, self._playing_since = best, now
-        self._done[best.key] = best.start
+        self._remember(best)
         return [*actions, Start(best, max(timedelta(0), now - best.start))]
 
     def _expire_queue(self, now: datetime) -> list[Action]:
@@ -349,5 +361,10 @@ class Engine:
         self._playing = self._playing_since = None
 
     def _record(self, occ: Occurrence, outcome: Outcome, reason: str) -> Record:
-        self._done[occ.key] = occ.start
+        self._remember(occ)
         return Record(occ, outcome, reason)
+
+    def _remember(self, occ: Occurrence) -> None:
+        self._done[occ.key] = occ.start
+        if self._done_oldest is None or occ.start < self._done_oldest:
+            self._done_oldest = occ.start

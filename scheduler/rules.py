@@ -169,7 +169,9 @@ def _add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
-@lru_cache(maxsize=4096)
+# Small on purpose: a schedule of 10,000 rules at spread times would keep thousands of parsed rules
+# (about 1 KB each) that nothing reuses, since each chunk of the timeline is expanded once.
+@lru_cache(maxsize=256)
 def base_rule(body: str, dtstart_local: datetime) -> rrule:
     """The parsed rule with its own ``dtstart``; parsing is cached because items repeat."""
     parsed = rrulestr(body, dtstart=dtstart_local)

@@ -106,6 +106,14 @@ def test_done_keys_are_forgotten_after_48_hours() -> None:
     assert eng.done_keys == frozenset()
 
 
+def test_each_done_key_is_forgotten_48_hours_after_its_own_start() -> None:
+    later = f"other@{(T6 + timedelta(hours=20)).astimezone(UTC).isoformat()}"
+    eng = engine(at("news", T6), done_keys=[later])  # handled by a previous run
+    eng.tick(T6)  # news is handled after a later key: it is the oldest now
+    eng.tick(T6 + timedelta(hours=48, seconds=1))
+    assert eng.done_keys == {later}
+
+
 def test_higher_level_preempts_at_once_and_is_not_replayed() -> None:
     eng = engine(at("news", T6), at("storm", T6 + 90 * S, Level.EMERGENCY))
     eng.tick(T6)
