@@ -35,8 +35,8 @@ class Reason(StrEnum):
     """Why a command was refused: wire names, stable (add codes, never rename them)."""
 
     MALFORMED = "malformed"
-    BAD_HEADER = "bad_header"
     ALG_NOT_ALLOWED = "alg_not_allowed"
+    BAD_HEADER = "bad_header"
     BAD_SIGNATURE = "bad_signature"
     BAD_CLAIMS = "bad_claims"
     NO_EXPIRY = "no_expiry"
