@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from protocol.commands import COMMANDS, MAX_LIFETIME, Reason, CommandRefused, check_claims, verify_command
+from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, check_claims, verify_command
 from protocol.messages import decode_ack, decode_record, decode_state, decode_status
 from protocol.topics import Kind
 
@@ -104,8 +104,8 @@ def test_example_token_verifies_with_the_documented_key_and_carries_the_shown_cl
 def test_example_token_is_refused_today_as_the_document_says() -> None:
     with pytest.raises(CommandRefused) as refused:
         verify_command(
-            _token(), keys=[_public_key()], device_id=DEVICE, groups=GROUPS, now=datetime(2025, 6, 1, tzinfo=UTC),
-            max_lifetime=MAX_LIFETIME, seen=never_seen,
+            _token(), keys=[_public_key()], device_id=DEVICE, groups=GROUPS,
+            now=datetime(2025, 6, 1, tzinfo=UTC), max_lifetime=MAX_LIFETIME, seen=never_seen,
         )  # fmt: skip
     assert refused.value.reason == Reason.LIFETIME_TOO_LONG
 
