@@ -22,6 +22,8 @@ setup(
         "python-dateutil>=2.8",
         "numpy>=1.24",
         "scipy>=1.10",
+        "PyJWT>=2.8",
+        "cryptography>=41",
     ],
     extras_require={
         "dev": [

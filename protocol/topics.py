@@ -1,0 +1,90 @@
+"""MQTT topics of protocol version 1 (docs/PROTOCOL.md, "Topics").
+
+A device's topics are ``loa/v1/<device_id>/<kind>``; a command to a group of devices goes to
+``loa/v1/group/<group>/cmd``.  Device ids, group names and kinds never hold ``/``, ``+`` or
+``#``, so a topic parses back to exactly one meaning: a device topic has three levels after
+``loa/v1``' two, a group topic four.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from protocol.json_wire import DEVICE_ID, GROUP, ProtocolError
+
+PREFIX = "loa/v1"
+
+
+class Kind(StrEnum):
+    """What a device topic carries, who sends it and how (QoS, retained) is in docs/PROTOCOL.md."""
+
+    STATUS = "status"  # device -> all, retained, also the last will
+    STATE = "state"  # device -> all, retained
+    TELEMETRY = "telemetry"  # device -> central
+    EVENTS = "events"  # device -> central
+    PLAYLOG = "playlog"  # device -> central
+    CMD = "cmd"  # central -> device, QoS 1, never retained
+    ACK = "ack"  # device -> central
+
+
+RETAINED = frozenset({Kind.STATUS, Kind.STATE})
+_KINDS = frozenset(kind.value for kind in Kind)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A parsed topic: exactly one of ``device_id`` and ``group`` is set (a group only for ``cmd``)."""
+
+    kind: Kind
+    device_id: str | None = None
+    group: str | None = None
+
+    def __str__(self) -> str:
+        if self.group is not None:
+            return group_topic(self.group)
+        assert self.device_id is not None
+        return device_topic(self.device_id, self.kind)
+
+
+def _check(name: str, value: str, pattern_ok: bool, expected: str) -> None:
+    if not pattern_ok:
+        raise ProtocolError("topic", [f"{name} {value!r}: expected {expected}"])
+
+
+def device_topic(device_id: str, kind: Kind) -> str:
+    """``loa/v1/<device_id>/<kind>``."""
+    _check("device id", device_id, bool(DEVICE_ID.fullmatch(device_id)), "lowercase letters, digits, '-'")
+    return f"{PREFIX}/{device_id}/{Kind(kind).value}"
+
+
+def group_topic(group: str) -> str:
+    """``loa/v1/group/<group>/cmd``: the one topic a group has."""
+    _check("group", group, bool(GROUP.fullmatch(group)), "lowercase letters, digits, '-'")
+    return f"{PREFIX}/group/{group}/cmd"
+
+
+def parse_topic(topic: str) -> Topic:
+    """The meaning of a v1 topic, or :class:`ProtocolError`."""
+    parts = topic.split("/")
+    if parts[:2] != PREFIX.split("/"):
+        raise ProtocolError("topic", [f"{topic!r} is not under {PREFIX}/"])
+    if len(parts) == 5 and parts[2] == "group" and parts[4] == Kind.CMD:
+        _check("group", parts[3], bool(GROUP.fullmatch(parts[3])), "lowercase letters, digits, '-'")
+        return Topic(Kind.CMD, group=parts[3])
+    if len(parts) == 4 and parts[3] in _KINDS:
+        _check("device id", parts[2], bool(DEVICE_ID.fullmatch(parts[2])), "lowercase letters, digits, '-'")
+        return Topic(Kind(parts[3]), device_id=parts[2])
+    raise ProtocolError("topic", [f"{topic!r}: expected {PREFIX}/<device>/<kind> or {PREFIX}/group/<g>/cmd"])
+
+
+def device_subscriptions(device_id: str, groups: frozenset[str]) -> list[str]:
+    """What a device subscribes to: its own ``cmd`` and ``status`` (to repair a stale will), its groups."""
+    own = [device_topic(device_id, Kind.CMD), device_topic(device_id, Kind.STATUS)]
+    return own + [group_topic(group) for group in sorted(groups)]
+
+
+def central_subscriptions() -> list[str]:
+    """What the central server subscribes to: everything every device sends."""
+    sent = (Kind.STATUS, Kind.STATE, Kind.TELEMETRY, Kind.EVENTS, Kind.PLAYLOG, Kind.ACK)
+    return [f"{PREFIX}/+/{kind.value}" for kind in sent]

@@ -1,0 +1,129 @@
+"""docs/PROTOCOL.md is a contract: every JSON example decodes with the protocol package's own
+readers, the example command verifies with the public key the document shows, and the tables name
+exactly the kinds, commands and reason codes the code knows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, check_claims, verify_command
+from protocol.messages import decode_ack, decode_record, decode_state, decode_status
+from protocol.topics import Kind
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
+TEXT = DOC.read_text(encoding="utf-8")
+DEVICE = "xa-quang-son-01"
+GROUPS = frozenset({"xa-quang-son"})
+_BLOCK = re.compile(r"^```(\w+)(?: schema=(\S+))?\n(.*?)^```$", re.M | re.S)
+
+
+def blocks(language: str) -> list[tuple[str | None, str]]:
+    return [(schema, body) for lang, schema, body in _BLOCK.findall(TEXT) if lang == language]
+
+
+def never_seen(jti: str) -> bool:
+    return False
+
+
+def _claims_check(raw: str) -> object:
+    claims = json.loads(raw)
+    now = datetime.fromtimestamp(claims["iat"], UTC) + timedelta(minutes=1)
+    return check_claims(
+        claims, device_id=DEVICE, groups=GROUPS, now=now, max_lifetime=MAX_LIFETIME, seen=never_seen
+    )
+
+
+DECODERS: dict[str, Callable[[str], object]] = {
+    "status": decode_status,
+    "state": decode_state,
+    "ack": decode_ack,
+    "events": lambda raw: decode_record(Kind.EVENTS, raw, DEVICE),
+    "playlog": lambda raw: decode_record(Kind.PLAYLOG, raw, DEVICE),
+    "telemetry": lambda raw: decode_record(Kind.TELEMETRY, raw, DEVICE),
+    "command-claims": _claims_check,
+    "command-header": json.loads,
+}
+
+
+def test_every_json_block_names_a_schema_and_every_schema_has_an_example() -> None:
+    schemas = [schema for schema, _ in blocks("json")]
+    assert None not in schemas, "a ```json block without schema=... would not be checked"
+    assert set(schemas) == set(DECODERS)
+
+
+@pytest.mark.parametrize(("schema", "body"), blocks("json"), ids=lambda value: str(value)[:40])
+def test_json_example_is_valid(schema: str, body: str) -> None:
+    assert DECODERS[schema](body) is not None
+
+
+def test_every_command_has_an_example() -> None:
+    names = {json.loads(body)["cmd"] for schema, body in blocks("json") if schema == "command-claims"}
+    assert names == set(COMMANDS)
+
+
+def _public_key() -> Ed25519PublicKey:
+    (pem,) = [body for _, body in blocks("text") if "PUBLIC KEY" in body]
+    key = load_pem_public_key(pem.encode())
+    assert isinstance(key, Ed25519PublicKey)
+    return key
+
+
+def _token() -> str:
+    (token,) = [body.strip() for _, body in blocks("text") if body.startswith("ey")]
+    return token
+
+
+def _part(token: str, index: int) -> Any:
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_example_token_verifies_with_the_documented_key_and_carries_the_shown_claims() -> None:
+    token = _token()
+    header = json.loads(next(body for schema, body in blocks("json") if schema == "command-header"))
+    claims = json.loads(next(body for schema, body in blocks("json") if schema == "command-claims"))
+    assert (_part(token, 0), _part(token, 1)) == (header, claims)
+    now = datetime(2099, 1, 1, 0, 5, tzinfo=UTC)
+    command = verify_command(
+        token, keys=[_public_key()], device_id=DEVICE, groups=GROUPS, now=now,
+        max_lifetime=MAX_LIFETIME, seen=never_seen,
+    )  # fmt: skip
+    assert (command.id, command.name, command.fields["volume"]) == ("cmd-2099-0001", "play_now", 80)
+
+
+def test_example_token_is_refused_today_as_the_document_says() -> None:
+    with pytest.raises(CommandRefused) as refused:
+        verify_command(
+            _token(), keys=[_public_key()], device_id=DEVICE, groups=GROUPS,
+            now=datetime(2025, 6, 1, tzinfo=UTC), max_lifetime=MAX_LIFETIME, seen=never_seen,
+        )  # fmt: skip
+    assert refused.value.reason == Reason.LIFETIME_TOO_LONG
+
+
+def _first_column(heading: str) -> list[str]:
+    section = TEXT.split(heading, 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", section, re.M)
+
+
+def test_reason_table_lists_every_code() -> None:
+    assert _first_column("### What the box refuses") == [reason.value for reason in Reason]
+
+
+def test_command_table_lists_every_command() -> None:
+    header, *shown = _first_column("and the command's own fields")
+    assert (header, shown) == ("cmd", list(COMMANDS))
+
+
+def test_topic_table_lists_every_kind() -> None:
+    shown = {topic.rsplit("/", 1)[1] for topic in _first_column("## Topics")}
+    assert shown == {kind.value for kind in Kind}
