@@ -2,7 +2,7 @@
 
 Events go to the store's outbox (``events`` table): each gets a sequence number, and the link to
 the central server sends them in order from a delivered cursor, once (``Store.undelivered_events``
-and ``Store.mark_events_delivered``).  ``loa status`` shows the recent errors.  The wire names (the
+and ``Store.mark_delivered``).  ``loa status`` shows the recent errors.  The wire names (the
 values) are part of docs/PROTOCOL.md once the link exists: add kinds, never rename them.
 """
 
