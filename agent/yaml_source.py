@@ -514,7 +514,16 @@ class _Builder:
             )
             return None
         if node.tag in _PLAIN_TAGS:
-            return _construct(self._loader, node)
+            try:
+                return _construct(self._loader, node)
+            except (ValueError, KeyError):  # an explicit tag on a value it does not fit: !!int abc
+                self.refused.add(path)
+                kind = node.tag.rsplit(":", 1)[-1]
+                reason = f"is not a valid {kind} (its tag !!{kind} says it must be)"
+                line = node.start_mark.line + 1
+                problem = Problem(self._filename, line, path, node.value, "", "drop the tag", reason)
+                self.problems.append(problem)
+                return None
         if node.tag != _TIMESTAMP_TAG:
             self._add(node, path, f"uses the YAML tag {node.tag!r}, which is not supported here")
         return node.value

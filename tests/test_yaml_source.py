@@ -305,3 +305,25 @@ def test_dumped_data_reads_back_with_a_line_for_every_path(data: dict[str, objec
     for path in _paths(data):
         line = document.lines.get(path)
         assert line is not None and 1 <= line <= line_count, path
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "pin: !!int abc\n",
+            "f.yaml:1: pin: 'abc' is not a valid int (its tag !!int says it must be) (drop the tag)",
+        ),
+        (
+            "on: !!bool maybe\n",
+            "f.yaml:1: on: 'maybe' is not a valid bool (its tag !!bool says it must be) (drop the tag)",
+        ),
+        (
+            "x: !!float twelve\n",
+            "f.yaml:1: x: 'twelve' is not a valid float (its tag !!float says it must be) (drop the tag)",
+        ),
+    ],
+)
+def test_an_explicit_tag_on_a_value_it_does_not_fit_is_a_problem_not_a_crash(text: str, problem: str) -> None:
+    document = load_yaml_text(text, "f.yaml")
+    assert [str(p) for p in document.problems] == [problem]
