@@ -8,9 +8,24 @@ Threads, and why:
 * libVLC calls back on its own threads.  Callbacks never call libVLC (that deadlocks); they only
   post events through the :class:`PlaybackLedger`.
 * A watchdog thread checks that no command runs longer than ``command_timeout``.  When one does,
-  the engine is abandoned (its thread is left to finish or hang on its own), the current playback
-  gets an ``error`` event, queued commands move to a fresh engine, and ``healthy()`` is False until
-  the fresh engine has completed a command.
+  the engine is abandoned, the current playback gets an ``error`` event, queued commands move to a
+  fresh engine, and ``healthy()`` is False until the fresh engine has completed a command.
+* The watchdog also supervises playback, not only calls (rules in :mod:`drivers.playback_watch`):
+  every 0.25 s it queues a probe that reads the output's played-buffer count on the command thread
+  (libVLC's playing time is the input's clock and goes on while the output is blocked).  No
+  played buffer for ``stall_timeout`` (3 s), no "playing" within ``start_timeout`` (5 s) or playing
+  past the media's length plus ``overrun`` (3 s) is a stall: the playback gets an ``error`` marked
+  ``fault`` ("player stalled: no progress for 3.0 s at 00:12 of 00:45; libVLC restarted") and
+  libVLC restarts on a fresh engine.  A hung command thread answers no probe: a stall as well.
+  A live stream whose feed is blocked in one source read for 0.5 s or more waits on its source,
+  which the stream's own read timeout handles; that is not a stall.
+* A play never waits on a hung engine: when a play runs, or waits behind a command, on an engine
+  busy for over ``preempt_after`` (0.5 s), that engine is abandoned at once and the play runs on a
+  fresh one (a fresh ``vlc.Instance`` in the same process: libVLC 3 allows several, and a new one
+  plays while another is hung in ``stop()``), as the same playback (no second story for its token).
+* An abandoned engine releases libVLC on its own thread once its hung call returns; engines are
+  never joined without a timeout.  :meth:`VlcPlayer.hung_engines` counts those still alive; more
+  than :data:`MAX_ABANDONED` is a fault of its own (``fault()``, ``healthy()``) and playing goes on.
 
 Attribution: callbacks read ``_Engine._active``, which the command thread sets only after
 ``set_media`` has returned.  libVLC 3 joins the previous input thread inside ``set_media`` and
