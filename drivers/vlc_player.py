@@ -537,11 +537,12 @@ class VlcPlayer:
         return latency
 
     def _submit(self, command: _Command) -> None:
-        with self._lock:
+        with self._lock:  # a restart moves queued commands under this lock: none is lost
             engine = self._engine
+            if engine is not None:
+                engine.commands.put(command)
         if engine is None:
             raise PlayerError("the libVLC player is not started")
-        engine.commands.put(command)
         if command.token is not None:
             self._preempt(engine)
 
@@ -562,15 +563,16 @@ class VlcPlayer:
 
     def _watch(self) -> None:
         probed = 0.0
-        while not self._closing.wait(min(0.05, self._timeout / 4)):
+        while not self._closing.wait(min(0.1, self._timeout / 4)):
             engine = self._engine
             if engine is None:
                 continue
             self._check(engine)
             now = time.monotonic()
-            if now - probed >= PROBE_EVERY and engine is self._engine and engine.active is not None:
+            active = engine.active
+            if now - probed >= PROBE_EVERY and active is not None and not active.over.is_set():
                 probed = now
-                if not engine.probe_queued:
+                if not engine.probe_queued and engine is self._engine:
                     engine.probe_queued = True
                     engine.commands.put(_Command("probe", None, _Engine.probe))
 
