@@ -250,8 +250,9 @@ class Agent:
 
     def _faults(self) -> tuple[str, ...]:
         faults = []
-        if not self.player.healthy():
-            faults.append("the audio player is not healthy")
+        player_fault = self.player.fault()
+        if player_fault is not None:
+            faults.append(f"audio player: {player_fault}")
         if self.store.fault is not None:
             faults.append(
                 f"storage: {self.store.fault}; records kept in memory ({self.store.buffer.pending})"
@@ -363,6 +364,8 @@ class Agent:
     # -- events ---------------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
+        if isinstance(event, PlayerEvent) and event.fault:  # the player stalled or hung, not the file
+            self.store.add_event(EventKind.PLAYER_FAULT, f"{event.token}: {event.detail}")
         if isinstance(event, PlayerEvent) and self.fm is not None and event.token == self.fm.active_token:
             self._on_fm_player(event)
         elif isinstance(event, PlayerEvent):

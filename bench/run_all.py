@@ -4,6 +4,7 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
 
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
+    python -m bench.run_all --only stall  only "A stalled player" (also: --only kills)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, scale_bench
+from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, scale_bench, stall_bench
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 STARTS = 120  # p99 of at least 100 starts
@@ -189,6 +190,37 @@ the readers' own bounds, not a timeout, keep every case short.
 """
 
 
+STALL_TRIALS = 8
+STALL_HEADING = "## A stalled player (issue 7)"
+DETECT_TARGET_MS = 5000
+EMERGENCY_TARGET_MS = 1000
+
+
+def render_stall(stall: dict[str, Any]) -> str:
+    detect, start = stall["detection_ms"], stall["emergency_start_ms"]
+    return f"""{STALL_HEADING}
+
+`bench/stall_bench.py`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`python -m bench.run_all --only
+stall` reruns this section alone): real libVLC whose afile output writes into a FIFO that is open
+and never read, so that its audio output blocks once the pipe is full, as a sound card that stopped
+taking samples; {stall["trials"]} trials each, a fresh player with the default limits (stall timeout
+{stall["stall_timeout_s"]:g} s, a play pre-empts a command busy for over 0.5 s). Detection: from the
+pipe being full to the stalled playback's `error`. Emergency start: libVLC hung in `stop()`, from
+`play()` of the emergency file to its `playing`, played by a fresh libVLC instance.
+
+| measure | p50 | p90 | max | target |
+|---|---|---|---|---|
+| stall detection | {detect["p50"]} ms | {detect["p90"]} ms | {detect["max"]} ms \
+| ≤ {DETECT_TARGET_MS} ms: {verdict(detect["max"], DETECT_TARGET_MS)} |
+| emergency start with a hung player | {start["p50"]} ms | {start["p90"]} ms | {start["max"]} ms \
+| ≤ {EMERGENCY_TARGET_MS} ms: {verdict(start["max"], EMERGENCY_TARGET_MS)} |
+
+Detection is the stall timeout plus up to a probe period (0.25 s) after the output's last played
+buffer, which comes shortly before the pipe is full; the emergency start is the 0.5 s pre-emption
+bound plus a fresh instance's first start (libVLC loads its modules again in that instance).
+"""
+
+
 def with_section(document: str, heading: str, section: str) -> str:
     """``document`` with the section under ``heading`` replaced by ``section`` (or added at the end)."""
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
@@ -199,8 +231,15 @@ def with_section(document: str, heading: str, section: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
-    parser.add_argument("--only", choices=["fuzz", "kills"], help="run one section and rewrite it in place")
+    parser.add_argument(
+        "--only", choices=["fuzz", "kills", "stall"], help="run one section and rewrite it in place"
+    )
     args = parser.parse_args(argv)
+    if args.only == "stall":
+        stall = stall_bench.run(STALL_TRIALS)
+        print(stall)
+        OUT.write_text(with_section(OUT.read_text(encoding="utf-8"), STALL_HEADING, render_stall(stall)))
+        return 0
     if args.only == "kills":
         kills = kill_bench.run(KILL_CYCLES, seed=7)
         print(kills)
@@ -225,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     scale = scale_bench.run(compare=scale_bench.BASE_REV if scale_bench.have(scale_bench.BASE_REV) else None)
     kills = kill_bench.run(KILL_CYCLES, seed=7)
     print(kills)
+    stall = stall_bench.run(STALL_TRIALS)
+    print(stall)
     document = render(latency, accuracy, idle, relaying, fm, scale) + "\n" + render_fuzz(fuzz)
-    OUT.write_text(document + "\n" + render_kills(kills), encoding="utf-8")
+    document += "\n" + render_kills(kills) + "\n" + render_stall(stall)
+    OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0
 

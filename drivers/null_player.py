@@ -5,6 +5,10 @@ after its duration, measured on the monotonic clock; a stream plays until it end
 is not a readable PCM WAV is refused with an ``error`` event, as libVLC would refuse a corrupt file.
 ``played`` records every accepted request and ``prepared`` every preparation, so tests can see
 what the agent asked for.
+
+:meth:`NullPlayer.stall_next` fakes the libVLC player's stall supervision for the agent's tests:
+the next file is announced ``playing``, then after ``stall_timeout`` ends with a fault ``error``
+worded as libVLC's, and the player stays unhealthy until :meth:`NullPlayer.recover`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import wave
 from pathlib import Path
 from typing import NamedTuple
 
+from drivers.playback_watch import clock
 from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
 from drivers.wav import wav_duration
 
@@ -40,10 +45,13 @@ class NullPlayer:
     name = "null"
     start_latency: float | None = 0.0  # "playing" is posted within play() itself
 
-    def __init__(self, sink: EventSink) -> None:
+    def __init__(self, sink: EventSink, stall_timeout: float = 3.0) -> None:
         self._ledger = PlaybackLedger(sink)
         self._lock = threading.Condition()
-        self._deadline: tuple[Playback, float] | None = None
+        self._deadline: tuple[Playback, float, str] | None = None  # and the stall reason, if any
+        self._stall_timeout = stall_timeout
+        self._stall_next = False
+        self._fault: str | None = None
         self._stream: PcmStream | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -75,8 +83,15 @@ class NullPlayer:
         started = time.monotonic()
         self.played.append(PlayedItem(token, path, volume, started, prepared))
         self._ledger.playing(playback)
+        duration = wav_duration(path)
         with self._lock:
-            self._deadline = (playback, started + wav_duration(path))
+            if self._stall_next:
+                self._stall_next = False
+                stall = self._stall_timeout
+                why = f"player stalled: no progress for {stall:.1f} s at 00:00 of {clock(duration)}"
+                self._deadline = (playback, started + stall, why)
+            else:
+                self._deadline = (playback, started + duration, "")
             self._lock.notify_all()
 
     def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
@@ -107,7 +122,21 @@ class NullPlayer:
             self._timer = None
 
     def healthy(self) -> bool:
-        return self._timer is not None and self._timer.is_alive()
+        return self.fault() is None
+
+    def fault(self) -> str | None:
+        if self._timer is None or not self._timer.is_alive():
+            return "the null player is not started"
+        return self._fault
+
+    def stall_next(self) -> None:
+        """Make the next file playback stall (see the module's docstring)."""
+        with self._lock:
+            self._stall_next = True
+
+    def recover(self) -> None:
+        """End the fault left by a stall, as the libVLC player's restart does."""
+        self._fault = None
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -138,7 +167,12 @@ class NullPlayer:
                     self._lock.wait(timeout=remaining)
                     continue
                 self._deadline = None
-                self._ledger.finish(due[0], "ended", "end of file")
+                playback, _, stalled = due
+                if not stalled:
+                    self._ledger.finish(playback, "ended", "end of file")
+                    continue
+                self._fault = f"{stalled}; the player is being restarted"
+                self._ledger.finish(playback, "error", f"{stalled}; player restarted", fault=True)
 
 
 def _unplayable(path: Path) -> str:

@@ -4,7 +4,8 @@ A player plays one thing at a time and reports what happens as :class:`PlayerEve
 to an :data:`EventSink` from whatever thread noticed it.  Every playback is named by a *token* chosen
 by the agent.  For each token the player posts at most one ``playing`` event and then exactly one
 final event: ``ended`` (played to the end), ``stopped`` (``stop()`` or replaced by a later
-``play``), or ``error`` (could not be played, or the backend failed while playing it).
+``play``), or ``error`` (could not be played, or the backend failed while playing it).  An ``error`` whose
+``fault`` is set blames the backend (it stalled or hung and was restarted), not the media.
 
 ``prepare(token, path)`` lets the player open a file ahead of its ``play``, so that the start is
 quick and steady.  It posts no event and changes nothing that plays; the prepared file waits for a
@@ -44,6 +45,7 @@ class PlayerEvent:
     monotonic: float
     wall: float
     detail: str = ""
+    fault: bool = False  # the backend failed (a stall, a hang), not the media
 
 
 EventSink = Callable[[PlayerEvent], None]
@@ -105,6 +107,10 @@ class Player(Protocol):
         """False while the backend is not started, has hung, or is being restarted."""
         ...
 
+    def fault(self) -> str | None:
+        """What is wrong with the backend in plain words (for the status), or None."""
+        ...
+
 
 class Playback:
     """One play request: its token, and whether it has already been reported on."""
@@ -156,12 +162,23 @@ class PlaybackLedger:
         if post:
             self._post("playing", playback.token, playback.what)
 
-    def finish(self, playback: Playback, kind: EventKind, detail: str = "") -> bool:
+    def resume(self, token: str, what: str) -> Playback:
+        """The current playback if it is ``token``'s and not yet announced, else :meth:`begin`.
+
+        A play that a restarted backend runs again keeps its playback: no second story.
+        """
+        with self._lock:
+            current = self._current
+        if current is not None and current.token == token and not (current.finished or current.announced):
+            return current
+        return self.begin(token, what)
+
+    def finish(self, playback: Playback, kind: EventKind, detail: str = "", fault: bool = False) -> bool:
         """Post the final event of ``playback``; False if it was replaced or already finished."""
         with self._lock:
             post = playback is self._current and self._close(playback)
         if post:
-            self._post(kind, playback.token, detail)
+            self._post(kind, playback.token, detail, fault)
         return post
 
     @staticmethod
@@ -171,12 +188,12 @@ class PlaybackLedger:
         playback.finished = True
         return True
 
-    def _post(self, kind: EventKind, token: str, detail: str) -> None:
+    def _post(self, kind: EventKind, token: str, detail: str, fault: bool = False) -> None:
         if kind == "error":
             logger.warning("playback %s failed: %s", token, detail)
         else:
             logger.info("playback %s %s %s", token, kind, detail)
-        self._sink(PlayerEvent(kind, token, time.monotonic(), time.time(), detail))
+        self._sink(PlayerEvent(kind, token, time.monotonic(), time.time(), detail, fault))
 
 
 def unreadable(path: Path) -> str:

@@ -8,9 +8,24 @@ Threads, and why:
 * libVLC calls back on its own threads.  Callbacks never call libVLC (that deadlocks); they only
   post events through the :class:`PlaybackLedger`.
 * A watchdog thread checks that no command runs longer than ``command_timeout``.  When one does,
-  the engine is abandoned (its thread is left to finish or hang on its own), the current playback
-  gets an ``error`` event, queued commands move to a fresh engine, and ``healthy()`` is False until
-  the fresh engine has completed a command.
+  the engine is abandoned, the current playback gets an ``error`` event, queued commands move to a
+  fresh engine, and ``healthy()`` is False until the fresh engine has completed a command.
+* The watchdog also supervises playback, not only calls (rules in :mod:`drivers.playback_watch`):
+  every 0.25 s it queues a probe that reads the output's played-buffer count on the command thread
+  (libVLC's playing time is the input's clock and goes on while the output is blocked).  No
+  played buffer for ``stall_timeout`` (3 s), no "playing" within ``start_timeout`` (5 s) or playing
+  past the media's length plus ``overrun`` (3 s) is a stall: the playback gets an ``error`` marked
+  ``fault`` ("player stalled: no progress for 3.0 s at 00:12 of 00:45; libVLC restarted") and
+  libVLC restarts on a fresh engine.  A hung command thread answers no probe: a stall as well.
+  A live stream whose feed is blocked in one source read for 0.5 s or more waits on its source,
+  which the stream's own read timeout handles; that is not a stall.
+* A play never waits on a hung engine: when a play runs, or waits behind a command, on an engine
+  busy for over ``preempt_after`` (0.5 s), that engine is abandoned at once and the play runs on a
+  fresh one (a fresh ``vlc.Instance`` in the same process: libVLC 3 allows several, and a new one
+  plays while another is hung in ``stop()``), as the same playback (no second story for its token).
+* An abandoned engine releases libVLC on its own thread once its hung call returns; engines are
+  never joined without a timeout.  :meth:`VlcPlayer.hung_engines` counts those still alive; more
+  than :data:`MAX_ABANDONED` is a fault of its own (``fault()``, ``healthy()``) and playing goes on.
 
 Attribution: callbacks read ``_Engine._active``, which the command thread sets only after
 ``set_media`` has returned.  libVLC 3 joins the previous input thread inside ``set_media`` and
@@ -42,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.playback_watch import SOURCE_WAIT, Progress, StallLimits, stall_reason
 from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
 from drivers.wav import WavStreamFeed, wav_header
 from foundation.errors import PlayerError
@@ -53,6 +69,8 @@ _AUDIO_TRACK = 0  # libvlc_track_audio
 PARSE_TIMEOUT_MS = 2000  # a prepared file that takes longer to parse is simply played unparsed
 WARM_UP_RATE = 48000
 WARM_UP_SECONDS = 0.1
+PROBE_EVERY = 0.25  # how often the output's progress is sampled while something plays
+MAX_ABANDONED = 3  # more abandoned engines than this still hanging is a fault of its own
 
 
 def load_libvlc() -> Any:
@@ -66,8 +84,9 @@ def load_libvlc() -> Any:
 @dataclass
 class _Command:
     what: str
-    token: str | None
+    token: str | None  # a play's token: a play never waits behind a hung command
     run: Callable[[_Engine], None]
+    rerun: bool = False  # moved from an abandoned engine: its playback is already begun
 
 
 class _Active:
@@ -81,6 +100,8 @@ class _Active:
         self.sounding = threading.Event()  # set with ``sounding_at`` when "playing" is due
         self.sounding_at = 0.0
         self.over = threading.Event()  # libVLC reported the end or an error
+        self.media: Any = None
+        self.progress = Progress()
 
 
 @dataclass
@@ -101,8 +122,10 @@ class _Engine:
         self._ledger = ledger
         self._on_done = on_done
         self.commands: queue.Queue[_Command | None] = queue.Queue()
-        self.busy: tuple[str, float] | None = None
+        self.busy: tuple[_Command, float] | None = None
         self.abandoned = False
+        self.probe_queued = False
+        self._rerun = False
         self.ready = threading.Event()
         self.failure: PlayerError | None = None
         self._vlc: Any = None
@@ -117,6 +140,19 @@ class _Engine:
     def staged(self) -> _Staged | None:
         return self._staged
 
+    @property
+    def active(self) -> _Active | None:
+        return self._active
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def waiting_play(self) -> bool:
+        """Whether a play is queued on this engine (behind whatever runs now)."""
+        with self.commands.mutex:
+            return any(command is not None and command.token for command in self.commands.queue)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -125,16 +161,21 @@ class _Engine:
         return not self._thread.is_alive()
 
     def abandon(self) -> list[_Command]:
-        """Stop listening to this engine and hand back the commands it has not started."""
+        """Stop listening to this engine and hand back the commands it has not started.
+
+        The engine releases libVLC on its own thread once its current call returns (if ever).
+        """
         self.abandoned = True
         pending: list[_Command] = []
         while True:
             try:
                 command = self.commands.get_nowait()
             except queue.Empty:
-                return pending
+                break
             if command is not None:
                 pending.append(command)
+        self.commands.put(None)
+        return pending
 
     def _run(self) -> None:
         try:
@@ -143,7 +184,7 @@ class _Engine:
             self.failure = exc
         self.ready.set()
         while (command := self.commands.get()) is not None and not self.abandoned:
-            self.busy = (command.what, time.monotonic())
+            self.busy = (command, time.monotonic())
             self._execute(command)
             self.busy = None
             if not self.abandoned:
@@ -156,6 +197,7 @@ class _Engine:
                 playback = self._ledger.begin(command.token, command.what)
                 self._ledger.finish(playback, "error", str(self.failure))
             return
+        self._rerun = command.rerun
         try:
             command.run(self)
         except Exception as exc:  # a libVLC binding error must not kill the command thread
@@ -191,7 +233,7 @@ class _Engine:
             self._player.release()
             self._instance.release()
             self._player = self._instance = None
-            logger.info("libVLC released")
+            logger.info("libVLC released%s", " (an abandoned instance)" if self.abandoned else "")
 
     # --- libVLC's threads: post only, never call libVLC -----------------------------------------
     def _on_vlc_event(self, event: Any, kind: str) -> None:
@@ -210,7 +252,7 @@ class _Engine:
             self._ledger.finish(playback, "error", f"libVLC could not open or decode {playback.what}")
             active.over.set()
         if active.audio_seen and active.reached_playing and not active.sounding.is_set():
-            active.sounding_at = time.monotonic()
+            active.sounding_at = active.progress.sounding_at = time.monotonic()
             active.sounding.set()
             self._ledger.playing(playback)
 
@@ -238,8 +280,21 @@ class _Engine:
             return
         self._staged = staged
 
+    def probe(self) -> None:
+        """Sample the output's progress for the supervisor (see :mod:`drivers.playback_watch`)."""
+        self.probe_queued = False
+        active = self._active
+        if active is None or active.media is None:
+            return
+        stats = self._vlc.MediaStats()
+        played = stats.played_abuffers if active.media.get_stats(stats) else 0
+        active.progress.sample(played, self._player.get_length() if active.feed is None else 0)
+
+    def _begin(self, token: str, what: str) -> Playback:
+        return self._ledger.resume(token, what) if self._rerun else self._ledger.begin(token, what)
+
     def play_file(self, token: str, path: Path, volume: int) -> None:
-        playback = self._ledger.begin(token, str(path))
+        playback = self._begin(token, str(path))
         staged = self._staged
         if staged is not None and (staged.token, staged.path) == (token, path):
             self._staged = None
@@ -288,7 +343,7 @@ class _Engine:
         read_cb = self._vlc.CallbackDecorators.MediaReadCb(_reader(feed))
         media = self._instance.media_new_callbacks(None, read_cb, None, None, None)
         media.add_option(":demux=wav")
-        self._switch(_Active(self._ledger.begin(token, what), feed), media, volume, (read_cb,))
+        self._switch(_Active(self._begin(token, what), feed), media, volume, (read_cb,))
 
     def stop(self) -> None:
         current = self._ledger.current
@@ -308,9 +363,11 @@ class _Engine:
     def _go(self, active: _Active, media: Any, volume: int | None, keep: tuple[Any, ...]) -> None:
         """Play ``media``, which is already the media player's media (``volume`` None: as it is)."""
         self._active = active
+        active.media = media
         self._hold(media, *keep)
         if volume is not None and self._player.audio_set_volume(volume) != 0:
             logger.debug("this audio output has no volume control; volume %d not applied", volume)
+        active.progress.asked_at = time.monotonic()
         if self._player.play() != 0:
             self._ledger.finish(active.playback, "error", f"libVLC refused to play {active.playback.what}")
 
@@ -359,14 +416,26 @@ class VlcPlayer:
 
     name = "vlc"
 
-    def __init__(self, vlc_args: Sequence[str], sink: EventSink, command_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        vlc_args: Sequence[str],
+        sink: EventSink,
+        command_timeout: float = 5.0,
+        *,
+        limits: StallLimits | None = None,
+        preempt_after: float = 0.5,
+    ) -> None:
         self.start_latency: float | None = None
         self._args = [*BASE_ARGS, *vlc_args]
         self._ledger = PlaybackLedger(sink)
         self._timeout = command_timeout
+        self._limits = limits or StallLimits()
+        self._preempt_after = preempt_after
         self._lock = threading.Lock()
         self._engine: _Engine | None = None
+        self._abandoned: list[_Engine] = []
         self._degraded = False
+        self._last_fault: str | None = None
         self._closing = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.restarts = 0
@@ -419,10 +488,29 @@ class VlcPlayer:
         return None if staged is None else (staged.token, staged.path)
 
     def healthy(self) -> bool:
+        return self.fault() is None
+
+    def fault(self) -> str | None:
         engine = self._engine
-        if engine is None or engine.failure is not None or self._degraded:
-            return False
-        return self._stuck_on(engine) is None
+        if engine is None:
+            return "libVLC is not started"
+        if engine.failure is not None:
+            return str(engine.failure)
+        if self._degraded:
+            return f"{self._last_fault}; libVLC is being restarted"
+        stuck = self._stuck_on(engine)
+        if stuck is not None:
+            return f"libVLC has not finished {stuck} within {self._timeout:g} s"
+        hung = self.hung_engines()
+        if hung > MAX_ABANDONED:
+            return f"{hung} abandoned libVLC instances are still hung: restart the agent to free them"
+        return None
+
+    def hung_engines(self) -> int:
+        """How many abandoned engines still have a live thread (hung, or still releasing)."""
+        with self._lock:
+            self._abandoned = [engine for engine in self._abandoned if engine.alive]
+            return len(self._abandoned)
 
     def _warm_up(self) -> float | None:
         """Play a short silence through libVLC (unannounced); its play-to-playing latency."""
@@ -449,11 +537,14 @@ class VlcPlayer:
         return latency
 
     def _submit(self, command: _Command) -> None:
-        with self._lock:
+        with self._lock:  # a restart moves queued commands under this lock: none is lost
             engine = self._engine
+            if engine is not None:
+                engine.commands.put(command)
         if engine is None:
             raise PlayerError("the libVLC player is not started")
-        engine.commands.put(command)
+        if command.token is not None:
+            self._preempt(engine)
 
     def _new_engine(self) -> _Engine:
         engine = _Engine(self._args, self._ledger, lambda: self._command_done(engine))
@@ -467,28 +558,84 @@ class VlcPlayer:
     def _stuck_on(self, engine: _Engine) -> str | None:
         busy = engine.busy
         if busy is not None and time.monotonic() - busy[1] > self._timeout:
-            return busy[0]
+            return busy[0].what
         return None
 
     def _watch(self) -> None:
-        while not self._closing.wait(min(0.25, self._timeout / 4)):
+        probed = 0.0
+        while not self._closing.wait(min(0.1, self._timeout / 4)):
             engine = self._engine
-            what = None if engine is None else self._stuck_on(engine)
-            if engine is not None and what is not None:
-                self._restart(engine, what)
+            if engine is None:
+                continue
+            self._check(engine)
+            now = time.monotonic()
+            active = engine.active
+            if now - probed >= PROBE_EVERY and active is not None and not active.over.is_set():
+                probed = now
+                if not engine.probe_queued and engine is self._engine:
+                    engine.probe_queued = True
+                    engine.commands.put(_Command("probe", None, _Engine.probe))
 
-    def _restart(self, engine: _Engine, what: str) -> None:
-        """Give up on a hung engine: report, and move its queued commands to a fresh one."""
-        logger.error("libVLC did not finish %r within %g s: restarting libVLC", what, self._timeout)
+    def _preempt(self, engine: _Engine) -> bool:
+        """Restart ``engine`` if a play runs, or waits behind a command, longer than ``preempt_after``.
+
+        An emergency must never wait on a hung libVLC: a fresh instance plays it instead.
+        """
+        busy = engine.busy
+        if busy is None or time.monotonic() - busy[1] <= self._preempt_after:
+            return False
+        command = busy[0]
+        if command.token is None and not engine.waiting_play():
+            return False
+        why = f"libVLC hung in {command.what} for over {self._preempt_after:g} s while a play waited"
+        self._restart(engine, why, rerun=command.token is not None)
+        return True
+
+    def _check(self, engine: _Engine) -> None:
+        """Restart ``engine`` if a command hangs, a play waits on a busy engine, or playback stalls."""
+        if self._preempt(engine):
+            return
+        now = time.monotonic()
+        what = self._stuck_on(engine)
+        if what is not None:
+            self._restart(engine, f"libVLC did not finish {what} within {self._timeout:g} s", fail=True)
+            return
+        active = engine.active
+        if active is None or active.over.is_set() or self._ledger.current is not active.playback:
+            return
+        if active.feed is not None:
+            reading = active.feed.reading_since
+            if reading is not None and now - reading >= SOURCE_WAIT:
+                active.progress.waiting_on_source(now)
+        reason = stall_reason(active.progress, self._limits, now)
+        if reason is not None:
+            self._restart(engine, reason, fail=True)
+
+    def _restart(self, engine: _Engine, why: str, *, fail: bool = False, rerun: bool = False) -> None:
+        """Give up on ``engine``: move its queued commands (and a play under way) to a fresh one.
+
+        ``fail`` ends the current playback with an ``error`` (a fault); ``rerun`` plays the play
+        that was under way again on the fresh engine, as the same playback.
+        """
         with self._lock:
+            if engine is not self._engine:
+                return
+            logger.error("%s: restarting libVLC on a fresh instance", why)
             self._degraded = True
+            self._last_fault = why
+            busy = engine.busy
             pending = engine.abandon()
-            current = self._ledger.current
-            if current is not None:
-                detail = f"libVLC did not finish {what} within {self._timeout:g} s; libVLC restarted"
-                self._ledger.finish(current, "error", detail)
+            self._abandoned.append(engine)
+            failed = self._ledger.current if fail else None
             fresh = self._new_engine()
+            if rerun and busy is not None:
+                command = busy[0]
+                fresh.commands.put(_Command(command.what, command.token, command.run, rerun=True))
             for command in pending:
-                fresh.commands.put(command)
+                if command.what != "probe":
+                    fresh.commands.put(command)
             self._engine = fresh
             self.restarts += 1
+        if failed is not None:  # outside the lock: the sink may ask healthy()
+            self._ledger.finish(failed, "error", f"{why}; libVLC restarted", fault=True)
+        fresh.commands.put(_Command("restart", None, lambda _engine: None))  # healthy once it answers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class WavStreamFeed:
         self._pending = wav_header(stream.sample_rate, stream.channels)
         self._closed = threading.Event()
         self.bytes_served = 0
+        self.reading_since: float | None = None  # monotonic start of a source read under way
 
     def read(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of the WAV; b"" at the end or after ``close``."""
@@ -55,7 +57,11 @@ class WavStreamFeed:
         if self._pending:
             chunk, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         else:
-            chunk = self._stream.read(max_bytes)
+            self.reading_since = time.monotonic()
+            try:
+                chunk = self._stream.read(max_bytes)
+            finally:
+                self.reading_since = None
             if not chunk:
                 self.close()
         self.bytes_served += len(chunk)

@@ -17,6 +17,8 @@ import pytest
 
 from agent.clock_trust import ClockTrust
 from agent.control import request
+from agent.status import render
+from agent.store import Store
 from drivers.null_player import NullPlayer
 from drivers.wav_samples import dominant_frequency, read_wav
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
@@ -187,3 +189,38 @@ def test_a_preempting_emergency_into_open_zones_closes_them_first(tmp_path: Path
     (closed_at, closed), *_ = zone_2
     assert closed and closed_at >= asked, "zone-2 was open until the emergency came"
     assert 1.0 <= alert_started - closed_at < 1.0 + MARGIN, "the emergency waits `preroll`"
+
+
+# -- a stalled player ------------------------------------------------------------------------------
+
+
+def test_a_stalled_player_fails_the_item_opens_the_relays_and_shows_the_fault(tmp_path: Path) -> None:
+    tone_file(tmp_path, 440, 30.0)
+    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-30s.wav, at: '{at(2.0)}', zones: [zone-1]}}")
+    with running_agent(write_config(tmp_path, preroll="500ms", postroll="1s")) as box:
+        player = null_player(box)
+        player.stall_next()  # stalls after 3 s (the null player's default stall_timeout)
+        box.wait_for(lambda: box.outcome("news") == "playing", timeout=6)
+        box.wait_for(lambda: box.outcome("news") == "failed", timeout=3.0 + 3)
+        box.wait_passes(2, timeout=5)
+        status = request(box.config.control.socket, "status", timeout=10)
+        shown = render(status, box.config.device.timezone)
+        box.wait_for(lambda: not box.agent.relays.states()["zone-1"], timeout=1.0 + 3)
+        player.recover()
+        box.wait_passes(2, timeout=5)
+        after = request(box.config.control.socket, "status", timeout=10)
+        zone_1 = switches(box, "zone-1")
+    row = next(row for row in box.play_log() if row.item_id == "news")
+    assert row.reason == "player stalled: no progress for 3.0 s at 00:00 of 00:30; player restarted"
+    assert "FAULT    audio player: player stalled: no progress for 3.0 s" in shown
+    assert not any("audio player" in fault for fault in after["faults"])
+    failed_at = stamp(row.ended).timestamp()
+    (_, closed), (opened_at, still_closed) = zone_1[-2:]
+    assert closed and not still_closed
+    assert opened_at - failed_at >= 1.0 - 0.05, "relays stay closed for the post-roll after the failure"
+    store = Store.open_readonly(box.config.storage.dir)
+    try:
+        faults = [e for e in store.undelivered_events(1000) if e["kind"] == "player.fault"]
+    finally:
+        store.close()
+    assert len(faults) == 1 and "player stalled" in faults[0]["detail"]
