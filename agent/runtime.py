@@ -250,6 +250,7 @@ class Agent:
                 settle=self.config.gpio.preroll,
                 postroll=self.config.gpio.postroll,
                 faults=self._faults(),
+                link_up=self.link is None or self.link.up,  # [central link] the LED's no-link code
             )
         )
 

@@ -328,3 +328,32 @@ def test_link_state_shows_in_status(linked: tuple[RunningAgent, Central]) -> Non
 
 
 _ = threading
+
+
+def test_no_link_comes_after_playing_and_fm_and_before_idle() -> None:
+    from agent.output_plan import RELAY_FM, PlayItem, plan_outputs
+    from drivers.gpio import LedCode
+    from tests.test_output_plan import inputs
+
+    assert plan_outputs(inputs(link_up=False)).led is LedCode.NO_LINK
+    assert plan_outputs(inputs(link_up=True)).led is LedCode.OK_IDLE
+    assert plan_outputs(inputs(link_up=False, current=RELAY_FM, fm_wanted=True)).led is LedCode.FM_RELAY
+    assert plan_outputs(inputs(link_up=False, item=PlayItem("k"))).led is LedCode.PLAYING
+    assert plan_outputs(inputs(link_up=False, clock_trusted=False)).led is LedCode.CLOCK_UNTRUSTED
+    assert plan_outputs(inputs(link_up=False, faults=("player",))).led is LedCode.FAULT
+
+
+def test_a_lost_broker_shows_on_the_led_and_in_status(
+    linked: tuple[RunningAgent, Central],
+    broker: Broker,
+) -> None:
+    running, _ = linked
+    led = running.agent.led
+    assert led is not None
+    running.wait_for(lambda: led.code is not None and led.code.value == "ok-idle", 10)
+    broker.kill()
+    running.wait_for(lambda: led.code is not None and led.code.value == "no-link", 60)
+    running.wait_passes(2, 10)
+    assert running.agent.status()["link"]["connected"] is False
+    broker.start()
+    running.wait_for(lambda: led.code is not None and led.code.value == "ok-idle", 60)
