@@ -142,6 +142,29 @@ class FmConfig:
 
 
 @dataclass(frozen=True)
+class CentralConfig:
+    """The link to the central server (docs/PROTOCOL.md); absent: the box runs on its own."""
+
+    mqtt_url: str  # mqtt://host:port or mqtts://host:port
+    signing_public_key_files: tuple[Path, ...]
+    api_url: str | None = None
+    username: str | None = None
+    password_file: Path | None = None  # the secret is read from here when connecting, never printed
+    ca_file: Path | None = None  # TLS trust anchor for mqtts://; the system's when absent
+    groups: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.mqtt_url.startswith("mqtts://")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        rest = self.mqtt_url.split("://", 1)[1]
+        host, _, port = rest.rpartition(":")
+        return host, int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path  # the file this was loaded from
     device: DeviceConfig
@@ -153,6 +176,7 @@ class Config:
     control: ControlConfig = ControlConfig()
     logging: LoggingConfig = LoggingConfig()
     fm: FmConfig = FmConfig()
+    central: CentralConfig | None = None
 
     @property
     def all_zones(self) -> tuple[str, ...]:
@@ -197,6 +221,13 @@ _DEVICE_ID = read.text_matching(
 _ZONE_NAME = read.text_matching(
     "a zone name such as zone-1 (lowercase letters, digits, '-' and '_', up to 32)", r"[a-z0-9_-]{1,32}"
 )
+_MQTT_URL = read.text_matching(
+    "mqtt://host:port or mqtts://host:port (TLS)", r"mqtts?://[A-Za-z0-9.-]+:[0-9]{1,5}"
+)
+_HTTP_URL = read.text_matching("an http:// or https:// URL", r"https?://\S+")
+_GROUP = read.text_matching(
+    "a group name such as xa-quang-son (lowercase letters, digits and '-', 1 to 64)", r"[a-z0-9-]{1,64}"
+)
 _OFFSET = read.frequency(-1_000_000, 1_000_000, signed=True)
 _DEEMPHASIS = {"50us": timedelta(microseconds=50), "75us": timedelta(microseconds=75)}
 _RTLSDR_RANGES = ((225_001, 300_000), (900_001, 3_200_000))  # what the RTL2832U can sample at
@@ -223,10 +254,34 @@ def _config(reader: read.Reader) -> Config:
     fm = _fm(root.section("fm"), reader.base, gpio.amplifiers if amplifiers_sound else None)
     if fm.backend == "serial":
         _check_relay_pin(root, gpio, fm.serial.audio_relay_pin)
+    central = _central(root, reader.base)
     return Config(
         reader.document.path, device, gpio, storage=storage, audio=audio, schedule=schedule, clock=clock,
-        control=control, logging=logging, fm=fm,
+        control=control, logging=logging, fm=fm, central=central,
     )  # fmt: skip
+
+
+def _central(root: read.Section, base: Path) -> CentralConfig | None:
+    present = root.data.get("central") is not None
+    section = root.section("central")
+    mqtt_url = section.get("mqtt_url", _MQTT_URL, "", required=present)
+    api_url = section.optional("api_url", _HTTP_URL)
+    username = section.optional("username", read.text_matching("a user name"))
+    password_file = section.optional("password_file", read.file_path(base, "the path of a file"))
+    ca_file = section.optional("ca_file", read.file_path(base, "the path of a PEM file"))
+    keys = section.get_list(
+        "signing_public_key_files",
+        read.file_path(base, "the path of a PEM Ed25519 public key"),
+        (),
+        "a list of PEM public key files",
+        empty="at least one key: commands are accepted only with a valid signature",
+    )
+    if present and "signing_public_key_files" not in section.data:
+        section.missing("signing_public_key_files", "a list of PEM Ed25519 public key files")
+    groups = section.get_list("groups", _GROUP, (), "a list of group names such as xa-quang-son")
+    if not present:
+        return None
+    return CentralConfig(mqtt_url, keys, api_url, username, password_file, ca_file, groups)
 
 
 def _device(section: read.Section) -> DeviceConfig:

@@ -119,6 +119,12 @@ def run(
         control = ControlServer(config.control.socket, front_end(commands))
         control.start()
         stack.callback(control.stop)
+        if config.central is not None:
+            from agent.link import Link  # paho and the key loading only on boxes with a central link
+
+            agent.link = Link(config, config.central, store, commands, agent.post)
+            agent.link.start()
+            stack.callback(agent.link.stop)
         stack.callback(notifier.stopping)
         if on_agent is not None:
             on_agent(agent)

@@ -66,6 +66,7 @@ class PlanInputs:
     settle: timedelta
     postroll: timedelta
     faults: tuple[str, ...] = ()  # plain words of each fault the LED must show
+    link_up: bool = True  # the central link (always up when none is configured)
 
 
 @dataclass(frozen=True)
@@ -129,4 +130,6 @@ def _led(inputs: PlanInputs, player: Target) -> LedCode:
         return LedCode.PLAYING
     if isinstance(player, RelayFm):
         return LedCode.FM_RELAY
+    if not inputs.link_up:  # below playing and FM: a box that plays should say so
+        return LedCode.NO_LINK
     return LedCode.OK_IDLE

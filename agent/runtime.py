@@ -22,7 +22,7 @@ from agent.config import Config
 from agent.events import EventKind
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
-from agent.schedule_source import COMMAND_ORIGIN, Schedule
+from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, Schedule
 from agent.start_timing import StartTimer
 from agent.status import StatusBoard
 from agent.store import Store, iso
@@ -35,6 +35,7 @@ from scheduler.recurrence import Occurrence
 
 if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
     from agent.fm_relay import FmRelay
+    from agent.link import Link  # [central link]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Agent:
         self.closed_since: dict[str, datetime] = {}
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
+        self.link: Link | None = None  # [central link] set by the daemon when central: is configured
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -196,6 +198,8 @@ class Agent:
         self._apply(self._plan(now), now)
         if self._resumed and self.clock_state.trusted:
             self._prepare_next(now)
+        if self.link is not None:  # [central link] send the outbox
+            self.link.tick(now)
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -227,7 +231,8 @@ class Agent:
         if self.fm is not None:
             paused = self.fm_paused_until is not None and now < self.fm_paused_until
             busy = playing is not None or bool(self.engine.queue)
-            decision = self.fm.decide(now, clock_trusted=trusted, scheduled_busy=busy)
+            link_up = self.link is None or self.link.up  # [central link]
+            decision = self.fm.decide(now, clock_trusted=trusted, scheduled_busy=busy, link_up=link_up)
             fm_wanted = decision.relay and not paused
         return plan_outputs(
             PlanInputs(
@@ -245,6 +250,7 @@ class Agent:
                 settle=self.config.gpio.preroll,
                 postroll=self.config.gpio.postroll,
                 faults=self._faults(),
+                link_up=self.link is None or self.link.up,  # [central link] the LED's no-link code
             )
         )
 
@@ -372,6 +378,8 @@ class Agent:
             self._on_player(event)
         elif self.fm is not None and self.fm.is_event(event):
             self.fm.on_fm_event(event)  # type: ignore[arg-type]
+        elif self.link is not None and self.link.is_event(event):  # [central link]
+            self.link.on_event(event, self.wall())
         elif isinstance(event, Execute):
             self.execute(event.pending)
         elif isinstance(event, Reload):
@@ -450,9 +458,9 @@ class Agent:
             return
         params = command.params
         zones = frozenset(params["zones"]) or None
-        item = Item(
-            f"{COMMAND_ORIGIN}-{command.id}", params["file"], Level[params["level"].upper()], zones, at=now
-        )
+        # [central link] a central command's item is told apart by its id (the play log's origin)
+        prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
+        item = Item(f"{prefix}{command.id}", params["file"], Level[params["level"].upper()], zones, at=now)
         key = Occurrence(item, now).key
         self.awaiting[key] = pending
         self._carry_out(self.engine.inject(item, now), now)

@@ -31,6 +31,8 @@ from scheduler.items import Item, parse_items
 logger = logging.getLogger(__name__)
 
 COMMAND_ORIGIN = "local-command"  # items a crew plays with `loa play`
+CENTRAL_ORIGIN = "central"  # items a signed central command plays (agent.link)
+CENTRAL_COMMAND_PREFIX = "central-command-"
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ class Schedule:
         self.items = list(merged.values())
 
     def origin_of(self, item: Item) -> str:
-        return self._origin_of.get(item.id, COMMAND_ORIGIN)
+        default = CENTRAL_ORIGIN if item.id.startswith(CENTRAL_COMMAND_PREFIX) else COMMAND_ORIGIN
+        return self._origin_of.get(item.id, default)
 
     def audio_path(self, item: Item) -> Path:
         return self.resolver.resolve(item, self.origin_of(item))

@@ -67,6 +67,7 @@ class StatusBoard:
             "led": agent.led.code.value if agent.led is not None and agent.led.code else None,
             "faults": list(agent.plan.faults) if agent.plan is not None else [],
             "errors": self._recent_errors(agent.store),
+            "link": agent.link.status() if agent.link is not None else {"configured": False},
         }
         with self._lock:
             self._snapshot = snapshot

@@ -297,6 +297,27 @@ class Store:
         self.events_version += 1
         return int(cursor.lastrowid or 0)
 
+    # -- the journal of command ids (replay protection) ---------------------------------------------
+
+    def command_seen(self, jti: str) -> bool:
+        sql = "SELECT 1 FROM command_journal WHERE jti = ?"
+        return self._read(False, lambda: bool(list(self.db.query(sql, [jti]))))
+
+    def remember_command(self, jti: str, expires_at: datetime, keep: timedelta) -> None:
+        """Journal ``jti`` until ``keep`` after it expires (longer than any accepted lifetime), and
+        forget the ids whose time is up: a replay of those is refused as expired anyway."""
+        now = datetime.now(UTC)
+
+        def write() -> None:
+            with self.db.conn:
+                self.db.conn.execute(
+                    "INSERT OR IGNORE INTO command_journal (jti, expires_at, received_at) VALUES (?, ?, ?)",
+                    [jti, iso(expires_at + keep), iso(now)],
+                )
+                self.db.conn.execute("DELETE FROM command_journal WHERE expires_at < ?", [iso(now)])
+
+        self._write(("command_journal", jti), write)
+
     # -- the outbox: sent in sequence order from a delivered cursor ----------------------------------
 
     def undelivered_events(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -438,6 +459,8 @@ def _migrate(db: sqlite_utils.Database) -> None:
             at TEXT NOT NULL, severity TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS schedule_items (id TEXT PRIMARY KEY, spec TEXT NOT NULL,
             source TEXT NOT NULL, loaded_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS command_journal (jti TEXT PRIMARY KEY, expires_at TEXT NOT NULL,
+            received_at TEXT NOT NULL);
         """
     )
     _add_column(db, "play_log", "seq", "INTEGER NOT NULL DEFAULT 0")

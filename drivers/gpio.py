@@ -14,6 +14,7 @@ OK_IDLE            on 0.1 s / off 2.9 s, a short flash every 3 s   healthy, noth
 PLAYING            steady on                                       a bulletin or file is playing
 FM_RELAY           on 0.5 s / off 0.5 s, even blink                relaying an FM station
 CLOCK_UNTRUSTED    on 0.2 s / off 0.2 s, fast blink                clock not trusted: schedule held
+NO_LINK            on 0.1 s / off 0.9 s, a short flash every 1 s   idle, link to the central server down
 FAULT              two quick flashes (0.15 s), then 1.4 s dark     player or hardware fault: see logs
 OFF                dark                                            agent stopped (or no power)
 =================  ==============================================  =====================================
@@ -138,6 +139,7 @@ class LedCode(enum.Enum):
     PLAYING = "playing"
     FM_RELAY = "fm-relay"
     CLOCK_UNTRUSTED = "clock-untrusted"
+    NO_LINK = "no-link"
     FAULT = "fault"
 
 
@@ -146,6 +148,7 @@ _BLINKS: dict[LedCode, tuple[float, float]] = {
     LedCode.OK_IDLE: (0.1, 2.9),
     LedCode.FM_RELAY: (0.5, 0.5),
     LedCode.CLOCK_UNTRUSTED: (0.2, 0.2),
+    LedCode.NO_LINK: (0.1, 0.9),
 }
 FAULT_STEP = 0.15  # seconds per step of the fault pattern below
 FAULT_PATTERN = (True, False, True, *([False] * 10))  # two 0.15 s flashes, then 1.5 s dark in all

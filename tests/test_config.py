@@ -88,6 +88,8 @@ def _dataclass_keys(cls: type, prefix: str = "") -> set[str]:
             continue
         keys.add(prefix + name)
         kind = Amplifier if name == "amplifiers" else kind
+        optional = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        kind = optional[0] if len(optional) == 1 and dataclasses.is_dataclass(optional[0]) else kind
         if dataclasses.is_dataclass(kind):
             keys |= _dataclass_keys(kind, f"{prefix}{name}.")
     return keys

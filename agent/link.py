@@ -1,0 +1,369 @@
+"""The link to the central server (docs/PROTOCOL.md), owned by the agent's main loop.
+
+- Link state (up, since when, last contact) from the :mod:`agent.mqtt_client` events.
+- Signed commands: each passes :func:`protocol.commands.verify_command` with the box's keys, its
+  groups, the wall clock and the jti journal kept in the store (replays are refused across
+  restarts).  A refusal is acked ``rejected`` (a replay ``duplicate``), logged and recorded as a
+  ``command.refused`` event; nothing plays.  An accepted command is acked ``accepted`` and carried
+  out through the front door (:class:`agent.commands.CommandHandler`) on the ``link-commands``
+  thread, which waits for the answer and acks ``done`` or ``rejected``.
+- The outbox: events and play-log records are sent in ``seq`` order at QoS 1; the delivered cursor
+  advances only over records the broker acknowledged, so an outage loses nothing and repeats at
+  most what was unacknowledged (receivers drop repeats by id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from agent.commands import CommandHandler, Result
+from agent.config import CentralConfig, Config
+from agent.events import EventKind
+from agent.mqtt_client import LINK_EVENTS, LinkDown, LinkMessage, LinkUp, MqttClient, Published
+from agent.store import PlayRecord, Store, iso
+from foundation.errors import ConfigError
+from protocol.commands import LEEWAY, MAX_LIFETIME, Command, CommandRefused, Reason, verify_command
+from protocol.json_wire import ProtocolError, format_time
+from protocol.messages import OUTCOMES, Ack, AckResult, Record, decode_status
+from protocol.topics import Kind, device_topic, parse_topic
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "link.session"
+MAX_IN_FLIGHT = 100  # records sent and not yet acknowledged, per stream
+UNKNOWN_ID = "unknown"  # the ack id of a command whose jti could not be read
+AUDIO_NOT_CACHED = "audio_not_cached"
+AUDIO_CORRUPT = "audio_corrupt"
+NOT_SUPPORTED = "not_supported"
+ACTION_REFUSED = "refused"
+STREAMS = {"events": Kind.EVENTS, "play_log": Kind.PLAYLOG}
+
+
+def load_signing_keys(central: CentralConfig, source: Path) -> list[Ed25519PublicKey]:
+    keys, problems = [], []
+    for index, path in enumerate(central.signing_public_key_files):
+        where = f"{source}: central.signing_public_key_files[{index}]: {path}"
+        try:
+            key = load_pem_public_key(path.read_bytes())
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"{where}: cannot read a PEM public key ({type(exc).__name__}: {exc})")
+            continue
+        if not isinstance(key, Ed25519PublicKey):
+            problems.append(f"{where}: is not an Ed25519 key")
+            continue
+        keys.append(key)
+    if problems:
+        raise ConfigError(problems)
+    return keys
+
+
+def read_password(central: CentralConfig, source: Path) -> str | None:
+    if central.password_file is None:
+        return None
+    try:
+        return central.password_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError) as exc:  # the message names the file, never its content
+        raise ConfigError(
+            [f"{source}: central.password_file: {central.password_file}: cannot read ({type(exc).__name__})"]
+        ) from None
+
+
+@dataclass
+class _InFlight:
+    seq: int
+    acked: bool = False
+
+
+class Link:
+    """The agent's half of the protocol; every method but the worker's runs on the main thread."""
+
+    def __init__(self, config: Config, central: CentralConfig, store: Store, commands: CommandHandler,
+                 post: Callable[[object], None]) -> None:  # fmt: skip
+        self.config = config
+        self.central = central
+        self.store = store
+        self.commands = commands
+        self.device_id = config.device.id
+        self.groups = frozenset(central.groups)
+        self.keys = load_signing_keys(central, config.source)
+        last = self.store.get_state(SESSION_KEY, 0)
+        self.mqtt = MqttClient(
+            self.device_id,
+            central,
+            post,
+            last_session=last if isinstance(last, int) else 0,
+            password=read_password(central, config.source),
+        )
+        self.up = False
+        self.session: int | None = None
+        self.since: datetime | None = None  # when it went up, or down
+        self.last_contact: datetime | None = None
+        self._seen: set[str] = set()  # this run's jtis, also while the store cannot be written
+        self._in_flight: dict[int, tuple[str, int]] = {}  # mid -> (stream, seq)
+        self._sent: dict[str, list[_InFlight]] = {stream: [] for stream in STREAMS}
+        self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work_loop, name="link-commands", daemon=True)
+
+    @staticmethod
+    def is_event(event: object) -> bool:
+        return isinstance(event, LINK_EVENTS)
+
+    def start(self) -> None:
+        self._worker.start()
+        self.mqtt.start()
+
+    def stop(self) -> None:
+        self._work.put(None)
+        self._worker.join(timeout=10)
+        self.mqtt.stop()
+
+    # -- events from paho's thread, handled here on the main thread ------------------------------
+
+    def on_event(self, event: object, now: datetime) -> None:
+        if isinstance(event, LinkUp):
+            self._went(True, now, f"connected, session {event.session}")
+            self.session = event.session
+            self.store.put_state(SESSION_KEY, event.session)
+        elif isinstance(event, LinkDown):
+            if self.up:
+                self._went(False, now, event.reason)
+            self._forget_in_flight()
+        elif isinstance(event, Published):
+            self.last_contact = now
+            self._acknowledged(event.mid)
+        elif isinstance(event, LinkMessage):
+            self.last_contact = now
+            self._on_message(event, now)
+
+    def _went(self, up: bool, now: datetime, why: str) -> None:
+        self.up, self.since = up, now
+        logger.log(
+            logging.INFO if up else logging.WARNING, "central link %s: %s", "up" if up else "down", why
+        )
+
+    def _on_message(self, message: LinkMessage, now: datetime) -> None:
+        try:
+            topic = parse_topic(message.topic)
+        except ProtocolError:
+            logger.warning("ignoring a message on %s", message.topic)
+            return
+        if topic.kind == Kind.STATUS:
+            self._repair_status(message.payload)
+        elif topic.kind == Kind.CMD:
+            self._on_command(message.payload, now)
+
+    def _repair_status(self, payload: bytes) -> None:
+        """A late will of an older session overwrote our retained status: say online again."""
+        try:
+            status = decode_status(payload)
+        except ProtocolError:
+            return
+        if not status.online and status.session != self.session and self.up:
+            logger.info(
+                "a stale will (session %d) replaced our status: publishing online again", status.session
+            )
+            self.mqtt.republish_online()
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def _on_command(self, payload: bytes, now: datetime) -> None:
+        token = payload.decode("ascii", errors="replace")
+        try:
+            command = verify_command(
+                token, keys=self.keys, device_id=self.device_id, groups=self.groups, now=now,
+                max_lifetime=MAX_LIFETIME, seen=self._was_seen,
+            )  # fmt: skip
+        except CommandRefused as refused:
+            self._refused(refused)
+            return
+        self._seen.add(command.id)
+        self.store.remember_command(command.id, command.expires_at, MAX_LIFETIME + LEEWAY)
+        logger.info("central command %s (%s) accepted", command.id, command.name)
+        self.store.add_event(EventKind.COMMAND, f"{command.id} {command.name} from central")
+        self.ack(command.id, AckResult.ACCEPTED)
+        self._carry_out(command)
+
+    def _was_seen(self, jti: str) -> bool:
+        return jti in self._seen or self.store.command_seen(jti)
+
+    def _refused(self, refused: CommandRefused) -> None:
+        ident = refused.command_id or UNKNOWN_ID
+        detail = "; ".join(str(problem) for problem in refused.problems)
+        logger.warning("central command %s refused (%s): %s", ident, refused.reason.value, detail)
+        self.store.add_event(EventKind.COMMAND_REFUSED, f"{ident}: {refused.reason.value}: {detail}")
+        if refused.reason is Reason.DUPLICATE:
+            self.ack(ident, AckResult.DUPLICATE, Reason.DUPLICATE.value, detail)
+        else:
+            self.ack(ident, AckResult.REJECTED, refused.reason.value, detail)
+
+    def _carry_out(self, command: Command) -> None:
+        fields = command.fields
+        if command.name == "status":
+            self.mqtt.republish_online()
+            self.ack(command.id, AckResult.DONE)
+        elif command.name == "stop":
+            self._work.put(lambda: self._submit(command.id, "stop", {}))
+        elif command.name in ("play_now", "emergency"):
+            level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
+            sha256 = str(fields["audio"]["sha256"])
+            zones = list(fields.get("zones") or [])
+            self._work.put(lambda: self._play(command.id, sha256, level, zones))
+        else:
+            self.ack(command.id, AckResult.REJECTED, NOT_SUPPORTED, f"{command.name} is not supported yet")
+
+    # -- the link-commands thread ------------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        while (job := self._work.get()) is not None:
+            try:
+                job()
+            except Exception:  # a bug in one command must not end the thread that serves the next
+                logger.exception("central command failed")
+
+    def _play(self, ident: str, sha256: str, level: str, zones: list[str]) -> None:
+        path = self.config.storage.dir / "audio" / sha256
+        problem = _audio_problem(path, sha256)
+        if problem is not None:
+            self.ack(ident, AckResult.REJECTED, *problem)
+            return
+        self._submit(ident, "play", {"file": str(path), "level": level, "zones": zones})
+
+    def _submit(self, ident: str, name: str, params: dict[str, Any]) -> None:
+        answer = self.commands.submit(name, params, origin="central", command_id=ident)
+        if answer.result is Result.DONE:
+            self.ack(ident, AckResult.DONE, message=answer.reason or None)
+        elif answer.result is Result.REJECTED:
+            self.ack(ident, AckResult.REJECTED, ACTION_REFUSED, answer.reason)
+        elif answer.result is Result.DUPLICATE:
+            self.ack(ident, AckResult.DUPLICATE, Reason.DUPLICATE.value, answer.reason)
+        # accepted and still pending after the handler's wait: no "done" yet (known gap)
+
+    def ack(
+        self, ident: str, result: AckResult, reason: str | None = None, message: str | None = None
+    ) -> None:
+        """Thread-safe (paho's publish is); an ack while the link is down is lost (known gap)."""
+        payload = Ack(ident, result, datetime.now(UTC), reason, message).to_json()
+        self.mqtt.publish(device_topic(self.device_id, Kind.ACK), payload, qos=1)
+
+    # -- the outbox --------------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> None:
+        """Send what the outbox holds beyond what is in flight (main loop, every pass)."""
+        if not self.up:
+            return
+        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
+        self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
+        for stream in STREAMS:
+            self._advance(stream)
+
+    def _fresh_events(self) -> list[dict[str, Any]]:
+        sent = self._sent["events"]
+        after = sent[-1].seq if sent else 0
+        return [row for row in self.store.undelivered_events(MAX_IN_FLIGHT) if row["seq"] > after]
+
+    def _fresh_plays(self) -> list[tuple[int, PlayRecord]]:
+        sent = self._sent["play_log"]
+        after = sent[-1].seq if sent else 0
+        return [(seq, record) for seq, record in self.store.undelivered_plays(MAX_IN_FLIGHT) if seq > after]
+
+    def _send(self, stream: str, records: list[tuple[int, dict[str, Any], str | None]]) -> None:
+        sent = self._sent[stream]
+        for seq, data, at in records:
+            if len(sent) >= MAX_IN_FLIGHT:
+                return
+            if stream == "play_log" and data["outcome"] not in OUTCOMES:
+                # "waiting" is the box's own bookkeeping, not a protocol outcome: passed over
+                sent.append(_InFlight(seq, acked=True))
+                continue
+            moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
+            record = Record(STREAMS[stream], self.device_id, seq, moment, data)
+            mid = self.mqtt.publish(device_topic(self.device_id, STREAMS[stream]), record.to_json(), qos=1)
+            if mid is None:
+                return
+            self._in_flight[mid] = (stream, seq)
+            sent.append(_InFlight(seq))
+
+    def _acknowledged(self, mid: int) -> None:
+        owner = self._in_flight.pop(mid, None)
+        if owner is None:
+            return  # an ack, a status, or a record of an earlier connection
+        stream, seq = owner
+        for entry in self._sent[stream]:
+            if entry.seq == seq:
+                entry.acked = True
+        self._advance(stream)
+
+    def _advance(self, stream: str) -> None:
+        """Move the delivered cursor over the acknowledged records at the head, in order."""
+        sent = self._sent[stream]
+        delivered = None
+        while sent and sent[0].acked:
+            delivered = sent.pop(0).seq
+        if delivered is not None:
+            self.store.mark_delivered(stream, delivered)
+
+    def _forget_in_flight(self) -> None:
+        """Unacknowledged records are sent again from the cursor after the next connect."""
+        self._in_flight.clear()
+        for sent in self._sent.values():
+            sent.clear()
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "configured": True,
+            "connected": self.up,
+            "broker": self.central.mqtt_url,
+            "session": self.session,
+            "since": iso(self.since),
+            "last_contact": iso(self.last_contact),
+            "spool": {
+                "events": len(self.store.undelivered_events(10_000)),
+                "play_log": len(self.store.undelivered_plays(10_000)),
+            },
+        }
+
+
+def _audio_problem(path: Path, sha256: str) -> tuple[str, str] | None:
+    """Why the cached audio for ``sha256`` cannot play (reason code, words), or None."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as audio:
+            while chunk := audio.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return AUDIO_NOT_CACHED, f"audio {sha256} is not cached on this box"
+    except OSError as exc:
+        return AUDIO_NOT_CACHED, f"audio {sha256} cannot be read: {type(exc).__name__}"
+    if digest.hexdigest() != sha256:
+        return AUDIO_CORRUPT, f"the cached audio {path.name} does not match its sha256"
+    return None
+
+
+def _event_data(row: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": row["kind"], "severity": row["severity"], "detail": {"text": row["detail"]}}
+
+
+def _time(value: str | None) -> str | None:
+    return format_time(datetime.fromisoformat(value)) if value else None
+
+
+def _play_data(record: PlayRecord) -> dict[str, Any]:
+    return {
+        "key": record.key, "item_id": record.item_id, "audio": record.audio, "level": record.level,
+        "zones": list(record.zones), "scheduled_start": _time(record.scheduled_start),
+        "actual_start": _time(record.actual_start), "ended": _time(record.ended),
+        "outcome": record.outcome, "reason": record.reason, "origin": record.origin,
+    }  # fmt: skip

@@ -1,0 +1,359 @@
+"""The central link against a real Mosquitto and the real agent (null player, mock GPIO)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.store import Store
+from protocol.commands import sign_command
+from protocol.messages import decode_ack, decode_record, decode_status
+from protocol.topics import Kind
+from tests.agent_harness import RunningAgent, running_agent, write_config, write_schedule
+from tests.audio_fixtures import tone_file
+from tests.mqtt_broker import Broker, run_broker
+
+DEVICE = "test-box-01"
+TOPIC = f"loa/v1/{DEVICE}"
+
+
+class Central:
+    """A test subscriber standing in for the central server: sends commands, collects what comes."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.seen: list[tuple[str, bytes]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-central", clean_session=False,
+                                  protocol=mqtt.MQTTv311)  # fmt: skip
+        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{TOPIC}/#", qos=1)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def send(self, token: str) -> None:
+        self.client.publish(f"{TOPIC}/cmd", token, qos=1).wait_for_publish(5)
+
+    def wait(self, what: Any, timeout: float = 10) -> tuple[str, bytes]:
+        """The first message (seen before or arriving within ``timeout``) that ``what`` accepts."""
+        for message in self.seen:
+            if what(*message):
+                return message
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self.messages.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(message)
+            if what(*message):
+                return message
+        raise AssertionError(f"no such message within {timeout} s; seen: {self.seen}")
+
+    def acks(self, ident: str, timeout: float = 10, count: int = 1) -> list[str]:
+        results: list[str] = []
+        for index in range(count):
+            self.wait(lambda t, p, n=index: t == f"{TOPIC}/ack" and _ack_matches(p, ident, n), timeout)
+        for topic, payload in self.seen:
+            if topic == f"{TOPIC}/ack" and decode_ack(payload).id == ident:
+                results.append(decode_ack(payload).result.value)
+        return results
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _ack_matches(payload: bytes, ident: str, index: int) -> bool:
+    return decode_ack(payload).id == ident and True
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from run_broker(tmp_path)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Ed25519PrivateKey:
+    private = Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "central.pub").write_bytes(pem)
+    return private
+
+
+@pytest.fixture
+def linked(tmp_path: Path, broker: Broker, key: Ed25519PrivateKey) -> Iterator[tuple[RunningAgent, Central]]:
+    write_schedule(tmp_path)
+    extra = (
+        f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub], groups: [xa-test]}}"
+    )
+    config = write_config(tmp_path, extra=extra)
+    central = Central(broker.port)
+    try:
+        with running_agent(config) as running:
+            running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
+            yield running, central
+    finally:
+        central.close()
+
+
+def cached_audio(running: RunningAgent, tmp_path: Path) -> str:
+    source = tone_file(tmp_path, 440, 3.0)
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+    audio = running.config.storage.dir / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    (audio / sha256).write_bytes(source.read_bytes())
+    return sha256
+
+
+def claims(jti: str, **fields: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"jti": jti, "aud": DEVICE, "iat": now, "exp": now + 600, **fields}
+
+
+def central_plays(running: RunningAgent) -> list[Any]:
+    return [row for row in running.play_log() if row.origin == "central"]
+
+
+def test_online_status_names_the_session(linked: tuple[RunningAgent, Central]) -> None:
+    running, central = linked
+    _, payload = central.wait(lambda t, p: t == f"{TOPIC}/status" and decode_status(p).online)
+    assert decode_status(payload).session == running.agent.link.session >= 1  # type: ignore[union-attr]
+
+
+def test_a_signed_play_now_plays_and_is_acked_accepted_then_done(
+    linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    running, central = linked
+    sha256 = cached_audio(running, tmp_path)
+    central.send(sign_command(claims("cmd-1", cmd="play_now", audio={"sha256": sha256}), key))
+    central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "done")
+    results = [decode_ack(p).result.value for t, p in central.seen if t == f"{TOPIC}/ack"]
+    assert results == ["accepted", "done"]
+    running.wait_for(lambda: any(row.outcome == "playing" for row in central_plays(running)), 10)
+    [row] = central_plays(running)
+    assert row.audio.endswith(sha256) and row.level == "normal"
+
+
+def test_audio_not_cached_is_refused_and_nothing_plays(
+    linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey
+) -> None:
+    running, central = linked
+    missing = "ab" * 32
+    central.send(sign_command(claims("cmd-2", cmd="play_now", audio={"sha256": missing}), key))
+    _, payload = central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "rejected")
+    assert decode_ack(payload).reason == "audio_not_cached"
+    running.wait_passes(2, 10)
+    assert central_plays(running) == []
+
+
+def _b64(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def _hostile_tokens(key: Ed25519PrivateKey, sha256: str, tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """jti -> (token, the reason it must be refused with)."""
+    play = {"cmd": "play_now", "audio": {"sha256": sha256}}
+    other = Ed25519PrivateKey.generate()
+    good = sign_command(claims("t-tampered", **play), key)
+    head, _, sig = good.split(".")
+    tampered_body = _b64({**claims("t-tampered", **play), "level": "emergency"})
+    pem = (tmp_path / "central.pub").read_bytes()
+    now = int(time.time())
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims('t-unsigned', **play))}."
+    expired = {**claims("t-expired", **play), "iat": now - 7200, "exp": now - 3600}
+    foreign = {**claims("t-foreign-aud", **play), "aud": "other-box-02"}
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims('t-unsigned', **play))}."
+    expired = {**claims("t-expired", **play), "iat": now - 7200, "exp": now - 3600}
+    foreign = {**claims("t-foreign-aud", **play), "aud": "other-box-02"}
+    return {
+        "t-unsigned": (unsigned, "alg_not_allowed"),
+        "t-tampered": (f"{head}.{tampered_body}.{sig}", "bad_signature"),
+        "t-foreign-key": (sign_command(claims("t-foreign-key", **play), other), "bad_signature"),
+        "t-expired": (sign_command(expired, key), "expired"),
+        "t-hs256": (_hs256(claims("t-hs256", **play), pem), "alg_not_allowed"),
+        "t-foreign-aud": (sign_command(foreign, key), "foreign_audience"),
+    }  # fmt: skip
+
+
+def _hs256(payload: dict[str, Any], secret: bytes) -> str:
+    import hmac
+
+    signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(payload)}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_hostile_commands_are_rejected_with_their_reason_and_nothing_plays(
+    linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    running, central = linked
+    sha256 = cached_audio(running, tmp_path)
+    tokens = _hostile_tokens(key, sha256, tmp_path)
+    for token, _ in tokens.values():
+        central.send(token)
+    for jti, (_, reason) in tokens.items():
+        # Refused before the signature held, the jti is not trusted: the ack names "unknown".
+        trusted = reason in ("expired", "foreign_audience")
+        ident = jti if trusted else "unknown"
+        central.wait(lambda t, p, i=ident, r=reason: t == f"{TOPIC}/ack" and decode_ack(p).id == i
+                     and decode_ack(p).reason == r)  # fmt: skip
+    acks = [decode_ack(p) for t, p in central.seen if t == f"{TOPIC}/ack"]
+    assert {ack.result.value for ack in acks} == {"rejected"}
+    assert sorted(ack.reason or "" for ack in acks) == sorted(reason for _, reason in tokens.values())
+    running.wait_passes(2, 10)
+    assert central_plays(running) == []
+    store = Store.open_readonly(running.config.storage.dir)
+    try:
+        refused = [e for e in store.recent_events(50) if e["kind"] == "command.refused"]
+    finally:
+        store.close()
+    assert len(refused) == len(tokens)
+
+
+def test_a_replayed_jti_is_acked_duplicate_and_plays_once(
+    linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    running, central = linked
+    sha256 = cached_audio(running, tmp_path)
+    token = sign_command(claims("cmd-replay", cmd="play_now", audio={"sha256": sha256}), key)
+    central.send(token)
+    central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "done")
+    central.send(token)
+    central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "duplicate")
+    running.wait_passes(2, 10)
+    assert len(central_plays(running)) == 1
+
+
+def test_the_jti_journal_survives_a_restart(
+    tmp_path: Path,
+    broker: Broker,
+    key: Ed25519PrivateKey,
+) -> None:
+    write_schedule(tmp_path)
+    extra = f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub]}}"
+    config = write_config(tmp_path, extra=extra)
+    central = Central(broker.port)
+    try:
+        token = sign_command(claims("cmd-once", cmd="stop"), key)
+        for expected in ("done", "duplicate"):
+            with running_agent(config) as running:
+                running.wait_for(lambda r=running: r.agent.link is not None and r.agent.link.up, 10)
+                central.send(token)
+                central.wait(lambda t, p, e=expected: t == f"{TOPIC}/ack" and decode_ack(p).result.value == e)
+    finally:
+        central.close()
+
+
+def test_play_log_records_survive_a_broker_killed_mid_run(
+    linked: tuple[RunningAgent, Central],
+    key: Ed25519PrivateKey,
+    tmp_path: Path,
+    broker: Broker,
+) -> None:
+    running, central = linked
+    sha256 = cached_audio(running, tmp_path)
+    for index in range(3):
+        if index == 1:
+            broker.kill()
+            running.wait_for(lambda: not running.agent.link.up, 60)  # type: ignore[union-attr]
+            # offline: the box keeps playing and keeps its records
+            running.agent.post(None)
+        if index != 1:
+            token = sign_command(claims(f"cmd-p{index}", cmd="play_now", audio={"sha256": sha256}), key)
+            central.send(token)
+            central.wait(lambda t, p, i=index: t == f"{TOPIC}/ack" and decode_ack(p).id == f"cmd-p{i}"
+                         and decode_ack(p).result.value == "done", 20)  # fmt: skip
+        else:
+            broker.start()
+            running.wait_for(lambda: running.agent.link.up, 60)  # type: ignore[union-attr]
+    running.wait_for(lambda: _all_completed_and_delivered(running), 30)
+    store = Store.open_readonly(running.config.storage.dir)
+    try:
+        rows = store.play_log()
+        undelivered = store.undelivered_plays()
+    finally:
+        store.close()
+    assert undelivered == []
+    got: dict[str, bytes] = {}
+    for topic, payload in central.seen + _drain(central):
+        if topic == f"{TOPIC}/playlog":
+            record = decode_record(Kind.PLAYLOG, payload, DEVICE)
+            got.setdefault(record.id, payload)
+    latest: dict[str, str] = {}
+    for ident in sorted(got, key=lambda i: int(i.split(":")[1])):  # the later record replaces
+        data = json.loads(got[ident])["data"]
+        latest[data["key"]] = data["outcome"]
+    assert latest == {row.key: row.outcome for row in rows}
+    assert set(latest.values()) == {"completed"} and len(latest) == 2
+
+
+def _all_completed_and_delivered(running: RunningAgent) -> bool:
+    store = Store.open_readonly(running.config.storage.dir)
+    try:
+        done = {row.outcome for row in store.play_log()} == {"completed"}
+        return done and not store.undelivered_plays()
+    finally:
+        store.close()
+
+
+def _drain(central: Central) -> list[tuple[str, bytes]]:
+    out = []
+    while True:
+        try:
+            out.append(central.messages.get(timeout=0.5))
+        except queue.Empty:
+            return out
+
+
+def test_link_state_shows_in_status(linked: tuple[RunningAgent, Central]) -> None:
+    running, _ = linked
+    running.wait_passes(2, 10)
+    link = running.agent.status()["link"]
+    assert link["connected"] is True and link["broker"].startswith("mqtt://127.0.0.1:")
+    assert link["since"] is not None and set(link["spool"]) == {"events", "play_log"}
+
+
+_ = threading
+
+
+def test_no_link_comes_after_playing_and_fm_and_before_idle() -> None:
+    from agent.output_plan import RELAY_FM, PlayItem, plan_outputs
+    from drivers.gpio import LedCode
+    from tests.test_output_plan import inputs
+
+    assert plan_outputs(inputs(link_up=False)).led is LedCode.NO_LINK
+    assert plan_outputs(inputs(link_up=True)).led is LedCode.OK_IDLE
+    assert plan_outputs(inputs(link_up=False, current=RELAY_FM, fm_wanted=True)).led is LedCode.FM_RELAY
+    assert plan_outputs(inputs(link_up=False, item=PlayItem("k"))).led is LedCode.PLAYING
+    assert plan_outputs(inputs(link_up=False, clock_trusted=False)).led is LedCode.CLOCK_UNTRUSTED
+    assert plan_outputs(inputs(link_up=False, faults=("player",))).led is LedCode.FAULT
+
+
+def test_a_lost_broker_shows_on_the_led_and_in_status(
+    linked: tuple[RunningAgent, Central],
+    broker: Broker,
+) -> None:
+    running, _ = linked
+    led = running.agent.led
+    assert led is not None
+    running.wait_for(lambda: led.code is not None and led.code.value == "ok-idle", 10)
+    broker.kill()
+    running.wait_for(lambda: led.code is not None and led.code.value == "no-link", 60)
+    running.wait_passes(2, 10)
+    assert running.agent.status()["link"]["connected"] is False
+    broker.start()
+    running.wait_for(lambda: led.code is not None and led.code.value == "ok-idle", 60)
