@@ -285,7 +285,7 @@ class Store:
     def _add_event(self, kind: EventKind, detail: str, at: str | None = None) -> int:
         at = at or iso(datetime.now(UTC))
         row = {
-            "at": iso(datetime.now(UTC)),
+            "at": at,  # when it happened, also for an event kept in memory while the card was full
             "severity": kind.severity.value,
             "kind": kind.value,
             "detail": detail,
