@@ -274,3 +274,14 @@ def test_kill_9_mid_download_then_resume(server: Server, tmp_path: Path) -> None
     assert server.state.ranges[-1] == f"bytes={size}-"
     assert path.read_bytes() == body
     assert list(cache.partial_dir.iterdir()) == []
+
+
+def test_range_not_satisfiable_restarts_from_nothing(server: Server, tmp_path: Path) -> None:
+    body = audio(50_000)
+    sha, url = server.add(body)
+    partial = tmp_path / "audio" / ".partial" / sha
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\x00" * 60_000)  # longer than the audio: the server answers 416
+    path = AudioCache(tmp_path, max_bytes=10_000_000).fetch(sha, url, timeout=5)
+    assert server.state.ranges == ["bytes=60000-", None]
+    assert path.read_bytes() == body
