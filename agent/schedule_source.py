@@ -216,6 +216,36 @@ class Schedule:
         self._merge(store)
         return ReloadResult(True, origin)
 
+    def add_origin(self, store: Store, name: str, source: str) -> Origin:
+        """A further origin (after those already known), holding its last good copy from the store."""
+        origin = next((known for known in self.origins if known.name == name), None)
+        if origin is None:
+            origin = Origin(name, source)
+            self.origins.append(origin)
+            self._from_store(store, origin)
+            self._merge(store)
+        return origin
+
+    def apply_origin(
+        self,
+        store: Store,
+        name: str,
+        items: list[Item],
+        specs: dict[str, dict[str, Any]],
+        version: str,
+        source: str,
+    ) -> Origin:
+        """Put ``items`` in force as origin ``name``'s whole schedule: its last good copy in the store
+        is replaced in one transaction first, so a crash leaves the old or the new copy, never a mix."""
+        origin = self.add_origin(store, name, source)
+        store.replace_schedule(specs, source, origin=name, version=version)
+        origin.items, origin.version, origin.from_store = list(items), version, False
+        origin.loaded_at, origin.error = datetime.now(UTC), None
+        logger.info("schedule: %d %s items from %s (version %s)", len(items), name, source, version)
+        store.add_event(EventKind.SCHEDULE_LOADED, f"{name} {version}: {len(items)} items")
+        self._merge(store)
+        return origin
+
     def _from_store(self, store: Store, origin: Origin) -> None:
         items = stored_items(self.config, store, origin.name)
         if not items:

@@ -132,7 +132,7 @@ def verify_command(
 ) -> Command:
     """The command ``token`` carries, if it is for this box and valid at ``now``; else CommandRefused."""
     try:
-        payload = _verified_payload(token, keys)
+        payload = verified_payload(token, keys)
         try:
             claims = decode_object(payload, "command claims")
         except ProtocolError as error:
@@ -147,11 +147,15 @@ def verify_command(
         raise CommandRefused(Reason.MALFORMED, f"unreadable command: {type(error).__name__}") from None
 
 
-def _verified_payload(token: object, keys: list[Ed25519PublicKey]) -> bytes:
-    if not isinstance(token, str) or not token.isascii() or len(token) > MAX_TOKEN_CHARS:
-        raise CommandRefused(
-            Reason.MALFORMED, f"not a compact JWS of at most {MAX_TOKEN_CHARS} ASCII characters"
-        )
+def verified_payload(
+    token: object, keys: list[Ed25519PublicKey], *, max_chars: int = MAX_TOKEN_CHARS
+) -> bytes:
+    """The payload of a compact JWS signed (EdDSA) by one of ``keys``; else CommandRefused.
+
+    Shared with signed schedule manifests (protocol.manifest), which may be larger.
+    """
+    if not isinstance(token, str) or not token.isascii() or len(token) > max_chars:
+        raise CommandRefused(Reason.MALFORMED, f"not a compact JWS of at most {max_chars} ASCII characters")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as error:

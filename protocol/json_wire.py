@@ -60,10 +60,11 @@ def _depth(value: object, limit: int) -> bool:
     return True
 
 
-def decode_object(data: str | bytes, what: str) -> dict[str, Any]:
-    """One JSON object from ``data``: UTF-8, at most 64 KiB, no duplicate keys, NaN or deep nesting."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(what, [f"{len(data)} bytes, more than {MAX_MESSAGE_BYTES}"])
+def decode_object(data: str | bytes, what: str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """One JSON object from ``data``: UTF-8, at most 64 KiB (or ``max_bytes``), no duplicate keys,
+    NaN or deep nesting."""
+    if len(data) > max_bytes:
+        raise ProtocolError(what, [f"{len(data)} bytes, more than {max_bytes}"])
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)

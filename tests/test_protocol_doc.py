@@ -11,19 +11,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, check_claims, verify_command
+from protocol.manifest import Reason as ManifestReason
+from protocol.manifest import check_manifest_claims
 from protocol.messages import decode_ack, decode_record, decode_state, decode_status
 from protocol.topics import Kind
+from scheduler.items import parse_items
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 TEXT = DOC.read_text(encoding="utf-8")
 DEVICE = "xa-quang-son-01"
 GROUPS = frozenset({"xa-quang-son"})
+ZONES = frozenset({"zone-1", "zone-2"})
 _BLOCK = re.compile(r"^```(\w+)(?: schema=(\S+))?\n(.*?)^```$", re.M | re.S)
 
 
@@ -43,6 +48,16 @@ def _claims_check(raw: str) -> object:
     )
 
 
+def _manifest_check(raw: str) -> object:
+    """The example manifest passes the protocol's checks and every item the scheduler's reader."""
+    claims = json.loads(raw)
+    now = datetime.fromtimestamp(claims["iat"], UTC)
+    manifest = check_manifest_claims(claims, device_id=DEVICE, groups=GROUPS, now=now, current_version="16")
+    items, findings = parse_items(manifest.schedule_data(), ZoneInfo("Asia/Ho_Chi_Minh"), ZONES)
+    assert findings == [] and len(items) == len(claims["items"])
+    return manifest
+
+
 DECODERS: dict[str, Callable[[str], object]] = {
     "status": decode_status,
     "state": decode_state,
@@ -52,6 +67,7 @@ DECODERS: dict[str, Callable[[str], object]] = {
     "telemetry": lambda raw: decode_record(Kind.TELEMETRY, raw, DEVICE),
     "command-claims": _claims_check,
     "command-header": json.loads,
+    "manifest-claims": _manifest_check,
 }
 
 
@@ -116,7 +132,11 @@ def _first_column(heading: str) -> list[str]:
 
 
 def test_reason_table_lists_every_code() -> None:
-    assert _first_column("### What the box refuses") == [reason.value for reason in Reason]
+    assert _first_column("### What the box refuses\n") == [reason.value for reason in Reason]
+
+
+def test_manifest_reason_table_lists_every_code() -> None:
+    assert _first_column("### What the box refuses of a manifest") == [r.value for r in ManifestReason]
 
 
 def test_command_table_lists_every_command() -> None:
