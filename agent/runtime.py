@@ -20,6 +20,7 @@ from agent.clock_trust import ClockState, ClockTrust
 from agent.commands import Execute, Pending, Result
 from agent.config import Config
 from agent.events import EventKind
+from agent.link_state import StateFacts, clock_source  # [central link]
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
 from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, Schedule
@@ -29,6 +30,7 @@ from agent.store import Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
+from protocol.messages import Playing  # [central link] the state message's "playing"
 from scheduler.engine import Action, Engine, Interrupt, Queued, Record, Start
 from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
@@ -198,8 +200,8 @@ class Agent:
         self._apply(self._plan(now), now)
         if self._resumed and self.clock_state.trusted:
             self._prepare_next(now)
-        if self.link is not None:  # [central link] send the outbox
-            self.link.tick(now)
+        if self.link is not None:  # [central link] send the outbox and the retained state
+            self.link.tick(now, self.state_facts(now))
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -523,3 +525,24 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()
+
+    def state_facts(self, now: datetime) -> StateFacts:
+        """[central link] What the retained ``state`` reports (agent/link_state.py)."""
+        playing, since = self.engine.playing, None
+        volume = self.config.audio.volume
+        if playing is not None:
+            item = playing.item
+            since = self.play_log.since(playing) or now
+            zones = tuple(sorted(item.resolved_zones(self.all_zones)))
+            origin = self.schedule.origin_of(item)
+            now_playing = Playing("item", zones, since, item.id, item.level.name.lower(), origin)
+            volume = item.volume if item.volume is not None else volume
+        elif isinstance(self.current, RelayFm) and self.fm is not None:
+            started = min((self.closed_since.get(zone, now) for zone in self.fm.zones), default=now)
+            now_playing = Playing("fm", tuple(sorted(self.fm.zones)), started)
+        else:
+            now_playing = None
+        relays_on = tuple(sorted(self.plan.zones)) if self.plan is not None else ()
+        schedules = {origin.name: origin.version for origin in self.schedule.origins if origin.version}
+        trusted, reason = self.clock_state.trusted, self.clock_state.reason
+        return StateFacts(now_playing, relays_on, volume, schedules, trusted, clock_source(trusted, reason))
