@@ -22,6 +22,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,6 +128,8 @@ class Link:
         spooled = self.store.get_state(ACK_SPOOL_KEY, [])
         self._unsent: list[str] = [str(p) for p in spooled] if isinstance(spooled, list) else []
         self._unsent_changed = False
+        self._delivered: dict[str, int] = {}  # cursors advanced in memory, not yet written
+        self._cursors_written = time.monotonic()
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -137,6 +140,7 @@ class Link:
         self.mqtt.start()
 
     def stop(self) -> None:
+        self._write_cursors(force=True)
         self._work.put(None)
         self._worker.join(timeout=10)
         self.mqtt.stop()
@@ -309,20 +313,22 @@ class Link:
         if not self.up:
             return
         self.state.offer(facts, self.session or 0, now)
-        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
-        self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
         for stream in STREAMS:
             self._advance(stream)
+        self._write_cursors(force=False)
+        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
+        self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
+
+    def _after(self, stream: str) -> int:
+        """The last seq sent or delivered: what comes next starts after it."""
+        sent = self._sent[stream]
+        return max(sent[-1].seq if sent else 0, self._delivered.get(stream, 0))
 
     def _fresh_events(self) -> list[dict[str, Any]]:
-        sent = self._sent["events"]
-        after = sent[-1].seq if sent else 0
-        return [row for row in self.store.undelivered_events(MAX_IN_FLIGHT) if row["seq"] > after]
+        return self.store.undelivered_events(MAX_IN_FLIGHT, after=self._after("events"))
 
     def _fresh_plays(self) -> list[tuple[int, PlayRecord]]:
-        sent = self._sent["play_log"]
-        after = sent[-1].seq if sent else 0
-        return [(seq, record) for seq, record in self.store.undelivered_plays(MAX_IN_FLIGHT) if seq > after]
+        return self.store.undelivered_plays(MAX_IN_FLIGHT, after=self._after("play_log"))
 
     def _send(self, stream: str, records: list[tuple[int, dict[str, Any], str | None]]) -> None:
         sent = self._sent[stream]
@@ -349,7 +355,7 @@ class Link:
         for entry in self._sent[stream]:
             if entry.seq == seq:
                 entry.acked = True
-        self._advance(stream)
+        self._advance(stream)  # the cursor is written by tick, once per batch
 
     def _advance(self, stream: str) -> None:
         """Move the delivered cursor over the acknowledged records at the head, in order."""
@@ -358,10 +364,25 @@ class Link:
         while sent and sent[0].acked:
             delivered = sent.pop(0).seq
         if delivered is not None:
-            self.store.mark_delivered(stream, delivered)
+            self._delivered[stream] = delivered
+
+    def _write_cursors(self, *, force: bool) -> None:
+        """Write the advanced cursors once per batch: when nothing is left in flight, or a second on.
+
+        A cursor not yet written when the box dies only means records sent again (receivers drop
+        repeats by id).
+        """
+        if not self._delivered:
+            return
+        due = force or time.monotonic() - self._cursors_written >= 1
+        for stream in list(self._delivered):
+            if due or not self._sent[stream]:
+                self.store.mark_delivered(stream, self._delivered.pop(stream))
+        self._cursors_written = time.monotonic() if due else self._cursors_written
 
     def _forget_in_flight(self) -> None:
         """Unacknowledged records are sent again from the cursor after the next connect."""
+        self._write_cursors(force=True)
         self._in_flight.clear()
         for sent in self._sent.values():
             sent.clear()
@@ -376,10 +397,7 @@ class Link:
             "session": self.session,
             "since": iso(self.since),
             "last_contact": iso(self.last_contact),
-            "spool": {
-                "events": len(self.store.undelivered_events(10_000)),
-                "play_log": len(self.store.undelivered_plays(10_000)),
-            },
+            "spool": {**self.store.undelivered_counts(), "acks": len(self._unsent)},
         }
 
 

@@ -325,7 +325,7 @@ def test_link_state_shows_in_status(linked: tuple[RunningAgent, Central]) -> Non
     running.wait_passes(2, 10)
     link = running.agent.status()["link"]
     assert link["connected"] is True and link["broker"].startswith("mqtt://127.0.0.1:")
-    assert link["since"] is not None and set(link["spool"]) == {"events", "play_log"}
+    assert link["since"] is not None and set(link["spool"]) == {"events", "play_log", "acks"}
 
 
 _ = threading
