@@ -336,7 +336,7 @@ class Link:
             if len(sent) >= MAX_IN_FLIGHT:
                 return
             if stream == "play_log" and data["outcome"] not in OUTCOMES:
-                # "waiting" is the box's own bookkeeping, not a protocol outcome: passed over
+                # an outcome this protocol version cannot say is passed over, never sent
                 sent.append(_InFlight(seq, acked=True))
                 continue
             moment = datetime.fromisoformat(at) if at else datetime.now(UTC)

@@ -442,6 +442,9 @@ def test_a_command_queued_behind_another_is_acked_done_when_it_starts(
     results = [decode_ack(p).result.value for t, p in central.seen
                if t == f"{TOPIC}/ack" and decode_ack(p).id == "cmd-second"]  # fmt: skip
     assert results == ["accepted", "done"]
+    waiting = [decode_record(Kind.PLAYLOG, p, DEVICE).data for t, p in central.seen + _drain(central)
+               if t == f"{TOPIC}/playlog"]  # fmt: skip
+    assert any(d["item_id"] == "central-command-cmd-second" and d["outcome"] == "waiting" for d in waiting)
     assert {row.item_id for row in central_plays(running) if row.outcome in ("playing", "completed")} >= {
         "central-command-cmd-second"
     }
