@@ -153,6 +153,7 @@ class CommandHandler:
             "reload": _no_params,
             "stop": _no_params,
             "play": lambda params: _play_params(params, zones),
+            "set_volume": _volume_params,
         }
 
     @property
@@ -215,6 +216,14 @@ class CommandHandler:
 
 def _no_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {}
+
+
+def _volume_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``volume`` (0-100): the volume of what plays next."""
+    volume = params.get("volume")
+    if isinstance(volume, bool) or not isinstance(volume, int) or not 0 <= volume <= 100:
+        raise Refused("'volume' must be a whole number from 0 to 100")
+    return {"volume": volume}
 
 
 def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:

@@ -231,8 +231,14 @@ class Link:
             self.mqtt.republish_online()
             self.state.force()  # published by this pass's tick
             self.ack(command.id, AckResult.DONE)
+        elif command.name == "sync_now":  # the manifest fetch is the schedule origin's (not here yet)
+            self.state.force()  # this pass's tick publishes the state and sends the outbox
+            self.ack(command.id, AckResult.DONE, message="state and outbox sent")
         elif command.name == "stop":
             self._work.put(lambda: self._submit(command.id, "stop", {}))
+        elif command.name == "set_volume":
+            volume = {"volume": fields["volume"]}
+            self._work.put(lambda: self._submit(command.id, "set_volume", volume))
         elif command.name in ("play_now", "emergency"):
             level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
             sha256 = str(fields["audio"]["sha256"])

@@ -46,6 +46,7 @@ WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
 FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
+VOLUME_KEY = "audio.volume"  # [central link] the volume set by set_volume
 STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
 
 
@@ -96,6 +97,8 @@ class Agent:
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
         self.link: Link | None = None  # [central link] set by the daemon when central: is configured
+        saved_volume = store.get_state(VOLUME_KEY)  # [central link] set_volume, kept across restarts
+        self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -303,7 +306,7 @@ class Agent:
         playing = self.engine.playing
         assert playing is not None and playing.key == key
         item = playing.item
-        volume = item.volume if item.volume is not None else self.config.audio.volume
+        volume = item.volume if item.volume is not None else self.volume  # [central link] set_volume
         asked = self.wall()
         self.player.play(key, self.schedule.audio_path(item), volume)
         # The row after play(): its synchronous write would otherwise delay the start.
@@ -446,6 +449,8 @@ class Agent:
             self._command_play(pending)
         elif command.name == "stop":
             self._command_stop(pending)
+        elif command.name == "set_volume":  # [central link]
+            self._command_volume(pending)
         else:
             pending.resolve(Result.REJECTED, f"the agent cannot carry out {command.name!r}")
         if pending.done:
@@ -472,6 +477,13 @@ class Agent:
             pending.accept(f"queued: {busy}", key=key)
         elif key in self.awaiting:
             pending.accept("relays closing", key=key)
+
+    def _command_volume(self, pending: Pending) -> None:
+        """[central link] The player cannot change a playback's volume: it applies from the next start."""
+        self.volume = int(pending.command.params["volume"])
+        self.store.put_state(VOLUME_KEY, self.volume)
+        later = " (what plays now keeps its volume)" if self.engine.playing is not None else ""
+        pending.resolve(Result.DONE, f"volume {self.volume} from the next start{later}", volume=self.volume)
 
     def _command_stop(self, pending: Pending) -> None:
         command, now = pending.command, self.wall()
@@ -529,7 +541,7 @@ class Agent:
     def state_facts(self, now: datetime) -> StateFacts:
         """[central link] What the retained ``state`` reports (agent/link_state.py)."""
         playing, since = self.engine.playing, None
-        volume = self.config.audio.volume
+        volume = self.volume
         if playing is not None:
             item = playing.item
             since = self.play_log.since(playing) or now

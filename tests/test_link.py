@@ -471,3 +471,34 @@ def test_acks_made_while_the_link_is_down_are_sent_in_order_after_reconnect(
         central.wait(lambda t, p, i=index: t == f"{TOPIC}/ack" and decode_ack(p).id == f"offline-{i}", 60)
     ids = [decode_ack(p).id for t, p in central.seen if t == f"{TOPIC}/ack"]
     assert [i for i in ids if i.startswith("offline-")] == ["offline-0", "offline-1", "offline-2"]
+
+
+def test_set_volume_is_done_shows_in_state_is_kept_and_plays_next(
+    linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    running, central = linked
+    central.send(sign_command(claims("cmd-vol", cmd="set_volume", volume=60), key))
+    _, payload = central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "done")
+    assert "volume 60" in (decode_ack(payload).message or "")
+    central.wait(lambda t, p: t == f"{TOPIC}/state" and decode_state(p).volume == 60)
+    assert running.agent.volume == 60
+    sha256 = cached_audio(running, tmp_path)
+    central.send(sign_command(claims("cmd-after-vol", cmd="play_now", audio={"sha256": sha256}), key))
+    central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).id == "cmd-after-vol"
+                 and decode_ack(p).result.value == "done")  # fmt: skip
+    assert running.agent.player.played[-1].volume == 60  # type: ignore[attr-defined]
+    store = Store.open_readonly(running.config.storage.dir)
+    try:
+        assert store.get_state("audio.volume") == 60
+    finally:
+        store.close()
+
+
+def test_sync_now_publishes_state_again(linked: tuple[RunningAgent, Central], key: Ed25519PrivateKey) -> None:
+    _, central = linked
+    central.wait(lambda t, p: t == f"{TOPIC}/state")
+    central.seen.clear()
+    _drain(central)
+    central.send(sign_command(claims("cmd-sync", cmd="sync_now"), key))
+    central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).result.value == "done")
+    central.wait(lambda t, p: t == f"{TOPIC}/state")
