@@ -540,11 +540,10 @@ class Agent:
 
     def state_facts(self, now: datetime) -> StateFacts:
         """[central link] What the retained ``state`` reports (agent/link_state.py)."""
-        playing, since = self.engine.playing, None
-        volume = self.volume
+        playing, volume = self.engine.playing, self.volume
         if playing is not None:
             item = playing.item
-            since = self.play_log.since(playing) or now
+            since = self.play_log.since(playing) or playing.start  # not `now`: it would change each pass
             zones = tuple(sorted(item.resolved_zones(self.all_zones)))
             origin = self.schedule.origin_of(item)
             now_playing = Playing("item", zones, since, item.id, item.level.name.lower(), origin)
