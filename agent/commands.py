@@ -154,6 +154,7 @@ class CommandHandler:
             "stop": _no_params,
             "play": lambda params: _play_params(params, zones),
             "set_volume": _volume_params,
+            "relay_test": lambda params: _relay_test_params(params, zones),
         }
 
     @property
@@ -226,6 +227,24 @@ def _volume_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"volume": volume}
 
 
+def _relay_test_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
+    """``zones`` (names; default all), ``seconds`` (1-300, default 10)."""
+    seconds = params.get("seconds", 10)
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 300:
+        raise Refused("'seconds' must be a whole number from 1 to 300")
+    return {"zones": _known_zones(params, zones) or sorted(zones), "seconds": seconds}
+
+
+def _known_zones(params: Mapping[str, Any], zones: frozenset[str]) -> list[str]:
+    wanted = params.get("zones") or []
+    if not isinstance(wanted, list) or not all(isinstance(zone, str) for zone in wanted):
+        raise Refused("'zones' must be a list of zone names")
+    unknown = sorted(set(wanted) - zones)
+    if unknown:
+        raise Refused(f"no amplifier for zone(s) {', '.join(unknown)} (zones: {', '.join(sorted(zones))})")
+    return sorted(wanted)
+
+
 def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
     """``file`` (absolute path), ``level`` (normal, priority, emergency), ``zones`` (names)."""
     file = params.get("file")
@@ -237,10 +256,4 @@ def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, 
     level = params.get("level") or "normal"
     if level not in LEVELS:
         raise Refused(f"level {level!r} is not one of {', '.join(LEVELS)}")
-    wanted = params.get("zones") or []
-    if not isinstance(wanted, list) or not all(isinstance(zone, str) for zone in wanted):
-        raise Refused("'zones' must be a list of zone names")
-    unknown = sorted(set(wanted) - zones)
-    if unknown:
-        raise Refused(f"no amplifier for zone(s) {', '.join(unknown)} (zones: {', '.join(sorted(zones))})")
-    return {"file": file, "level": level, "zones": sorted(wanted)}
+    return {"file": file, "level": level, "zones": _known_zones(params, zones)}

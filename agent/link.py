@@ -239,6 +239,9 @@ class Link:
         elif command.name == "set_volume":
             volume = {"volume": fields["volume"]}
             self._work.put(lambda: self._submit(command.id, "set_volume", volume))
+        elif command.name == "relay_test":
+            test = {"zones": list(fields.get("zones") or []), "seconds": fields.get("seconds", 10)}
+            self._work.put(lambda: self._submit(command.id, "relay_test", test))
         elif command.name in ("play_now", "emergency"):
             level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
             sha256 = str(fields["audio"]["sha256"])

@@ -99,6 +99,7 @@ class Agent:
         self.link: Link | None = None  # [central link] set by the daemon when central: is configured
         saved_volume = store.get_state(VOLUME_KEY)  # [central link] set_volume, kept across restarts
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
+        self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -233,6 +234,7 @@ class Agent:
         playing = self.engine.playing
         trusted = self.clock_state.trusted
         fm_wanted = False
+        testing = self._relay_test_zones(now)  # [central link] relay_test
         if self.fm is not None:
             paused = self.fm_paused_until is not None and now < self.fm_paused_until
             busy = playing is not None or bool(self.engine.queue)
@@ -245,8 +247,9 @@ class Agent:
                 clock_trusted=trusted,
                 item=PlayItem(playing.key) if playing is not None else None,
                 item_zones=playing.item.resolved_zones(self.all_zones) if playing else frozenset(),
-                scheduled_zones=self.engine.zones_wanted(now) if self._resumed and trusted else frozenset(),
-                zones_in_use=self.engine.zones_in_use(now),
+                scheduled_zones=(self.engine.zones_wanted(now) if self._resumed and trusted else frozenset())
+                | testing,
+                zones_in_use=self.engine.zones_in_use(now) | testing,
                 fm_wanted=fm_wanted,
                 fm_zones=self.fm.zones if self.fm is not None else frozenset(),
                 fm_released_at=self.fm_released_at,
@@ -451,6 +454,8 @@ class Agent:
             self._command_stop(pending)
         elif command.name == "set_volume":  # [central link]
             self._command_volume(pending)
+        elif command.name == "relay_test":  # [central link]
+            self._command_relay_test(pending)
         else:
             pending.resolve(Result.REJECTED, f"the agent cannot carry out {command.name!r}")
         if pending.done:
@@ -484,6 +489,29 @@ class Agent:
         self.store.put_state(VOLUME_KEY, self.volume)
         later = " (what plays now keeps its volume)" if self.engine.playing is not None else ""
         pending.resolve(Result.DONE, f"volume {self.volume} from the next start{later}", volume=self.volume)
+
+    def _command_relay_test(self, pending: Pending) -> None:
+        """[central link] Close the zones' relays for a while, only when nothing plays or waits."""
+        params, now = pending.command.params, self.wall()
+        busy = self.engine.playing is not None or bool(self.engine.queue) or self.current != SILENCE
+        if busy or self.relay_test is not None:
+            pending.resolve(Result.REJECTED, "busy: something plays, waits or is being tested")
+            return
+        zones = frozenset(params["zones"])
+        self.relay_test = (zones, now + timedelta(seconds=params["seconds"]), pending)
+        pending.accept(f"relays {', '.join(sorted(zones))} closed for {params['seconds']} s")
+
+    def _relay_test_zones(self, now: datetime) -> frozenset[str]:
+        """[central link] The zones a relay test holds closed; it ends on time or when audio comes."""
+        if self.relay_test is None:
+            return frozenset()
+        zones, until, pending = self.relay_test
+        if now < until and self.engine.playing is None and not isinstance(self.current, RelayFm):
+            return zones
+        self.relay_test = None
+        cut = "" if now >= until else " (cut short: audio came)"
+        pending.resolve(Result.DONE, f"relays {', '.join(sorted(zones))} tested{cut}", zones=sorted(zones))
+        return frozenset()
 
     def _command_stop(self, pending: Pending) -> None:
         command, now = pending.command, self.wall()
