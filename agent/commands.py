@@ -77,12 +77,30 @@ class Pending:
         self._ready = threading.Event()
         self._ack: Ack | None = None
         self.progress: Ack | None = None  # an "accepted" step while the final answer is awaited
+        self._lock = threading.Lock()
+        self._when_final: list[Callable[[Ack], None]] = []
 
     def resolve(self, result: Result, reason: str = "", **detail: Any) -> None:
-        if self._ready.is_set():
-            return
-        self._ack = Ack(self.command.id, result, reason, detail)
-        self._ready.set()
+        with self._lock:
+            if self._ready.is_set():
+                return
+            ack = self._ack = Ack(self.command.id, result, reason, detail)
+            self._ready.set()
+            callbacks, self._when_final = self._when_final, []
+        for callback in callbacks:
+            _call(callback, ack)
+
+    def when_final(self, callback: Callable[[Ack], None]) -> None:
+        """Call ``callback`` with the final answer when it comes (at once if it is there).
+
+        It runs on the thread that resolves (the main loop): it must only hand the answer on.
+        """
+        with self._lock:
+            if not self._ready.is_set():
+                self._when_final.append(callback)
+                return
+        assert self._ack is not None
+        _call(callback, self._ack)
 
     def accept(self, reason: str = "", **detail: Any) -> None:
         self.progress = Ack(self.command.id, Result.ACCEPTED, reason, detail)
@@ -96,6 +114,13 @@ class Pending:
         if self._ready.wait(timeout) and self._ack is not None:
             return self._ack
         return self.progress or Ack(self.command.id, Result.ACCEPTED, "being carried out")
+
+
+def _call(callback: Callable[[Ack], None], ack: Ack) -> None:
+    try:
+        callback(ack)
+    except Exception:  # a bug in one listener must not stop the main loop that resolved
+        logger.exception("a listener of command %s failed", ack.id)
 
 
 @dataclass(frozen=True)
@@ -128,6 +153,8 @@ class CommandHandler:
             "reload": _no_params,
             "stop": _no_params,
             "play": lambda params: _play_params(params, zones),
+            "set_volume": _volume_params,
+            "relay_test": lambda params: _relay_test_params(params, zones),
         }
 
     @property
@@ -135,9 +162,19 @@ class CommandHandler:
         return ["status", *self._validators]
 
     def submit(
-        self, name: str, params: Mapping[str, Any], *, origin: str, command_id: str | None = None
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        *,
+        origin: str,
+        command_id: str | None = None,
+        on_final: Callable[[Ack], None] | None = None,
     ) -> Ack:
-        """Check, hand to the main loop, and wait (bounded) for the outcome."""
+        """Check, hand to the main loop, and wait (bounded) for the outcome.
+
+        An ``accepted`` answer is not final: ``on_final`` (if given) is called with the final one
+        when the main loop resolves it.
+        """
         command = Command(command_id or f"{origin}-{uuid.uuid4().hex[:12]}", name, dict(params), origin)
         with self._lock:  # taken under the lock: a resend racing the first is a duplicate too
             seen = self._seen.get(command.id)
@@ -145,11 +182,11 @@ class CommandHandler:
                 self._seen[command.id] = Ack(command.id, Result.ACCEPTED, "being carried out")
         if seen is not None:
             return Ack(command.id, Result.DUPLICATE, f"already answered {seen.result.value}")
-        ack = self._answer(command)
+        ack = self._answer(command, on_final)
         self._remember(command, ack)
         return ack
 
-    def _answer(self, command: Command) -> Ack:
+    def _answer(self, command: Command, on_final: Callable[[Ack], None] | None = None) -> Ack:
         if command.name == "status":
             return Ack(command.id, Result.DONE, detail={"status": self._status()})
         validator = self._validators.get(command.name)
@@ -162,7 +199,10 @@ class CommandHandler:
             return self._refused(command, str(exc))
         pending = Pending(Command(command.id, command.name, params, command.origin))
         self._post(Execute(pending))
-        return pending.wait(self._wait)
+        ack = pending.wait(self._wait)
+        if on_final is not None and ack.result is Result.ACCEPTED:
+            pending.when_final(on_final)
+        return ack
 
     def _refused(self, command: Command, reason: str) -> Ack:
         logger.warning("command %s %s from %s rejected: %s", command.id, command.name, command.origin, reason)
@@ -179,6 +219,32 @@ def _no_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _volume_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``volume`` (0-100): the volume of what plays next."""
+    volume = params.get("volume")
+    if isinstance(volume, bool) or not isinstance(volume, int) or not 0 <= volume <= 100:
+        raise Refused("'volume' must be a whole number from 0 to 100")
+    return {"volume": volume}
+
+
+def _relay_test_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
+    """``zones`` (names; default all), ``seconds`` (1-300, default 10)."""
+    seconds = params.get("seconds", 10)
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 300:
+        raise Refused("'seconds' must be a whole number from 1 to 300")
+    return {"zones": _known_zones(params, zones) or sorted(zones), "seconds": seconds}
+
+
+def _known_zones(params: Mapping[str, Any], zones: frozenset[str]) -> list[str]:
+    wanted = params.get("zones") or []
+    if not isinstance(wanted, list) or not all(isinstance(zone, str) for zone in wanted):
+        raise Refused("'zones' must be a list of zone names")
+    unknown = sorted(set(wanted) - zones)
+    if unknown:
+        raise Refused(f"no amplifier for zone(s) {', '.join(unknown)} (zones: {', '.join(sorted(zones))})")
+    return sorted(wanted)
+
+
 def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
     """``file`` (absolute path), ``level`` (normal, priority, emergency), ``zones`` (names)."""
     file = params.get("file")
@@ -190,10 +256,4 @@ def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, 
     level = params.get("level") or "normal"
     if level not in LEVELS:
         raise Refused(f"level {level!r} is not one of {', '.join(LEVELS)}")
-    wanted = params.get("zones") or []
-    if not isinstance(wanted, list) or not all(isinstance(zone, str) for zone in wanted):
-        raise Refused("'zones' must be a list of zone names")
-    unknown = sorted(set(wanted) - zones)
-    if unknown:
-        raise Refused(f"no amplifier for zone(s) {', '.join(unknown)} (zones: {', '.join(sorted(zones))})")
-    return {"file": file, "level": level, "zones": sorted(wanted)}
+    return {"file": file, "level": level, "zones": _known_zones(params, zones)}

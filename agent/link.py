@@ -6,7 +6,11 @@
   restarts).  A refusal is acked ``rejected`` (a replay ``duplicate``), logged and recorded as a
   ``command.refused`` event; nothing plays.  An accepted command is acked ``accepted`` and carried
   out through the front door (:class:`agent.commands.CommandHandler`) on the ``link-commands``
-  thread, which waits for the answer and acks ``done`` or ``rejected``.
+  thread, which waits for the answer and acks ``done`` or ``rejected``; an answer that comes
+  after the front door's wait (a command queued behind another) is acked when it comes.
+- Acks made while the link is down are spooled (in the store, in order, bounded) and sent after
+  the next connect, before any newer ack.
+- The retained ``state`` (agent/link_state.py): on connecting, for ``status``, and on change.
 - The outbox: events and play-log records are sent in ``seq`` order at QoS 1; the delivered cursor
   advances only over records the broker acknowledged, so an outage loses nothing and repeats at
   most what was unacknowledged (receivers drop repeats by id).
@@ -18,6 +22,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +32,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from agent.commands import Ack as Answer
 from agent.commands import CommandHandler, Result
 from agent.config import CentralConfig, Config
 from agent.events import EventKind
+from agent.link_state import StateFacts, StatePublisher
 from agent.mqtt_client import LINK_EVENTS, LinkDown, LinkMessage, LinkUp, MqttClient, Published
 from agent.store import PlayRecord, Store, iso
 from foundation.errors import ConfigError
@@ -41,6 +48,8 @@ from protocol.topics import Kind, device_topic, parse_topic
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "link.session"
+ACK_SPOOL_KEY = "link.unsent_acks"
+MAX_SPOOLED_ACKS = 500  # acks kept while the link is down; beyond this the oldest are dropped
 MAX_IN_FLIGHT = 100  # records sent and not yet acknowledged, per stream
 UNKNOWN_ID = "unknown"  # the ack id of a command whose jti could not be read
 AUDIO_NOT_CACHED = "audio_not_cached"
@@ -114,6 +123,13 @@ class Link:
         self._sent: dict[str, list[_InFlight]] = {stream: [] for stream in STREAMS}
         self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work_loop, name="link-commands", daemon=True)
+        self.state = StatePublisher(self._send_state)
+        self._acks_lock = threading.Lock()  # ack() runs on the link-commands and main threads
+        spooled = self.store.get_state(ACK_SPOOL_KEY, [])
+        self._unsent: list[str] = [str(p) for p in spooled] if isinstance(spooled, list) else []
+        self._unsent_changed = False
+        self._delivered: dict[str, int] = {}  # cursors advanced in memory, not yet written
+        self._cursors_written = time.monotonic()
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -124,6 +140,7 @@ class Link:
         self.mqtt.start()
 
     def stop(self) -> None:
+        self._write_cursors(force=True)
         self._work.put(None)
         self._worker.join(timeout=10)
         self.mqtt.stop()
@@ -135,6 +152,7 @@ class Link:
             self._went(True, now, f"connected, session {event.session}")
             self.session = event.session
             self.store.put_state(SESSION_KEY, event.session)
+            self.state.force()
         elif isinstance(event, LinkDown):
             if self.up:
                 self._went(False, now, event.reason)
@@ -211,9 +229,19 @@ class Link:
         fields = command.fields
         if command.name == "status":
             self.mqtt.republish_online()
+            self.state.force()  # published by this pass's tick
             self.ack(command.id, AckResult.DONE)
+        elif command.name == "sync_now":  # the manifest fetch is the schedule origin's (not here yet)
+            self.state.force()  # this pass's tick publishes the state and sends the outbox
+            self.ack(command.id, AckResult.DONE, message="state and outbox sent")
         elif command.name == "stop":
             self._work.put(lambda: self._submit(command.id, "stop", {}))
+        elif command.name == "set_volume":
+            volume = {"volume": fields["volume"]}
+            self._work.put(lambda: self._submit(command.id, "set_volume", volume))
+        elif command.name == "relay_test":
+            test = {"zones": list(fields.get("zones") or []), "seconds": fields.get("seconds", 10)}
+            self._work.put(lambda: self._submit(command.id, "relay_test", test))
         elif command.name in ("play_now", "emergency"):
             level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
             sha256 = str(fields["audio"]["sha256"])
@@ -240,42 +268,76 @@ class Link:
         self._submit(ident, "play", {"file": str(path), "level": level, "zones": zones})
 
     def _submit(self, ident: str, name: str, params: dict[str, Any]) -> None:
-        answer = self.commands.submit(name, params, origin="central", command_id=ident)
+        def final(answer: Answer) -> None:  # on the main thread, when a queued command resolves
+            self._answered(ident, answer)
+
+        self._answered(ident, self.commands.submit(name, params, origin="central", command_id=ident,
+                                                   on_final=final))  # fmt: skip
+
+    def _answered(self, ident: str, answer: Answer) -> None:
         if answer.result is Result.DONE:
             self.ack(ident, AckResult.DONE, message=answer.reason or None)
         elif answer.result is Result.REJECTED:
             self.ack(ident, AckResult.REJECTED, ACTION_REFUSED, answer.reason)
         elif answer.result is Result.DUPLICATE:
             self.ack(ident, AckResult.DUPLICATE, Reason.DUPLICATE.value, answer.reason)
-        # accepted and still pending after the handler's wait: no "done" yet (known gap)
+        # accepted: the link acked that already; the final answer comes through on_final
 
     def ack(
         self, ident: str, result: AckResult, reason: str | None = None, message: str | None = None
     ) -> None:
-        """Thread-safe (paho's publish is); an ack while the link is down is lost (known gap)."""
+        """Thread-safe; an ack made while the link is down (or behind spooled ones) is spooled."""
         payload = Ack(ident, result, datetime.now(UTC), reason, message).to_json()
-        self.mqtt.publish(device_topic(self.device_id, Kind.ACK), payload, qos=1)
+        with self._acks_lock:
+            if not self._unsent and self._publish_ack(payload):
+                return
+            self._unsent.append(payload)
+            del self._unsent[:-MAX_SPOOLED_ACKS]
+            self._unsent_changed = True
+
+    def _publish_ack(self, payload: str) -> bool:
+        return self.mqtt.publish(device_topic(self.device_id, Kind.ACK), payload, qos=1) is not None
+
+    def _flush_acks(self) -> None:
+        """Send spooled acks in order; keep what is left in the store (main thread)."""
+        with self._acks_lock:
+            while self._unsent and self.up and self._publish_ack(self._unsent[0]):
+                self._unsent.pop(0)
+                self._unsent_changed = True
+            left = list(self._unsent) if self._unsent_changed else None
+            self._unsent_changed = False
+        if left is not None:
+            self.store.put_state(ACK_SPOOL_KEY, left)
+
+    def _send_state(self, payload: str) -> bool:
+        topic = device_topic(self.device_id, Kind.STATE)
+        return self.mqtt.publish(topic, payload, qos=1, retain=True) is not None
 
     # -- the outbox --------------------------------------------------------------------------------
 
-    def tick(self, now: datetime) -> None:
-        """Send what the outbox holds beyond what is in flight (main loop, every pass)."""
+    def tick(self, now: datetime, facts: StateFacts | None = None) -> None:
+        """Send spooled acks, the state if due, and what the outbox holds beyond what is in flight
+        (main loop, every pass)."""
+        self._flush_acks()
         if not self.up:
             return
-        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
-        self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
+        self.state.offer(facts, self.session or 0, now)
         for stream in STREAMS:
             self._advance(stream)
+        self._write_cursors(force=False)
+        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
+        self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
+
+    def _after(self, stream: str) -> int:
+        """The last seq sent or delivered: what comes next starts after it."""
+        sent = self._sent[stream]
+        return max(sent[-1].seq if sent else 0, self._delivered.get(stream, 0))
 
     def _fresh_events(self) -> list[dict[str, Any]]:
-        sent = self._sent["events"]
-        after = sent[-1].seq if sent else 0
-        return [row for row in self.store.undelivered_events(MAX_IN_FLIGHT) if row["seq"] > after]
+        return self.store.undelivered_events(MAX_IN_FLIGHT, after=self._after("events"))
 
     def _fresh_plays(self) -> list[tuple[int, PlayRecord]]:
-        sent = self._sent["play_log"]
-        after = sent[-1].seq if sent else 0
-        return [(seq, record) for seq, record in self.store.undelivered_plays(MAX_IN_FLIGHT) if seq > after]
+        return self.store.undelivered_plays(MAX_IN_FLIGHT, after=self._after("play_log"))
 
     def _send(self, stream: str, records: list[tuple[int, dict[str, Any], str | None]]) -> None:
         sent = self._sent[stream]
@@ -283,7 +345,7 @@ class Link:
             if len(sent) >= MAX_IN_FLIGHT:
                 return
             if stream == "play_log" and data["outcome"] not in OUTCOMES:
-                # "waiting" is the box's own bookkeeping, not a protocol outcome: passed over
+                # an outcome this protocol version cannot say is passed over, never sent
                 sent.append(_InFlight(seq, acked=True))
                 continue
             moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
@@ -302,7 +364,7 @@ class Link:
         for entry in self._sent[stream]:
             if entry.seq == seq:
                 entry.acked = True
-        self._advance(stream)
+        self._advance(stream)  # the cursor is written by tick, once per batch
 
     def _advance(self, stream: str) -> None:
         """Move the delivered cursor over the acknowledged records at the head, in order."""
@@ -311,10 +373,25 @@ class Link:
         while sent and sent[0].acked:
             delivered = sent.pop(0).seq
         if delivered is not None:
-            self.store.mark_delivered(stream, delivered)
+            self._delivered[stream] = delivered
+
+    def _write_cursors(self, *, force: bool) -> None:
+        """Write the advanced cursors once per batch: when nothing is left in flight, or a second on.
+
+        A cursor not yet written when the box dies only means records sent again (receivers drop
+        repeats by id).
+        """
+        if not self._delivered:
+            return
+        due = force or time.monotonic() - self._cursors_written >= 1
+        for stream in list(self._delivered):
+            if due or not self._sent[stream]:
+                self.store.mark_delivered(stream, self._delivered.pop(stream))
+        self._cursors_written = time.monotonic() if due else self._cursors_written
 
     def _forget_in_flight(self) -> None:
         """Unacknowledged records are sent again from the cursor after the next connect."""
+        self._write_cursors(force=True)
         self._in_flight.clear()
         for sent in self._sent.values():
             sent.clear()
@@ -329,10 +406,7 @@ class Link:
             "session": self.session,
             "since": iso(self.since),
             "last_contact": iso(self.last_contact),
-            "spool": {
-                "events": len(self.store.undelivered_events(10_000)),
-                "play_log": len(self.store.undelivered_plays(10_000)),
-            },
+            "spool": {**self.store.undelivered_counts(), "acks": len(self._unsent)},
         }
 
 

@@ -20,6 +20,7 @@ from agent.clock_trust import ClockState, ClockTrust
 from agent.commands import Execute, Pending, Result
 from agent.config import Config
 from agent.events import EventKind
+from agent.link_state import StateFacts, clock_source  # [central link]
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
 from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, Schedule
@@ -29,6 +30,7 @@ from agent.store import Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
+from protocol.messages import Playing  # [central link] the state message's "playing"
 from scheduler.engine import Action, Engine, Interrupt, Queued, Record, Start
 from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
@@ -44,6 +46,7 @@ WATERMARK_EVERY = timedelta(seconds=10)
 DONE_KEYS_WINDOW = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
 FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
+VOLUME_KEY = "audio.volume"  # [central link] the volume set by set_volume
 STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
 
 
@@ -94,6 +97,9 @@ class Agent:
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
         self.link: Link | None = None  # [central link] set by the daemon when central: is configured
+        saved_volume = store.get_state(VOLUME_KEY)  # [central link] set_volume, kept across restarts
+        self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
+        self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -198,8 +204,8 @@ class Agent:
         self._apply(self._plan(now), now)
         if self._resumed and self.clock_state.trusted:
             self._prepare_next(now)
-        if self.link is not None:  # [central link] send the outbox
-            self.link.tick(now)
+        if self.link is not None:  # [central link] send the outbox and the retained state
+            self.link.tick(now, self.state_facts(now))
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -228,6 +234,7 @@ class Agent:
         playing = self.engine.playing
         trusted = self.clock_state.trusted
         fm_wanted = False
+        testing = self._relay_test_zones(now)  # [central link] relay_test
         if self.fm is not None:
             paused = self.fm_paused_until is not None and now < self.fm_paused_until
             busy = playing is not None or bool(self.engine.queue)
@@ -240,8 +247,9 @@ class Agent:
                 clock_trusted=trusted,
                 item=PlayItem(playing.key) if playing is not None else None,
                 item_zones=playing.item.resolved_zones(self.all_zones) if playing else frozenset(),
-                scheduled_zones=self.engine.zones_wanted(now) if self._resumed and trusted else frozenset(),
-                zones_in_use=self.engine.zones_in_use(now),
+                scheduled_zones=(self.engine.zones_wanted(now) if self._resumed and trusted else frozenset())
+                | testing,
+                zones_in_use=self.engine.zones_in_use(now) | testing,
                 fm_wanted=fm_wanted,
                 fm_zones=self.fm.zones if self.fm is not None else frozenset(),
                 fm_released_at=self.fm_released_at,
@@ -301,7 +309,7 @@ class Agent:
         playing = self.engine.playing
         assert playing is not None and playing.key == key
         item = playing.item
-        volume = item.volume if item.volume is not None else self.config.audio.volume
+        volume = item.volume if item.volume is not None else self.volume  # [central link] set_volume
         asked = self.wall()
         self.player.play(key, self.schedule.audio_path(item), volume)
         # The row after play(): its synchronous write would otherwise delay the start.
@@ -444,6 +452,10 @@ class Agent:
             self._command_play(pending)
         elif command.name == "stop":
             self._command_stop(pending)
+        elif command.name == "set_volume":  # [central link]
+            self._command_volume(pending)
+        elif command.name == "relay_test":  # [central link]
+            self._command_relay_test(pending)
         else:
             pending.resolve(Result.REJECTED, f"the agent cannot carry out {command.name!r}")
         if pending.done:
@@ -470,6 +482,36 @@ class Agent:
             pending.accept(f"queued: {busy}", key=key)
         elif key in self.awaiting:
             pending.accept("relays closing", key=key)
+
+    def _command_volume(self, pending: Pending) -> None:
+        """[central link] The player cannot change a playback's volume: it applies from the next start."""
+        self.volume = int(pending.command.params["volume"])
+        self.store.put_state(VOLUME_KEY, self.volume)
+        later = " (what plays now keeps its volume)" if self.engine.playing is not None else ""
+        pending.resolve(Result.DONE, f"volume {self.volume} from the next start{later}", volume=self.volume)
+
+    def _command_relay_test(self, pending: Pending) -> None:
+        """[central link] Close the zones' relays for a while, only when nothing plays or waits."""
+        params, now = pending.command.params, self.wall()
+        busy = self.engine.playing is not None or bool(self.engine.queue) or self.current != SILENCE
+        if busy or self.relay_test is not None:
+            pending.resolve(Result.REJECTED, "busy: something plays, waits or is being tested")
+            return
+        zones = frozenset(params["zones"])
+        self.relay_test = (zones, now + timedelta(seconds=params["seconds"]), pending)
+        pending.accept(f"relays {', '.join(sorted(zones))} closed for {params['seconds']} s")
+
+    def _relay_test_zones(self, now: datetime) -> frozenset[str]:
+        """[central link] The zones a relay test holds closed; it ends on time or when audio comes."""
+        if self.relay_test is None:
+            return frozenset()
+        zones, until, pending = self.relay_test
+        if now < until and self.engine.playing is None and not isinstance(self.current, RelayFm):
+            return zones
+        self.relay_test = None
+        cut = "" if now >= until else " (cut short: audio came)"
+        pending.resolve(Result.DONE, f"relays {', '.join(sorted(zones))} tested{cut}", zones=sorted(zones))
+        return frozenset()
 
     def _command_stop(self, pending: Pending) -> None:
         command, now = pending.command, self.wall()
@@ -523,3 +565,23 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()
+
+    def state_facts(self, now: datetime) -> StateFacts:
+        """[central link] What the retained ``state`` reports (agent/link_state.py)."""
+        playing, volume = self.engine.playing, self.volume
+        if playing is not None:
+            item = playing.item
+            since = self.play_log.since(playing) or playing.start  # not `now`: it would change each pass
+            zones = tuple(sorted(item.resolved_zones(self.all_zones)))
+            origin = self.schedule.origin_of(item)
+            now_playing = Playing("item", zones, since, item.id, item.level.name.lower(), origin)
+            volume = item.volume if item.volume is not None else volume
+        elif isinstance(self.current, RelayFm) and self.fm is not None:
+            started = min((self.closed_since.get(zone, now) for zone in self.fm.zones), default=now)
+            now_playing = Playing("fm", tuple(sorted(self.fm.zones)), started)
+        else:
+            now_playing = None
+        relays_on = tuple(sorted(self.plan.zones)) if self.plan is not None else ()
+        schedules = {origin.name: origin.version for origin in self.schedule.origins if origin.version}
+        trusted, reason = self.clock_state.trusted, self.clock_state.reason
+        return StateFacts(now_playing, relays_on, volume, schedules, trusted, clock_source(trusted, reason))

@@ -320,17 +320,30 @@ class Store:
 
     # -- the outbox: sent in sequence order from a delivered cursor ----------------------------------
 
-    def undelivered_events(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Events after the delivered cursor, oldest first, each with its ``seq``."""
-        after = self._cursor("events")
+    def undelivered_events(self, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        """Events after the delivered cursor (and ``after``), oldest first, each with its ``seq``."""
+        after = max(after, self._cursor("events"))
         sql = "SELECT id AS seq, at, severity, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?"
         return list(self.db.query(sql, [after, limit]))
 
-    def undelivered_plays(self, limit: int = 100) -> list[tuple[int, PlayRecord]]:
-        """Play-log rows written since the delivered cursor, in ``seq`` order."""
-        after = self._cursor("play_log")
+    def undelivered_plays(self, limit: int = 100, after: int = 0) -> list[tuple[int, PlayRecord]]:
+        """Play-log rows written since the delivered cursor (and ``after``), in ``seq`` order."""
+        after = max(after, self._cursor("play_log"))
         rows = self.db.query("SELECT * FROM play_log WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
         return [(row["seq"], PlayRecord.from_row(row)) for row in rows]
+
+    def undelivered_counts(self) -> dict[str, int]:
+        """How many records each outbox stream holds after its delivered cursor (two COUNTs)."""
+
+        def count(stream: str, table: str, column: str) -> int:
+            sql = f"SELECT COUNT(*) FROM {table} WHERE {column} > ?"  # our own names, never input
+            return int(self.db.conn.execute(sql, [self._cursor(stream)]).fetchone()[0])
+
+        def both() -> dict[str, int]:
+            events, plays = count("events", "events", "id"), count("play_log", "play_log", "seq")
+            return {"events": events, "play_log": plays}
+
+        return self._read({"events": 0, "play_log": 0}, both)
 
     def mark_delivered(self, stream: str, seq: int) -> None:
         """The link has delivered ``stream`` (``events`` or ``play_log``) up to ``seq``."""

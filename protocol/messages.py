@@ -39,7 +39,8 @@ COMMAND_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 TOKEN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LEVELS = ("normal", "priority", "emergency")
-OUTCOMES = ("playing", "completed", "interrupted", "failed", "missed", "skipped")
+# "waiting" (queued behind what plays) and "playing" are not final: a later record replaces them
+OUTCOMES = ("waiting", "playing", "completed", "interrupted", "failed", "missed", "skipped")
 SEVERITIES = ("info", "warning", "error")
 
 

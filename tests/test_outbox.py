@@ -307,3 +307,17 @@ def test_the_agent_prunes_only_on_a_trusted_clock(tmp_path: Path) -> None:
         assert [row.key for row in box.play_log()] == ["old@1"], "pruned on an untrusted clock"
         synced[0] = True
         box.wait_for(lambda: box.play_log() == [], timeout=5)
+
+
+def test_undelivered_counts_agree_with_the_rows_and_follow_the_cursor(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    try:
+        for index in range(5):
+            store.add_event(EventKind.COMMAND, f"event {index}")
+        rows = store.undelivered_events(1000)
+        assert store.undelivered_counts()["events"] == len(rows)
+        store.mark_delivered("events", rows[2]["seq"])
+        assert store.undelivered_counts()["events"] == len(rows) - 3
+        assert [r["seq"] for r in store.undelivered_events(10, after=rows[3]["seq"])] == [rows[4]["seq"]]
+    finally:
+        store.close()
