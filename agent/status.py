@@ -204,6 +204,7 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     lines += _clock_and_playing(status, tz)
     lines += _fm_lines(status.get("fm"), tz)
     lines += _relay_lines(status, tz)
+    lines += _link_lines(status.get("link"), tz)
     lines += _schedule_lines(status.get("schedule") or {})
     for fault in status.get("faults") or []:
         lines.append(f"FAULT    {fault}")
@@ -260,6 +261,21 @@ def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
 
 def _unknown_why(status: dict[str, Any]) -> str:
     return "agent not answering" if status.get("state") == NOT_ANSWERING else "agent not running"
+
+
+def _link_lines(link: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
+    """The central link in a crew's words: up or since when down, last contact, what waits to go."""
+    if not link or not link.get("configured"):
+        return []
+    spool = link.get("spool") or {}
+    waiting = ", ".join(f"{spool.get(key, 0)} {words}" for key, words in _SPOOLED)
+    state = "connected" if link.get("connected") else "DOWN"
+    lines = [f"link     {state} since {_local(link.get('since'), tz)} ({link.get('broker')})"]
+    lines.append(f"         last contact {_local(link.get('last_contact'), tz)}; waiting to send: {waiting}")
+    return lines
+
+
+_SPOOLED = (("play_log", "play-log records"), ("events", "events"), ("acks", "acks"))
 
 
 def _zones(states: dict[str, bool]) -> str:

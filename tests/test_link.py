@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.status import render
 from agent.store import Store
 from protocol.commands import sign_command
 from protocol.messages import AckResult, decode_ack, decode_record, decode_state, decode_status
@@ -323,9 +324,14 @@ def _drain(central: Central) -> list[tuple[str, bytes]]:
 def test_link_state_shows_in_status(linked: tuple[RunningAgent, Central]) -> None:
     running, _ = linked
     running.wait_passes(2, 10)
-    link = running.agent.status()["link"]
+    status = running.agent.status()
+    link = status["link"]
     assert link["connected"] is True and link["broker"].startswith("mqtt://127.0.0.1:")
     assert link["since"] is not None and set(link["spool"]) == {"events", "play_log", "acks"}
+    shown = render(status, running.config.device.timezone).splitlines()
+    line = next(line for line in shown if line.startswith("link "))
+    assert line.startswith("link     connected since ") and link["broker"] in line
+    assert "waiting to send: " in shown[shown.index(line) + 1]
 
 
 _ = threading
