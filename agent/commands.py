@@ -19,24 +19,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from drivers.player import unreadable
+from protocol.messages import AckResult as Result  # one set of answers, local and on the wire
 from scheduler.items import Level
 
 logger = logging.getLogger(__name__)
 
 REMEMBERED_IDS = 1024  # ids kept to answer a repeated command as a duplicate
 LEVELS = {level.name.lower(): level for level in Level}
-
-
-class Result(StrEnum):
-    ACCEPTED = "accepted"
-    DONE = "done"
-    REJECTED = "rejected"
-    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)
