@@ -61,13 +61,18 @@ def read_schedule_file(path: Path, tz: ZoneInfo, known_zones: frozenset[str]) ->
 
 def _loaded(items: list[Item], data: dict[str, Any], digest: str) -> LoadedSchedule:
     specs = {str(raw["id"]).strip(): dict(raw) for raw in data.get("items") or []}
-    return LoadedSchedule(items, specs, digest[:12])
+    return LoadedSchedule(items, specs, version_of(digest))
+
+
+def version_of(digest: str) -> str:
+    """A schedule file's version from its content's SHA-256: its start (changes whenever it does)."""
+    return digest[:12]
 
 
 def file_version(path: Path) -> str:
-    """A schedule file's version: the start of its content's SHA-256 (changes whenever it does)."""
+    """The version of the file at ``path`` now (what a reader of it would report), or ""."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return version_of(hashlib.sha256(path.read_bytes()).hexdigest())
     except OSError:
         return ""
 
