@@ -191,13 +191,9 @@ def new_engine(items: list[Item], lead: timedelta = timedelta(0)) -> Engine:
     )
 
 
-@SETTINGS
-@given(schedules(), st.lists(STEPS, max_size=40))
-def test_every_occurrence_starts_at_most_once_and_gets_one_outcome(items: list[Item], steps: list) -> None:
-    run = Run(new_engine(items))
-    run.apply(run.engine.tick(T0))
-    for kind, value in steps:
-        run.step(kind, value)
+def drain_and_check_one_outcome_each(run: Run, items: list[Item], lead: timedelta = timedelta(0)) -> None:
+    """Settle the run, then: each occurrence started at most once, and every one that fell due
+    (started ``lead`` early at most) got exactly one outcome."""
     end = T0 + timedelta(hours=2)
     run.drain(end)
     assert len(run.started) == len(set(run.started))
@@ -208,8 +204,18 @@ def test_every_occurrence_starts_at_most_once_and_gets_one_outcome(items: list[I
     # Everything from the first look back (catch-up) falls due once, and, after a step back, what
     # lies between the earliest clock reading and that look back too, as the clock passes it again.
     first = min(T0 - CATCH_UP, run.earliest + timedelta(microseconds=1))
-    scheduled = {o.key for o in expand(items, VN, first, watermark + timedelta(microseconds=1))}
-    assert set(run.records) == scheduled | run.injected
+    due = watermark + lead + timedelta(microseconds=1)
+    assert set(run.records) == {o.key for o in expand(items, VN, first, due)} | run.injected
+
+
+@SETTINGS
+@given(schedules(), st.lists(STEPS, max_size=40))
+def test_every_occurrence_starts_at_most_once_and_gets_one_outcome(items: list[Item], steps: list) -> None:
+    run = Run(new_engine(items))
+    run.apply(run.engine.tick(T0))
+    for kind, value in steps:
+        run.step(kind, value)
+    drain_and_check_one_outcome_each(run, items)
 
 
 LEADS = st.integers(0, 100).map(lambda ms: timedelta(milliseconds=ms))
@@ -228,16 +234,7 @@ def test_with_a_start_lead_every_occurrence_still_gets_one_outcome_and_never_sta
         run.step(kind, value)
         for key in run.started[starts_before:]:  # nothing starts more than ``lead`` before its time
             assert key in run.injected or key in waiting or _start_of(key) - lead <= run.now
-    end = T0 + timedelta(hours=2)
-    run.drain(end)
-    assert len(run.started) == len(set(run.started))
-    assert len(run.records) == len(set(run.records))
-    assert set(run.started) <= set(run.records)
-    watermark = run.engine.watermark
-    assert watermark is not None and watermark >= end
-    due = watermark + lead + timedelta(microseconds=1)
-    first = min(T0 - CATCH_UP, run.earliest + timedelta(microseconds=1))  # a step back re-opens time
-    assert set(run.records) == {o.key for o in expand(items, VN, first, due)} | run.injected
+    drain_and_check_one_outcome_each(run, items, lead)
 
 
 @SETTINGS
