@@ -110,7 +110,7 @@ class Agent:
         self._watermark_saved: datetime | None = None
         self._pruned: datetime | None = None
         self._last_pass: datetime | None = None
-        self.engine = self._make_engine(resume=False)
+        self.engine = self._make_engine()
         self.board.publish(self)  # the control socket answers from the first instant
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -123,16 +123,10 @@ class Agent:
     def playing(self) -> Occurrence | None:
         return self.engine.playing
 
-    def _make_engine(self, resume: bool) -> Engine:
-        """A scheduler engine; ``resume`` carries over the previous run's watermark.
-
-        Only a trusted clock may judge the saved watermark, so the engine is rebuilt with it when
-        the clock first becomes trusted (before that it never ticks).  The time this run spent on
-        an untrusted clock is measured on the monotonic clock, which no clock step moves.
-        """
-        now = self.wall()
+    def _make_engine(self) -> Engine:
+        """The scheduler engine.  It does not tick before the clock is trusted; then
+        :meth:`_resume_engine` hands it what the previous run left."""
         gpio = self.config.gpio
-        untrusted = now - timedelta(seconds=time.monotonic() - self._started_mono)
         return Engine(
             self.schedule.items,
             self.config.device.timezone,
@@ -141,10 +135,22 @@ class Agent:
             max_delay=self.config.schedule.max_delay,
             preroll=gpio.preroll,
             postroll=gpio.postroll,
-            watermark=self._saved_watermark(now) if resume else None,
+        )
+
+    def _resume_engine(self) -> None:
+        """Carry over the previous run's watermark, handled and waiting occurrences.
+
+        Only a trusted clock may judge the saved watermark, so this happens when the clock first
+        becomes trusted.  The time this run spent on an untrusted clock is measured on the
+        monotonic clock, which no clock step moves.
+        """
+        now = self.wall()
+        untrusted = now - timedelta(seconds=time.monotonic() - self._started_mono)
+        self.engine.resume(
+            watermark=self._saved_watermark(now),
             done_keys=self.store.handled_keys(iso(now - DONE_KEYS_WINDOW) or ""),
-            waiting=[record.key for record in self.store.waiting_plays()] if resume else (),
-            untrusted_since=untrusted if resume and now - untrusted > timedelta(seconds=5) else None,
+            waiting=[record.key for record in self.store.waiting_plays()],
+            untrusted_since=untrusted if now - untrusted > timedelta(seconds=5) else None,
         )
 
     def _saved_watermark(self, now: datetime) -> datetime | None:
@@ -328,7 +334,7 @@ class Agent:
             self.store.add_event(kind, state.reason)
         self.clock_state = state
         if state.trusted and not self._resumed:
-            self.engine = self._make_engine(resume=True)
+            self._resume_engine()
             self._resumed = True
 
     def _prepare_next(self, now: datetime) -> None:
@@ -428,7 +434,10 @@ class Agent:
         result = self.schedule.reload(self.store)
         if result.accepted:
             now = self.wall()
-            self._carry_out(self.engine.replace_items(self.schedule.items, now), now)
+            if self._resumed:
+                self._carry_out(self.engine.replace_items(self.schedule.items, now, self._hold()), now)
+            else:  # the engine does not tick before the clock is first trusted
+                self.engine = self._make_engine()
         if pending is None:
             return
         origin = result.origin

@@ -77,6 +77,32 @@ class Engine:
         self._timeline = Timeline(items, tz)
         self._all_zones = frozenset(all_zones)
         self._catch_up, self._max_delay, self._preroll = catch_up, max_delay, preroll
+        self._playing: Occurrence | None = None
+        self._playing_since: datetime | None = None
+        self._queue: list[Occurrence] = []
+        # waiting keys whose item is gone from the schedule: the agent closes their rows itself
+        self._orphans: list[tuple[str, str]] = []
+        self._injected: set[str] = set()
+        self._hold = RelayHold(postroll)
+        self._lead = timedelta(0)
+        self.start_lead = start_lead
+        self.resume(
+            watermark=watermark, done_keys=done_keys, waiting=waiting, untrusted_since=untrusted_since
+        )
+
+    def resume(
+        self,
+        *,
+        watermark: datetime | None,
+        done_keys: Iterable[str] = (),
+        waiting: Iterable[str] = (),
+        untrusted_since: datetime | None = None,
+    ) -> None:
+        """Carry over what the previous run left (the constructor's arguments of the same names),
+        before the first tick: the agent learns them only once its clock is trusted, and its
+        timeline, already built, is kept."""
+        if self._playing is not None or self._queue:
+            raise RuntimeError("resume() is for an engine that has not started anything yet")
         self._watermark = _utc(watermark) if watermark is not None else None
         self._last_now = self._watermark  # the previous tick's now: due is (last now, now]
         self._resumed = watermark is not None  # the first tick explains misses as downtime
@@ -84,16 +110,7 @@ class Engine:
         self._untrusted_since = _utc(untrusted_since) if untrusted_since is not None else None
         self._done = {key: start for key in done_keys if (start := _key_start(key)) is not None}
         self._done_oldest = min(self._done.values(), default=None)
-        self._playing: Occurrence | None = None
-        self._playing_since: datetime | None = None
-        self._queue: list[Occurrence] = []
         self._waiting = tuple(waiting)  # keys the previous run had queued when it stopped
-        # waiting keys whose item is gone from the schedule: the agent closes their rows itself
-        self._orphans: list[tuple[str, str]] = []
-        self._injected: set[str] = set()
-        self._hold = RelayHold(postroll)
-        self._lead = timedelta(0)
-        self.start_lead = start_lead
 
     # -- state the agent reads -------------------------------------------------------------------
 
@@ -180,7 +197,7 @@ class Engine:
             return []
         return self._interrupt(now, reason)
 
-    def replace_items(self, items: Iterable[Item], now: datetime) -> list[Action]:
+    def replace_items(self, items: Iterable[Item], now: datetime, hold: str | None = None) -> list[Action]:
         """Switch to a new schedule; the playing occurrence continues, queued ones are re-checked."""
         now = _utc(now)
         self._timeline = Timeline(items, self._tz)
@@ -197,7 +214,7 @@ class Engine:
             else:
                 actions.append(self._record(occ, Outcome.SKIPPED, "removed from the schedule"))
         self._queue = kept
-        return actions + self.tick(now)
+        return actions + self.tick(now, hold)
 
     def inject(self, item: Item, now: datetime) -> list[Action]:
         """Play ``item`` once, as if scheduled at ``now`` (ad-hoc and emergency commands)."""

@@ -369,3 +369,23 @@ def test_next_wakeup_asked_after_a_lead_early_start_passed_unticked_says_wake_no
     eng = engine(at("a", T6), at("b", T6 + M), start_lead=4 * MS)
     eng.tick(T6 - 5 * MS)
     assert eng.next_wakeup(T6 - 3 * MS) == T6 - 4 * MS
+
+
+def test_a_new_schedule_on_an_untrusted_clock_starts_nothing() -> None:
+    eng = engine(at("old", T6 + M))
+    eng.tick(T6 - M)
+    actions = eng.replace_items([at("new", T6)], T6, hold="clock not trusted")
+    assert summary(actions) == [("missed", "new", "not started: clock not trusted")]
+    assert eng.playing is None
+
+
+def test_resume_hands_a_built_engine_what_the_previous_run_left() -> None:
+    eng = engine(at("while-off", T6), at("later", T6 + 10 * M))
+    eng.resume(watermark=T6 - M, done_keys=[])
+    actions = eng.tick(T6 + 2 * M)
+    assert summary(actions)[0][:2] == ("missed", "while-off")
+    assert "agent was not running" in summary(actions)[0][2]
+    started = engine(at("now", T6))
+    started.tick(T6)
+    with pytest.raises(RuntimeError, match="not started anything"):
+        started.resume(watermark=None)
