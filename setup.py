@@ -32,6 +32,7 @@ setup(
             "ruff>=0.5",
             "mypy>=1.8",
             "import-linter>=2.0",
+            "wheel",  # tests/test_flash.py builds this project's wheel offline (--no-build-isolation)
             "types-PyYAML",
             "types-requests",
             "types-python-dateutil",

@@ -1,6 +1,7 @@
 """The local control socket: how ``loa`` talks to the running daemon.
 
-A Unix stream socket (``control.socket``, mode 0600: root only).  One request per connection:
+A Unix stream socket (``control.socket``, mode 0660: the agent's user and group, which the
+unit makes ``loa``, the crew's group; nobody else).  One request per connection:
 the client sends one JSON object on a line, ``{"cmd": "play", "file": "/srv/a.wav"}``, and reads
 one JSON object back: the command's answer (``agent.commands.Ack``: ``id``, ``result``, ``reason``)
 with ``ok`` false when it was rejected; ``status`` answers the status snapshot itself.  The server
@@ -62,7 +63,7 @@ class ControlServer:
         with suppress(FileNotFoundError):
             self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+        old_umask = os.umask(0o117)  # born 0660: no window where others than the group may connect
         try:
             sock.bind(str(self.path))
         finally:

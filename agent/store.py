@@ -186,7 +186,17 @@ class Store:
         path = storage_dir / DB_NAME
         if not path.exists():
             raise StoreError(f"no store at {path}: the agent has not run with this storage.dir yet")
-        return cls(sqlite_utils.Database(_connect(path, readonly=True)), path, readonly=True)
+        conn = _connect(path, readonly=True)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # The crew (group loa) may read the store but not make its WAL index: with the agent
+            # stopped there is none to share and nobody writes, so the file is read as it is.
+            conn.close()
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro&immutable=1", uri=True, timeout=5.0, check_same_thread=False
+            )
+        return cls(sqlite_utils.Database(conn), path, readonly=True)
 
     def close(self) -> None:
         self.db.conn.close()

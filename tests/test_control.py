@@ -1,10 +1,13 @@
-"""The control socket: real Unix socket, root-only permissions, clear errors, and the command
+"""The control socket: real Unix socket, owner-and-group permissions, clear errors, and the command
 handler behind it (ids, outcomes, duplicates)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import stat
+import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,17 +18,65 @@ from agent.commands import CommandHandler, Execute, Result
 from agent.control import ControlServer, front_end, request
 from foundation.errors import NotRunningError
 
+ROOT = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+
 
 def test_request_and_reply(tmp_path: Path) -> None:
     path = tmp_path / "run" / "agent.sock"
     server = ControlServer(path, lambda req: {"ok": True, "state": "running", "echo": req.get("x")})
     server.start()
     try:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
         assert request(path, "status", x=3) == {"ok": True, "state": "running", "echo": 3}
     finally:
         server.stop()
     assert not path.exists()
+
+
+# A client as another user runs a system Python: the suite's own may live where that user cannot go.
+CLIENT = """
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.settimeout(10)
+    sock.connect(sys.argv[1])
+    sock.sendall(b'{"cmd": "status"}\\n')
+    print(sock.makefile().readline())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system Python for the client")
+@pytest.mark.parametrize(("in_group", "connects"), [(True, True), (False, False)])
+def test_a_member_of_the_socket_group_connects_and_anyone_else_is_refused(
+    in_group: bool, connects: bool
+) -> None:
+    """As the unit runs it: the socket's group is the agent's (``loa``, the crew); others are out."""
+    with tempfile.TemporaryDirectory(prefix="loa-control-") as directory:
+        os.chmod(directory, 0o755)  # the directory is not what is under test
+        path = Path(directory) / "agent.sock"
+        server = ControlServer(path, lambda req: {"ok": True, "state": "running"})
+        server.start()
+        try:
+            result = subprocess.run(
+                ["/usr/bin/python3", "-c", CLIENT, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                cwd="/",
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[path.stat().st_gid] if in_group else [],
+            )
+        finally:
+            server.stop()
+    if connects:
+        assert result.returncode == 0, result.stderr
+        assert '"state": "running"' in result.stdout, result.stdout
+    else:
+        assert result.returncode != 0
+        assert "PermissionError" in result.stderr, result.stderr
 
 
 def test_handler_failure_is_reported_not_fatal(tmp_path: Path) -> None:

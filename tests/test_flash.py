@@ -1,21 +1,61 @@
-"""flash.sh: it parses, shellcheck finds nothing, and its helpers work in a fake root."""
+"""flash.sh: arguments, and a real --root run into a temporary Raspberry Pi OS-like tree.
+
+The tree run does everything flash.sh does for an SD card except building wheels: it is given a
+wheelhouse (``--wheelhouse``) holding this checkout's own wheel, built once here with pip, so no
+download happens. Users and groups are made in the tree by the real ``systemd-sysusers --root``
+and units enabled by the real ``systemctl --root``; agent.yaml is checked with the real
+``check-config`` (``LOA_PYTHON``)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from agent.config import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 FLASH = ROOT / "flash.sh"
+DEVICE = "xa-quang-son-07"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE7yQ4uVQk1Z0m2wq5n3aJ0dYz3F6cQ8yXo4eTzW3h0s tech@laptop"
+BUNDLE_YAML = """\
+central:
+  mqtt_url: mqtts://mqtt.quang-tri.gov.vn:8883
+  username: xa-quang-son-07
+  password_file: /etc/loa/mqtt-password
+  signing_public_key_files:
+    - /etc/loa/central-signing.pub
+  groups: [xa-quang-son]
+"""
+
+PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="owners in the tree need root")
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-sysusers") is None, reason="systemd is not installed"
+)
+
+
+def flash(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(FLASH), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "LOA_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 def call(function: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run one of flash.sh's functions alone: its definitions are sourced, not the install."""
-    script = 'set -euo pipefail; source <(sed -n "/^[a-z_]*() {/,/^}/p" "$0"); "$@"'
+    """Run one of flash.sh's functions alone: sourced, flash.sh defines them and runs nothing."""
+    script = 'set -euo pipefail; source "$0"; "$@"'
     return subprocess.run(
         ["bash", "-c", script, str(FLASH), function, *args],
         capture_output=True,
@@ -23,6 +63,97 @@ def call(function: str, *args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=60,
     )
+
+
+def make_tree(path: Path) -> Path:
+    """The parts of a Raspberry Pi OS root that flash.sh reads: it has no gpio group of its own."""
+    (path / "etc").mkdir(parents=True)
+    (path / "etc" / "os-release").write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n')
+    (path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (path / "etc" / "group").write_text("root:x:0:\ndialout:x:20:\nsudo:x:27:\naudio:x:29:\nplugdev:x:46:\n")
+    return path
+
+
+@dataclass
+class Box:
+    tree: Path
+    bundle: Path
+    key: Path
+    wheels: Path
+
+    def args(self, *extra: str) -> list[str]:
+        return ["--device-id", DEVICE, "--root", str(self.tree), "--wheelhouse", str(self.wheels), *extra]
+
+    def full(self) -> list[str]:
+        return self.args("--central-bundle", str(self.bundle), "--ssh-key", str(self.key))
+
+    def ids(self, table: str, name: str) -> int:
+        for line in (self.tree / "etc" / table).read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return int(fields[2])
+        raise AssertionError(f"{name} is not in the tree's /etc/{table}")
+
+    def members(self, group: str) -> set[str]:
+        for line in (self.tree / "etc" / "group").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == group:
+                return set(filter(None, fields[3].split(",")))
+        raise AssertionError(f"no group {group}")
+
+    def owned(self, relative: str, mode: int, user: str, group: str) -> Path:
+        path = self.tree / relative.lstrip("/")
+        info = path.lstat()
+        assert (oct(info.st_mode & 0o7777), info.st_uid, info.st_gid) == (
+            oct(mode),
+            self.ids("passwd", user) if user != "root" else 0,
+            self.ids("group", group) if group != "root" else 0,
+        ), relative
+        return path
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel, as flash.sh builds it (same SOURCE_DATE_EPOCH idea), without network."""
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    result = subprocess.run(
+        [*PIP_WHEEL, "-w", str(directory), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"},
+    )
+    assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture
+def box(tmp_path: Path, wheels: Path) -> Box:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "central.yaml").write_text(BUNDLE_YAML)
+    (bundle / "mqtt-password").write_text("s3cret-for-07\n")
+    (bundle / "central-signing.pub").write_text("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n")
+    key = tmp_path / "tech.pub"
+    key.write_text(KEY + "\n")
+    return Box(make_tree(tmp_path / "root"), bundle, key, wheels)
+
+
+def snapshot(tree: Path) -> dict[str, tuple[object, ...]]:
+    """Everything a second run could change: kind, mode, owner, bytes, link target, mtime."""
+    seen: dict[str, tuple[object, ...]] = {}
+    for path in sorted(tree.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            content: object = os.readlink(path)
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            content = None
+        key = str(path.relative_to(tree))
+        seen[key] = (info.st_mode, info.st_uid, info.st_gid, content, info.st_mtime_ns if content else 0)
+    return seen
 
 
 def test_flash_sh_parses() -> None:
@@ -34,20 +165,6 @@ def test_flash_sh_parses() -> None:
 def test_shellcheck_finds_nothing() -> None:
     result = subprocess.run(["shellcheck", str(FLASH)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
-
-
-def test_every_command_the_readme_runs_with_sudo_is_linked(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = set(re.findall(r"\bsudo (loa[\w-]*) ", readme))
-    assert commands >= {"loa", "loa-agent"}, commands
-    prefix, bin_dir = tmp_path / "opt" / "loa", tmp_path / "usr" / "local" / "bin"
-    bin_dir.mkdir(parents=True)
-    result = call("link_commands", str(prefix), str(bin_dir))
-    assert result.returncode == 0, result.stderr
-    for command in commands:
-        assert (bin_dir / command).readlink() == prefix / "venv" / "bin" / command
-    # and the install itself links into root's PATH with that helper
-    assert re.search(r'^link_commands "\$PREFIX" /usr/local/bin$', FLASH.read_text(), re.MULTILINE)
 
 
 @pytest.mark.skipif(shutil.which("apt-cache") is None, reason="not a Debian system")
@@ -63,3 +180,188 @@ def test_apt_candidate_is_empty_unless_apt_can_install_the_package(package: str,
     result = call("apt_candidate", package)
     assert result.returncode == 0, result.stderr
     assert bool(result.stdout.strip()) is installable, result.stdout
+
+
+# ---- arguments -------------------------------------------------------------------------------
+
+
+def bad_arguments(box: Box) -> Iterator[tuple[list[str], str]]:
+    """Each wrong call and a word its one sentence must contain."""
+    tree, not_a_key = str(box.tree), str(box.bundle / "mqtt-password")
+    wrong_bundle = box.args("--central-bundle", tree)
+    yield [], "--device-id"
+    yield ["--device-id"], "needs a value"
+    yield ["--device-id", "Xa Quang Son"], "not a box id"
+    yield ["--device-id", "xa"], "not a box id"
+    yield ["--devise-id", DEVICE], "unknown argument '--devise-id'"
+    yield ["--root", tree], "--device-id is required"
+    yield ["--device-id", DEVICE, "--root", str(box.tree / "nowhere")], "not a directory"
+    yield ["--device-id", DEVICE, "--root", str(box.bundle)], "does not look like a Raspberry Pi OS root"
+    yield ["--device-id", DEVICE, "--root", tree, "--image", str(box.key)], "not both"
+    yield ["--device-id", DEVICE, "--image", str(box.tree / "pi.img")], "is not a file"
+    yield ["--device-id", DEVICE, "--root", tree, "--ssh-key", not_a_key], "SSH public key"
+    yield ["--device-id", DEVICE, "--root", tree, "--wheelhouse", tree], "no loa-*.whl"
+    yield wrong_bundle, "central.yaml"
+
+
+def test_each_wrong_or_missing_argument_is_one_sentence_and_exit_2(box: Box) -> None:
+    before = snapshot(box.tree)
+    for args, words in bad_arguments(box):
+        result = flash(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stdout == "", args  # refused before any step
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flash.sh: ") and lines[0].endswith("."), lines
+        assert words in lines[0], (args, lines)
+    assert snapshot(box.tree) == before
+
+
+def test_a_bundle_naming_a_file_it_lacks_is_refused(box: Box) -> None:
+    (box.bundle / "mqtt-password").unlink()
+    result = flash(*box.full())
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"flash.sh: {box.bundle}/central.yaml names /etc/loa/mqtt-password, which is not in the bundle.\n"
+    )
+
+
+def test_a_tree_for_another_cpu_needs_a_wheelhouse_built_for_it(box: Box) -> None:
+    python = box.tree / "usr" / "bin" / "python3.11"
+    python.parent.mkdir(parents=True)
+    header = bytearray(64)
+    header[:4] = b"\x7fELF"
+    header[18:20] = (183 if os.uname().machine != "aarch64" else 62).to_bytes(2, "little")
+    python.write_bytes(bytes(header))
+    (box.tree / "usr" / "bin" / "python3").symlink_to("python3.11")
+    result = flash("--device-id", DEVICE, "--root", str(box.tree))
+    assert result.returncode == 2
+    assert "pass --wheelhouse DIR." in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@needs_root
+@needs_systemd
+def test_a_bundle_that_check_config_refuses_writes_no_config(box: Box) -> None:
+    (box.bundle / "central.yaml").write_text(BUNDLE_YAML.replace("mqtts://", "http://"))
+    result = flash(*box.full())
+    assert result.returncode == 2
+    assert "central.mqtt_url" in result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1].startswith("flash.sh: check-config refuses")
+    assert not (box.tree / "etc" / "loa" / "agent.yaml").exists()
+
+
+# ---- a real run into a tree --------------------------------------------------------------------
+
+
+@needs_root
+@needs_systemd
+def test_root_writes_the_expected_files_owners_modes_and_enabled_units(box: Box) -> None:
+    result = flash(*box.full())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^==> \d+ change\(s\) made for xa-quang-son-07$", result.stdout, re.MULTILINE)
+
+    # users and groups, as systemd-sysusers made them in the tree
+    assert box.ids("passwd", "loa-agent") > 0
+    agent_entry = next(
+        x for x in (box.tree / "etc/passwd").read_text().splitlines() if x.startswith("loa-agent:")
+    )
+    assert agent_entry.split(":")[3] == str(box.ids("group", "loa"))  # the crew's group is its own
+    for group in ("gpio", "audio", "dialout", "plugdev"):
+        assert "loa-agent" in box.members(group), group
+    assert "loa-admin" in box.members("loa") and "loa-admin" in box.members("sudo")
+
+    # configuration
+    box.owned("/etc/loa", 0o750, "root", "loa")
+    config = load_config(box.owned("/etc/loa/agent.yaml", 0o640, "root", "loa"))
+    assert config.device.id == DEVICE
+    assert config.central is not None and config.central.groups == ("xa-quang-son",)
+    assert config.central.password_file == Path("/etc/loa/mqtt-password")
+    assert box.owned("/etc/loa/mqtt-password", 0o400, "loa-agent", "root").read_text() == "s3cret-for-07\n"
+    box.owned("/etc/loa/central-signing.pub", 0o644, "root", "root")
+    assert "items: []" in box.owned("/etc/loa/schedule.yaml", 0o640, "root", "loa").read_text()
+
+    # SSH: keys only, the key in the admin's authorized_keys
+    drop_in = box.owned("/etc/ssh/sshd_config.d/loa.conf", 0o644, "root", "root").read_text()
+    assert "PasswordAuthentication no" in drop_in.splitlines()
+    box.owned("/home/loa-admin/.ssh", 0o700, "loa-admin", "loa-admin")
+    keys = box.owned("/home/loa-admin/.ssh/authorized_keys", 0o600, "loa-admin", "loa-admin")
+    assert keys.read_text() == KEY + "\n"
+    box.owned("/etc/sudoers.d/loa-admin", 0o440, "root", "root")
+
+    # units, wheelhouse, commands
+    unit = box.owned("/etc/systemd/system/loa-agent.service", 0o644, "root", "root")
+    assert unit.read_bytes() == (ROOT / "systemd" / "loa-agent.service").read_bytes()
+    box.owned("/etc/systemd/system/loa-firstboot.service", 0o644, "root", "root")
+    wants = box.tree / "etc/systemd/system/multi-user.target.wants"
+    assert {p.name: os.readlink(p) for p in wants.iterdir()} == {
+        "loa-firstboot.service": "/etc/systemd/system/loa-firstboot.service"
+    }
+    box.owned("/opt/loa/flash.sh", 0o755, "root", "root")
+    for wheel in box.wheels.glob("*.whl"):
+        assert (
+            box.owned(f"/opt/loa/wheelhouse/{wheel.name}", 0o644, "root", "root").read_bytes()
+            == wheel.read_bytes()
+        )
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = set(re.findall(r"\bsudo (loa[\w-]*) ", readme))
+    assert commands >= {"loa", "loa-agent"}, commands
+    for command in commands:
+        assert os.readlink(box.tree / "usr/local/bin" / command) == f"/opt/loa/venv/bin/{command}"
+
+
+@needs_root
+@needs_systemd
+def test_a_second_run_changes_nothing_and_says_so(box: Box) -> None:
+    assert flash(*box.full()).returncode == 0
+    before = snapshot(box.tree)
+    again = flash(*box.full())
+    assert again.returncode == 0, again.stderr
+    assert (
+        again.stdout.splitlines()[-1]
+        == f"==> nothing changed: {box.tree} was already provisioned for {DEVICE}"
+    )
+    assert snapshot(box.tree) == before
+
+
+@needs_root
+@needs_systemd
+def test_dry_run_prints_every_step_and_touches_nothing(box: Box) -> None:
+    before = snapshot(box.tree)
+    result = flash(*box.full(), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(box.tree) == before
+    for step in ("users and groups", "wheelhouse", "configuration", "SSH", "systemd units", "first boot"):
+        assert re.search(rf"^==> {step}", result.stdout, re.MULTILINE), step
+    for planned in ("would write /etc/loa/agent.yaml (0640 root:loa)", "would enable loa-firstboot.service"):
+        assert planned in result.stdout
+    assert result.stdout.splitlines()[-1].endswith("change(s) would be made; nothing was touched")
+    # and after a real run, a dry run has nothing to do
+    assert flash(*box.full()).returncode == 0
+    assert flash(*box.full(), "--dry-run").stdout.splitlines()[-1].startswith("==> nothing changed")
+
+
+@needs_root
+@needs_systemd
+def test_a_hand_edited_config_is_kept_and_a_later_bundle_is_appended(box: Box) -> None:
+    assert flash(*box.args()).returncode == 0
+    config = box.tree / "etc/loa/agent.yaml"
+    edited = config.read_text().replace("pin: 18,", "pin: 23,")
+    assert edited != config.read_text()
+    config.write_text(edited)
+    kept = flash(*box.args())
+    assert "kept /etc/loa/agent.yaml: edited by hand" in kept.stdout
+    assert config.read_text() == edited
+    added = flash(*box.full())
+    assert added.returncode == 0, added.stderr
+    text = config.read_text()
+    assert text.startswith(edited) and text.endswith(BUNDLE_YAML)
+    assert load_config(config).central is not None
+
+
+def test_first_boot_dry_run_names_its_steps_and_touches_nothing(tmp_path: Path) -> None:
+    before = Path("/etc/sysusers.d/loa.conf").exists(), Path("/opt/loa").exists()
+    result = flash("--first-boot", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    for step in ("Debian packages", "users and groups", "Python environment", "loa-agent"):
+        assert f"==> {step}" in result.stdout
+    assert "+ systemctl disable loa-firstboot.service" in result.stdout
+    assert (Path("/etc/sysusers.d/loa.conf").exists(), Path("/opt/loa").exists()) == before
