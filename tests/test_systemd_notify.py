@@ -1,10 +1,11 @@
-"""sd_notify over a real AF_UNIX datagram socket, as systemd's manager listens for it."""
+"""sd_notify and the watchdog over a real AF_UNIX datagram socket, as systemd's manager listens for it."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.control import request
+from agent.runtime import HEARTBEAT
 from agent.systemd_notify import Notifier
 from agent.version import VERSION
 from tests.agent_harness import running_agent, write_config, write_schedule
@@ -171,3 +173,46 @@ def test_the_daemon_says_ready_once_up_and_stopping_on_stop(
     assert set(before_ready[:-1]) <= {b"WATCHDOG=1"}
     assert after_ready[-1] == b"STOPPING=1"
     assert set(after_ready[:-1]) <= {b"WATCHDOG=1"}  # no second READY=1, STOPPING=1 only once
+
+
+def test_the_unit_watchdog_gives_the_loop_at_least_two_heartbeats() -> None:
+    """The loop pings once a pass, at least every HEARTBEAT: systemd must allow two of them."""
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "loa-agent.service").read_text()
+    (seconds,) = [line.split("=")[1] for line in unit.splitlines() if line.startswith("WatchdogSec=")]
+    assert seconds.endswith("s")
+    assert float(seconds[:-1]) / 2 >= 2 * HEARTBEAT
+
+
+def test_the_watchdog_is_pinged_while_the_loop_runs_and_not_while_it_hangs(
+    tmp_path: Path, no_systemd: pytest.MonkeyPatch
+) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    listener = Listener(sock, str(tmp_path / "notify"), tmp_path / "notify")
+    no_systemd.setenv("NOTIFY_SOCKET", listener.address)
+    write_schedule(tmp_path)
+    try:
+        with running_agent(write_config(tmp_path)) as box:
+            while not listener.receive().startswith(b"READY=1"):
+                pass
+            for _ in range(3):  # each well within half of any sane WatchdogSec
+                assert listener.receive(timeout=3 * HEARTBEAT) == b"WATCHDOG=1"
+            # the main loop hangs in the middle of a pass (a stuck write, say)
+            entered, release = threading.Event(), threading.Event()
+            retry_writes = box.agent.store.retry_writes
+
+            def stuck() -> None:
+                entered.set()
+                release.wait(30)
+                retry_writes()
+
+            box.agent.store.retry_writes = stuck  # type: ignore[method-assign]
+            assert entered.wait(5 * HEARTBEAT)
+            listener.pending()  # what the last healthy pass sent
+            with pytest.raises(TimeoutError):  # systemd would now see no ping and restart it
+                listener.receive(timeout=3 * HEARTBEAT)
+            box.agent.store.retry_writes = retry_writes  # type: ignore[method-assign]
+            release.set()
+            assert listener.receive(timeout=3 * HEARTBEAT) == b"WATCHDOG=1"
+    finally:
+        sock.close()
