@@ -76,13 +76,17 @@ check_args() {
         || usage_error "--root $TREE does not look like a Raspberry Pi OS root (no etc/os-release or etc/passwd)."
     [ -z "$WHEELS" ] || compgen -G "$WHEELS/loa-*.whl" > /dev/null \
         || usage_error "--wheelhouse $WHEELS holds no loa-*.whl."
+    check_machine
+    [ -z "$SSH_KEY" ] || grep -qE '^(ssh-|ecdsa-|sk-)' "$SSH_KEY" 2> /dev/null \
+        || usage_error "--ssh-key $SSH_KEY is not an SSH public key file (a line starting ssh-ed25519, ssh-rsa, ...)."
+    [ -z "$BUNDLE" ] || check_bundle
+}
+
+check_machine() {  # wheels built here fit a tree only if it is for this CPU
     local target
     target="$(tree_machine)"
     [ -n "$WHEELS" ] || [ -z "$target" ] || [ "$target" = "$(uname -m)" ] \
         || usage_error "the tree is for $target and this machine is $(uname -m): build the wheels on a box (pip wheel -w DIR .) and pass --wheelhouse DIR."
-    [ -z "$SSH_KEY" ] || grep -qE '^(ssh-|ecdsa-|sk-)' "$SSH_KEY" 2> /dev/null \
-        || usage_error "--ssh-key $SSH_KEY is not an SSH public key file (a line starting ssh-ed25519, ssh-rsa, ...)."
-    [ -z "$BUNDLE" ] || check_bundle
 }
 
 # The files `loa-central device add` writes: central.yaml (the agent's `central:` section) and the
@@ -450,20 +454,24 @@ first_boot() {
     echo "==> first boot done: 'loa status' shows what the agent does"
 }
 
-# --image: the image's root partition (the second), and its boot partition under it.
-# With --dry-run both are mounted read-only, the journal not replayed: the image stays as it was.
+# --image: the image's root partition (the second of its MBR table), through a loop device set
+# at its offset (no partition scan, which containers and some kernels lack). Nothing goes to the
+# boot partition. With --dry-run the device is read-only and the journal is not replayed.
 mount_image() {
-    local loop options=rw boot
-    [ "$DRY_RUN" = 0 ] || options=ro,noload
-    loop="$(losetup --find --show --partscan "$IMAGE")"
+    local entry=$((446 + 16)) signature start count options=rw readonly=() loop
+    signature="$(od -An -tx1 -j510 -N2 "$IMAGE" | tr -d ' ')"
+    start="$(od -An -tu4 -j $((entry + 8)) -N4 "$IMAGE" | tr -d ' ')"
+    count="$(od -An -tu4 -j $((entry + 12)) -N4 "$IMAGE" | tr -d ' ')"
+    { [ "$signature" = 55aa ] && [ "${count:-0}" -gt 0 ]; } \
+        || usage_error "--image $IMAGE has no second partition in an MBR table, as Raspberry Pi OS images have."
+    [ "$DRY_RUN" = 0 ] || { options=ro,noload && readonly=(--read-only); }
+    loop="$(losetup --find --show "${readonly[@]}" --offset $((start * 512)) --sizelimit $((count * 512)) "$IMAGE")"
     TREE="$WORK/root"
     mkdir -p "$TREE"
-    trap 'umount -R "$TREE" 2> /dev/null; losetup -d '"$loop"'; rm -rf "$WORK"' EXIT
-    mount -o "$options" "${loop}p2" "$TREE"
-    boot="$TREE/boot/firmware"  # Bookworm; /boot before it
-    [ -d "$boot" ] || boot="$TREE/boot"
-    mount -o "${options%,noload}" "${loop}p1" "$boot"
-    [ -f "$TREE/etc/os-release" ] || usage_error "--image $IMAGE has no Raspberry Pi OS root on its second partition."
+    trap 'umount "$TREE" 2> /dev/null; losetup -d '"$loop"'; rm -rf "$WORK"' EXIT
+    mount -o "$options" "$loop" "$TREE"
+    { [ -f "$TREE/etc/os-release" ] && [ -f "$TREE/etc/passwd" ]; } \
+        || usage_error "--image $IMAGE has no Raspberry Pi OS root on its second partition."
 }
 
 main() {
@@ -478,7 +486,7 @@ main() {
         first_boot
         return 0
     fi
-    [ -z "$IMAGE" ] || mount_image
+    [ -z "$IMAGE" ] || { mount_image && check_machine; }
     TREE="${TREE%/}"
     [ -z "$TREE" ] || TREE="$(cd "$TREE" && pwd)"
     [ -n "$TREE" ] || { step "Debian packages" && install_packages; }
@@ -494,7 +502,7 @@ main() {
         step "loa-agent" && start_agent
     fi
     if [ "$CHANGES" = 0 ]; then
-        echo "==> nothing changed: ${TREE:-this box} was already provisioned for $DEVICE_ID"
+        echo "==> nothing changed: ${IMAGE:-${TREE:-this box}} was already provisioned for $DEVICE_ID"
     elif [ "$DRY_RUN" = 1 ]; then
         echo "==> dry run: $CHANGES change(s) would be made; nothing was touched"
     else

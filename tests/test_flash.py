@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,3 +367,115 @@ def test_first_boot_dry_run_names_its_steps_and_touches_nothing(tmp_path: Path) 
         assert f"==> {step}" in result.stdout
     assert "+ systemctl disable loa-firstboot.service" in result.stdout
     assert (Path("/etc/sysusers.d/loa.conf").exists(), Path("/opt/loa").exists()) == before
+
+
+# ---- an SD-card image, loop-mounted for real -------------------------------------------------
+
+SECTOR = 512
+BOOT_START, BOOT_SECTORS = 2048, 8 * 2048  # 8 MiB, left unformatted: flash.sh does not touch it
+ROOT_START, ROOT_SECTORS = BOOT_START + BOOT_SECTORS, 40 * 2048
+MKFS = ["mkfs.ext4", "-q", "-F"]  # the size in KiB follows the device, as mkfs takes it
+
+
+def make_image(path: Path, tree: Path) -> Path:
+    """An MBR image as Raspberry Pi OS ships: boot first, the ext4 root second, made from ``tree``."""
+    with path.open("wb") as image:
+        image.truncate((ROOT_START + ROOT_SECTORS) * SECTOR)
+        mbr = bytearray(SECTOR)
+        for slot, (kind, start, count) in enumerate(
+            [(0x0C, BOOT_START, BOOT_SECTORS), (0x83, ROOT_START, ROOT_SECTORS)]
+        ):
+            mbr[446 + 16 * slot : 462 + 16 * slot] = struct.pack("<B3sB3sII", 0, b"", kind, b"", start, count)
+        mbr[510:512] = b"\x55\xaa"
+        image.write(mbr)
+    subprocess.run(
+        [*MKFS, "-d", str(tree), "-E", f"offset={ROOT_START * SECTOR}", str(path), str(ROOT_SECTORS // 2)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return path
+
+
+@contextmanager
+def mounted_root(image: Path, into: Path) -> Iterator[Path]:
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", "--read-only", "--offset", str(ROOT_START * SECTOR), str(image)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    try:
+        into.mkdir(exist_ok=True)
+        subprocess.run(
+            ["mount", "-o", "ro,noload", loop, str(into)], check=True, capture_output=True, timeout=30
+        )
+        try:
+            yield into
+        finally:
+            subprocess.run(["umount", str(into)], check=True, timeout=30)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True, timeout=30)
+
+
+@pytest.fixture
+def image(box: Box, tmp_path: Path) -> Path:
+    if shutil.which("mkfs.ext4") is None or shutil.which("losetup") is None:
+        pytest.skip("mkfs.ext4 or losetup is missing")
+    path = make_image(tmp_path / "raspios.img", box.tree)
+    try:
+        with mounted_root(path, tmp_path / "probe"):
+            pass
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no loop mounts here: {exc.stderr!r}")
+    return path
+
+
+@needs_root
+@needs_systemd
+def test_image_is_written_through_a_loop_mount_and_a_second_run_changes_nothing(
+    box: Box, image: Path, tmp_path: Path
+) -> None:
+    untouched = image.read_bytes()
+    dry = flash("--device-id", DEVICE, "--image", str(image), "--wheelhouse", str(box.wheels), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would write /etc/loa/agent.yaml (0640 root:loa)" in dry.stdout
+    assert image.read_bytes() == untouched  # read-only loop device, journal not replayed
+
+    args = [
+        "--device-id",
+        DEVICE,
+        "--image",
+        str(image),
+        "--wheelhouse",
+        str(box.wheels),
+        "--ssh-key",
+        str(box.key),
+    ]
+    first = flash(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with mounted_root(image, tmp_path / "look") as root:
+        assert load_config(root / "etc/loa/agent.yaml").device.id == DEVICE
+        assert (root / "home/loa-admin/.ssh/authorized_keys").read_text() == KEY + "\n"
+        wants = root / "etc/systemd/system/multi-user.target.wants/loa-firstboot.service"
+        assert os.readlink(wants) == "/etc/systemd/system/loa-firstboot.service"
+        assert "loa-agent:" in (root / "etc/passwd").read_text()
+    second = flash(*args)
+    assert second.returncode == 0, second.stderr
+    assert (
+        second.stdout.splitlines()[-1] == f"==> nothing changed: {image} was already provisioned for {DEVICE}"
+    )
+    assert not list(tmp_path.glob("tmp.*"))  # and nothing is left mounted or behind
+    assert str(image) not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+
+
+def test_an_image_without_a_partition_table_is_refused(box: Box, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("losetup needs root")
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(4096))
+    result = flash("--device-id", DEVICE, "--image", str(blank), "--wheelhouse", str(box.wheels))
+    assert result.returncode == 2
+    said = "has no second partition in an MBR table, as Raspberry Pi OS images have."
+    assert result.stderr == f"flash.sh: --image {blank} {said}\n"
