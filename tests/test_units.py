@@ -88,6 +88,7 @@ def test_the_agent_unit_gives_the_sandbox_what_the_config_defaults_name() -> Non
     assert StorageConfig().dir == Path("/var/lib/loa") and unit["StateDirectory"] == ["loa"]
     assert ControlConfig().socket.parent == Path("/run/loa") and unit["RuntimeDirectory"] == ["loa"]
     assert unit["ProtectSystem"] == ["strict"] and "ReadWritePaths" not in unit
+    assert unit["WorkingDirectory"] == ["/run/loa"]  # lgpio writes its FIFOs in the working directory
     # the crew's group owns the socket (0660) and can read the store; nobody else
     assert unit["Group"] == ["loa"] and unit["UMask"] == ["0027"]
     assert unit["StateDirectoryMode"] == ["0750"] and unit["RuntimeDirectoryMode"] == ["0750"]
