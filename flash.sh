@@ -266,6 +266,7 @@ wheel_source() {
         echo "$WHEELS"
         return 0
     fi
+    [ "$DRY_RUN" = 0 ] || return 0  # building needs the network and minutes: not for a dry run
     echo "    building the wheels of loa and its dependencies (pip wheel)" >&2
     python3 -m venv "$WORK/build" >&2
     "$WORK/build/bin/pip" install -q --upgrade pip wheel >&2
@@ -292,6 +293,10 @@ install_wheelhouse() {
     source="$(wheel_source)"
     put_dir "$PREFIX" 0755 root root
     put_dir "$PREFIX/wheelhouse" 0755 root root
+    if [ -z "$source" ]; then
+        changed "would build the wheels of loa and its dependencies (pip wheel) and copy those that differ"
+        return 0
+    fi
     for wheel in "$source"/*.whl; do
         put_file "$wheel" "$PREFIX/wheelhouse/$(basename "$wheel")" 0644 root root
     done
@@ -437,7 +442,12 @@ start_agent() {
         did enable loa-agent.service
     fi
     if [ "$CHANGES" -gt 0 ] || ! systemctl --quiet is-active loa-agent.service; then
-        run systemctl restart loa-agent.service
+        # At first boot the boot's own transaction is still running: queue the job, do not wait.
+        if [ "$FIRST_BOOT" = 1 ]; then
+            run systemctl --no-block restart loa-agent.service
+        else
+            run systemctl restart loa-agent.service
+        fi
     fi
     if systemctl --quiet is-active ssh.service 2> /dev/null; then
         run systemctl reload ssh.service

@@ -479,3 +479,23 @@ def test_an_image_without_a_partition_table_is_refused(box: Box, tmp_path: Path)
     assert result.returncode == 2
     said = "has no second partition in an MBR table, as Raspberry Pi OS images have."
     assert result.stderr == f"flash.sh: --image {blank} {said}\n"
+
+
+def test_on_the_box_a_dry_run_names_every_step_and_touches_nothing(box: Box) -> None:
+    watched = [Path(p) for p in ("/etc/loa", "/opt/loa", "/etc/sysusers.d/loa.conf", "/usr/local/bin/loa")]
+    before = [p.exists() for p in watched]
+    result = flash("--device-id", DEVICE, "--wheelhouse", str(box.wheels), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    steps = re.findall(r"^==> (\S+(?: \S+)?)", result.stdout, re.MULTILINE)
+    assert steps[:7] == [
+        "Debian packages",
+        "users and",
+        "wheelhouse in",
+        "Python environment",
+        "configuration in",
+        "SSH: keys",
+        "systemd units,",
+    ]
+    assert steps[7] == "loa-agent"
+    assert "+ systemctl restart loa-agent.service" in result.stdout
+    assert [p.exists() for p in watched] == before
