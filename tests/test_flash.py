@@ -499,3 +499,49 @@ def test_on_the_box_a_dry_run_names_every_step_and_touches_nothing(box: Box) -> 
     assert steps[7] == "loa-agent"
     assert "+ systemctl restart loa-agent.service" in result.stdout
     assert [p.exists() for p in watched] == before
+
+
+def test_the_environment_is_made_from_the_wheelhouse_alone_and_only_when_it_changed(tmp_path: Path) -> None:
+    """install_venv, as the first boot runs it, with no index at all: a real venv and real pip.
+    The wheelhouse holds one small wheel named loa, so that no dependency is needed."""
+    source = tmp_path / "src"
+    (source / "loa_probe").mkdir(parents=True)
+    (source / "loa_probe" / "__init__.py").write_text("VERSION = 1\n")
+    (source / "setup.py").write_text(
+        "from setuptools import setup\nsetup(name='loa', version='9.0', packages=['loa_probe'])\n"
+    )
+    prefix = tmp_path / "opt-loa"
+    wheelhouse = prefix / "wheelhouse"
+
+    def build() -> None:
+        result = subprocess.run(
+            [*PIP_WHEEL, "-w", str(wheelhouse), str(source)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+
+    def install() -> subprocess.CompletedProcess[str]:
+        script = 'set -euo pipefail; source "$0"; PREFIX="$1"; install_venv; echo "changes=$CHANGES"'
+        return subprocess.run(
+            ["bash", "-c", script, str(FLASH), str(prefix)], capture_output=True, text=True, timeout=300
+        )
+
+    def version() -> str:
+        python = prefix / "venv" / "bin" / "python"
+        code = "import loa_probe; print(loa_probe.VERSION)"
+        return subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, cwd="/"
+        ).stdout.strip()
+
+    build()
+    first = install()
+    assert first.returncode == 0, first.stderr
+    assert "--no-index" in first.stdout and first.stdout.endswith("changes=1\n")
+    assert version() == "1"
+    again = install()
+    assert again.stdout == "changes=0\n"  # the same wheelhouse: pip is not even started
+    (source / "loa_probe" / "__init__.py").write_text("VERSION = 2\n")
+    for wheel in wheelhouse.glob("*.whl"):
+        wheel.unlink()
+    build()
+    assert install().stdout.endswith("changes=1\n")
+    assert version() == "2"
