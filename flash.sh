@@ -449,7 +449,8 @@ start_agent() {
             run systemctl restart loa-agent.service
         fi
     fi
-    if systemctl --quiet is-active ssh.service 2> /dev/null; then
+    # sshd -t first: a drop-in sshd refuses would lock everyone out at its next start.
+    if systemctl --quiet is-active ssh.service 2> /dev/null && run sshd -t; then
         run systemctl reload ssh.service
     fi
 }
