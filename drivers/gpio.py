@@ -215,6 +215,15 @@ _STEPPED: dict[LedCode, tuple[bool, ...]] = {
 }
 
 
+def led_pattern(code: LedCode) -> tuple[str, tuple[float, ...] | tuple[bool, ...]]:
+    """What ``code`` looks like, to tell the codes apart: steady, a blink's times, or steps."""
+    if code in _BLINKS:
+        return "blink", _BLINKS[code]
+    if code in _STEPPED:
+        return "steps", _STEPPED[code]
+    return ("steady on", ()) if code == LedCode.PLAYING else ("dark", ())
+
+
 class StatusLed:
     """The status LED; ``show`` changes the pattern only when the code changes."""
 

@@ -129,15 +129,14 @@ class Modem:
         self._serial: Any = None
 
     def read(self) -> ModemReading:
-        """Signal, registration and operator; opens the port first if needed.  ModemError otherwise."""
-        if self._serial is None:
-            self.open()
+        """Signal, registration and operator; ModemError when the modem cannot say (the port is then
+        closed, so the next read opens it again: the modem may have been plugged back)."""
         try:
             csq = self._parsed("AT+CSQ", "+CSQ:", parse_csq)
             registration = self._registration()
             operator, access = self._parsed("AT+COPS?", "+COPS:", parse_cops)
         except ModemError:
-            self.close()  # the next read opens the port again: the modem may have been replugged
+            self.close()
             raise
         return ModemReading(csq, csq_to_dbm(csq), registration, operator, access)
 
@@ -162,7 +161,10 @@ class Modem:
                 logger.debug("modem on %s: close failed: %s", self.port, exc)
 
     def command(self, line: str) -> list[str]:
-        """Send one command; its information lines.  ModemError on ERROR, garbage or no answer."""
+        """Send one command (opening the port first if needed); its information lines.  ModemError on
+        ERROR, garbage or no answer."""
+        if self._serial is None:
+            self.open()
         heard: list[str] = []
         for attempt in range(self.retries + 1):
             done, info = self._exchange(line)
