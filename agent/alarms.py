@@ -26,7 +26,7 @@ RULES: dict[str, Rule] = {
     "audio.no_device": Rule(10, 10, "no sound card: the player has nowhere to play"),
     "amp.fault": Rule(2, 10, "the amplifier's fault output is on"),  # amp.fault.<zone>
     "storage.readonly": Rule(0, 30, "the storage is read-only"),
-    "storage.low": Rule(10, 60, "the storage is (nearly) full"),
+    "storage.low": Rule(0, 60, "the storage is (nearly) full"),
     "mains.lost": Rule(5, 30, "mains power lost: running on the 12-24 V backup"),
     "modem.dead": Rule(60, 30, "the 4G modem does not answer (or answers garbage)"),
     "modem.no_network": Rule(120, 30, "the 4G modem is not registered on a network"),

@@ -11,7 +11,8 @@ loop, and so playback, never waits on the modem.
 Each condition goes through :class:`agent.alarms.Alarms` (hysteresis, stable codes); each alarm
 raised or cleared is an ``alarm.raised`` / ``alarm.cleared`` event in the store, which the link
 sends on the events stream.  :meth:`HealthMonitor.snapshot` is what ``loa status`` shows under
-``health`` and what a telemetry provider may include.
+``health``; :meth:`HealthMonitor.readings` is the same flattened into one telemetry section
+(``telemetry.add_provider("health", monitor.readings)``).
 """
 
 from __future__ import annotations
@@ -307,6 +308,29 @@ class HealthMonitor:
             },
             "clock": {"trusted": self._facts.clock_trusted},
             "unavailable": list(self.unavailable),
+        }
+
+    def readings(self) -> dict[str, Any]:
+        """The snapshot flattened into one telemetry section: names ``[a-z0-9_]``, each value null,
+        true/false, a number or a short string (at most 32), from what the last poll read."""
+        shown = self._snapshot
+        modem, cpu, storage = shown["modem"], shown["cpu"], shown["storage"]
+        faults = [zone for zone, fault in shown["amplifier_faults"].items() if fault]
+        codes = ",".join(alarm["code"] for alarm in shown["alarms"])
+        return {
+            "alarms": codes[:256],
+            "alarm_count": len(shown["alarms"]),
+            "mains_present": shown["mains"]["present"],
+            "amp_faults": ",".join(faults)[:256],
+            "modem_answering": modem.get("answering"),
+            "modem_rssi_dbm": modem["rssi_dbm"],
+            "modem_registration": modem.get("registration"),
+            "modem_operator": (modem.get("operator") or "")[:64] or None,
+            "modem_access": modem.get("access"),
+            "cpu_temp_c": cpu["temp_c"],
+            "cpu_throttled": cpu["throttled"],
+            "storage_free_bytes": storage["free_bytes"],
+            "storage_read_only": storage["read_only"],
         }
 
     def _modem_status(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -269,6 +270,28 @@ def test_the_snapshot_is_plain_json(box: Box) -> None:
     snapshot = box.monitor.snapshot()
     assert json.loads(json.dumps(snapshot)) == snapshot
     assert snapshot["modem"] == {"configured": False, "rssi_dbm": None}
+
+
+READING_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def test_the_telemetry_section_is_flat_short_and_plain(box: Box, factory: MockFactory) -> None:
+    """What docs/PROTOCOL.md allows a telemetry section: at most 32 readings named [a-z0-9_], each
+    null, true/false, a finite number or a string of at most 256 characters."""
+    factory.pin(24).drive_low()
+    factory.pin(25).drive_low()
+    box.run(6)
+    readings = box.monitor.readings()
+    assert len(readings) <= 32 and all(READING_NAME.fullmatch(name) for name in readings)
+    for value in readings.values():
+        assert (
+            value is None
+            or isinstance(value, bool | int | float)
+            or (isinstance(value, str) and len(value) <= 256)
+        )
+    assert readings["alarms"] == "amp.fault.zone-2,mains.lost" and readings["alarm_count"] == 2
+    assert (readings["mains_present"], readings["amp_faults"]) == (False, "zone-2")
+    assert readings["modem_rssi_dbm"] is None and readings["storage_free_bytes"] > 0
 
 
 # -- the modem, for real over a pseudo-terminal --------------------------------------------------
