@@ -142,7 +142,7 @@ class HealthMonitor:
         self._space: board.StorageSpace | None = None
         self._cards: int | None = None
         self._since: dict[str, str | None] = {}
-        self._facts = HealthFacts(clock_trusted=False)
+        self.facts = HealthFacts(clock_trusted=False)
         self._snapshot: dict[str, Any] = {}
         self._snapshot = self._build()
 
@@ -186,7 +186,7 @@ class HealthMonitor:
     def poll(self, facts: HealthFacts, now: datetime) -> list[Change]:
         """Look at everything once; record each alarm raised or cleared; the changes."""
         mono = self._clock()
-        self._facts = facts
+        self.facts = facts
         if self._board_at is None or mono - self._board_at >= self._board_every:
             self._read_board()
             self._board_at = mono
@@ -306,7 +306,7 @@ class HealthMonitor:
                 "total_bytes": space.total_bytes if space is not None else None,
                 "read_only": space.read_only if space is not None else None,
             },
-            "clock": {"trusted": self._facts.clock_trusted},
+            "clock": {"trusted": self.facts.clock_trusted},
             "unavailable": list(self.unavailable),
         }
 

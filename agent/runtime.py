@@ -31,6 +31,7 @@ from agent.store import Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
+from foundation.units import in_clock_windows
 from protocol.messages import Playing  # [central link] the state message's "playing"
 from scheduler.engine import Action, Engine, Interrupt, Queued, Record, Start
 from scheduler.items import Item, Level, Outcome
@@ -211,7 +212,7 @@ class Agent:
             self._carry_out(self.engine.tick(now, self._hold()), now)
             for key, reason in self.engine.orphans():
                 self.play_log.close_orphan(key, reason)
-        self.health.poll(self._health_facts(), now)  # [health]
+        self.health.poll(self._health_facts(now), now)  # [health]
         self._apply(self._plan(now), now)
         if self._resumed and self.clock_state.trusted:
             self._prepare_next(now)
@@ -274,15 +275,16 @@ class Agent:
             )
         )
 
-    def _health_facts(self) -> HealthFacts:
+    def _health_facts(self, now: datetime) -> HealthFacts:
         """[health] What only the loop knows, for the health monitor's alarms."""
-        fm = self.fm
+        hours = self.config.fm.relay_hours  # no carrier matters only when FM should be relayed
+        wanted = in_clock_windows(hours, now.astimezone(self.config.device.timezone).time())
         return HealthFacts(
             clock_trusted=self.clock_state.trusted,
             clock_reason=self.clock_state.reason,
             player_fault=self.player.fault(),
             store_fault=self.store.fault,
-            fm_no_carrier=fm is not None and fm.last_decision.reason == "no_carrier",
+            fm_no_carrier=self.fm is not None and wanted and self.fm.last_decision.reason == "no_carrier",
         )
 
     def _faults(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from agent.status import health_lines
 from drivers.fake_modem import FakeModemDevice
 from drivers.gpio import LedCode
 from tests.agent_harness import running_agent, write_config, write_schedule
+from tests.test_agent_fm import fm_section, hours_from_now, write_iq
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -95,3 +96,18 @@ def test_health_lines_for_each_state() -> None:
     searching = {**base, "modem": {**modem, "operator": None, "access": None}}
     assert health_lines(searching, TZ)[0] == "modem    signal unknown, SEARCHING"
     assert health_lines(None, TZ) == []  # the agent is not running: nothing to say
+
+
+@pytest.mark.parametrize(("hours", "missing"), [((-2, 3), True), ((2, 3), False)])
+def test_no_fm_carrier_counts_only_within_the_relay_hours(
+    tmp_path: Path, hours: tuple[int, int], missing: bool
+) -> None:
+    iq = write_iq(tmp_path, station=False)  # noise only: the station is off air
+    write_schedule(tmp_path)
+    with running_agent(write_config(tmp_path, extra=fm_section(iq, hours_from_now(*hours)))) as box:
+        fm = box.agent.fm
+        assert fm is not None
+        box.wait_for(lambda: fm.receiver.detector.elapsed_s >= 1.0, timeout=10)
+        box.wait_passes(2, timeout=5)
+        assert fm.last_decision.reason == "no_carrier"
+        assert box.agent.health.facts.fm_no_carrier is missing
