@@ -104,6 +104,11 @@ class ModemProbe:
         except Exception as exc:  # whatever the modem or the tty does, the probe goes on
             logger.exception("modem probe on %s", self.modem.port)
             error = f"modem on {self.modem.port}: {exc!r}"
+        before = self.latest().error
+        if error is not None and before is None:  # said once per change: the alarm follows if it lasts
+            logger.warning("modem: %s", error)
+        elif error is None and before is not None:
+            logger.info("modem on %s answers again", self.modem.port)
         with self._lock:
             self._state = ModemState(reading, error, datetime.now(UTC), self._state.polls + 1)
 
