@@ -5,8 +5,8 @@ The main loop calls :meth:`HealthMonitor.poll` once per pass with what only it k
 GPIO inputs (mains present, each amplifier's fault output), every few seconds the board (CPU
 temperature and throttling, storage free space and read-only flag, sound cards), and the modem's
 latest answer.  The modem is slow (an AT exchange may take seconds, a dead one its whole timeout),
-so :class:`ModemProbe` asks it on its own thread and the poll only reads the last answer: the main
-loop, and so playback, never waits on the modem.
+so :class:`agent.modem_probe.ModemProbe` asks it on its own thread and the poll only reads the last
+answer: the main loop, and so playback, never waits on the modem.
 
 Each condition goes through :class:`agent.alarms.Alarms` (hysteresis, stable codes); each alarm
 raised or cleared is an ``alarm.raised`` / ``alarm.cleared`` event in the store, which the link
@@ -18,26 +18,25 @@ sends on the events stream.  :meth:`HealthMonitor.snapshot` is what ``loa status
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent.alarms import Alarms, Change, Rule, rule_of
 from agent.config import Config
 from agent.events import EventKind
+from agent.modem_probe import MODEM_EVERY, ModemProbe
 from agent.store import Store, iso
 from drivers import board
 from drivers.gpio import InputLine
-from drivers.modem import Modem, ModemError, ModemReading
+from drivers.modem import Modem
 from foundation.errors import HardwareError
 
 logger = logging.getLogger(__name__)
 
-MODEM_EVERY = 15.0  # seconds between two questions to the modem
 BOARD_EVERY = 5.0  # seconds between two readings of the board (temperature, storage, sound cards)
 CPU_HOT_C, CPU_COOL_C = 80.0, 75.0  # cpu.hot raises at the first, clears below the second
 STORAGE_LOW, STORAGE_OK = 200_000_000, 300_000_000  # bytes free: storage.low raises below, clears above
@@ -53,64 +52,6 @@ class HealthFacts:
     store_fault: str | None = None
     fm_no_carrier: bool = False  # FM is wanted now (its hours), but there is no carrier
     cache_behind: bool = False  # [manifest/cache] audio needed soon is not downloaded: not wired yet
-
-
-@dataclass(frozen=True)
-class ModemState:
-    reading: ModemReading | None  # the last good answer
-    error: str | None  # the last question's failure; None once it answers again
-    checked_at: datetime | None
-    polls: int  # questions asked so far (tests wait on it)
-
-
-class ModemProbe:
-    """Asks the modem every ``interval`` on the ``modem-probe`` thread; :meth:`latest` is its answer."""
-
-    def __init__(self, modem: Modem, interval: float = MODEM_EVERY) -> None:
-        self.modem = modem
-        self.interval = interval
-        self._state = ModemState(None, None, None, 0)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="modem-probe", daemon=True)
-
-    def start(self) -> None:
-        logger.info("modem probe on %s started (every %g s)", self.modem.port, self.interval)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.modem.timeout_s * (self.modem.retries + 1) * 5 + 1)
-        self.modem.close()
-        logger.info("modem probe on %s stopped", self.modem.port)
-
-    def latest(self) -> ModemState:
-        with self._lock:
-            return self._state
-
-    def _run(self) -> None:
-        while True:
-            self._ask()
-            if self._stop.wait(self.interval):
-                return
-
-    def _ask(self) -> None:
-        reading, error = self.latest().reading, None
-        try:
-            reading = self.modem.read()
-        except ModemError as exc:
-            error = str(exc)
-        except Exception as exc:  # whatever the modem or the tty does, the probe goes on
-            logger.exception("modem probe on %s", self.modem.port)
-            error = f"modem on {self.modem.port}: {exc!r}"
-        before = self.latest().error
-        if error is not None and before is None:  # said once per change: the alarm follows if it lasts
-            logger.warning("modem: %s", error)
-        elif error is None and before is not None:
-            logger.info("modem on %s answers again", self.modem.port)
-        with self._lock:
-            self._state = ModemState(reading, error, datetime.now(UTC), self._state.polls + 1)
 
 
 class HealthMonitor:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.health import ModemProbe, ModemState
+from agent.modem_probe import ModemProbe, ModemState
 from drivers.fake_modem import FakeModemDevice
 from drivers.modem import Modem, ModemError, ModemReading, csq_to_dbm, parse_cops, parse_csq, parse_reg
 from foundation.errors import HardwareError
@@ -173,8 +173,8 @@ def test_the_probe_survives_silence_garbage_and_unplugging(tmp_path: Path) -> No
         port.unlink()
         polls = wait_for(probe, lambda s: s.error is not None and "not found" in s.error).polls
         wait_for(probe, lambda s: s.polls >= polls + 3)  # it keeps asking, nothing crashed
-        assert probe._thread.is_alive()
+        assert probe.alive
     finally:
         probe.stop()
         device.stop()
-    assert not probe._thread.is_alive()
+    assert not probe.alive
