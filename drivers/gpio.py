@@ -215,8 +215,9 @@ _STEPPED: dict[LedCode, tuple[bool, ...]] = {
 }
 
 
-def led_pattern(code: LedCode) -> tuple[str, tuple[float, ...] | tuple[bool, ...]]:
-    """What ``code`` looks like, to tell the codes apart: steady, a blink's times, or steps."""
+def led_pattern(code: LedCode) -> tuple[str, tuple[Any, ...]]:
+    """What ``code`` looks like: a blink's on and off times, steps of ``FAULT_STEP`` seconds
+    (on or off), steady on, or dark."""
     if code in _BLINKS:
         return "blink", _BLINKS[code]
     if code in _STEPPED:
@@ -239,14 +240,15 @@ class StatusLed:
         logger.info("status LED on pin %d: %s", self._pin, code.value)
         self.code = code
         self._device.source = None
-        if code in _BLINKS:
-            on_time, off_time = _BLINKS[code]
+        kind, pattern = led_pattern(code)
+        if kind == "blink":
+            on_time, off_time = pattern
             self._device.blink(on_time=on_time, off_time=off_time, n=None, background=True)
-        elif code in _STEPPED:
+        elif kind == "steps":
             self._device.off()  # ends a running blink, which a new source would not
             self._device.source_delay = FAULT_STEP
-            self._device.source = itertools.cycle(_STEPPED[code])
-        elif code == LedCode.PLAYING:
+            self._device.source = itertools.cycle(pattern)
+        elif kind == "steady on":
             self._device.on()
         else:
             self._device.off()

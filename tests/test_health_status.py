@@ -111,3 +111,21 @@ def test_no_fm_carrier_counts_only_within_the_relay_hours(
         box.wait_passes(2, timeout=5)
         assert fm.last_decision.reason == "no_carrier"
         assert box.agent.health.facts.fm_no_carrier is missing
+
+
+def test_an_absent_modem_is_said_and_the_agent_plays_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_schedule(tmp_path)
+    config = write_config(tmp_path, extra=f"health:\n  modem: {{port: {tmp_path / 'ttyUSB2'}}}\n")
+    with running_agent(config) as box:
+        probe = box.agent.health.probe
+        assert probe is not None
+        box.wait_for(lambda: probe.latest().polls > 0, timeout=5)
+        box.wait_passes(2, timeout=5)
+        status = loa_status_json(config, capsys)
+        assert probe.alive and box.agent.passes > 0
+    modem = status["health"]["modem"]  # type: ignore[index]
+    assert (modem["answering"], modem["rssi_dbm"]) == (False, None)
+    assert modem["error"] == f"modem port {tmp_path / 'ttyUSB2'} not found - is the modem plugged in?"
+    assert status["running"] is True
