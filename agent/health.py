@@ -114,14 +114,20 @@ class HealthMonitor:
                 self.mains = line
 
     def start(self) -> None:
+        watched = [f"{line.what} on pin {line.pin}" for line in self._lines()]
+        logger.info("health monitor started: board, storage, clock%s", "".join(f", {w}" for w in watched))
         if self.probe is not None:
             self.probe.start()
 
     def close(self) -> None:
         if self.probe is not None:
             self.probe.stop()
-        for line in [*self.amp_faults.values(), *([self.mains] if self.mains else [])]:
+        for line in self._lines():
             line.close()
+        logger.info("health monitor stopped")
+
+    def _lines(self) -> list[InputLine]:
+        return [*([self.mains] if self.mains else []), *self.amp_faults.values()]
 
     @property
     def active_codes(self) -> frozenset[str]:
