@@ -60,6 +60,8 @@ class Amplifier:
     name: str  # the zone name schedules use
     pin: int  # BCM number of the relay that powers it
     active_high: bool = True
+    fault_pin: int | None = None  # BCM number of the amplifier's fault output, if wired
+    fault_active_high: bool = False  # the fault output is low while the amplifier is in fault
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,26 @@ class CentralConfig:
 
 
 @dataclass(frozen=True)
+class ModemConfig:
+    port: str  # the modem's AT port, e.g. /dev/ttyUSB2
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class MainsConfig:
+    pin: int  # BCM number of the "mains present" input
+    active_high: bool = True  # the input is high while mains is present
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """What the agent watches besides itself (docs/OPERATIONS.md, "Alarms"); absent: not watched."""
+
+    modem: ModemConfig | None = None
+    mains: MainsConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path  # the file this was loaded from
     device: DeviceConfig
@@ -177,6 +199,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     fm: FmConfig = FmConfig()
     central: CentralConfig | None = None
+    health: HealthConfig = HealthConfig()
 
     @property
     def all_zones(self) -> tuple[str, ...]:
@@ -228,6 +251,7 @@ _HTTP_URL = read.text_matching("an http:// or https:// URL", r"https?://\S+")
 _GROUP = read.text_matching(
     "a group name such as xa-quang-son (lowercase letters, digits and '-', 1 to 64)", r"[a-z0-9-]{1,64}"
 )
+_SERIAL_PORT = read.text_matching("a serial port such as /dev/ttyUSB2")
 _OFFSET = read.frequency(-1_000_000, 1_000_000, signed=True)
 _DEEMPHASIS = {"50us": timedelta(microseconds=50), "75us": timedelta(microseconds=75)}
 _RTLSDR_RANGES = ((225_001, 300_000), (900_001, 3_200_000))  # what the RTL2832U can sample at
@@ -255,9 +279,11 @@ def _config(reader: read.Reader) -> Config:
     if fm.backend == "serial":
         _check_relay_pin(root, gpio, fm.serial.audio_relay_pin)
     central = _central(root, reader.base)
+    health = _health(root.section("health"))
+    _check_input_pins(root, gpio, fm, health)
     return Config(
         reader.document.path, device, gpio, storage=storage, audio=audio, schedule=schedule, clock=clock,
-        control=control, logging=logging, fm=fm, central=central,
+        control=control, logging=logging, fm=fm, central=central, health=health,
     )  # fmt: skip
 
 
@@ -337,6 +363,8 @@ def _amplifiers(section: read.Section) -> tuple[Amplifier, ...]:
             name=entry.get("name", _ZONE_NAME, "", required=True),
             pin=entry.get("pin", _PIN, -1, required=True),
             active_high=entry.get("active_high", read.BOOL, True),
+            fault_pin=entry.optional("fault_pin", _PIN),
+            fault_active_high=entry.get("fault_active_high", read.BOOL, False),
         )
         for key, value in (("name", amplifier.name), ("pin", amplifier.pin)):
             if (key, value) in first:
@@ -489,6 +517,47 @@ def _check_relay_pin(root: read.Section, gpio: GpioConfig, pin: int) -> None:
     if pin in users:
         path = ("fm", "serial", "audio_relay_pin")
         root.reader.add(path, pin, "a pin that no amplifier or LED uses", None, f"is the pin of {users[pin]}")
+
+
+def _health(section: read.Section) -> HealthConfig:
+    modem_section, mains_section = section.section("modem"), section.section("mains")
+    modem = mains = None
+    if section.data.get("modem") is not None:
+        modem = ModemConfig(
+            port=modem_section.get("port", _SERIAL_PORT, "", required=True),
+            baud=modem_section.get("baud", read.whole(300, 4_000_000, "a baud rate such as 115200"), 115200),
+        )
+    if section.data.get("mains") is not None:
+        mains = MainsConfig(
+            pin=mains_section.get("pin", _PIN, -1, required=True),
+            active_high=mains_section.get("active_high", read.BOOL, True),
+        )
+    return HealthConfig(modem, mains)
+
+
+def _check_input_pins(root: read.Section, gpio: GpioConfig, fm: FmConfig, health: HealthConfig) -> None:
+    """An input pin (amplifier fault, mains) that an output or another input already uses is refused."""
+    users: dict[int, str] = {amp.pin: f"amplifier {amp.name}" for amp in gpio.amplifiers}
+    if gpio.status_led is not None:
+        users[gpio.status_led] = "the status LED"
+    if fm.backend == "serial":
+        users.setdefault(fm.serial.audio_relay_pin, "fm.serial.audio_relay_pin")
+    inputs: list[tuple[tuple[str | int, ...], int, str]] = [
+        (
+            ("gpio", "amplifiers", index, "fault_pin"),
+            amp.fault_pin,
+            f"the fault input of amplifier {amp.name}",
+        )
+        for index, amp in enumerate(gpio.amplifiers)
+        if amp.fault_pin is not None
+    ]
+    if health.mains is not None and health.mains.pin >= 0:
+        inputs.append((("health", "mains", "pin"), health.mains.pin, "the mains input"))
+    for path, pin, user in inputs:
+        if pin in users:
+            root.reader.add(path, pin, "a pin that nothing else uses", None, f"is the pin of {users[pin]}")
+        else:
+            users[pin] = user
 
 
 def _duration_of(section: read.Section, key: str, high: timedelta, default: timedelta) -> timedelta:

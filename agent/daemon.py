@@ -4,8 +4,8 @@
     loa-agent --config /etc/loa/agent.yaml run            # refuses an invalid config the same way
 
 Subsystems start in dependency order (instance lock, store, clock trust, GPIO, player, schedule,
-agent loop, command handler and control socket) and stop in reverse in ``finally``, so relays are
-opened whatever happens.
+health monitor, agent loop, command handler and control socket) and stop in reverse in
+``finally``, so relays are opened whatever happens.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from agent.commands import CommandHandler
 from agent.config import Config, load_config
 from agent.control import ControlServer, front_end
 from agent.events import EventKind
+from agent.health import HealthMonitor
 from agent.instance_lock import InstanceLock
 from agent.runtime import Agent, Reload
 from agent.schedule_source import Schedule, check_audio
@@ -36,6 +37,7 @@ from agent.store import Store
 from agent.systemd_notify import Notifier
 from agent.version import VERSION
 from drivers.gpio import AmplifierRelays, LedCode, StatusLed, make_pin_factory
+from drivers.modem import Modem
 from drivers.player import Player, make_player
 from foundation.errors import LoaError, ScheduleError, report
 
@@ -103,6 +105,12 @@ def run(
         fm = _start_fm(config, events, factory, stack, player, store)
         schedule = Schedule(config)
         schedule.load(store)
+        modem = config.health.modem
+        health = HealthMonitor(
+            config, store, factory=factory, modem=Modem(modem.port, baudrate=modem.baud) if modem else None
+        )
+        health.start()
+        stack.callback(health.close)
         agent = Agent(
             config,
             store=store,
@@ -114,6 +122,7 @@ def run(
             notifier=notifier,
             events=events,
             fm=fm,
+            health=health,
         )
         commands = CommandHandler(agent.post, zones=frozenset(config.all_zones), status=agent.status)
         control = ControlServer(config.control.socket, front_end(commands))

@@ -46,6 +46,8 @@ class EventKind(StrEnum):
     PLAYER_FAULT = "player.fault"
     STORAGE_FAULT = "storage.fault"
     STORAGE_RECOVERED = "storage.recovered"
+    ALARM_RAISED = "alarm.raised"  # detail: "<code>: <what>" (agent/alarms.py, docs/OPERATIONS.md)
+    ALARM_CLEARED = "alarm.cleared"
 
     @property
     def severity(self) -> Severity:
@@ -69,4 +71,5 @@ _SEVERITY = {
     EventKind.FM_SOURCE_FAULT: Severity.ERROR,
     EventKind.PLAYER_FAULT: Severity.ERROR,
     EventKind.STORAGE_FAULT: Severity.ERROR,
+    EventKind.ALARM_RAISED: Severity.WARNING,
 }

@@ -16,7 +16,10 @@ The rules:
   zones were open waits ``settle`` for the amplifiers.  A source already playing keeps playing.
 - After FM stops, its zones stay closed ``postroll`` (as after a scheduled item), so the next
   source soon after does not make the relays chatter.
-- LED, first match: a fault, an untrusted clock, playing, relaying FM, idle.
+- LED, first match (docs/OPERATIONS.md, "Status LED"): a hardware or player alarm (player hung,
+  no audio device, amplifier fault, storage full or read-only, mains lost, in that order), another
+  fault, an untrusted clock, playing, relaying FM, then the warnings a crew sees on an idle box
+  (modem dead, no link, cache behind schedule, no FM carrier), idle.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class PlanInputs:
     postroll: timedelta
     faults: tuple[str, ...] = ()  # plain words of each fault the LED must show
     link_up: bool = True  # the central link (always up when none is configured)
+    alarms: frozenset[str] = frozenset()  # raised alarm codes (agent/alarms.py)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,34 @@ def _settled(wanted: Target, zones: frozenset[str], inputs: PlanInputs) -> tuple
     return SILENCE, ready_at
 
 
+# Alarm codes (or, ending in '.', code families) and their LED codes, most urgent first.
+FAULT_LEDS: tuple[tuple[str, LedCode], ...] = (
+    ("player.hung", LedCode.PLAYER_HUNG),
+    ("audio.no_device", LedCode.NO_AUDIO_DEVICE),
+    ("amp.fault.", LedCode.AMP_FAULT),
+    ("storage.readonly", LedCode.STORAGE),
+    ("storage.low", LedCode.STORAGE),
+    ("mains.lost", LedCode.MAINS_LOST),
+)
+WARNING_LEDS: tuple[tuple[str, LedCode], ...] = (  # shown only when nothing plays
+    ("modem.dead", LedCode.MODEM_DEAD),
+    ("link.down", LedCode.NO_LINK),  # from link_up, not an alarm
+    ("cache.behind", LedCode.CACHE_BEHIND),
+    ("fm.no_carrier", LedCode.NO_FM_CARRIER),
+)
+
+
+def _first(table: tuple[tuple[str, LedCode], ...], codes: frozenset[str]) -> LedCode | None:
+    for code, led in table:
+        if code in codes or (code.endswith(".") and any(raised.startswith(code) for raised in codes)):
+            return led
+    return None
+
+
 def _led(inputs: PlanInputs, player: Target) -> LedCode:
+    fault = _first(FAULT_LEDS, inputs.alarms)
+    if fault is not None:
+        return fault
     if inputs.faults:
         return LedCode.FAULT
     if not inputs.clock_trusted:
@@ -130,6 +161,6 @@ def _led(inputs: PlanInputs, player: Target) -> LedCode:
         return LedCode.PLAYING
     if isinstance(player, RelayFm):
         return LedCode.FM_RELAY
-    if not inputs.link_up:  # below playing and FM: a box that plays should say so
-        return LedCode.NO_LINK
-    return LedCode.OK_IDLE
+    # below playing and FM: a box that plays should say so
+    warnings = inputs.alarms if inputs.link_up else inputs.alarms | {"link.down"}
+    return _first(WARNING_LEDS, warnings) or LedCode.OK_IDLE

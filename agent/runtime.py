@@ -20,6 +20,7 @@ from agent.clock_trust import ClockState, ClockTrust
 from agent.commands import Execute, Pending, Result
 from agent.config import Config
 from agent.events import EventKind
+from agent.health import HealthFacts, HealthMonitor
 from agent.link_state import StateFacts, clock_source  # [central link]
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
@@ -30,6 +31,7 @@ from agent.store import Store, iso
 from agent.systemd_notify import Notifier
 from drivers.gpio import AmplifierRelays, StatusLed
 from drivers.player import Player, PlayerEvent, unreadable
+from foundation.units import in_clock_windows
 from protocol.messages import Playing  # [central link] the state message's "playing"
 from scheduler.engine import Action, Engine, Interrupt, Queued, Record, Start
 from scheduler.items import Item, Level, Outcome
@@ -75,6 +77,7 @@ class Agent:
         events: queue.Queue[object] | None = None,
         fm: FmRelay | None = None,
         wall: Callable[[], datetime] = utc_now,
+        health: HealthMonitor | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -111,6 +114,8 @@ class Agent:
         self._pruned: datetime | None = None
         self._last_pass: datetime | None = None
         self.engine = self._make_engine()
+        # [health] the daemon passes one with the GPIO inputs and the modem; else board and agent only
+        self.health = health if health is not None else HealthMonitor(config, store)
         self.board.publish(self)  # the control socket answers from the first instant
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -207,6 +212,7 @@ class Agent:
             self._carry_out(self.engine.tick(now, self._hold()), now)
             for key, reason in self.engine.orphans():
                 self.play_log.close_orphan(key, reason)
+        self.health.poll(self._health_facts(now), now)  # [health]
         self._apply(self._plan(now), now)
         if self._resumed and self.clock_state.trusted:
             self._prepare_next(now)
@@ -265,7 +271,20 @@ class Agent:
                 postroll=self.config.gpio.postroll,
                 faults=self._faults(),
                 link_up=self.link is None or self.link.up,  # [central link] the LED's no-link code
+                alarms=self.health.active_codes,  # [health]
             )
+        )
+
+    def _health_facts(self, now: datetime) -> HealthFacts:
+        """[health] What only the loop knows, for the health monitor's alarms."""
+        hours = self.config.fm.relay_hours  # no carrier matters only when FM should be relayed
+        wanted = in_clock_windows(hours, now.astimezone(self.config.device.timezone).time())
+        return HealthFacts(
+            clock_trusted=self.clock_state.trusted,
+            clock_reason=self.clock_state.reason,
+            player_fault=self.player.fault(),
+            store_fault=self.store.fault,
+            fm_no_carrier=self.fm is not None and wanted and self.fm.last_decision.reason == "no_carrier",
         )
 
     def _faults(self) -> tuple[str, ...]:

@@ -68,6 +68,7 @@ class StatusBoard:
             "faults": list(agent.plan.faults) if agent.plan is not None else [],
             "errors": self._recent_errors(agent.store),
             "link": agent.link.status() if agent.link is not None else {"configured": False},
+            "health": agent.health.snapshot(),  # [health] agent/health.py
         }
         with self._lock:
             self._snapshot = snapshot
@@ -205,6 +206,7 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     lines += _fm_lines(status.get("fm"), tz)
     lines += _relay_lines(status, tz)
     lines += _link_lines(status.get("link"), tz)
+    lines += health_lines(status.get("health"), tz)
     lines += _schedule_lines(status.get("schedule") or {})
     for fault in status.get("faults") or []:
         lines.append(f"FAULT    {fault}")
@@ -292,3 +294,56 @@ def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
     if schedule.get("error"):
         lines.append(f"         {schedule['error']}")
     return lines
+
+
+# -- [health] the health monitor's readings and alarms (agent/health.py) -----------------------------
+
+
+def health_lines(health: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
+    """Power, modem, board and raised alarms in a crew's words; nothing when the agent is not running."""
+    if not health:
+        return []
+    lines = []
+    mains = health.get("mains") or {}
+    if mains.get("configured"):
+        lines.append(
+            "power    mains present" if mains.get("present") else "power    ON BACKUP SUPPLY: no mains"
+        )
+    modem = health.get("modem") or {}
+    if modem.get("configured"):
+        lines.append(f"modem    {_modem_words(modem)}")
+    lines.append(f"board    {_board_words(health)}")
+    for alarm in health.get("alarms") or []:
+        since = _local(alarm.get("since"), tz)
+        detail = f" ({alarm['detail'][:120]})" if alarm.get("detail") else ""
+        lines.append(f"ALARM    {alarm['code']} since {since}: {alarm['words']}{detail}")
+    for problem in health.get("unavailable") or []:
+        lines.append(f"         not watched: {problem}")
+    return lines
+
+
+def _modem_words(modem: dict[str, Any]) -> str:
+    if modem.get("answering") is None:
+        return f"{modem.get('port')}: not asked yet"
+    if not modem.get("answering"):
+        return f"NOT ANSWERING: {modem.get('error')}"
+    rssi = modem.get("rssi_dbm")
+    parts = [f"signal {rssi} dBm" if rssi is not None else "signal unknown"]
+    registration = modem.get("registration") or "unknown"
+    parts.append(
+        f"registered ({registration})" if registration in ("home", "roaming") else registration.upper()
+    )
+    operator = " ".join(str(part) for part in (modem.get("operator"), modem.get("access")) if part)
+    return ", ".join([*parts, operator] if operator else parts)
+
+
+def _board_words(health: dict[str, Any]) -> str:
+    cpu, storage = health.get("cpu") or {}, health.get("storage") or {}
+    parts = [f"CPU {cpu['temp_c']:.1f} °C" if cpu.get("temp_c") is not None else "CPU temperature unknown"]
+    if cpu.get("throttled_flags"):
+        parts.append("; ".join(cpu["throttled_flags"]))
+    if storage.get("free_bytes") is not None:
+        read_only = ", READ-ONLY" if storage.get("read_only") else ""
+        free, total = storage["free_bytes"] / 1e9, storage["total_bytes"] / 1e9
+        parts.append(f"storage {free:.1f} GB free of {total:.1f} GB{read_only}")
+    return "; ".join(parts)

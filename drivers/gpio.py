@@ -1,4 +1,4 @@
-"""Amplifier relays and the status LED: the only module that imports gpiozero.
+"""Amplifier relays, watched inputs and the status LED: the only module that imports gpiozero.
 
 Pins are BCM numbers.  The pin factory is chosen by name (``gpio.pin_factory`` in the config) and
 passed to every device; the global ``Device.pin_factory`` is never set, so tests and the agent can
@@ -15,9 +15,20 @@ PLAYING            steady on                                       a bulletin or
 FM_RELAY           on 0.5 s / off 0.5 s, even blink                relaying an FM station
 CLOCK_UNTRUSTED    on 0.2 s / off 0.2 s, fast blink                clock not trusted: schedule held
 NO_LINK            on 0.1 s / off 0.9 s, a short flash every 1 s   idle, link to the central server down
-FAULT              two quick flashes (0.15 s), then 1.4 s dark     player or hardware fault: see logs
+FAULT              two quick flashes (0.15 s), then 1.4 s dark     another fault (FM source): see logs
+PLAYER_HUNG        long flash (0.6 s), 1 short, then 1.5 s dark    the audio player is hung or restarting
+NO_AUDIO_DEVICE    long flash, 2 short                             no sound card
+AMP_FAULT          long flash, 3 short                             an amplifier reports a fault
+STORAGE            long flash, 4 short                             storage full or read-only
+MAINS_LOST         long flash, 5 short                             on the 12-24 V backup: mains lost
+MODEM_DEAD         long flash, 6 short                             the 4G modem does not answer
+CACHE_BEHIND       long flash, 7 short                             audio needed soon is not downloaded
+NO_FM_CARRIER      long flash, 8 short                             FM wanted now, but no carrier
 OFF                dark                                            agent stopped (or no power)
 =================  ==============================================  =====================================
+
+The "long flash then N short" codes all share one grammar so that a crew counts the short flashes;
+docs/OPERATIONS.md lists them with what to do, and ``agent.output_plan`` which one wins.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from gpiozero import DigitalOutputDevice
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from foundation.errors import HardwareError, LoaError
 
@@ -130,6 +141,27 @@ class AmplifierRelays:
         logger.info("relay %s on pin %d %s", zone, self._pins[zone], "closed" if closed else "opened")
 
 
+class InputLine:
+    """A watched input (mains present, an amplifier's fault output): ``active`` is the level that
+    means it (``active_high``); the pin is pulled towards the other level, so a broken wire reads
+    as not active."""
+
+    def __init__(self, what: str, pin: int, active_high: bool, factory: Any) -> None:
+        self.what = what
+        self.pin = pin
+        try:
+            self._device = DigitalInputDevice(pin, pull_up=not active_high, pin_factory=factory)
+        except Exception as exc:  # PinInvalidPin, GPIOPinInUse, OSError from the chip driver
+            raise HardwareError(f"{what} input on pin {pin} cannot be opened: {exc}") from exc
+
+    @property
+    def active(self) -> bool:
+        return bool(self._device.value)
+
+    def close(self) -> None:
+        self._device.close()
+
+
 class LedCode(enum.Enum):
     """What the status LED says; see the module docstring for the patterns."""
 
@@ -141,6 +173,14 @@ class LedCode(enum.Enum):
     CLOCK_UNTRUSTED = "clock-untrusted"
     NO_LINK = "no-link"
     FAULT = "fault"
+    PLAYER_HUNG = "player-hung"
+    NO_AUDIO_DEVICE = "no-audio-device"
+    AMP_FAULT = "amp-fault"
+    STORAGE = "storage"
+    MAINS_LOST = "mains-lost"
+    MODEM_DEAD = "modem-dead"
+    CACHE_BEHIND = "cache-behind"
+    NO_FM_CARRIER = "no-fm-carrier"
 
 
 _BLINKS: dict[LedCode, tuple[float, float]] = {
@@ -150,8 +190,39 @@ _BLINKS: dict[LedCode, tuple[float, float]] = {
     LedCode.CLOCK_UNTRUSTED: (0.2, 0.2),
     LedCode.NO_LINK: (0.1, 0.9),
 }
-FAULT_STEP = 0.15  # seconds per step of the fault pattern below
+FAULT_STEP = 0.15  # seconds per step of the stepped patterns below
 FAULT_PATTERN = (True, False, True, *([False] * 10))  # two 0.15 s flashes, then 1.5 s dark in all
+
+
+def counted_pattern(count: int) -> tuple[bool, ...]:
+    """A long flash (0.6 s), a 0.3 s gap, ``count`` short flashes (0.15 s on, 0.3 s off), 1.5 s dark."""
+    return (True,) * 4 + (False,) * 2 + (True, False, False) * count + (False,) * 8
+
+
+COUNTED: dict[LedCode, int] = {
+    LedCode.PLAYER_HUNG: 1,
+    LedCode.NO_AUDIO_DEVICE: 2,
+    LedCode.AMP_FAULT: 3,
+    LedCode.STORAGE: 4,
+    LedCode.MAINS_LOST: 5,
+    LedCode.MODEM_DEAD: 6,
+    LedCode.CACHE_BEHIND: 7,
+    LedCode.NO_FM_CARRIER: 8,
+}
+_STEPPED: dict[LedCode, tuple[bool, ...]] = {
+    LedCode.FAULT: FAULT_PATTERN,
+    **{code: counted_pattern(count) for code, count in COUNTED.items()},
+}
+
+
+def led_pattern(code: LedCode) -> tuple[str, tuple[Any, ...]]:
+    """What ``code`` looks like: a blink's on and off times, steps of ``FAULT_STEP`` seconds
+    (on or off), steady on, or dark."""
+    if code in _BLINKS:
+        return "blink", _BLINKS[code]
+    if code in _STEPPED:
+        return "steps", _STEPPED[code]
+    return ("steady on", ()) if code == LedCode.PLAYING else ("dark", ())
 
 
 class StatusLed:
@@ -169,14 +240,15 @@ class StatusLed:
         logger.info("status LED on pin %d: %s", self._pin, code.value)
         self.code = code
         self._device.source = None
-        if code in _BLINKS:
-            on_time, off_time = _BLINKS[code]
+        kind, pattern = led_pattern(code)
+        if kind == "blink":
+            on_time, off_time = pattern
             self._device.blink(on_time=on_time, off_time=off_time, n=None, background=True)
-        elif code == LedCode.FAULT:
+        elif kind == "steps":
             self._device.off()  # ends a running blink, which a new source would not
             self._device.source_delay = FAULT_STEP
-            self._device.source = itertools.cycle(FAULT_PATTERN)
-        elif code == LedCode.PLAYING:
+            self._device.source = itertools.cycle(pattern)
+        elif kind == "steady on":
             self._device.on()
         else:
             self._device.off()

@@ -14,7 +14,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agent import daemon
-from agent.config import Amplifier, Config, GpioConfig, load_config, load_config_text
+from agent.config import (
+    Amplifier,
+    Config,
+    GpioConfig,
+    HealthConfig,
+    MainsConfig,
+    ModemConfig,
+    load_config,
+    load_config_text,
+)
 from agent.yaml_source import load_yaml
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.sample_rates import SUPPORTED_SAMPLE_RATES, FmParameterError
@@ -72,7 +81,8 @@ def test_example_loads_with_the_documented_values() -> None:
     assert config.storage.dir == Path("/var/lib/loa")
     assert (config.audio.backend, config.audio.vlc_args) == ("vlc", ("--aout=alsa",))
     assert config.gpio.pin_factory == "lgpio"
-    assert config.gpio.amplifiers[0] == Amplifier("zone-1", 17, True)
+    assert config.gpio.amplifiers[0] == Amplifier("zone-1", 17, True, fault_pin=23)
+    assert config.health == HealthConfig(ModemConfig("/dev/ttyUSB2", 115200), MainsConfig(25, True))
     assert config.schedule.file == Path("/etc/loa/schedule.yaml")
     assert config.fm.backend == "none"
     assert config.fm.frequency == 99_100_000
@@ -771,3 +781,46 @@ def test_any_config_text_loads_or_raises_config_error_with_every_problem_placed(
     except ConfigError as error:
         assert error.problems
         assert all(str(problem).startswith(f"{path}:") for problem in error.problems), error.problems
+
+
+# -- health: the modem, the mains input and the amplifiers' fault inputs ---------------------------
+
+
+def test_health_is_off_unless_configured(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.health == HealthConfig()
+    assert [amp.fault_pin for amp in config.gpio.amplifiers] == [None, None]
+
+
+def test_health_settings_are_typed(tmp_path: Path) -> None:
+    text = MINIMAL.replace("pin: 17}", "pin: 17, fault_pin: 23, fault_active_high: true}") + (
+        "health:\n  modem: {port: /dev/ttyUSB2}\n  mains: {pin: 25, active_high: false}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.health == HealthConfig(ModemConfig("/dev/ttyUSB2", 115200), MainsConfig(25, False))
+    assert config.gpio.amplifiers[0] == Amplifier("zone-1", 17, True, 23, True)
+
+
+def test_health_mistakes_are_all_reported_with_their_lines(tmp_path: Path) -> None:
+    text = MINIMAL.replace("pin: 17}", "pin: 17, fault_pin: 18}") + (
+        "  status_led: 27\nhealth:\n  modem: {prot: /dev/ttyUSB2, baud: 12}\n  mains: {pin: 27}\n"
+    )
+    assert problems(tmp_path, text) == [
+        f"{tmp_path / 'agent.yaml'}:{line}: {message}"
+        for line, message in [
+            (5, "gpio.amplifiers[0].fault_pin: '18' is the pin of amplifier zone-2: "
+                "expected a pin that nothing else uses"),
+            (9, "health.modem.port: missing: expected a serial port such as /dev/ttyUSB2"),
+            (9, "health.modem.baud: '12' is out of range: expected a baud rate such as 115200"),
+            (9, "health.modem.prot: unknown key (did you mean 'port'?)"),
+            (10, "health.mains.pin: '27' is the pin of the status LED: "
+                 "expected a pin that nothing else uses"),
+        ]
+    ]  # fmt: skip
+
+
+def test_two_inputs_on_one_pin_name_the_first(tmp_path: Path) -> None:
+    text = MINIMAL.replace("pin: 17}", "pin: 17, fault_pin: 23}") + "health:\n  mains: {pin: 23}\n"
+    assert the_problem(tmp_path, text, 8, "health.mains.pin") == (
+        "'23' is the pin of the fault input of amplifier zone-1: expected a pin that nothing else uses"
+    )

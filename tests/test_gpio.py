@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from drivers.gpio import AmplifierRelays, LedCode, StatusLed, UnknownZoneError, make_pin_factory
+import drivers.gpio as gpio_module
+from drivers.gpio import AmplifierRelays, InputLine, LedCode, StatusLed, UnknownZoneError, make_pin_factory
 from foundation.errors import HardwareError, LoaError
 
 AMPLIFIERS = [("zone-1", 17, True), ("zone-2", 27, False), ("zone-3", 22, True)]
@@ -160,3 +161,34 @@ def test_close_turns_the_led_off_and_frees_the_pin(factory: MockFactory) -> None
     led.close()
     assert factory.pin(5).state is False
     StatusLed(5, factory).close()
+
+
+def test_counted_codes_flash_long_then_count(led: StatusLed, factory: MockFactory) -> None:
+    led.show(LedCode.AMP_FAULT)  # a long flash, then 3 short ones
+    assert _took_states(factory, 5, 10, timeout=8)  # off, long, gap, 3 x (on, off), the next long
+    states = factory.pin(5).states
+    assert [s.state for s in states[:10]] == [False, True, False, True, False, True, False, True, False, True]
+    long_on, gap, short_on = states[2].timestamp, states[3].timestamp, states[4].timestamp
+    assert 0.5 <= long_on <= 0.8 and 0.2 <= gap <= 0.45 and 0.1 <= short_on <= 0.3
+    assert states[9].timestamp >= 1.3  # dark between the last short flash and the next long one
+
+
+def test_every_led_code_has_its_own_pattern() -> None:
+    patterns = {code: gpio_module.led_pattern(code) for code in LedCode}
+    assert len(set(patterns.values())) == len(LedCode)
+    assert [gpio_module.COUNTED[code] for code in gpio_module.COUNTED] == list(range(1, 9))
+
+
+def test_inputs_read_their_active_level_and_pull_to_the_other(factory: MockFactory) -> None:
+    mains = InputLine("mains", 25, True, factory)  # high while present, pulled down
+    fault = InputLine("amplifier zone-1 fault", 23, False, factory)  # low in fault, pulled up
+    try:
+        assert (mains.active, fault.active) == (False, False)  # nothing wired: no mains, no fault
+        factory.pin(25).drive_high()
+        factory.pin(23).drive_low()
+        assert (mains.active, fault.active) == (True, True)
+        with pytest.raises(HardwareError, match="mains input on pin 25 cannot be opened"):
+            InputLine("mains", 25, True, factory)
+    finally:
+        mains.close()
+        fault.close()

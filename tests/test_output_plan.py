@@ -161,6 +161,48 @@ def test_led_order_fault_clock_playing_fm_idle() -> None:
     assert plan_outputs(inputs()).led is LedCode.OK_IDLE
 
 
+def test_led_priority_is_the_documented_one() -> None:
+    """docs/OPERATIONS.md, "Status LED": take away the most urgent condition, the next one shows."""
+    alarms = ["player.hung", "audio.no_device", "amp.fault.zone-2", "storage.readonly", "mains.lost"]
+    warnings = ["modem.dead", "cache.behind", "fm.no_carrier"]
+    given = {"alarms": frozenset(alarms + warnings), "faults": ("FM: no dongle",), "clock_trusted": False}
+    shown = []
+    while True:
+        shown.append(plan_outputs(playing_news(**given)).led)
+        if given["alarms"] - set(warnings):
+            given["alarms"] = given["alarms"] - {alarms[len(shown) - 1]}
+        elif given["faults"]:
+            given["faults"] = ()
+        elif not given["clock_trusted"]:
+            given["clock_trusted"] = True
+        else:
+            break
+    assert shown == [
+        LedCode.PLAYER_HUNG, LedCode.NO_AUDIO_DEVICE, LedCode.AMP_FAULT, LedCode.STORAGE, LedCode.MAINS_LOST,
+        LedCode.FAULT, LedCode.CLOCK_UNTRUSTED, LedCode.PLAYING,
+    ]  # fmt: skip
+    idle = []
+    left, link_up = list(warnings), False
+    while True:
+        idle.append(plan_outputs(inputs(alarms=frozenset(left), link_up=link_up)).led)
+        if left and left[0] == "modem.dead":
+            left.pop(0)
+        elif not link_up:
+            link_up = True
+        elif left:
+            left.pop(0)
+        else:
+            break
+    assert idle == [
+        LedCode.MODEM_DEAD, LedCode.NO_LINK, LedCode.CACHE_BEHIND, LedCode.NO_FM_CARRIER, LedCode.OK_IDLE
+    ]  # fmt: skip
+
+
+def test_alarms_without_an_led_pattern_leave_the_led_alone() -> None:
+    quiet = frozenset({"cpu.hot", "cpu.throttled", "modem.no_network", "clock.untrusted"})
+    assert plan_outputs(inputs(alarms=quiet)).led is LedCode.OK_IDLE
+
+
 # -- properties of one plan ---------------------------------------------------------------------------
 
 zone_sets = st.frozensets(st.sampled_from(ZONES))
@@ -189,7 +231,29 @@ def plan_inputs(draw: st.DrawFn) -> PlanInputs:
         settle=draw(ages),
         postroll=draw(ages),
         faults=tuple(draw(st.lists(st.sampled_from(["player", "FM: no dongle"]), max_size=2))),
+        link_up=draw(st.booleans()),
+        alarms=draw(st.frozensets(st.sampled_from(ALARM_CODES))),
     )
+
+
+ALARM_CODES = [
+    "player.hung", "audio.no_device", "amp.fault.zone-1", "amp.fault.zone-2", "storage.readonly",
+    "storage.low", "mains.lost", "modem.dead", "modem.no_network", "cpu.hot", "cpu.throttled",
+    "clock.untrusted", "fm.no_carrier", "cache.behind",
+]  # fmt: skip
+# The LED of each alarm family, most urgent first: faults (over anything) and warnings (when idle).
+FAULT_FAMILIES = [
+    ("player.hung", LedCode.PLAYER_HUNG), ("audio.no_device", LedCode.NO_AUDIO_DEVICE),
+    ("amp.fault", LedCode.AMP_FAULT), ("storage", LedCode.STORAGE), ("mains.lost", LedCode.MAINS_LOST),
+]  # fmt: skip
+WARNING_FAMILIES = [
+    ("modem.dead", LedCode.MODEM_DEAD), ("link.down", LedCode.NO_LINK),
+    ("cache.behind", LedCode.CACHE_BEHIND), ("fm.no_carrier", LedCode.NO_FM_CARRIER),
+]  # fmt: skip
+
+
+def _first_family(families: list[tuple[str, LedCode]], codes: frozenset[str]) -> LedCode | None:
+    return next((led for family, led in families if any(c.startswith(family) for c in codes)), None)
 
 
 def source_zones(plan: OutputPlan, given_inputs: PlanInputs) -> frozenset[str]:
@@ -251,7 +315,10 @@ def test_an_untrusted_clock_powers_nothing_for_what_has_not_started(given_inputs
 @given(plan_inputs())
 def test_led_shows_the_most_urgent_thing(given_inputs: PlanInputs) -> None:
     plan = plan_outputs(given_inputs)
-    if given_inputs.faults:
+    warnings = given_inputs.alarms | (frozenset() if given_inputs.link_up else {"link.down"})
+    if _first_family(FAULT_FAMILIES, given_inputs.alarms) is not None:
+        expected = _first_family(FAULT_FAMILIES, given_inputs.alarms)
+    elif given_inputs.faults:
         expected = LedCode.FAULT
     elif not given_inputs.clock_trusted:
         expected = LedCode.CLOCK_UNTRUSTED
@@ -260,7 +327,7 @@ def test_led_shows_the_most_urgent_thing(given_inputs: PlanInputs) -> None:
     elif plan.player == RELAY_FM:
         expected = LedCode.FM_RELAY
     else:
-        expected = LedCode.OK_IDLE
+        expected = _first_family(WARNING_FAMILIES, warnings) or LedCode.OK_IDLE
     assert plan.led is expected
     assert plan.faults == given_inputs.faults
 

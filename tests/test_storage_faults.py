@@ -123,9 +123,11 @@ def test_agent_starts_and_plays_on_a_read_only_card(tmp_path: Path) -> None:
             assert agent.store.fault is not None and "read-only" in agent.store.fault
             box.wait_for(lambda: agent.play_log.started_at == {} and agent.passes > 3, timeout=5)
             box.wait_for(lambda: any(key.startswith("news@") for key in _kept_keys(agent.store)), timeout=8)
-            box.wait_for(lambda: agent.led is not None and agent.led.code.name == "FAULT", timeout=3)
+            box.wait_for(lambda: agent.led is not None and agent.led.code.name == "STORAGE", timeout=3)
             status = agent.status()
             assert any("storage" in fault for fault in status["faults"])
+            alarms = {alarm["code"]: alarm for alarm in status["health"]["alarms"]}
+            assert "storage.readonly" in alarms and status["health"]["storage"]["read_only"] is True
             assert status["storage"]["kept_in_memory"] > 0
             remount(state, "rw")
             box.wait_for(lambda: agent.store.fault is None, timeout=15)
