@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from agent.clock_trust import ClockTrust
+from agent.clock_trust import ClockTrust, kernel_ntp_synchronized
 from agent.commands import CommandHandler
 from agent.config import Config, load_config
 from agent.control import ControlServer, front_end
@@ -87,7 +87,9 @@ def run(
         stack.callback(lock.release)
         store = Store.open(config.storage.dir)
         stack.callback(store.close)
-        clock = clock or ClockTrust(config.clock.require_sync)
+        clock = clock or _clock_trust(config, stack)
+        if clock.central is not None and clock.record is None:
+            clock.record = store.add_event  # called from the main loop, the store's one writer
         factory = make_pin_factory(config.gpio.pin_factory)
         amplifiers = [(a.name, a.pin, a.active_high) for a in config.gpio.amplifiers]
         relays = AmplifierRelays(amplifiers, factory)
@@ -131,6 +133,24 @@ def run(
         install_signals(stop, agent)
         agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
     logger.info("agent stopped")
+
+
+def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
+    """Clock trust from NTP, and from the central server's signed time when it has an api_url."""
+    central = config.central
+    if central is None or central.api_url is None or not config.clock.require_sync:
+        return ClockTrust(config.clock.require_sync)
+    from agent.central_time import CentralTime  # requests and the keys only on linked boxes
+    from agent.link import load_signing_keys
+
+    checker = CentralTime(
+        central.api_url, config.device.id, load_signing_keys(central, config.source),
+        max_round_trip=central.time_max_round_trip, tolerance=central.time_tolerance,
+        set_clock=central.time_set_clock, kernel_synced=kernel_ntp_synchronized,
+    )  # fmt: skip
+    checker.start()
+    stack.callback(checker.stop)
+    return ClockTrust(True, central=checker)
 
 
 def _start_fm(

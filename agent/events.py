@@ -46,10 +46,18 @@ class EventKind(StrEnum):
     PLAYER_FAULT = "player.fault"
     STORAGE_FAULT = "storage.fault"
     STORAGE_RECOVERED = "storage.recovered"
+    CLOCK_CENTRAL_REFUSED = "clock.central_refused"  # a time answer forged, replayed or misaddressed
+    CLOCK_CENTRAL_UNUSABLE = "clock.central_unusable"  # unreachable, too slow, or the clock too far off
+    CLOCK_SET = "clock.set"  # the clock was set from the central server's signed time
 
     @property
     def severity(self) -> Severity:
         return _SEVERITY.get(self, Severity.INFO)
+
+    @property
+    def security(self) -> bool:
+        """A sign of tampering: the outbox never drops one (docs/PROTOCOL.md, "The spool")."""
+        return self in SECURITY
 
 
 _SEVERITY = {
@@ -69,4 +77,9 @@ _SEVERITY = {
     EventKind.FM_SOURCE_FAULT: Severity.ERROR,
     EventKind.PLAYER_FAULT: Severity.ERROR,
     EventKind.STORAGE_FAULT: Severity.ERROR,
+    EventKind.CLOCK_CENTRAL_REFUSED: Severity.WARNING,
+    EventKind.CLOCK_CENTRAL_UNUSABLE: Severity.WARNING,
+    EventKind.CLOCK_SET: Severity.WARNING,
 }
+
+SECURITY = frozenset({EventKind.COMMAND_REFUSED, EventKind.SCHEDULE_REFUSED, EventKind.CLOCK_CENTRAL_REFUSED})
