@@ -233,7 +233,7 @@ _HTTP_URL = read.text_matching("an http:// or https:// URL", r"https?://\S+")
 _GROUP = read.text_matching(
     "a group name such as xa-quang-son (lowercase letters, digits and '-', 1 to 64)", r"[a-z0-9-]{1,64}"
 )
-_TELEMETRY_INTERVAL = read.duration(timedelta(seconds=10), timedelta(hours=1), timedelta(seconds=60))
+_TELEMETRY_INTERVAL = read.duration(timedelta(seconds=1), timedelta(hours=1), timedelta(seconds=60))
 _ROUND_TRIP = read.duration(timedelta(milliseconds=100), timedelta(seconds=30), timedelta(seconds=2))
 _TIME_TOLERANCE = read.duration(timedelta(milliseconds=100), timedelta(minutes=10), timedelta(seconds=2))
 _OFFSET = read.frequency(-1_000_000, 1_000_000, signed=True)
