@@ -4,10 +4,10 @@ The store keeps every record until the link has delivered it.  A box cut off for
 fill its card, and what it must never lose is its proof of play and its signs of tampering, so
 the outbox gives way in this order:
 
-1. **Telemetry is thinned** once more than a day of samples waits (``full_detail``, 1,440 samples
-   at the default 60 s): samples more than a day older than the newest are thinned to one per
-   15 minutes, those more than 7 days older to one per hour (the first sample of each period is
-   kept, so periods nest).  Past ``max_samples`` waiting samples the oldest are dropped.
+1. **Telemetry is thinned** once the outage is longer than a day: waiting samples more than a day
+   older than the newest are thinned to one per 15 minutes, those more than 7 days older to one
+   per hour (the first sample of each period is kept; periods nest).  Past ``max_samples``
+   waiting samples the oldest are dropped (at the default 60 s: after about 5 months away).
 2. **Ordinary events** go next, only past the events cap (``Retention.events_max_rows``): the
    oldest info events first, then the oldest warnings and errors.
 3. **The play log and security events** (``EventKind.security``: refused commands, schedules and
@@ -27,7 +27,6 @@ from agent.events import SECURITY
 
 @dataclass(frozen=True)
 class SpoolPolicy:
-    full_detail: int = 1_440  # waiting samples kept whole: a day at the default interval
     thin_after: timedelta = timedelta(days=1)  # older than this (before the newest sample) ...
     coarse: timedelta = timedelta(minutes=15)  # ... one sample per 15 minutes
     thin_more_after: timedelta = timedelta(days=7)  # older than this ...
@@ -47,13 +46,15 @@ def thin_telemetry(conn: sqlite3.Connection, cursor: int, policy: SpoolPolicy = 
         "(SELECT id FROM telemetry WHERE id <= ? ORDER BY id DESC LIMIT ?)",
         [cursor, cursor, policy.keep_delivered],
     ).rowcount
-    (waiting, newest) = conn.execute(
-        "SELECT COUNT(*), MAX(epoch) FROM telemetry WHERE id > ?", [cursor]
+    (oldest, newest) = conn.execute(
+        "SELECT MIN(epoch), MAX(epoch) FROM telemetry WHERE id > ?", [cursor]
     ).fetchone()
-    if waiting <= policy.full_detail:
+    if newest is None:
         return removed
     for age, width in ((policy.thin_after, policy.coarse), (policy.thin_more_after, policy.coarser)):
         cutoff = newest - int(age.total_seconds())
+        if oldest >= cutoff:
+            break  # nothing waits that long
         seconds = int(width.total_seconds())
         removed += conn.execute(
             "DELETE FROM telemetry WHERE id > :cursor AND epoch < :cutoff AND id NOT IN "
