@@ -123,6 +123,7 @@ class CentralTime:
         self._problem: str | None = None  # the last answer's problem, for the untrusted reason
         self._last_reason: str | None = None  # notes are left once per reason until it changes
         self._notes: list[tuple[EventKind, str]] = []
+        self._stepped_at: float | None = None  # the clock is set at most once per RECHECK_UNTRUSTED
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="central-time", daemon=True)
 
@@ -229,7 +230,10 @@ class CentralTime:
         return reason.value
 
     def _may_step(self) -> bool:
-        return self.set_clock and not self._kernel_synced()
+        """Never while NTP keeps the clock; never twice in a row (an answer that does not confirm a
+        step leaves the clock untrusted until the next question)."""
+        recent = self._stepped_at is not None and self._mono() - self._stepped_at < RECHECK_UNTRUSTED
+        return self.set_clock and not recent and not self._kernel_synced()
 
     def _set_clock(self, check: TimeCheck) -> str:
         offset = check.offset.total_seconds()
@@ -241,6 +245,7 @@ class CentralTime:
         within = check.uncertainty.total_seconds()
         words = f"clock set by {offset:+.3f} s (± {within:.3f} s) from the central server's time"
         logger.warning("central time: %s", words)
+        self._stepped_at = self._mono()
         with self._lock:
             self._verdict, self._problem = None, "the clock was just set: confirming"
             self._notes.append((EventKind.CLOCK_SET, words))

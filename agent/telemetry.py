@@ -117,6 +117,7 @@ class Telemetry:
         self._lock = threading.Lock()  # providers may be added from any thread
         self._cache: Callable[[], Mapping[str, int]] | None = None
         self._due = mono()  # the first sample at the first pass
+        self.skipped = 0  # samples not taken while the store could not be written
 
     def add_provider(self, name: str, provider: Provider) -> None:
         """Add the section ``name`` to every sample from now on (ValueError for a bad or taken name)."""
@@ -136,6 +137,10 @@ class Telemetry:
         if self._mono() < self._due:
             return None
         self._due = self._mono() + self.interval
+        if self.store.fault is not None:
+            # Kept in memory, samples would crowd out the play-log writes that wait there too.
+            self.skipped += 1
+            return None
         return self.store.add_telemetry(now, self.sample(facts))
 
     def sample(self, facts: StateFacts | None) -> dict[str, Any]:

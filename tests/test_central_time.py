@@ -146,6 +146,19 @@ def test_a_clock_too_far_off_is_set_and_then_confirmed(server: TimeServer, key: 
     assert [kind for kind, _ in events] == [EventKind.CLOCK_SET]
 
 
+def test_a_step_that_is_not_confirmed_is_not_repeated_at_once(
+    server: TimeServer, key: Ed25519PrivateKey
+) -> None:
+    box = BoxClock()
+    server.skew = timedelta(hours=3)
+    central, clock, events = make(server, key, box, set_clock=True)
+    assert central.ask_once() == "stepped"
+    server.skew = timedelta(hours=6)  # the central server's clock jumped: no second step now
+    assert central.ask_once() == "offset_too_large" and not clock.check().trusted
+    assert len(box.steps) == 1
+    assert [kind for kind, _ in events] == [EventKind.CLOCK_SET, EventKind.CLOCK_CENTRAL_UNUSABLE]
+
+
 def test_trust_is_lost_when_a_later_answer_finds_the_clock_off_or_the_clock_is_stepped(
     server: TimeServer, key: Ed25519PrivateKey
 ) -> None:

@@ -155,3 +155,13 @@ def test_whatever_a_provider_returns_the_sample_is_a_valid_record(section: dict[
             with pytest.raises(ProtocolError):
                 record({"health": section})
         sampler.store.close()
+
+
+def test_no_sample_is_kept_in_memory_while_the_store_cannot_be_written(tmp_path: Path) -> None:
+    """Writes the card refuses wait in a bounded buffer with the play log's: samples must not crowd
+    those out, so none is taken until the store recovers."""
+    mono = [0.0]
+    sampler = telemetry(tmp_path, interval=60, mono=mono)
+    sampler.store.buffer.fail(OSError(30, "read-only file system"))
+    assert sampler.tick(NOW, FACTS) is None and sampler.skipped == 1
+    assert sampler.store.buffer.pending == 0
