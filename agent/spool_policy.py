@@ -38,28 +38,42 @@ class SpoolPolicy:
 SPOOL_POLICY = SpoolPolicy()
 
 
-def thin_telemetry(conn: sqlite3.Connection, cursor: int, policy: SpoolPolicy = SPOOL_POLICY) -> int:
+def thin_telemetry(
+    conn: sqlite3.Connection, cursor: int, policy: SpoolPolicy = SPOOL_POLICY, *, whole: bool = False
+) -> int:
     """Apply ``policy`` to the ``telemetry`` table, whose rows up to ``cursor`` are delivered;
-    returns how many rows went."""
+    returns how many rows went.  After each new sample only the periods it moved past a cutoff
+    are thinned; ``whole`` thins every waiting sample (hourly retention, and a spool written
+    otherwise)."""
     removed = conn.execute(
         "DELETE FROM telemetry WHERE id <= ? AND id NOT IN "
         "(SELECT id FROM telemetry WHERE id <= ? ORDER BY id DESC LIMIT ?)",
         [cursor, cursor, policy.keep_delivered],
     ).rowcount
-    (oldest, newest) = conn.execute(
-        "SELECT MIN(epoch), MAX(epoch) FROM telemetry WHERE id > ?", [cursor]
+    (oldest, newest, last) = conn.execute(
+        "SELECT MIN(epoch), MAX(epoch), MAX(id) FROM telemetry WHERE id > ?", [cursor]
     ).fetchone()
     if newest is None:
         return removed
+    # Samples older than the cutoff of the sample before this one were thinned with it: only the
+    # periods since then are looked at, so a sample costs the same through a long outage.
+    (previous,) = conn.execute(
+        "SELECT MAX(epoch) FROM telemetry WHERE id > ? AND id < ?", [cursor, last]
+    ).fetchone()
     for age, width in ((policy.thin_after, policy.coarse), (policy.thin_more_after, policy.coarser)):
-        cutoff = newest - int(age.total_seconds())
+        cutoff, seconds = newest - int(age.total_seconds()), int(width.total_seconds())
         if oldest >= cutoff:
             break  # nothing waits that long
-        seconds = int(width.total_seconds())
+        low = (
+            oldest
+            if previous is None or whole
+            else (previous - int(age.total_seconds())) // seconds * seconds
+        )
         removed += conn.execute(
-            "DELETE FROM telemetry WHERE id > :cursor AND epoch < :cutoff AND id NOT IN "
-            "(SELECT MIN(id) FROM telemetry WHERE id > :cursor AND epoch < :cutoff GROUP BY epoch / :width)",
-            {"cursor": cursor, "cutoff": cutoff, "width": seconds},
+            "DELETE FROM telemetry WHERE id > :cursor AND epoch >= :low AND epoch < :cutoff AND id NOT IN "
+            "(SELECT MIN(id) FROM telemetry WHERE id > :cursor AND epoch >= :low AND epoch < :cutoff"
+            " GROUP BY epoch / :width)",
+            {"cursor": cursor, "low": low, "cutoff": cutoff, "width": seconds},
         ).rowcount
     (waiting,) = conn.execute("SELECT COUNT(*) FROM telemetry WHERE id > ?", [cursor]).fetchone()
     if waiting > policy.max_samples:

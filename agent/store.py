@@ -413,6 +413,7 @@ class Store:
             for which in ("severity = 'info'", "1"):
                 droppable = droppable_events(which)
                 removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, droppable)
+            removed["telemetry"] = thin_telemetry(conn, self._cursor("telemetry"), whole=True)
         if removed["events"]:
             self.events_version += 1
         return removed

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.events import EventKind
 from agent.runtime import Reload
-from agent.spool_policy import SPOOL_POLICY, SpoolPolicy
+from agent.spool_policy import SPOOL_POLICY, SpoolPolicy, thin_telemetry
 from agent.store import Store
 from protocol.messages import decode_record
 from protocol.topics import Kind
@@ -79,6 +79,8 @@ def test_a_long_outage_thins_telemetry_by_the_rule_and_keeps_every_play_and_secu
     check_rule(rows, SPOOL_POLICY, every)
     seqs = [row["seq"] for row in rows]
     assert seqs == sorted(seqs) and seqs[-1] == 3_600, "ids only grow; gaps are the thinning"
+    with store.db.conn:
+        assert thin_telemetry(store.db.conn, 0, whole=True) == 0, "sample by sample thins it all"
     assert [record.key for _, record in store.undelivered_plays(10_000)] == plays
     events = store.undelivered_events(10_000)
     assert [row["seq"] for row in events] == sorted(security + ordinary)
@@ -98,6 +100,15 @@ def test_past_the_cap_the_oldest_samples_go_and_delivered_ones_are_kept_few(tmp_
     kept = store.db.conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
     assert kept == 5 + 1
     store.close()
+
+
+def at_most_one_per_period(times: list[int], policy: SpoolPolicy) -> None:
+    day, week = int(policy.thin_after.total_seconds()), int(policy.thin_more_after.total_seconds())
+    coarse, coarser = int(policy.coarse.total_seconds()), int(policy.coarser.total_seconds())
+    newest = max(times)
+    middle = collections.Counter(t // coarse for t in times if newest - week <= t < newest - day)
+    old = collections.Counter(t // coarser for t in times if t < newest - week)
+    assert max(middle.values(), default=1) == 1 and max(old.values(), default=1) == 1
 
 
 POLICY = SpoolPolicy(
@@ -129,6 +140,8 @@ def test_whatever_the_gaps_the_spool_stays_bounded_keeps_the_newest_and_delivers
             assert len(rows) <= POLICY.max_samples
             newest = rows[-1]["seq"] if rows else sent[-1]
             assert newest == written[-1], "the newest sample is never thinned"
+            if rows:
+                at_most_one_per_period(epochs(rows), POLICY)
         sent += [row["seq"] for row in waiting(store)]
         assert sent == sorted(set(sent)) and set(sent) <= set(written)
         store.close()
