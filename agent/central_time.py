@@ -63,14 +63,18 @@ Fetch = Callable[[str, float], str]  # (url, timeout in seconds) -> the answer's
 
 
 def fetch_answer(session: requests.Session, url: str, timeout: float) -> str:
-    """The body of a ``200`` answer, at most MAX_ANSWER_CHARS; a failure raises (RequestException,
-    OSError, or TimeRefused for an answer too long)."""
+    """The body of a ``200`` answer, at most MAX_ANSWER_CHARS, within ``timeout`` in all (requests'
+    own timeout is per read: a server trickling bytes would hold the thread); a failure raises
+    (RequestException, OSError, or TimeRefused for an answer too long)."""
+    deadline = time.monotonic() + timeout
     with session.get(url, timeout=timeout, stream=True, headers={"Accept": CONTENT_TYPE}) as response:
         if response.status_code != 200:
             raise requests.HTTPError(f"HTTP {response.status_code} from {url.split('?')[0]}")
         body = b""
-        for chunk in response.iter_content(1024):
+        for chunk in response.iter_content(1):  # byte by byte: a read returns as each byte comes
             body += chunk
+            if time.monotonic() > deadline:
+                raise requests.Timeout(f"no whole answer within {timeout:g} s")
             if len(body) > MAX_ANSWER_CHARS:
                 raise TimeRefused(TimeReason.MALFORMED, f"an answer longer than {MAX_ANSWER_CHARS} bytes")
         return body.decode("ascii", errors="replace").strip()

@@ -60,6 +60,35 @@ def test_the_central_keys_have_defaults_and_their_errors_name_file_and_line() ->
     ]
 
 
+def test_the_daemon_asks_the_central_server_only_with_an_api_url_and_a_required_sync(tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from agent.daemon import _clock_trust
+
+    pem = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    (tmp_path / "k.pub").write_bytes(pem)
+    central = "central: {mqtt_url: 'mqtt://127.0.0.1:1', signing_public_key_files: [k.pub]"
+    closed = "api_url: 'http://127.0.0.1:9/api'"  # nothing listens: never an answer to act on
+    cases = {
+        f"{central}, {closed}}}\nclock: {{require_sync: true}}\n": True,
+        f"{central}, {closed}, time_set_clock: false}}\nclock: {{require_sync: true}}\n": True,
+        f"{central}}}\nclock: {{require_sync: true}}\n": False,
+        f"{central}, {closed}}}\nclock: {{require_sync: false}}\n": False,
+    }
+    for text, asks in cases.items():
+        config = load_config_text(BASE + text, tmp_path / "agent.yaml")
+        with ExitStack() as stack:
+            clock = _clock_trust(config, stack)
+            assert (clock.central is not None) == asks, text
+            if clock.central is not None:
+                assert clock.central.set_clock == ("time_set_clock: false" not in text)
+                assert clock.central.keys and clock.central.api_url == "http://127.0.0.1:9/api"
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     yield from run_broker(tmp_path)

@@ -93,6 +93,7 @@ def test_a_good_answer_trusts_the_clock_with_source_central(
         ("error", "unreachable", EventKind.CLOCK_CENTRAL_UNUSABLE),
         ("huge", "malformed", EventKind.CLOCK_CENTRAL_REFUSED),
         ("slow", "too_slow", EventKind.CLOCK_CENTRAL_UNUSABLE),
+        ("trickle", "unreachable", EventKind.CLOCK_CENTRAL_UNUSABLE),
     ],
 )
 def test_a_bad_answer_does_not_trust_the_clock_and_says_why_once(

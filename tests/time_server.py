@@ -16,7 +16,8 @@ from protocol.time_sync import CONTENT_TYPE, TIME_PATH, sign_time_answer
 
 
 class TimeServer:
-    """``mode``: good, replay (the first answer it made, again), foreign-key, slow, error, huge."""
+    """``mode``: good, replay (the first answer it made, again), foreign-key, slow, error, huge,
+    trickle (a good answer, a byte every 0.2 s)."""
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self.key = key
@@ -64,7 +65,16 @@ class TimeServer:
                 self.send_header("Content-Type", CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if owner.mode != "trickle":
+                    self.wfile.write(body)
+                    return
+                for byte in body:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the box hung up
+                    time.sleep(0.2)
 
             def log_message(self, *_: object) -> None:
                 pass
