@@ -15,11 +15,13 @@ events there, since only the main thread writes the store.
 - A refused answer (bad signature, stale nonce, foreign audience, malformed) never trusts the
   clock, and is recorded as a ``clock.central_refused`` event (a security event); an unreachable
   server or a slow answer as ``clock.central_unusable``, once per reason until it changes.
-- A clock off by more than the tolerance: with ``central.time_set_clock`` (default) and the
-  kernel not NTP-synchronized, the clock is set from a good answer (``clock_settime``, root
+- A clock off by more than the tolerance: with ``central.time_set_clock`` (default) and NTP not
+  vouching for the clock, the clock is set from a good answer (``clock_settime``, root
   only; a ``clock.set`` event), and the next answer, asked at once, must confirm it before the
   clock is trusted.  Without the right to set it, the box stays untrusted and reports the offset.
-- While the kernel reports NTP synchronization, nothing is asked: NTP is the better source.
+- While NTP vouches for the clock (``ntp_synced``: the kernel reports it synchronized, or a sync
+  was seen earlier this boot, agent/clock_trust.py), nothing is asked and nothing is set: NTP is
+  the better source, and a clock it set is never stepped by this module.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class CentralTime:
         max_round_trip: timedelta,
         tolerance: timedelta,
         set_clock: bool,
-        kernel_synced: Callable[[], bool],
+        ntp_synced: Callable[[], bool],
         fetch: Fetch | None = None,
         step: Callable[[datetime], None] = set_system_clock,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -116,7 +118,7 @@ class CentralTime:
         self.max_round_trip = max_round_trip
         self.tolerance = tolerance
         self.set_clock = set_clock
-        self._kernel_synced = kernel_synced
+        self._ntp_synced = ntp_synced
         self._session = requests.Session()  # kept alive: a cold TLS connection makes a slow answer
         self._fetch: Fetch = fetch or (lambda url, timeout: fetch_answer(self._session, url, timeout))
         self._step = step
@@ -165,7 +167,7 @@ class CentralTime:
         again = True
         while again or not self._stop.wait(RECHECK_TRUSTED if self.good() else RECHECK_UNTRUSTED):
             again = False
-            if self._kernel_synced():
+            if self._ntp_synced():
                 continue
             try:
                 again = self.ask_once() == "stepped"
@@ -237,7 +239,7 @@ class CentralTime:
         """Never while NTP keeps the clock; never twice in a row (an answer that does not confirm a
         step leaves the clock untrusted until the next question)."""
         recent = self._stepped_at is not None and self._mono() - self._stepped_at < RECHECK_UNTRUSTED
-        return self.set_clock and not recent and not self._kernel_synced()
+        return self.set_clock and not recent and not self._ntp_synced()
 
     def _set_clock(self, check: TimeCheck) -> str:
         offset = check.offset.total_seconds()

@@ -167,6 +167,11 @@ class ClockTrust:
             if self.record is not None:
                 self.record(kind, detail)
 
+    def ntp_vouches(self) -> bool:
+        """NTP keeps the clock now, or did earlier this boot (a marker): the central server's time
+        is then neither asked nor used to set the clock."""
+        return self._kernel_synced() or any(marker.exists() for marker in self._markers)
+
     def _leave_marker(self) -> None:
         if self._agent_marker is None or self._agent_marker.exists():
             return

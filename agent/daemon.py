@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from agent.clock_trust import ClockTrust, kernel_ntp_synchronized
+from agent.clock_trust import ClockTrust
 from agent.commands import CommandHandler
 from agent.config import Config, load_config
 from agent.control import ControlServer, front_end
@@ -143,14 +143,15 @@ def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
     from agent.central_time import CentralTime  # requests and the keys only on linked boxes
     from agent.link import load_signing_keys
 
-    checker = CentralTime(
+    clock = ClockTrust(True)
+    clock.central = CentralTime(
         central.api_url, config.device.id, load_signing_keys(central, config.source),
         max_round_trip=central.time_max_round_trip, tolerance=central.time_tolerance,
-        set_clock=central.time_set_clock, kernel_synced=kernel_ntp_synchronized,
+        set_clock=central.time_set_clock, ntp_synced=clock.ntp_vouches,
     )  # fmt: skip
-    checker.start()
-    stack.callback(checker.stop)
-    return ClockTrust(True, central=checker)
+    clock.central.start()
+    stack.callback(clock.central.stop)
+    return clock
 
 
 def _start_fm(

@@ -134,7 +134,7 @@ def test_an_agent_without_ntp_trusts_the_clock_from_the_central_server(
     central = CentralTime(
         server.api_url, DEVICE, load_signing_keys(config.central, path),
         max_round_trip=config.central.time_max_round_trip, tolerance=config.central.time_tolerance,
-        set_clock=False, kernel_synced=lambda: False, step=refuse_to_set,
+        set_clock=False, ntp_synced=lambda: False, step=refuse_to_set,
     )  # fmt: skip
     clock = ClockTrust(True, kernel_synced=lambda: False, sync_markers=(), agent_marker=None, central=central)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -57,10 +58,11 @@ def make(
     *,
     set_clock: bool = False,
     round_trip: float = 2.0,
+    ntp: bool = False,
 ) -> tuple[CentralTime, ClockTrust, list[tuple[EventKind, str]]]:
     central = CentralTime(
         server.api_url, DEVICE, [key.public_key()], max_round_trip=timedelta(seconds=round_trip),
-        tolerance=timedelta(seconds=2), set_clock=set_clock, kernel_synced=lambda: False,
+        tolerance=timedelta(seconds=2), set_clock=set_clock, ntp_synced=lambda: ntp,
         step=box.step, wall=box.now,
     )  # fmt: skip
     events: list[tuple[EventKind, str]] = []
@@ -118,7 +120,7 @@ def test_an_unreachable_server_does_not_trust_the_clock(key: Ed25519PrivateKey) 
         url = server.api_url
     central = CentralTime(
         url, DEVICE, [key.public_key()], max_round_trip=timedelta(seconds=1), tolerance=timedelta(seconds=2),
-        set_clock=False, kernel_synced=lambda: False,
+        set_clock=False, ntp_synced=lambda: False,
     )  # fmt: skip
     assert central.ask_once() == "unreachable" and central.good() is None
 
@@ -145,6 +147,20 @@ def test_a_clock_too_far_off_is_set_and_then_confirmed(server: TimeServer, key: 
     assert len(box.steps) == 1 and abs(box.shift - timedelta(hours=3)) < timedelta(seconds=1)
     assert central.ask_once() == "trusted" and clock.check().trusted
     assert [kind for kind, _ in events] == [EventKind.CLOCK_SET]
+
+
+def test_a_clock_ntp_synchronized_this_boot_is_never_set(
+    server: TimeServer, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    box = BoxClock()
+    server.skew = timedelta(hours=3)
+    central, _, _ = make(server, key, box, set_clock=True, ntp=True)
+    assert central.ask_once() == "offset_too_large" and box.steps == []
+    marker = tmp_path / "timesyncd-synchronized"
+    clock = ClockTrust(True, kernel_synced=lambda: False, sync_markers=(marker,), agent_marker=None)
+    assert not clock.ntp_vouches()
+    marker.touch()
+    assert clock.ntp_vouches()
 
 
 def test_a_step_that_is_not_confirmed_is_not_repeated_at_once(
