@@ -15,6 +15,10 @@ The clock is **trusted** when ``clock.require_sync`` is false, or when
    and never grants it to a clock that has not been set since boot.
 
 Once lost (the kernel flag clears and no marker exists) trust is lost at once.
+
+For a network that blocks NTP, the central server's signed time is a third way (only with
+``central.api_url``; agent/central_time.py): a good answer, fresh and within the round-trip bound
+and the tolerance, trusts a clock past the build date, with the source ``central``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agent.events import EventKind
 from agent.version import BUILD_DATE
+
+if TYPE_CHECKING:
+    from agent.central_time import CentralTime
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ TIME_ERROR = 5
 STA_UNSYNC = 0x0040
 TIMESYNCD_MARKER = Path("/run/systemd/timesync/synchronized")
 AGENT_MARKER = Path("/run/loa/clock-synced")
+CENTRAL_REASON = "the central server's signed time"  # how a trust from it begins (the state's source)
 
 
 class _Timex(ctypes.Structure):
@@ -106,27 +116,61 @@ class ClockTrust:
         agent_marker: Path | None = AGENT_MARKER,
         build_date: datetime = BUILD_DATE,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        central: CentralTime | None = None,
+        record: Callable[[EventKind, str], object] | None = None,
     ) -> None:
+        """``central`` asks the central server for its time; ``record`` (the store's ``add_event``)
+        keeps what it noted, from the main loop, which is the one that calls :meth:`check`."""
         self.require_sync = require_sync
         self._kernel_synced = kernel_synced
         self._markers = sync_markers
         self._agent_marker = agent_marker
         self._build_date = build_date
         self._now = now
+        self.central = central
+        self.record = record
 
     def check(self) -> ClockState:
         if not self.require_sync:
             return ClockState(True, "clock.require_sync is false: clock trusted as it is")
+        self._keep_notes()
         if self._kernel_synced():
             self._leave_marker()
             return ClockState(True, "kernel reports the clock NTP-synchronized")
         now = self._now()
         if now <= self._build_date:
-            return ClockState(False, f"clock reads {now:%Y-%m-%d %H:%M}Z, before this release was built")
+            early = f"clock reads {now:%Y-%m-%d %H:%M}Z, before this release was built"
+            return ClockState(False, early + self._central_problem())
+        verdict = self.central.good() if self.central is not None else None
+        if verdict is not None:
+            check = verdict.check
+            return ClockState(
+                True,
+                f"{CENTRAL_REASON}: off by {check.offset.total_seconds():+.3f} s"
+                f" (± {check.uncertainty.total_seconds():.3f} s) at {verdict.wall:%H:%M:%S}Z",
+            )
         seen = next((m for m in self._markers if m.exists()), None)
         if seen is not None:
             return ClockState(True, f"synchronized earlier this boot ({seen})")
-        return ClockState(False, "waiting for NTP: no time synchronization seen since boot")
+        return ClockState(
+            False, f"waiting for NTP: no time synchronization seen since boot{self._central_problem()}"
+        )
+
+    def _central_problem(self) -> str:
+        problem = self.central.problem() if self.central is not None else None
+        return f"; central server's time: {problem}" if problem else ""
+
+    def _keep_notes(self) -> None:
+        if self.central is None:
+            return
+        for kind, detail in self.central.drain_notes():
+            if self.record is not None:
+                self.record(kind, detail)
+
+    def ntp_vouches(self) -> bool:
+        """NTP keeps the clock now, or did earlier this boot (a marker): the central server's time
+        is then neither asked nor used to set the clock."""
+        return self._kernel_synced() or any(marker.exists() for marker in self._markers)
 
     def _leave_marker(self) -> None:
         if self._agent_marker is None or self._agent_marker.exists():

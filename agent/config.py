@@ -154,6 +154,11 @@ class CentralConfig:
     password_file: Path | None = None  # the secret is read from here when connecting, never printed
     ca_file: Path | None = None  # TLS trust anchor for mqtts://; the system's when absent
     groups: tuple[str, ...] = ()
+    telemetry_interval: timedelta = timedelta(seconds=60)  # a telemetry sample this often
+    # Signed time from the central server (agent/central_time.py), asked only with an api_url:
+    time_max_round_trip: timedelta = timedelta(seconds=2)  # a slower answer says too little
+    time_tolerance: timedelta = timedelta(seconds=2)  # the most the clock may be off and be trusted
+    time_set_clock: bool = True  # step a clock found off by more, from a good answer (needs root)
 
     @property
     def tls(self) -> bool:
@@ -252,6 +257,9 @@ _GROUP = read.text_matching(
     "a group name such as xa-quang-son (lowercase letters, digits and '-', 1 to 64)", r"[a-z0-9-]{1,64}"
 )
 _SERIAL_PORT = read.text_matching("a serial port such as /dev/ttyUSB2")
+_TELEMETRY_INTERVAL = read.duration(timedelta(seconds=1), timedelta(hours=1), timedelta(seconds=60))
+_ROUND_TRIP = read.duration(timedelta(milliseconds=100), timedelta(seconds=30), timedelta(seconds=2))
+_TIME_TOLERANCE = read.duration(timedelta(milliseconds=100), timedelta(minutes=10), timedelta(seconds=2))
 _OFFSET = read.frequency(-1_000_000, 1_000_000, signed=True)
 _DEEMPHASIS = {"50us": timedelta(microseconds=50), "75us": timedelta(microseconds=75)}
 _RTLSDR_RANGES = ((225_001, 300_000), (900_001, 3_200_000))  # what the RTL2832U can sample at
@@ -305,9 +313,17 @@ def _central(root: read.Section, base: Path) -> CentralConfig | None:
     if present and "signing_public_key_files" not in section.data:
         section.missing("signing_public_key_files", "a list of PEM Ed25519 public key files")
     groups = section.get_list("groups", _GROUP, (), "a list of group names such as xa-quang-son")
+    default = CentralConfig("", ())
+    interval = section.get("telemetry_interval", _TELEMETRY_INTERVAL, default.telemetry_interval)
+    round_trip = section.get("time_max_round_trip", _ROUND_TRIP, default.time_max_round_trip)
+    tolerance = section.get("time_tolerance", _TIME_TOLERANCE, default.time_tolerance)
+    set_clock = section.get("time_set_clock", read.BOOL, default.time_set_clock)
     if not present:
         return None
-    return CentralConfig(mqtt_url, keys, api_url, username, password_file, ca_file, groups)
+    return CentralConfig(
+        mqtt_url, keys, api_url, username, password_file, ca_file, groups, interval, round_trip, tolerance,
+        set_clock,
+    )  # fmt: skip
 
 
 def _device(section: read.Section) -> DeviceConfig:

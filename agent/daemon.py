@@ -89,7 +89,9 @@ def run(
         stack.callback(lock.release)
         store = Store.open(config.storage.dir)
         stack.callback(store.close)
-        clock = clock or ClockTrust(config.clock.require_sync)
+        clock = clock or _clock_trust(config, stack)
+        if clock.central is not None and clock.record is None:
+            clock.record = store.add_event  # called from the main loop, the store's one writer
         factory = make_pin_factory(config.gpio.pin_factory)
         amplifiers = [(a.name, a.pin, a.active_high) for a in config.gpio.amplifiers]
         relays = AmplifierRelays(amplifiers, factory)
@@ -132,6 +134,7 @@ def run(
             from agent.link import Link  # paho and the key loading only on boxes with a central link
 
             agent.link = Link(config, config.central, store, commands, agent.post)
+            agent.link.telemetry.add_provider("health", health.readings)
             agent.link.start()
             stack.callback(agent.link.stop)
         stack.callback(notifier.stopping)
@@ -140,6 +143,25 @@ def run(
         install_signals(stop, agent)
         agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
     logger.info("agent stopped")
+
+
+def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
+    """Clock trust from NTP, and from the central server's signed time when it has an api_url."""
+    central = config.central
+    if central is None or central.api_url is None or not config.clock.require_sync:
+        return ClockTrust(config.clock.require_sync)
+    from agent.central_time import CentralTime  # requests and the keys only on linked boxes
+    from agent.link import load_signing_keys
+
+    clock = ClockTrust(True)
+    clock.central = CentralTime(
+        central.api_url, config.device.id, load_signing_keys(central, config.source),
+        max_round_trip=central.time_max_round_trip, tolerance=central.time_tolerance,
+        set_clock=central.time_set_clock, ntp_synced=clock.ntp_vouches,
+    )  # fmt: skip
+    clock.central.start()
+    stack.callback(clock.central.stop)
+    return clock
 
 
 def _start_fm(

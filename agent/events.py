@@ -48,10 +48,18 @@ class EventKind(StrEnum):
     STORAGE_RECOVERED = "storage.recovered"
     ALARM_RAISED = "alarm.raised"  # detail: "<code>: <what>" (agent/alarms.py, docs/OPERATIONS.md)
     ALARM_CLEARED = "alarm.cleared"
+    CLOCK_CENTRAL_REFUSED = "clock.central_refused"  # a time answer forged, replayed or misaddressed
+    CLOCK_CENTRAL_UNUSABLE = "clock.central_unusable"  # unreachable, too slow, or the clock too far off
+    CLOCK_SET = "clock.set"  # the clock was set from the central server's signed time
 
     @property
     def severity(self) -> Severity:
         return _SEVERITY.get(self, Severity.INFO)
+
+    @property
+    def security(self) -> bool:
+        """A sign of tampering: the outbox never drops one (docs/PROTOCOL.md, "The spool")."""
+        return self in SECURITY
 
 
 _SEVERITY = {
@@ -72,4 +80,9 @@ _SEVERITY = {
     EventKind.PLAYER_FAULT: Severity.ERROR,
     EventKind.STORAGE_FAULT: Severity.ERROR,
     EventKind.ALARM_RAISED: Severity.WARNING,
+    EventKind.CLOCK_CENTRAL_REFUSED: Severity.WARNING,
+    EventKind.CLOCK_CENTRAL_UNUSABLE: Severity.WARNING,
+    EventKind.CLOCK_SET: Severity.WARNING,
 }
+
+SECURITY = frozenset({EventKind.COMMAND_REFUSED, EventKind.SCHEDULE_REFUSED, EventKind.CLOCK_CENTRAL_REFUSED})

@@ -11,7 +11,8 @@
 - Acks made while the link is down are spooled (in the store, in order, bounded) and sent after
   the next connect, before any newer ack.
 - The retained ``state`` (agent/link_state.py): on connecting, for ``status``, and on change.
-- The outbox: events and play-log records are sent in ``seq`` order at QoS 1; the delivered cursor
+- Telemetry (agent/telemetry.py) is sampled here every pass that one is due, link up or down.
+- The outbox: events, play-log records and telemetry are sent in ``seq`` order at QoS 1; the delivered cursor
   advances only over records the broker acknowledged, so an outage loses nothing and repeats at
   most what was unacknowledged (receivers drop repeats by id).
 """
@@ -39,6 +40,7 @@ from agent.events import EventKind
 from agent.link_state import StateFacts, StatePublisher
 from agent.mqtt_client import LINK_EVENTS, LinkDown, LinkMessage, LinkUp, MqttClient, Published
 from agent.store import PlayRecord, Store, iso
+from agent.telemetry import Telemetry
 from foundation.errors import ConfigError
 from protocol.commands import LEEWAY, MAX_LIFETIME, Command, CommandRefused, Reason, verify_command
 from protocol.json_wire import ProtocolError, format_time
@@ -56,7 +58,7 @@ AUDIO_NOT_CACHED = "audio_not_cached"
 AUDIO_CORRUPT = "audio_corrupt"
 NOT_SUPPORTED = "not_supported"
 ACTION_REFUSED = "refused"
-STREAMS = {"events": Kind.EVENTS, "play_log": Kind.PLAYLOG}
+STREAMS = {"events": Kind.EVENTS, "play_log": Kind.PLAYLOG, "telemetry": Kind.TELEMETRY}
 
 
 def load_signing_keys(central: CentralConfig, source: Path) -> list[Ed25519PublicKey]:
@@ -130,6 +132,7 @@ class Link:
         self._unsent_changed = False
         self._delivered: dict[str, int] = {}  # cursors advanced in memory, not yet written
         self._cursors_written = time.monotonic()
+        self.telemetry = Telemetry(store, config.storage.dir, central.telemetry_interval)
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -318,6 +321,7 @@ class Link:
     def tick(self, now: datetime, facts: StateFacts | None = None) -> None:
         """Send spooled acks, the state if due, and what the outbox holds beyond what is in flight
         (main loop, every pass)."""
+        self.telemetry.tick(now, facts)
         self._flush_acks()
         if not self.up:
             return
@@ -327,6 +331,8 @@ class Link:
         self._write_cursors(force=False)
         self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
         self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
+        samples = self.store.undelivered_telemetry(MAX_IN_FLIGHT, after=self._after("telemetry"))
+        self._send("telemetry", [(int(row["seq"]), row["data"], row["at"]) for row in samples])
 
     def _after(self, stream: str) -> int:
         """The last seq sent or delivered: what comes next starts after it."""

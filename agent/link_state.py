@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from agent.clock_trust import CENTRAL_REASON
 from protocol.messages import Playing, StateMessage
 
 MIN_INTERVAL = timedelta(seconds=1)
@@ -40,6 +41,8 @@ def clock_source(trusted: bool, reason: str) -> str | None:
     """The protocol's clock source token for a :class:`agent.clock_trust.ClockState`."""
     if not trusted:
         return None
+    if reason.startswith(CENTRAL_REASON):
+        return "central"
     return "unchecked" if "require_sync is false" in reason else "ntp"
 
 

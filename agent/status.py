@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.config import Config
+from agent.link_state import clock_source
 from agent.schedule_source import stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
@@ -51,7 +52,11 @@ class StatusBoard:
             "version": VERSION,
             "now": iso(now),
             "since": iso(self._since),
-            "clock": {"trusted": agent.clock_state.trusted, "reason": agent.clock_state.reason},
+            "clock": {
+                "trusted": agent.clock_state.trusted,
+                "reason": agent.clock_state.reason,
+                "source": clock_source(agent.clock_state.trusted, agent.clock_state.reason),
+            },
             "playing": _playing(agent, playing) if playing else None,
             "next": self._upcoming(agent, now),
             "queue": [_occurrence(o) for o in agent.engine.queue],
@@ -277,7 +282,12 @@ def _link_lines(link: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
     return lines
 
 
-_SPOOLED = (("play_log", "play-log records"), ("events", "events"), ("acks", "acks"))
+_SPOOLED = (
+    ("play_log", "play-log records"),
+    ("events", "events"),
+    ("telemetry", "telemetry samples"),
+    ("acks", "acks"),
+)
 
 
 def _zones(states: dict[str, bool]) -> str:

@@ -10,9 +10,11 @@ Tables:
   ``id`` is the sequence number.
 - ``schedule_items``: the last good schedule of each origin (the local file, the central manifest),
   so the agent keeps playing from local state.
+- ``telemetry``: samples (agent/telemetry.py); ``id`` is the sequence number.  Thinned as the
+  spool grows (agent/spool_policy.py).
 
-The link delivers ``events`` and ``play_log`` in ``seq`` order from a delivered cursor kept in
-``state`` (``outbox.events``, ``outbox.play_log``), so each record is sent in order, once.
+The link delivers ``events``, ``play_log`` and ``telemetry`` in ``seq`` order from a delivered
+cursor kept in ``state`` (``outbox.<stream>``), so each record is sent in order, once.
 Retention (:meth:`Store.prune`, run hourly once the clock is trusted) keeps the tables bounded without losing
 what the province needs: see ``RETENTION`` and docs/OPERATIONS.md.
 
@@ -36,6 +38,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from agent.events import EventKind
+from agent.spool_policy import SPOOL_POLICY, SpoolPolicy, droppable_events, thin_telemetry
 from agent.write_buffer import STORAGE_ERRORS, WriteBuffer
 from foundation.errors import StoreError
 
@@ -46,6 +49,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 LOCAL_ORIGIN = "local"  # the local schedule file
+STREAMS = ("events", "play_log", "telemetry")  # the outbox's streams, each with its cursor
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,12 @@ class Retention:
     """How long records are kept (docs/OPERATIONS.md, "What the box keeps")."""
 
     # Delivered play-log rows are kept 400 days: the yearly report (due 15-20 December) covers the
-    # calendar year, and a box may have to answer for it locally.  Undelivered rows are kept until
-    # delivered, but at most ``play_log_max_rows`` rows in all (a box offline for years).
+    # calendar year, and a box may have to answer for it locally.  Past ``play_log_max_rows`` the
+    # oldest delivered rows go; an undelivered row is never dropped.
     play_log_days: int = 400
     play_log_max_rows: int = 500_000
-    # Events: delivered ones 90 days; the table never holds more than ``events_max_rows`` (the
-    # oldest info events go first, then the oldest of any kind).
+    # Events: delivered ones 90 days; past ``events_max_rows`` the oldest info events go first,
+    # then the oldest of any kind but a security event (agent/spool_policy.py), never dropped.
     events_days: int = 90
     events_max_rows: int = 100_000
 
@@ -328,6 +332,30 @@ class Store:
 
         self._write(("command_journal", jti), write)
 
+    # -- telemetry -------------------------------------------------------------------------------
+
+    def add_telemetry(self, at: datetime, data: Mapping[str, Any], policy: SpoolPolicy = SPOOL_POLICY) -> int:
+        """Append a sample to the outbox and thin the spool by ``policy``; returns its sequence
+        number (0 while it is kept in memory)."""
+        row = {"at": iso(at), "epoch": int(at.timestamp()), "data": json.dumps(dict(data))}
+
+        def write() -> int:
+            with self.db.conn:
+                cursor = self.db.conn.execute(
+                    "INSERT INTO telemetry (at, epoch, data) VALUES (:at, :epoch, :data)", row
+                )
+                thin_telemetry(self.db.conn, self._cursor("telemetry"), policy)
+            return int(cursor.lastrowid or 0)
+
+        return int(self._write(None, write) or 0)
+
+    def undelivered_telemetry(self, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        """Samples after the delivered cursor (and ``after``), oldest first: seq, at and data."""
+        after = max(after, self._cursor("telemetry"))
+        sql = "SELECT id AS seq, at, data FROM telemetry WHERE id > ? ORDER BY id LIMIT ?"
+        rows = self._read(list[dict[str, Any]](), lambda: list(self.db.query(sql, [after, limit])))
+        return [{**row, "data": json.loads(row["data"])} for row in rows]
+
     # -- the outbox: sent in sequence order from a delivered cursor ----------------------------------
 
     def undelivered_events(self, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
@@ -343,21 +371,21 @@ class Store:
         return [(row["seq"], PlayRecord.from_row(row)) for row in rows]
 
     def undelivered_counts(self) -> dict[str, int]:
-        """How many records each outbox stream holds after its delivered cursor (two COUNTs)."""
+        """How many records each outbox stream holds after its delivered cursor (three COUNTs)."""
 
         def count(stream: str, table: str, column: str) -> int:
             sql = f"SELECT COUNT(*) FROM {table} WHERE {column} > ?"  # our own names, never input
             return int(self.db.conn.execute(sql, [self._cursor(stream)]).fetchone()[0])
 
-        def both() -> dict[str, int]:
+        def each() -> dict[str, int]:
             events, plays = count("events", "events", "id"), count("play_log", "play_log", "seq")
-            return {"events": events, "play_log": plays}
+            return {"events": events, "play_log": plays, "telemetry": count("telemetry", "telemetry", "id")}
 
-        return self._read({"events": 0, "play_log": 0}, both)
+        return self._read({"events": 0, "play_log": 0, "telemetry": 0}, each)
 
     def mark_delivered(self, stream: str, seq: int) -> None:
-        """The link has delivered ``stream`` (``events`` or ``play_log``) up to ``seq``."""
-        if stream not in ("events", "play_log"):
+        """The link has delivered ``stream`` (``events``, ``play_log`` or ``telemetry``) up to ``seq``."""
+        if stream not in STREAMS:
             raise ValueError(f"unknown outbox stream {stream!r}")
         if seq > self._cursor(stream):
             self.put_state(f"outbox.{stream}", seq)
@@ -387,14 +415,15 @@ class Store:
                 "DELETE FROM play_log WHERE seq <= ? AND scheduled_start < ? AND outcome != 'playing'",
                 [self._cursor("play_log"), plays_before],
             ).rowcount
-            removed["play_log"] += _trim(
-                conn, "play_log", "seq", retention.play_log_max_rows, "outcome != 'playing'"
-            )
+            delivered = f"outcome != 'playing' AND seq <= {self._cursor('play_log'):d}"
+            removed["play_log"] += _trim(conn, "play_log", "seq", retention.play_log_max_rows, delivered)
             removed["events"] += conn.execute(
                 "DELETE FROM events WHERE id <= ? AND at < ?", [self._cursor("events"), events_before]
             ).rowcount
-            removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "severity = 'info'")
-            removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, "1")
+            for which in ("severity = 'info'", "1"):
+                droppable = droppable_events(which)
+                removed["events"] += _trim(conn, "events", "id", retention.events_max_rows, droppable)
+            removed["telemetry"] = thin_telemetry(conn, self._cursor("telemetry"), whole=True)
         if removed["events"]:
             self.events_version += 1
         return removed
@@ -484,6 +513,9 @@ def _migrate(db: sqlite_utils.Database) -> None:
             source TEXT NOT NULL, loaded_at TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS command_journal (jti TEXT PRIMARY KEY, expires_at TEXT NOT NULL,
             received_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL, epoch INTEGER NOT NULL, data TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS telemetry_epoch ON telemetry (epoch);
         """
     )
     _add_column(db, "play_log", "seq", "INTEGER NOT NULL DEFAULT 0")

@@ -14,6 +14,7 @@ Every decoder takes the bytes as they came off the wire and returns a typed valu
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from foundation.findings import FindingList
+from foundation.findings import FindingList, KeyPath, did_you_mean
 from protocol.json_wire import (
     DEVICE_ID,
     SCHEMA_VERSION,
@@ -289,6 +290,16 @@ def _playlog_data(body: Fields) -> None:
     body.text("origin", TOKEN, expected="an origin such as local, local-command, central")
 
 
+TELEMETRY_KEYS = (
+    "cpu_temp_c", "load_1m", "mem_used_pct", "disk_free_mb", "uptime_s", "clock_trusted", "clock_source",
+    "on_battery", "cache_used_mb", "cache_missing", "relays_on",
+)  # fmt: skip
+SECTION = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a telemetry section's name, and its readings' names
+MAX_SECTIONS = 16
+MAX_READINGS = 32
+MAX_READING_CHARS = 256
+
+
 def _telemetry_data(body: Fields) -> None:
     body.number("cpu_temp_c", -50, 150)
     body.number("load_1m", 0, 1000)
@@ -296,9 +307,38 @@ def _telemetry_data(body: Fields) -> None:
     body.whole("disk_free_mb", 0, 10**9, required=False)
     body.whole("uptime_s", 0, 10**10, required=False)
     body.get("clock_trusted", bool, "true or false", required=False)
+    body.text("clock_source", TOKEN, required=False, nullable=True, expected="a clock source such as ntp")
     body.get("on_battery", bool, "true or false", required=False)
+    body.whole("cache_used_mb", 0, 10**9, required=False)
     body.whole("cache_missing", 0, 10**6, required=False)
     body.zones("relays_on", empty=True)
+    sections = [key for key in body.raw if key not in TELEMETRY_KEYS]
+    if len(sections) > MAX_SECTIONS:
+        body.findings.add(body.path, f"{len(sections)} sections", f"at most {MAX_SECTIONS} sections")
+    for name in sections:
+        if SECTION.fullmatch(name):  # else finish() refuses it as an unknown key
+            body.asked.add(name)
+            telemetry_section_problems(body.raw[name], (*body.path, name), body.findings)
+
+
+def telemetry_section_problems(value: object, path: KeyPath, findings: FindingList) -> None:
+    """A section another module of the box adds to telemetry (modem, mains, amplifier, ...): an
+    object of at most 32 readings, each null, true/false, a finite number or a short string."""
+    if not isinstance(value, dict):
+        hint = did_you_mean(path[-1], TELEMETRY_KEYS)  # a misspelt reading reads as a section
+        findings.add(path, value, "a section: an object of readings", hint)
+        return
+    if len(value) > MAX_READINGS:
+        findings.add(path, f"{len(value)} readings", f"at most {MAX_READINGS} readings")
+    for key, reading in value.items():
+        ok = reading is None or isinstance(reading, bool | str) or (
+            isinstance(reading, int | float) and math.isfinite(reading)
+        )  # fmt: skip
+        if isinstance(reading, str) and len(reading) > MAX_READING_CHARS:
+            ok = False
+        if not SECTION.fullmatch(key) or not ok:
+            expected = "a reading name ([a-z0-9_]) with null, true/false, a number or a short string"
+            findings.add((*path, key), reading, expected)
 
 
 _DATA_CHECKS: dict[Kind, Callable[[Fields], None]] = {

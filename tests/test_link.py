@@ -327,7 +327,7 @@ def test_link_state_shows_in_status(linked: tuple[RunningAgent, Central]) -> Non
     status = running.agent.status()
     link = status["link"]
     assert link["connected"] is True and link["broker"].startswith("mqtt://127.0.0.1:")
-    assert link["since"] is not None and set(link["spool"]) == {"events", "play_log", "acks"}
+    assert link["since"] is not None and set(link["spool"]) == {"events", "play_log", "telemetry", "acks"}
     shown = render(status, running.config.device.timezone).splitlines()
     line = next(line for line in shown if line.startswith("link "))
     assert line.startswith("link     connected since ") and link["broker"] in line

@@ -140,12 +140,14 @@ def test_retention_removes_delivered_events_older_than_the_limit(tmp_path: Path)
     store.close()
 
 
-def test_retention_caps_the_tables_but_never_drops_a_playing_row(tmp_path: Path) -> None:
+def test_retention_caps_the_tables_but_never_drops_a_playing_or_undelivered_row(tmp_path: Path) -> None:
     capped = Retention(play_log_days=400, play_log_max_rows=3, events_days=90, events_max_rows=3)
     store = Store.open(tmp_path)
     store.record_play(play("a-playing@1", outcome="playing", start=NOW - timedelta(hours=5)))
     for hour in range(4, 0, -1):
         store.record_play(play(f"b{hour}@1", start=NOW - timedelta(hours=hour)))
+    assert store.prune(NOW, capped)["play_log"] == 0, "an undelivered row is never dropped"
+    store.mark_delivered("play_log", 4)  # a-playing, b4, b3, b2 delivered; b1 not yet
     assert store.prune(NOW, capped)["play_log"] == 2
     assert keys(store) == {"a-playing@1", "b2@1", "b1@1"}
     errors = [store.add_event(EventKind.PLAY_FAILED, f"error {i}") for i in range(2)]
@@ -160,6 +162,21 @@ def test_retention_caps_the_tables_but_never_drops_a_playing_row(tmp_path: Path)
     details = [row["detail"] for row in reversed(store.recent_events(10))]
     assert details == ["error 2", "error 3", "error 4"], "then the oldest of any kind"
     assert errors[0] < store.add_event(EventKind.COMMAND, "next"), "numbers are never reused"
+    store.close()
+
+
+def test_the_events_cap_never_drops_a_security_event(tmp_path: Path) -> None:
+    capped = Retention(events_max_rows=3)
+    store = Store.open(tmp_path)
+    security = [kind for kind in EventKind if kind.security]
+    assert {k.value for k in security} >= {"command.refused", "clock.central_refused"}
+    for index in range(5):
+        store.add_event(security[index % len(security)], f"forged {index}")
+        store.add_event(EventKind.PLAY_FAILED, f"error {index}")
+        store.add_event(EventKind.COMMAND, f"info {index}")
+    store.prune(NOW, capped)
+    details = [row["detail"] for row in reversed(store.recent_events(100))]
+    assert details == [f"forged {index}" for index in range(5)], "only security events are left"
     store.close()
 
 

@@ -21,12 +21,14 @@ from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, ch
 from protocol.manifest import Reason as ManifestReason
 from protocol.manifest import check_manifest_claims
 from protocol.messages import decode_ack, decode_record, decode_state, decode_status
+from protocol.time_sync import TimeReason, check_time_claims, verify_time_answer
 from protocol.topics import Kind
 from scheduler.items import parse_items
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 TEXT = DOC.read_text(encoding="utf-8")
 DEVICE = "xa-quang-son-01"
+TIME_NONCE = "q3G8s1Zt0cVx5nKp2LwA7e"  # the nonce of the documented time request
 GROUPS = frozenset({"xa-quang-son"})
 ZONES = frozenset({"zone-1", "zone-2"})
 _BLOCK = re.compile(r"^```(\w+)(?: schema=(\S+))?\n(.*?)^```$", re.M | re.S)
@@ -68,6 +70,7 @@ DECODERS: dict[str, Callable[[str], object]] = {
     "command-claims": _claims_check,
     "command-header": json.loads,
     "manifest-claims": _manifest_check,
+    "time-answer-claims": lambda raw: check_time_claims(json.loads(raw), device_id=DEVICE, nonce=TIME_NONCE),
 }
 
 
@@ -87,15 +90,17 @@ def test_every_command_has_an_example() -> None:
     assert names == set(COMMANDS)
 
 
-def _public_key() -> Ed25519PublicKey:
-    (pem,) = [body for _, body in blocks("text") if "PUBLIC KEY" in body]
+def _public_key(schema: str | None = None) -> Ed25519PublicKey:
+    (pem,) = [body for shown, body in blocks("text") if "PUBLIC KEY" in body and (shown or None) == schema]
     key = load_pem_public_key(pem.encode())
     assert isinstance(key, Ed25519PublicKey)
     return key
 
 
-def _token() -> str:
-    (token,) = [body.strip() for _, body in blocks("text") if body.startswith("ey")]
+def _token(schema: str | None = None) -> str:
+    (token,) = [
+        body.strip() for shown, body in blocks("text") if body.startswith("ey") and (shown or None) == schema
+    ]
     return token
 
 
@@ -147,3 +152,19 @@ def test_command_table_lists_every_command() -> None:
 def test_topic_table_lists_every_kind() -> None:
     shown = {topic.rsplit("/", 1)[1] for topic in _first_column("## Topics")}
     assert shown == {kind.value for kind in Kind}
+
+
+def test_time_reason_table_lists_every_code() -> None:
+    assert _first_column("## Time from the central server") == [reason.value for reason in TimeReason]
+
+
+def test_example_time_answer_verifies_with_its_key_for_the_documented_request() -> None:
+    token = _token("time-answer-token")
+    claims = json.loads(next(body for schema, body in blocks("json") if schema == "time-answer-claims"))
+    assert _part(token, 1) == claims
+    request = next(body for _, body in blocks("text") if body.startswith("GET "))
+    assert f"device={DEVICE}&nonce={TIME_NONCE}" in request
+    answer = verify_time_answer(
+        token, keys=[_public_key("time-answer-key")], device_id=DEVICE, nonce=TIME_NONCE
+    )
+    assert answer.time == datetime(2099, 1, 1, 0, 0, 0, 120000, tzinfo=UTC)
