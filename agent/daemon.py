@@ -115,7 +115,9 @@ def run(
             events=events,
             fm=fm,
         )
-        commands = CommandHandler(agent.post, zones=frozenset(config.all_zones), status=agent.status)
+        commands = CommandHandler(
+            agent.post, zones=frozenset(config.all_zones), status=agent.status, storage=config.storage.dir
+        )
         control = ControlServer(config.control.socket, front_end(commands))
         control.start()
         stack.callback(control.stop)
