@@ -23,6 +23,7 @@ from typing import Any
 from agent.config import Config
 from agent.control import request
 from agent.messages import Words
+from agent.schedule_source import TEST_PREFIX
 from agent.store import Store, iso
 from agent.test_tone import DEFAULT_FREQUENCY, DEFAULT_SECONDS, FREQUENCIES, MAX_SECONDS
 from foundation.errors import UsageError
@@ -31,6 +32,7 @@ from foundation.units import parse_duration
 ANSWER_TIMEOUT = 10.0  # as agent.cli: longer than the command handler's wait
 RELAY_SECONDS = (1, 3)  # each click is answered within the handler's 5 s wait
 UNIT = "loa-agent"
+DEFAULT_LINES = 50  # without --since or -n: the last this many
 FOLLOW_EVERY = 1.0  # seconds between looks at the store for new events (loa logs --events -f)
 
 
@@ -50,19 +52,21 @@ def cmd_test_relays(config: Config, args: argparse.Namespace) -> int:
         reply = request(
             config.control.socket, "relay_test", timeout=timeout, zones=[zone], seconds=args.seconds
         )
-        reason = str(reply.get("reason") or reply.get("error") or "")
-        if reply.get("result") == "done":
-            cut = "cut short" in reason
-            print(
-                say("test.relays.cut", zone=zone)
-                if cut
-                else say("test.relays.zone", zone=zone, seconds=args.seconds)
-            )
-            continue
-        key = "test.relays.zone_pending" if reply.get("result") == "accepted" else "test.relays.zone_refused"
-        print(say("command", line=say(key, zone=zone, reason=reason), id=reply.get("id")))
-        return 1
+        print(_relay_answer(reply, zone, args.seconds, say))
+        if reply.get("result") != "done":
+            return 1
     return 0
+
+
+def _relay_answer(reply: dict[str, Any], zone: str, seconds: int, say: Words) -> str:
+    reason = str(reply.get("reason") or reply.get("error") or "")
+    if reply.get("result") == "done":
+        cut = "cut short" in reason  # audio came: the test gave way to it
+        return (
+            say("test.relays.cut", zone=zone) if cut else say("test.relays.zone", zone=zone, seconds=seconds)
+        )
+    key = "test.relays.zone_pending" if reply.get("result") == "accepted" else "test.relays.zone_refused"
+    return say("command", line=say(key, zone=zone, reason=say.reason(reason)), id=reply.get("id"))
 
 
 def cmd_test_tone(config: Config, args: argparse.Namespace) -> int:
@@ -74,9 +78,9 @@ def cmd_test_tone(config: Config, args: argparse.Namespace) -> int:
         return 1
     reply = request(config.control.socket, "test_tone", timeout=ANSWER_TIMEOUT, zones=zones,
                     seconds=args.seconds, frequency=args.frequency)  # fmt: skip
-    item = f"local-test-{reply.get('id')}"
+    item = f"{TEST_PREFIX}{reply.get('id')}"
     shown = {"frequency": args.frequency, "seconds": args.seconds, "item": item}
-    reason = str(reply.get("reason") or reply.get("error") or "")
+    reason = say.reason(str(reply.get("reason") or reply.get("error") or ""))
     if reply.get("result") == "done":
         line = say("test.tone.done", zones=", ".join(zones or config.all_zones), **shown)
     elif reply.get("result") == "accepted":
@@ -116,6 +120,8 @@ def _busy(config: Config, say: Words, *, fm_too: bool) -> str | None:
 def cmd_logs(config: Config, args: argparse.Namespace) -> int:
     say: Words = args.say
     since = _since(args.since)
+    if args.lines is None and since is None:
+        args.lines = DEFAULT_LINES
     if not args.events:
         why = _no_journal()
         if why is None:
@@ -151,7 +157,7 @@ def _events(config: Config, since: datetime | None, args: argparse.Namespace, sa
     """The agent's recorded events (the store's outbox), oldest first, in the crew's words."""
     store = Store.open_readonly(config.storage.dir)
     try:
-        rows = store.events_after(since=iso(since), last=args.lines if args.lines is not None else 50)
+        rows = store.events_after(since=iso(since), last=args.lines)
         for row in rows:
             print(_event_line(row, config, say))
         if not rows and not args.follow:
@@ -233,7 +239,9 @@ def add_crew_commands(sub: Any, language: argparse.ArgumentParser) -> None:
     tone.set_defaults(handler=cmd_test_tone)
     logs = sub.add_parser("logs", parents=[language], help="the agent's log (journal) or --events")
     logs.add_argument("--since", help="that long ago: 30min, 1h, 2d")
-    logs.add_argument("-n", "--lines", type=_whole(1, 100_000), help="only the last N")
+    logs.add_argument(
+        "-n", "--lines", type=_whole(1, 100_000), help=f"only the last N ({DEFAULT_LINES} without --since)"
+    )
     logs.add_argument("-f", "--follow", action="store_true", help="keep showing new lines (Ctrl-C ends)")
     logs.add_argument("--events", action="store_true", help="the events the agent recorded, in plain words")
     logs.set_defaults(handler=cmd_logs)

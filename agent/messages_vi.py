@@ -168,6 +168,25 @@ REASONS: tuple[tuple[str, str], ...] = (
     ),
     ("unknown: the agent is not running", "không rõ: phần mềm không chạy"),
     ("unknown: the agent did not answer", "không rõ: phần mềm không trả lời"),
+    (
+        r"nothing starts on an untrusted clock: (?P<reason>.+)",
+        "đồng hồ chưa đúng giờ nên không phát gì: {reason}",
+    ),
+    (
+        r"not now: '(?P<item>.+)' \[(?P<level>\w+)\] is playing",
+        "chưa được lúc này: '{item}' [{level}] đang phát",
+    ),
+    (
+        "not now: something waits to play or is being tested",
+        "chưa được lúc này: có mục đang chờ phát hoặc đang thử",
+    ),
+    (
+        "busy: something plays, waits or is being tested",
+        "đang bận: có mục đang phát, đang chờ phát hoặc đang thử",
+    ),
+    ("normal", "thường"),
+    ("priority", "ưu tiên"),
+    ("emergency", "khẩn cấp"),
     (r"audio player: (?P<rest>.+)", "bộ phát âm thanh: {rest}"),
     (r"storage: (?P<rest>.+)", "bộ nhớ: {rest}"),
     (

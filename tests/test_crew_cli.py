@@ -25,6 +25,7 @@ from agent.test_tone import RATE, ensure_tone, tone_path
 from drivers.wav_samples import dominant_frequency, read_wav
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
+from tests.test_agent_fm import fm_section, relaying, write_iq
 
 BIN = Path(sys.executable).parent
 
@@ -158,6 +159,26 @@ def test_loa_test_tone_plays_in_vietnamese_through_the_null_player(tmp_path: Pat
         f"đang phát âm thử 1000 Hz trong 1 giây trên zone-1, zone-2 "
         f"(nhật ký phát: local-test-{command}) (lệnh {command})\n"
     )
+
+
+def test_the_tone_takes_over_from_fm_and_the_relay_test_waits_for_it(tmp_path: Path) -> None:
+    """FM is the lowest source: a crew's tone plays over it, and FM comes back after; the relay
+    test is refused while FM is relayed (the relays are in use)."""
+    iq = write_iq(tmp_path, station=True)
+    write_schedule(tmp_path)
+    config = write_config(tmp_path, preroll="500ms", postroll="500ms", extra=fm_section(iq))
+    with running_agent(config) as box:
+        box.wait_for(lambda: relaying(box), timeout=6)
+        relays = loa(config, "test", "relays", "--lang", "en")
+        tone = loa(config, "test", "tone", "--seconds", "1", "--lang", "en")
+        item = f"local-test-{command_id(tone.stdout)}"
+        box.wait_for(lambda: box.outcome(item) == "completed", timeout=6)
+        box.wait_for(lambda: relaying(box), timeout=6)
+    assert (relays.returncode, relays.stdout) == (
+        1,
+        "not now: the FM station is being relayed (loa stop pauses it); try again when it has ended\n",
+    )
+    assert tone.returncode == 0 and tone.stdout.startswith("tone 1000 Hz for 1 s playing on zone-1, zone-2")
 
 
 def test_the_tone_file_is_made_once_whole_and_at_its_pitch(tmp_path: Path) -> None:

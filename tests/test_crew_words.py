@@ -322,3 +322,21 @@ def test_a_refused_schedule_file_shows_why_in_both_languages() -> None:
                        "          /etc/loa/schedule.yaml:3: items[1].at: 'x' is not a date"]  # fmt: skip
     assert en[-2:] == ["schedule 0 items: no origin",
                        "         /etc/loa/schedule.yaml:3: items[1].at: 'x' is not a date"]  # fmt: skip
+
+
+def test_the_agents_refusals_in_vietnamese() -> None:
+    said = words("vi")
+    assert (
+        said.reason("not now: 'news' [priority] is playing")
+        == "chưa được lúc này: 'news' [ưu tiên] đang phát"
+    )
+    assert said.reason(
+        "nothing starts on an untrusted clock: waiting for NTP: no time synchronization seen since boot"
+    ) == (
+        "đồng hồ chưa đúng giờ nên không phát gì: đang chờ đồng bộ giờ qua mạng (NTP): "
+        "chưa đồng bộ lần nào từ khi khởi động"
+    )
+    assert said.reason("busy: something plays, waits or is being tested").startswith("đang bận: ")
+    assert (
+        words("en").reason("not now: 'news' [priority] is playing") == "not now: 'news' [priority] is playing"
+    )
