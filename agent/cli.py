@@ -247,13 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
-    if args.command == "fm":
-        return int(args.func(args))
-    args.say = words(choose_language(getattr(args, "lang", None), os.environ))
-    config = load_config(args.config)
     try:
-        return int(args.handler(config, args))
-    except argparse.ArgumentTypeError as exc:
+        if args.command == "fm":
+            return int(args.func(args))
+        args.say = words(choose_language(getattr(args, "lang", None), os.environ))
+        return int(args.handler(load_config(args.config), args))
+    except argparse.ArgumentTypeError as exc:  # a value checked after parsing (playlog --since)
         raise UsageError(str(exc)) from None
 
 

@@ -11,7 +11,13 @@ that both catalogues have the same ids with the same fields, in NFC Vietnamese.
     say("agent.running", since="2026-11-26 06:00:00")
     say.known(f"kind.{kind}", kind)             # an open set of codes: the raw code if unknown
 
-To add a line: add its id to both catalogues (same fields), then call ``say(id, ...)``.
+To add words: add the id to both catalogues (same fields), then call ``say(id, ...)``.  To add a
+line to ``loa status``: a ``label.<name>`` in both catalogues (the column of every line follows the
+longest label), then ``lines.add("<name>", lines.say("<id>", ...))`` in ``agent.status.render``
+(``lines.more(...)`` for a line that goes on from the one above).  An open set of codes (alarm
+codes, event kinds) reads ``say.known(f"alarm.{code}", code)``: the words where the catalogue has
+them, the code where it does not yet.  The agent's own English reasons can be put into Vietnamese
+with a pattern in ``messages_vi.REASONS`` and ``say.reason(text)``.
 
 The language is ``--lang``, else ``$LOA_LANG``, else Vietnamese.  It is a person's choice, not a
 box's, so it is not in the agent's config.  ``--json`` output never goes through here.

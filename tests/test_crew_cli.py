@@ -303,6 +303,7 @@ def test_loa_logs_follow_shows_new_events_until_ctrl_c(recorded: Path) -> None:
         (["status"], {"LOA_LANG": "klingon"}, 2, "LOA_LANG 'klingon': expected one of vi, en"),
         (["playlog", "--since", "soon"], {}, 2, "--since 'soon': expected a duration such as 24h or 7d"),
         (["stauts"], {}, 2, "argument command: invalid choice: 'stauts'"),
+        (["fm", "demod", "--deemphasis", "60us"], {}, 2, "argument --deemphasis: de-emphasis '60us'"),
     ],
 )  # fmt: skip
 def test_errors_are_one_plain_line(

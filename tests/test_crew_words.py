@@ -209,7 +209,7 @@ def test_faults_and_recent_errors() -> None:
          "không tiếp sóng (không có sóng): không có sóng",
          "not relaying (no_carrier): no carrier"),
         ({"relaying": False, "carrier": False, "source": "opening", "decision": "outside_hours"},
-         "không tiếp sóng (ngoài giờ tiếp sóng): nguồn thu đang mở",
+         "không tiếp sóng (ngoài giờ tiếp sóng): máy thu đang mở",
          "not relaying (outside_hours): source opening"),
         ({"relaying": False, "carrier": True, "source": "ok", "decision": "relay_hours",
           "paused_until": "2026-11-26T07:35:00.000+00:00"},
