@@ -4,6 +4,7 @@ MockFactory, the null player or real libVLC writing a WAV): ``loa test relays``,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.clock_trust import ClockTrust
 from agent.commands import CommandHandler, Result
 from agent.control import request
 from agent.crew_cli import _no_journal, journal_command
@@ -45,6 +47,32 @@ def command_id(line: str) -> str:
     found = re.search(r"\((?:command|lệnh) (local-[0-9a-f]+)\)$", line.strip())
     assert found, f"no command id in {line!r}"
     return found.group(1)
+
+
+# -- loa status ----------------------------------------------------------------------------------
+
+
+def test_loa_status_is_vietnamese_by_default_and_its_json_the_same_in_every_language(tmp_path: Path) -> None:
+    write_schedule(tmp_path)
+    config = write_config(tmp_path)
+    with running_agent(config) as box:
+        box.wait_passes(2, timeout=5)
+        text = loa(config, "status")
+        english = loa(config, "status", env={"LOA_LANG": "en"})
+        as_json = [
+            json.loads(loa(config, "status", "--json", *lang).stdout) for lang in ([], ["--lang", "en"])
+        ]
+    assert (text.returncode, text.stderr) == (0, "")
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("thiết bị  test-box-01  (loa ") and lines[1].startswith(
+        "phần mềm  đang chạy từ "
+    )
+    assert lines[2] == "đồng hồ   đúng giờ (clock.require_sync là false: tin giờ hiện tại của máy)"
+    assert lines[3:5] == ["đang phát không phát gì", "sắp phát  không có gì trong lịch"]
+    assert english.stdout.splitlines()[3] == "playing  nothing"
+    for status in as_json:
+        del status["now"]
+    assert as_json[0] == as_json[1]
 
 
 # -- loa test relays -----------------------------------------------------------------------------
@@ -179,6 +207,21 @@ def test_the_tone_takes_over_from_fm_and_the_relay_test_waits_for_it(tmp_path: P
         "not now: the FM station is being relayed (loa stop pauses it); try again when it has ended\n",
     )
     assert tone.returncode == 0 and tone.stdout.startswith("tone 1000 Hz for 1 s playing on zone-1, zone-2")
+
+
+def test_no_tone_on_an_untrusted_clock(tmp_path: Path) -> None:
+    write_schedule(tmp_path)
+    never = ClockTrust(True, kernel_synced=lambda: False, sync_markers=(), agent_marker=None)
+    config = write_config(tmp_path, require_sync=True)
+    with running_agent(config, clock=never) as box:
+        result = loa(config, "test", "tone")
+        assert box.play_log() == [] and not box.agent.relays.history
+    assert (result.returncode, result.stderr) == (1, "")
+    assert re.fullmatch(
+        r"bị từ chối: đồng hồ chưa đúng giờ nên không phát gì: đồng hồ đang chỉ .*|"
+        r"bị từ chối: đồng hồ chưa đúng giờ nên không phát gì: đang chờ đồng bộ giờ qua mạng \(NTP\): .*",
+        result.stdout.split(" (lệnh ")[0],
+    ), result.stdout
 
 
 def test_the_tone_file_is_made_once_whole_and_at_its_pitch(tmp_path: Path) -> None:
