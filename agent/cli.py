@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -40,7 +42,7 @@ from agent.messages import LANGUAGES, choose_language, words
 from agent.status import NOT_ANSWERING, no_store_status, not_answering_status, offline_status, render
 from agent.store import PlayRecord, Store, iso
 from agent.version import VERSION
-from foundation.errors import LoaError, NoAnswerError, NotRunningError, UsageError, report
+from foundation.errors import LoaError, NoAnswerError, NotRunningError, StoreError, UsageError, report
 from foundation.units import parse_duration
 
 DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
@@ -88,6 +90,8 @@ def _stored_status(config: Config) -> dict[str, Any]:
         return no_store_status(config, str(exc))
     try:
         return offline_status(config, store, datetime.now(UTC))
+    except sqlite3.DatabaseError as exc:  # a store a power cut left corrupt: the agent sets it aside
+        return no_store_status(config, f"the store {store.path} cannot be read: {exc}")
     finally:
         store.close()
 
@@ -230,10 +234,14 @@ def _add_fm(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # `loa status | head -3`: a closed pipe ends the output quietly, as for any Unix tool.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # What the store logs when it cannot read (it carries on for the daemon) is one line like any error.
+    logging.basicConfig(level=logging.WARNING, format="loa: %(message)s")
     try:
         return _run(build_parser(), argv)
     except LoaError as exc:
         return report("loa", exc)
+    except sqlite3.DatabaseError as exc:  # the store itself, read where the daemon would carry on
+        return report("loa", StoreError(f"the store cannot be read: {exc}"))
     except KeyboardInterrupt:  # Ctrl-C, as at the end of `loa logs -f`
         print(file=sys.stderr)
         return 130

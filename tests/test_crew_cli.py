@@ -358,6 +358,20 @@ def test_errors_are_one_plain_line(
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_a_corrupt_store_is_one_plain_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").write_bytes(b"not a database, after a power cut" * 100)
+    playlog = loa(config, "playlog")
+    status = loa(config, "status")
+    assert (playlog.returncode, playlog.stdout) == (5, "")
+    assert playlog.stderr.endswith("loa: the store cannot be read: file is not a database\n")
+    assert status.returncode == 1 and status.stdout.startswith("thiết bị  test-box-01")
+    for result in (playlog, status):
+        assert "Traceback" not in result.stderr
+        assert all(line.startswith("loa: ") for line in result.stderr.splitlines()), result.stderr
+
+
 def test_a_missing_config_is_one_plain_line(tmp_path: Path) -> None:
     result = loa(tmp_path / "nowhere.yaml", "test", "relays")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result
