@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"{' or '.join(LANGUAGES)}: the crew's words (default: $LOA_LANG, else vi)",
     )
-    parser.add_argument("--lang", default=argparse.SUPPRESS, help="as each command's --lang")
+    parser.add_argument("--lang", default=argparse.SUPPRESS, help="vi or en (default: $LOA_LANG, else vi)")
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", parents=[language], help="what the agent is doing")
     status.add_argument("--json", action="store_true", help="one JSON object (the same in every language)")

@@ -231,10 +231,16 @@ def add_crew_commands(sub: Any, language: argparse.ArgumentParser) -> None:
         "--zone", action="append", help="a zone (repeat, or comma-separated; default: every zone)"
     )
     tone.add_argument(
-        "--seconds", type=_whole(1, MAX_SECONDS), default=DEFAULT_SECONDS, help="(%(default)s s)"
+        "--seconds",
+        type=_whole(1, MAX_SECONDS),
+        default=DEFAULT_SECONDS,
+        help="how long, 1 to 60 s (%(default)s)",
     )
     tone.add_argument(
-        "--frequency", type=_whole(*FREQUENCIES), default=DEFAULT_FREQUENCY, help="Hz (%(default)s)"
+        "--frequency",
+        type=_whole(*FREQUENCIES),
+        default=DEFAULT_FREQUENCY,
+        help="Hz, 100 to 4000 (%(default)s)",
     )
     tone.set_defaults(handler=cmd_test_tone)
     logs = sub.add_parser("logs", parents=[language], help="the agent's log (journal) or --events")
