@@ -213,6 +213,7 @@ def render(status: dict[str, Any], tz: ZoneInfo, language: str = "en") -> str:
     _fm_lines(lines, status.get("fm"), tz)
     _relay_lines(lines, status, tz)
     _link_lines(lines, status.get("link"), tz)
+    _health_lines(lines, status.get("health"), tz)
     _schedule_lines(lines, status.get("schedule") or {})
     for fault in status.get("faults") or []:
         lines.add("fault", say.reason(str(fault)))
@@ -331,3 +332,67 @@ def _schedule_lines(lines: Lines, schedule: dict[str, Any]) -> None:
                               origins="; ".join(parts) or say("schedule.no_origin")))  # fmt: skip
     if schedule.get("error"):
         lines.more(str(schedule["error"]))
+
+
+# -- [health] the health monitor's readings and alarms (agent/health.py) -----------------------------
+
+
+def health_lines(health: dict[str, Any] | None, tz: ZoneInfo, language: str = "en") -> list[str]:
+    """Power, modem, board and raised alarms in a crew's words; nothing when the agent is not running."""
+    lines = Lines(words(language))
+    _health_lines(lines, health, tz)
+    return lines.text().splitlines()
+
+
+def _health_lines(lines: Lines, health: dict[str, Any] | None, tz: ZoneInfo) -> None:
+    if not health:
+        return
+    say = lines.say
+    mains = health.get("mains") or {}
+    if mains.get("configured"):
+        lines.add("power", say("power.mains") if mains.get("present") else say("power.backup"))
+    modem = health.get("modem") or {}
+    if modem.get("configured"):
+        lines.add("modem", _modem_words(modem, say))
+    lines.add("board", _board_words(health, say))
+    for alarm in health.get("alarms") or []:
+        code = str(alarm["code"])
+        meaning = say.known(f"alarm.{code}", "") or say.known(
+            f"alarm.{code.rpartition('.')[0]}", alarm["words"]
+        )
+        detail = f" ({say.reason(alarm['detail'])[:120]})" if alarm.get("detail") else ""
+        lines.add(
+            "alarm",
+            say("alarm.line", code=code, since=_local(alarm.get("since"), tz), words=meaning, detail=detail),
+        )
+    for problem in health.get("unavailable") or []:
+        lines.more(say("alarm.unwatched", problem=problem))
+
+
+def _modem_words(modem: dict[str, Any], say: Words) -> str:
+    if modem.get("answering") is None:
+        return say("modem.not_asked", port=modem.get("port"))
+    if not modem.get("answering"):
+        return say("modem.not_answering", error=say.reason(str(modem.get("error"))))
+    rssi = modem.get("rssi_dbm")
+    parts = [say("modem.signal", rssi=rssi) if rssi is not None else say("modem.no_signal")]
+    registration = str(modem.get("registration") or "unknown")
+    if registration in ("home", "roaming"):
+        parts.append(say("modem.registered", network=say(f"modem.network.{registration}")))
+    else:
+        parts.append(say.known(f"modem.unregistered.{registration}", registration.upper()))
+    operator = " ".join(str(part) for part in (modem.get("operator"), modem.get("access")) if part)
+    return ", ".join([*parts, operator] if operator else parts)
+
+
+def _board_words(health: dict[str, Any], say: Words) -> str:
+    cpu, storage = health.get("cpu") or {}, health.get("storage") or {}
+    temp = cpu.get("temp_c")
+    parts = [say("board.cpu", temp=f"{temp:.1f}") if temp is not None else say("board.cpu_unknown")]
+    if cpu.get("throttled_flags"):
+        parts.append("; ".join(say.reason(str(flag)) for flag in cpu["throttled_flags"]))
+    if storage.get("free_bytes") is not None:
+        read_only = say("board.read_only") if storage.get("read_only") else ""
+        free, total = f"{storage['free_bytes'] / 1e9:.1f}", f"{storage['total_bytes'] / 1e9:.1f}"
+        parts.append(say("board.storage", free=free, total=total, read_only=read_only))
+    return "; ".join(parts)

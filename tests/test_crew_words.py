@@ -12,7 +12,7 @@ import pytest
 
 from agent import messages_en, messages_vi
 from agent.messages import choose_language, words
-from agent.status import FROM_STORE, NOT_ANSWERING, not_answering_status, render
+from agent.status import FROM_STORE, NOT_ANSWERING, health_lines, not_answering_status, render
 from foundation.errors import UsageError
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -26,7 +26,10 @@ def fields(template: str) -> set[str]:
 
 
 def test_both_catalogues_have_the_same_messages_with_the_same_fields() -> None:
-    assert set(messages_vi.MESSAGES) == set(messages_en.MESSAGES)
+    # What an alarm means is in Vietnamese here; in English it is agent/alarms.py's own words.
+    meanings = {key for key in messages_vi.MESSAGES if key.startswith("alarm.")} - set(messages_en.MESSAGES)
+    assert meanings and all(key.count(".") >= 2 for key in meanings)
+    assert set(messages_vi.MESSAGES) - meanings == set(messages_en.MESSAGES)
     for key, english in messages_en.MESSAGES.items():
         assert fields(messages_vi.MESSAGES[key]) == fields(english), key
 
@@ -340,3 +343,83 @@ def test_the_agents_refusals_in_vietnamese() -> None:
     assert (
         words("en").reason("not now: 'news' [priority] is playing") == "not now: 'news' [priority] is playing"
     )
+
+
+# -- [health] power, modem, board and alarms --------------------------------------------------------
+
+HEALTHY: dict[str, Any] = {
+    "mains": {"configured": False, "present": None},
+    "modem": {"configured": False, "rssi_dbm": None},
+    "cpu": {"temp_c": 48.25, "throttled": "0x0", "throttled_flags": []},
+    "storage": {"free_bytes": 12_300_000_000, "total_bytes": 29_100_000_000, "read_only": False},
+    "alarms": [],
+    "unavailable": [],
+}
+SICK: dict[str, Any] = {
+    **HEALTHY,
+    "mains": {"configured": True, "present": False},
+    "modem": {"configured": True, "port": "/dev/ttyUSB2", "answering": False,
+              "error": "modem port /dev/ttyUSB2 not found - is the modem plugged in?"},
+    "cpu": {"temp_c": None, "throttled": None, "throttled_flags": ["under-voltage now"]},
+    "storage": {"free_bytes": 0, "total_bytes": 1_000_000_000, "read_only": True},
+    "alarms": [{"code": "modem.dead", "since": "2026-11-26T01:02:03.000Z",
+                "words": "the 4G modem does not answer (or answers garbage)",
+                "detail": "modem port /dev/ttyUSB2 not found - is the modem plugged in?"},
+               {"code": "amp.fault.zone-2", "since": "2026-11-26T01:05:00.000Z",
+                "words": "the amplifier's fault output is on", "detail": ""}],
+    "unavailable": ["amplifier zone-1 fault input on pin 24 cannot be opened: pin in use"],
+}  # fmt: skip
+
+
+def test_health_in_english_and_vietnamese() -> None:
+    assert health_lines(HEALTHY, TZ) == ["board    CPU 48.2 °C; storage 12.3 GB free of 29.1 GB"]
+    assert health_lines(HEALTHY, TZ, "vi") == ["bo mạch   CPU 48.2 °C; bộ nhớ còn trống 12.3 GB / 29.1 GB"]
+    assert health_lines(None, TZ, "vi") == []  # the agent is not running: nothing to say
+    assert health_lines(SICK, TZ) == [
+        "power    ON BACKUP SUPPLY: no mains",
+        "modem    NOT ANSWERING: modem port /dev/ttyUSB2 not found - is the modem plugged in?",
+        "board    CPU temperature unknown; under-voltage now; storage 0.0 GB free of 1.0 GB, READ-ONLY",
+        "ALARM    modem.dead since 2026-11-26 08:02:03: the 4G modem does not answer (or answers garbage)"
+        " (modem port /dev/ttyUSB2 not found - is the modem plugged in?)",
+        "ALARM    amp.fault.zone-2 since 2026-11-26 08:05:00: the amplifier's fault output is on",
+        "         not watched: amplifier zone-1 fault input on pin 24 cannot be opened: pin in use",
+    ]
+    assert health_lines(SICK, TZ, "vi") == [
+        "nguồn     ĐANG DÙNG NGUỒN DỰ PHÒNG: mất điện lưới",
+        "modem     KHÔNG TRẢ LỜI: modem port /dev/ttyUSB2 not found - is the modem plugged in?",
+        "bo mạch   chưa rõ nhiệt độ CPU; thiếu điện áp (lúc này); bộ nhớ còn trống 0.0 GB / 1.0 GB, CHỈ ĐỌC",
+        "CẢNH BÁO  modem.dead từ 2026-11-26 08:02:03: modem 4G không trả lời (hoặc trả lời sai)"
+        " (modem port /dev/ttyUSB2 not found - is the modem plugged in?)",
+        "CẢNH BÁO  amp.fault.zone-2 từ 2026-11-26 08:05:00: ngõ báo lỗi của âm ly đang bật",
+        "          không theo dõi được: amplifier zone-1 fault input on pin 24 cannot be opened: pin in use",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("modem", "en", "vi"),
+    [
+        ({"answering": True, "rssi_dbm": -77, "registration": "home", "operator": "Vinaphone",
+          "access": "LTE"},
+         "signal -77 dBm, registered (home), Vinaphone LTE",
+         "sóng -77 dBm, đã vào mạng (mạng nhà), Vinaphone LTE"),
+        ({"answering": True, "rssi_dbm": None, "registration": "searching"},
+         "signal unknown, SEARCHING", "chưa rõ mức sóng, ĐANG TÌM MẠNG"),
+        ({"answering": True, "rssi_dbm": -101, "registration": "denied"},
+         "signal -101 dBm, DENIED", "sóng -101 dBm, BỊ MẠNG TỪ CHỐI"),
+        ({"answering": None, "port": "/dev/ttyUSB2"},
+         "/dev/ttyUSB2: not asked yet", "/dev/ttyUSB2: chưa hỏi"),
+    ],
+)  # fmt: skip
+def test_the_modem_line(modem: dict[str, Any], en: str, vi: str) -> None:
+    health = {**HEALTHY, "modem": {"configured": True, **modem}}
+    assert health_lines(health, TZ)[0] == f"modem    {en}"
+    assert health_lines(health, TZ, "vi")[0] == f"modem     {vi}"
+
+
+def test_the_health_lines_come_after_the_link_in_the_status_board() -> None:
+    status = {**RUNNING, "health": {**HEALTHY, "mains": {"configured": True, "present": True}}}
+    vi = shown(status, "vi")
+    assert vi[vi.index("rơ-le     zone-1=tắt  zone-2=tắt") + 1 :][:2] == [
+        "nguồn     có điện lưới",
+        "bo mạch   CPU 48.2 °C; bộ nhớ còn trống 12.3 GB / 29.1 GB",
+    ]
