@@ -227,7 +227,9 @@ def _exchange(path: Path, line: bytes, deadline: float, timeout: float) -> dict[
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NotRunningError(f"the agent is not running (nobody listens on {path})") from exc
         except PermissionError as exc:
-            raise NoPermissionError(f"no permission to use {path}: run loa with sudo") from exc
+            raise NoPermissionError(
+                f"no permission to use {path}: run loa with sudo, or as a member of the loa group"
+            ) from exc
         except TimeoutError as exc:
             raise NoAnswerError(f"the agent did not answer within {timeout:g} s on {path}") from exc
         except OSError as exc:

@@ -393,5 +393,8 @@ def test_a_crew_without_permission_is_told_to_use_sudo(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert result.returncode == 8, result
-    assert result.stderr == f"loa: no permission to use {socket}: run loa with sudo\n"
+    assert (
+        result.stderr
+        == f"loa: no permission to use {socket}: run loa with sudo, or as a member of the loa group\n"
+    )
     assert result.stdout == ""
