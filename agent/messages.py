@@ -16,8 +16,10 @@ line to ``loa status``: a ``label.<name>`` in both catalogues (the column of eve
 longest label), then ``lines.add("<name>", lines.say("<id>", ...))`` in ``agent.status.render``
 (``lines.more(...)`` for a line that goes on from the one above).  An open set of codes (alarm
 codes, event kinds) reads ``say.known(f"alarm.{code}", code)``: the words where the catalogue has
-them, the code where it does not yet.  The agent's own English reasons can be put into Vietnamese
-with a pattern in ``messages_vi.REASONS`` and ``say.reason(text)``.
+them, the code where it does not yet.  What an alarm means (``alarm.<code>``) is only in
+messages_vi.py: in English ``loa status`` shows the words of ``agent/alarms.py`` itself.  The
+agent's own English reasons are put into Vietnamese by a pattern in ``messages_vi.REASONS``, through
+``say.reason(text)``.
 
 The language is ``--lang``, else ``$LOA_LANG``, else Vietnamese.  It is a person's choice, not a
 box's, so it is not in the agent's config.  ``--json`` output never goes through here.

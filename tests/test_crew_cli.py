@@ -59,9 +59,7 @@ def test_loa_status_is_vietnamese_by_default_and_its_json_the_same_in_every_lang
         box.wait_passes(2, timeout=5)
         text = loa(config, "status")
         english = loa(config, "status", env={"LOA_LANG": "en"})
-        as_json = [
-            json.loads(loa(config, "status", "--json", *lang).stdout) for lang in ([], ["--lang", "en"])
-        ]
+        replies = [loa(config, "status", "--json", *lang) for lang in ([], ["--lang", "en"])]
     assert (text.returncode, text.stderr) == (0, "")
     lines = text.stdout.splitlines()
     assert lines[0].startswith("thiết bị  test-box-01  (loa ") and lines[1].startswith(
@@ -70,6 +68,8 @@ def test_loa_status_is_vietnamese_by_default_and_its_json_the_same_in_every_lang
     assert lines[2] == "đồng hồ   đúng giờ (clock.require_sync là false: tin giờ hiện tại của máy)"
     assert lines[3:5] == ["đang phát không phát gì", "sắp phát  không có gì trong lịch"]
     assert english.stdout.splitlines()[3] == "playing  nothing"
+    assert [(reply.returncode, reply.stderr) for reply in replies] == [(0, ""), (0, "")], replies
+    as_json = [json.loads(reply.stdout) for reply in replies]
     for status in as_json:
         del status["now"]
     assert as_json[0] == as_json[1]
