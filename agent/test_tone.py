@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 from array import array
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def ensure_tone(storage: Path, frequency: int, seconds: int) -> Path:
     if path.is_file() and path.stat().st_size == 44 + seconds * RATE * 2:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    # One partial per thread: two crews asking at once each write a whole file, the last rename wins.
+    partial = path.with_name(f".{path.name}.{threading.get_ident()}.partial")
     with partial.open("wb") as out:
         out.write(wav_header(RATE, 1, seconds * RATE * 2))
         second = _one_second(frequency)

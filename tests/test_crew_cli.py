@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,6 +236,13 @@ def test_the_tone_file_is_made_once_whole_and_at_its_pitch(tmp_path: Path) -> No
     path.write_bytes(path.read_bytes()[:1000])  # cut short (not by us: we rename whole files)
     assert len(read_wav(ensure_tone(tmp_path, 440, 3))[0]) == 3 * RATE, "made again"
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no partial left"
+
+
+def test_crews_asking_for_the_same_new_tone_at_once_each_get_a_whole_file(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: ensure_tone(tmp_path, 523, 2), range(4)))
+    assert len(set(paths)) == 1 and len(read_wav(paths[0])[0]) == 2 * RATE
+    assert [p.name for p in paths[0].parent.iterdir()] == [paths[0].name]
 
 
 def test_a_tone_that_cannot_be_written_is_refused_in_plain_words(tmp_path: Path) -> None:
