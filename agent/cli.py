@@ -1,15 +1,21 @@
 """``loa``: the local command line for technicians and maintenance crews.
 
-    loa [--config FILE] status [--json]       what the agent is doing (from the store if it is down)
+    loa [--config FILE] status [--json] [--lang L]   what the agent is doing (from the store if down)
     loa [--config FILE] playlog [--since WHEN] [--limit N] [--json]
     loa [--config FILE] reload                re-read the local schedule file: accepted or why not
     loa [--config FILE] play FILE [--level L] [--zones Z,...]   play a file now (a crew's test)
     loa [--config FILE] stop                  stop what plays now
+    loa [--config FILE] test relays|tone ...  a crew's checks at the pole (agent/crew_cli.py)
+    loa [--config FILE] logs [--since 1h] [-n N] [-f] [--events]
     loa fm demod ... / loa fm scan            FM field tools (see docs/FM.md)
+
+What a crew reads (``status``, ``test``, ``logs --events``) is in Vietnamese unless ``--lang en``
+or ``LOA_LANG=en`` (agent/messages.py); ``--json`` is the same in every language.
 
 Exit codes: 0 done (or accepted: taken, still being carried out), 1 not running (status) or
 refused, 2 a bad argument or a refused schedule file, 6 the agent does not answer (for ``status``:
-it holds its socket but did not answer in time).
+it holds its socket but did not answer in time), 8 no permission for the agent's socket or store,
+130 interrupted (Ctrl-C).  Every error is one plain line on stderr, never a traceback.
 
 ``--config`` is the daemon's config (default /etc/loa/agent.yaml): it says where the control
 socket and the store are.
@@ -19,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,10 +37,12 @@ from typing import Any
 
 from agent.config import Config, load_config
 from agent.control import request
+from agent.crew_cli import add_crew_commands
+from agent.messages import LANGUAGES, choose_language, words
 from agent.status import NOT_ANSWERING, no_store_status, not_answering_status, offline_status, render
 from agent.store import PlayRecord, Store, iso
 from agent.version import VERSION
-from foundation.errors import LoaError, NoAnswerError, NotRunningError, report
+from foundation.errors import LoaError, NoAnswerError, NotRunningError, StoreError, UsageError, report
 from foundation.units import parse_duration
 
 DEFAULT_CONFIG = Path("/etc/loa/agent.yaml")
@@ -65,7 +76,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        print(render(status, config.device.timezone))
+        print(render(status, config.device.timezone, args.say.language))
     if status.get("state") == NOT_ANSWERING:
         return NoAnswerError.exit_code
     return 0 if status.get("running") else 1
@@ -79,6 +90,8 @@ def _stored_status(config: Config) -> dict[str, Any]:
         return no_store_status(config, str(exc))
     try:
         return offline_status(config, store, datetime.now(UTC))
+    except sqlite3.DatabaseError as exc:  # a store a power cut left corrupt: the agent sets it aside
+        return no_store_status(config, f"the store {store.path} cannot be read: {exc}")
     finally:
         store.close()
 
@@ -164,13 +177,27 @@ def _print_ack(reply: dict[str, Any], done: str) -> int:
     return 0 if reply.get("ok") else 1
 
 
+class Parser(argparse.ArgumentParser):
+    """A mistyped command line is one plain line and exit 2, like every other error of ``loa``."""
+
+    def error(self, message: str) -> Any:  # argparse's own: usage lines, then the message
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loa", description="Loa loudspeaker controller: local tools")
+    parser = Parser(prog="loa", description="Loa loudspeaker controller: local tools")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent config (%(default)s)")
     parser.add_argument("--version", action="version", version=f"loa {VERSION}")
+    language = Parser(add_help=False)
+    language.add_argument(
+        "--lang",
+        default=argparse.SUPPRESS,
+        help=f"{' or '.join(LANGUAGES)}: the crew's words (default: $LOA_LANG, else vi)",
+    )
+    parser.add_argument("--lang", default=argparse.SUPPRESS, help="vi or en (default: $LOA_LANG, else vi)")
     sub = parser.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="what the agent is doing")
-    status.add_argument("--json", action="store_true", help="one JSON object")
+    status = sub.add_parser("status", parents=[language], help="what the agent is doing")
+    status.add_argument("--json", action="store_true", help="one JSON object (the same in every language)")
     status.set_defaults(handler=cmd_status)
     playlog = sub.add_parser("playlog", help="proof of play")
     playlog.add_argument("--since", help="24h, 7d, or a date/time (device time if no offset)")
@@ -191,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(handler=cmd_play)
     stop = sub.add_parser("stop", help="stop what plays now (an FM relay pauses for 30 minutes)")
     stop.set_defaults(handler=cmd_stop)
+    add_crew_commands(sub, language)
     _add_fm(sub)
     return parser
 
@@ -206,18 +234,34 @@ def _add_fm(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # `loa status | head -3`: a closed pipe ends the output quietly, as for any Unix tool.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    parser = build_parser()
+    # What the store logs when it cannot read (it carries on for the daemon) is one line like any error.
+    logging.basicConfig(level=logging.WARNING, format="loa: %(message)s")
+    try:
+        return _run(build_parser(), argv)
+    except LoaError as exc:
+        return report("loa", exc)
+    except sqlite3.DatabaseError as exc:  # the store itself, read where the daemon would carry on
+        return report("loa", StoreError(f"the store cannot be read: {exc}"))
+    except KeyboardInterrupt:  # Ctrl-C, as at the end of `loa logs -f`
+        print(file=sys.stderr)
+        return 130
+    except OSError as exc:  # a file or socket the errors above do not name: still one plain line
+        return report(
+            "loa", UsageError(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+        )
+    except Exception as exc:  # a bug: one line for the crew, the details for whoever reads the code
+        return report("loa", LoaError(f"unexpected error ({type(exc).__name__}: {exc}); please report it"))
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "fm":
             return int(args.func(args))
-        config = load_config(args.config)
-        return int(args.handler(config, args))
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
-    except LoaError as exc:
-        return report("loa", exc)
-    return 0
+        args.say = words(choose_language(getattr(args, "lang", None), os.environ))
+        return int(args.handler(load_config(args.config), args))
+    except argparse.ArgumentTypeError as exc:  # a value checked after parsing (playlog --since)
+        raise UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":

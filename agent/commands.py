@@ -22,6 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.test_tone import (
+    DEFAULT_FREQUENCY,
+    DEFAULT_SECONDS,
+    DIRECTORY,
+    FREQUENCIES,
+    MAX_SECONDS,
+    ensure_tone,
+)
 from drivers.player import unreadable
 from protocol.messages import AckResult as Result  # one set of answers, local and on the wire
 from scheduler.items import Level
@@ -136,6 +144,7 @@ class CommandHandler:
         zones: frozenset[str],
         status: Callable[[], dict[str, Any]],
         wait: float = 5.0,
+        storage: Path | None = None,
     ) -> None:
         self._post = post
         self._status = status
@@ -148,6 +157,7 @@ class CommandHandler:
             "play": lambda params: _play_params(params, zones),
             "set_volume": _volume_params,
             "relay_test": lambda params: _relay_test_params(params, zones),
+            "test_tone": lambda params: _test_tone_params(params, zones, storage),
         }
 
     @property
@@ -222,10 +232,32 @@ def _volume_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _relay_test_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
     """``zones`` (names; default all), ``seconds`` (1-300, default 10)."""
-    seconds = params.get("seconds", 10)
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 300:
-        raise Refused("'seconds' must be a whole number from 1 to 300")
+    seconds = _whole(params, "seconds", 10, 1, 300)
     return {"zones": _known_zones(params, zones) or sorted(zones), "seconds": seconds}
+
+
+def _test_tone_params(
+    params: Mapping[str, Any], zones: frozenset[str], storage: Path | None
+) -> dict[str, Any]:
+    """``zones`` (names; default all), ``seconds`` (1-60, default 5), ``frequency`` (Hz, default
+    1000).  The tone's WAV is made here, on the caller's thread, so the main loop never waits on it."""
+    seconds = _whole(params, "seconds", DEFAULT_SECONDS, 1, MAX_SECONDS)
+    frequency = _whole(params, "frequency", DEFAULT_FREQUENCY, *FREQUENCIES)
+    chosen = _known_zones(params, zones)
+    if storage is None:
+        raise Refused("this agent has no storage directory to keep a test tone in")
+    try:
+        path = ensure_tone(storage, frequency, seconds)
+    except OSError as exc:
+        raise Refused(f"cannot write the test tone in {storage / DIRECTORY}: {exc.strerror or exc}") from None
+    return {"file": str(path), "zones": chosen, "seconds": seconds, "frequency": frequency}
+
+
+def _whole(params: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = params.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Refused(f"'{key}' must be a whole number from {low} to {high}")
+    return value
 
 
 def _known_zones(params: Mapping[str, Any], zones: frozenset[str]) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.commands import CommandHandler, Result
-from foundation.errors import NoAnswerError, NotRunningError
+from foundation.errors import NoAnswerError, NoPermissionError, NotRunningError
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,9 @@ def _exchange(path: Path, line: bytes, deadline: float, timeout: float) -> dict[
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NotRunningError(f"the agent is not running (nobody listens on {path})") from exc
         except PermissionError as exc:
-            raise NotRunningError(f"permission denied on {path}: run loa as root") from exc
+            raise NoPermissionError(
+                f"no permission to use {path}: run loa with sudo, or as a member of the loa group"
+            ) from exc
         except TimeoutError as exc:
             raise NoAnswerError(f"the agent did not answer within {timeout:g} s on {path}") from exc
         except OSError as exc:

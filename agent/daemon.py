@@ -126,7 +126,9 @@ def run(
             fm=fm,
             health=health,
         )
-        commands = CommandHandler(agent.post, zones=frozenset(config.all_zones), status=agent.status)
+        commands = CommandHandler(
+            agent.post, zones=frozenset(config.all_zones), status=agent.status, storage=config.storage.dir
+        )
         control = ControlServer(config.control.socket, front_end(commands))
         control.start()
         stack.callback(control.stop)

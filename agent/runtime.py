@@ -24,7 +24,7 @@ from agent.health import HealthFacts, HealthMonitor
 from agent.link_state import StateFacts, clock_source  # [central link]
 from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
 from agent.play_log import PlayLog
-from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, Schedule
+from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, TEST_PREFIX, Schedule
 from agent.start_timing import StartTimer
 from agent.status import StatusBoard
 from agent.store import Store, iso
@@ -484,6 +484,8 @@ class Agent:
             self._command_volume(pending)
         elif command.name == "relay_test":  # [central link]
             self._command_relay_test(pending)
+        elif command.name == "test_tone":
+            self._command_test_tone(pending)
         else:
             pending.resolve(Result.REJECTED, f"the agent cannot carry out {command.name!r}")
         if pending.done:
@@ -491,16 +493,37 @@ class Agent:
 
     def _command_play(self, pending: Pending) -> None:
         command, now = pending.command, self.wall()
+        params = command.params
+        # [central link] a central command's item is told apart by its id (the play log's origin)
+        prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
+        level = Level[params["level"].upper()]
+        zones = frozenset(params["zones"]) or None
+        self._inject(pending, Item(f"{prefix}{command.id}", params["file"], level, zones, at=now), now)
+
+    def _command_test_tone(self, pending: Pending) -> None:
+        """A crew's test tone plays as a normal item (origin ``local-test``) into silence or FM; it
+        never queues behind, nor cuts off, what the schedule or a command plays."""
+        command, now = pending.command, self.wall()
+        playing = self.engine.playing
+        if playing is not None:
+            level = playing.item.level.name.lower()
+            pending.resolve(Result.REJECTED, f"not now: '{playing.item.id}' [{level}] is playing")
+            return
+        if self.engine.queue or self.relay_test is not None:
+            pending.resolve(Result.REJECTED, "not now: something waits to play or is being tested")
+            return
+        zones = frozenset(command.params["zones"]) or None
+        item = Item(f"{TEST_PREFIX}{command.id}", command.params["file"], Level.NORMAL, zones, at=now)
+        self._inject(pending, item, now)
+
+    def _inject(self, pending: Pending, item: Item, now: datetime) -> None:
+        """Play a command's item now, as a scheduled one plays: relays with preroll first, a
+        play-log row, and the answer when the player says "playing"."""
         if not self.clock_state.trusted:
             pending.resolve(
                 Result.REJECTED, f"nothing starts on an untrusted clock: {self.clock_state.reason}"
             )
             return
-        params = command.params
-        zones = frozenset(params["zones"]) or None
-        # [central link] a central command's item is told apart by its id (the play log's origin)
-        prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
-        item = Item(f"{prefix}{command.id}", params["file"], Level[params["level"].upper()], zones, at=now)
         key = Occurrence(item, now).key
         self.awaiting[key] = pending
         self._carry_out(self.engine.inject(item, now), now)

@@ -31,6 +31,8 @@ from scheduler.items import Item, parse_items
 logger = logging.getLogger(__name__)
 
 COMMAND_ORIGIN = "local-command"  # items a crew plays with `loa play`
+TEST_ORIGIN = "local-test"  # the tone a crew plays with `loa test tone`
+TEST_PREFIX = f"{TEST_ORIGIN}-"
 CENTRAL_ORIGIN = "central"  # items a signed central command plays (agent.link)
 CENTRAL_COMMAND_PREFIX = "central-command-"
 
@@ -278,6 +280,8 @@ class Schedule:
 
     def origin_of(self, item: Item) -> str:
         default = CENTRAL_ORIGIN if item.id.startswith(CENTRAL_COMMAND_PREFIX) else COMMAND_ORIGIN
+        if item.id.startswith(TEST_PREFIX):
+            default = TEST_ORIGIN
         return self._origin_of.get(item.id, default)
 
     def audio_path(self, item: Item) -> Path:

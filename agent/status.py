@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from agent.config import Config
 from agent.link_state import clock_source
+from agent.messages import Words, words
 from agent.schedule_source import stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from agent.runtime import Agent
 
 NEXT_COUNT = 3
+FROM_STORE = "store (last good copy)"  # an origin's source when the daemon is down
 NOT_ANSWERING = "not answering"  # the agent holds its control socket but did not answer in time
 
 
@@ -137,7 +139,7 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
             "items": len(items),
             "error": None,
             "origins": {"local": {"items": len(items), "version": origin.get("version"),
-                                  "source": "store (last good copy)", "loaded_at": origin.get("loaded_at"),
+                                  "source": FROM_STORE, "loaded_at": origin.get("loaded_at"),
                                   "error": None}},
         },
         "errors": store.recent_events(5, severity="error"),
@@ -172,188 +174,232 @@ def _fm(agent: Agent, now: datetime) -> dict[str, Any] | None:
     return {**agent.fm.status(), "paused_until": iso(paused)}
 
 
-def _fm_state(fm: dict[str, Any], tz: ZoneInfo | None = None) -> str:
+def _fm_state(fm: dict[str, Any], say: Words, tz: ZoneInfo | None = None) -> str:
     """A source that cannot deliver is a FAULT in its own words; "no carrier" means a quiet band."""
     if fm.get("source_error"):
-        return f"FAULT: {fm['source_error']}"
-    state = "RELAYING" if fm.get("relaying") else f"not relaying ({fm.get('decision')})"
-    if fm.get("paused_until") and tz is not None:
-        state = f"PAUSED by loa stop until {_local(fm['paused_until'], tz)}"
-    source = fm.get("source", "ok")
-    if source != "ok":
-        return f"{state}: source {source}"
-    carrier = "carrier present" if fm.get("carrier") else "no carrier"
-    if fm.get("rssi_dbfs") is not None:
-        carrier += f", level {fm['rssi_dbfs']} dBFS, SNR {fm['snr_db']} dB"
-    elif fm.get("rssi_dbuv") is not None:
-        carrier += f", level {fm['rssi_dbuv']} dBµV, SNR {fm['snr_db']} dB"
-    return f"{state}: {carrier}"
-
-
-def render(status: dict[str, Any], tz: ZoneInfo) -> str:
-    """Plain text for a maintenance crew; times in the device's time zone."""
-    lines = [f"device   {status.get('device')}  (loa {status.get('version')})"]
-    if status.get("state") == "never run":
-        lines.append("agent    NOT RUNNING, and it has left no records yet")
-        lines.append(f"         {status.get('note')}")
-        return "\n".join(lines)
-    running = bool(status.get("running"))
-    if running:
-        lines.append(f"agent    running since {_local(status.get('since'), tz)}")
-    elif status.get("state") == NOT_ANSWERING:
-        lines.append(f"agent    RUNNING but NOT ANSWERING: {status.get('note')}")
-        if status.get("store", {}) is None:  # no_store_status: nor is there a store to show
-            return "\n".join(lines)
-        lines.append("         (showing what the store knows)")
+        return say("fm.fault", error=fm["source_error"])
+    if fm.get("relaying"):
+        state = say("fm.relaying")
     else:
-        lines.append("agent    NOT RUNNING (showing what the store knows)")
-    lines += _clock_and_playing(status, tz)
-    lines += _fm_lines(status.get("fm"), tz)
-    lines += _relay_lines(status, tz)
-    lines += _link_lines(status.get("link"), tz)
-    lines += health_lines(status.get("health"), tz)
-    lines += _schedule_lines(status.get("schedule") or {})
+        decision = str(fm.get("decision"))
+        state = say("fm.not_relaying", decision=say.known(f"fm.decision.{decision}", decision))
+    if fm.get("paused_until") and tz is not None:
+        state = say("fm.paused", until=_local(fm["paused_until"], tz))
+    source = str(fm.get("source", "ok"))
+    if source != "ok":
+        return say("fm.with_source", state=state, source=say.known(f"fm.source.{source}", source))
+    carrier = say("fm.carrier") if fm.get("carrier") else say("fm.no_carrier")
+    if fm.get("rssi_dbfs") is not None:
+        carrier = say("fm.level_dbfs", carrier=carrier, rssi=fm["rssi_dbfs"], snr=fm["snr_db"])
+    elif fm.get("rssi_dbuv") is not None:
+        carrier = say("fm.level_dbuv", carrier=carrier, rssi=fm["rssi_dbuv"], snr=fm["snr_db"])
+    return say("fm.with_carrier", state=state, carrier=carrier)
+
+
+def render(status: dict[str, Any], tz: ZoneInfo, language: str = "en") -> str:
+    """Plain text for a maintenance crew in ``language`` (agent/messages.py); times in the device's
+    time zone.  Each line is a label and its text (:class:`Lines`)."""
+    say = words(language)
+    lines = Lines(say)
+    lines.add("device", say("device.line", device=status.get("device"), version=status.get("version")))
+    if status.get("state") == "never run":
+        lines.add("agent", say("agent.never_run"))
+        lines.more(say.reason(str(status.get("note"))))
+        return lines.text()
+    if status.get("running"):
+        lines.add("agent", say("agent.running", since=_local(status.get("since"), tz)))
+    elif status.get("state") == NOT_ANSWERING:
+        lines.add("agent", say("agent.not_answering", note=say.reason(str(status.get("note")))))
+        if status.get("store", {}) is None:  # no_store_status: nor is there a store to show
+            return lines.text()
+        lines.more(say("agent.from_store"))
+    else:
+        lines.add("agent", say("agent.not_running"))
+    _clock_and_playing(lines, status, tz)
+    _fm_lines(lines, status.get("fm"), tz)
+    _relay_lines(lines, status, tz)
+    _link_lines(lines, status.get("link"), tz)
+    _health_lines(lines, status.get("health"), tz)
+    _schedule_lines(lines, status.get("schedule") or {})
     for fault in status.get("faults") or []:
-        lines.append(f"FAULT    {fault}")
+        lines.add("fault", say.reason(str(fault)))
     for error in status.get("errors") or []:
-        lines.append(f"error    {_local(error['at'], tz)} {error['kind']}: {error['detail'][:160]}")
-    return "\n".join(lines)
+        kind = str(error["kind"])
+        text = say("error.line", at=_local(error["at"], tz), kind=say.known(f"kind.{kind}", kind),
+                   detail=say.reason(str(error["detail"]))[:160])  # fmt: skip
+        lines.add("error", text)
+    return lines.text()
 
 
-def _clock_and_playing(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
+class Lines:
+    """The status board's lines: a label (``label.<name>`` in the catalogue) and a text, the texts
+    in one column whatever the language's longest label."""
+
+    def __init__(self, say: Words) -> None:
+        self.say = say
+        self._lines: list[str] = []
+
+    def add(self, label: str, text: str) -> None:
+        self._lines.append(f"{self.say.label(label)} {text}")
+
+    def more(self, text: str) -> None:
+        """A line that goes on from the one above (no label)."""
+        self._lines.append(f"{'':<{self.say.label_width}} {text}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines)
+
+
+def _clock_and_playing(lines: Lines, status: dict[str, Any], tz: ZoneInfo) -> None:
+    say = lines.say
     clock = status.get("clock") or {}
-    trusted = {True: "trusted", False: "NOT TRUSTED - nothing scheduled will start", None: "unknown"}
-    lines = [f"clock    {trusted[clock.get('trusted')]} ({clock.get('reason')})"]
+    trusted = {True: "clock.trusted", False: "clock.untrusted", None: "clock.unknown"}
+    lines.add("clock", say(trusted[clock.get("trusted")], reason=say.reason(str(clock.get("reason")))))
     playing = status.get("playing")
     if playing:
-        lines.append(
-            f"playing  {playing['item']} [{playing['level']}] since {_local(playing['since'], tz)}"
-            f" on {', '.join(playing['zones'])}"
-        )
+        since, zones = _local(playing["since"], tz), ", ".join(playing["zones"])
+        level = _level(say, playing["level"])
+        lines.add("playing", say("playing.item", item=playing["item"], level=level, since=since, zones=zones))
     elif status.get("running"):
-        lines.append("playing  nothing")
+        lines.add("playing", say("playing.nothing"))
     else:
         last = status.get("last_played")
-        lines.append(f"playing  unknown ({_unknown_why(status)})")
+        lines.add("playing", say("playing.unknown", why=_unknown_why(status, say)))
         if last:
-            lines.append(
-                f"last     {last['item_id']} {last['outcome']} at {_local(last['scheduled_start'], tz)}"
-            )
+            outcome = str(last["outcome"])
+            said = say.known(f"outcome.{outcome}", outcome)
+            at = _local(last["scheduled_start"], tz)
+            lines.add("last", say("last.item", item=last["item_id"], outcome=said, at=at))
     for index, upcoming in enumerate(status.get("next") or []):
-        label = "next" if index == 0 else ""
-        lines.append(f"{label:<8} {_local(upcoming['at'], tz)}  {upcoming['item']} [{upcoming['level']}]")
+        text = say("next.item", at=_local(upcoming["at"], tz), item=upcoming["item"],
+                   level=_level(say, upcoming["level"]))  # fmt: skip
+        if index == 0:
+            lines.add("next", text)
+        else:
+            lines.more(text)
     if not status.get("next"):
-        lines.append("next     nothing scheduled")
-    return lines
+        lines.add("next", say("next.nothing"))
 
 
-def _fm_lines(fm: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
-    if not fm:
-        return []
-    return [f"fm       {fm['frequency_mhz']} MHz {_fm_state(fm, tz)}"]
+def _level(say: Words, level: str) -> str:
+    return say.known(f"level.{level}", level)
 
 
-def _relay_lines(status: dict[str, Any], tz: ZoneInfo) -> list[str]:
+def _fm_lines(lines: Lines, fm: dict[str, Any] | None, tz: ZoneInfo) -> None:
+    if fm:
+        lines.add("fm", lines.say("fm.line", mhz=fm["frequency_mhz"], state=_fm_state(fm, lines.say, tz)))
+
+
+def _relay_lines(lines: Lines, status: dict[str, Any], tz: ZoneInfo) -> None:
+    say = lines.say
     relays = status.get("relays")
     if relays is not None:
-        return ["relays   " + _zones(relays)]
+        lines.add("relays", _zones(relays, say))
+        return
     known = status.get("relays_last_known")
+    why = _unknown_why(status, say)
     if not known:
-        return [f"relays   unknown now ({_unknown_why(status)}); never recorded"]
-    return [
-        f"relays   unknown now ({_unknown_why(status)})",
-        f"         last recorded {_local(known.get('at'), tz)}: {_zones(known.get('closed') or {})}",
-    ]
+        lines.add("relays", say("relays.never_recorded", why=why))
+        return
+    lines.add("relays", say("relays.unknown", why=why))
+    at = _local(known.get("at"), tz)
+    lines.more(say("relays.last_recorded", at=at, zones=_zones(known.get("closed") or {}, say)))
 
 
-def _unknown_why(status: dict[str, Any]) -> str:
-    return "agent not answering" if status.get("state") == NOT_ANSWERING else "agent not running"
+def _unknown_why(status: dict[str, Any], say: Words) -> str:
+    return say("why.not_answering") if status.get("state") == NOT_ANSWERING else say("why.not_running")
 
 
-def _link_lines(link: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
+def _link_lines(lines: Lines, link: dict[str, Any] | None, tz: ZoneInfo) -> None:
     """The central link in a crew's words: up or since when down, last contact, what waits to go."""
     if not link or not link.get("configured"):
-        return []
+        return
+    say = lines.say
     spool = link.get("spool") or {}
-    waiting = ", ".join(f"{spool.get(key, 0)} {words}" for key, words in _SPOOLED)
-    state = "connected" if link.get("connected") else "DOWN"
-    lines = [f"link     {state} since {_local(link.get('since'), tz)} ({link.get('broker')})"]
-    lines.append(f"         last contact {_local(link.get('last_contact'), tz)}; waiting to send: {waiting}")
-    return lines
+    state = "link.connected" if link.get("connected") else "link.down"
+    lines.add("link", say(state, since=_local(link.get("since"), tz), broker=link.get("broker")))
+    lines.more(say("link.spool", contact=_local(link.get("last_contact"), tz), plays=spool.get("play_log", 0),
+                   events=spool.get("events", 0), telemetry=spool.get("telemetry", 0),
+                   acks=spool.get("acks", 0)))  # fmt: skip
 
 
-_SPOOLED = (
-    ("play_log", "play-log records"),
-    ("events", "events"),
-    ("telemetry", "telemetry samples"),
-    ("acks", "acks"),
-)
+def _zones(states: dict[str, bool], say: Words) -> str:
+    return "  ".join(f"{zone}={say('relays.on') if on else say('relays.off')}" for zone, on in states.items())
 
 
-def _zones(states: dict[str, bool]) -> str:
-    return "  ".join(f"{zone}={'ON' if on else 'off'}" for zone, on in states.items())
-
-
-def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+def _schedule_lines(lines: Lines, schedule: dict[str, Any]) -> None:
+    say = lines.say
     origins = schedule.get("origins") or {}
     parts = [
-        f"{name} {info.get('items')} (version {info.get('version') or '-'}, from {info.get('source')})"
+        say("schedule.origin", name=name, items=info.get("items"), version=info.get("version") or "-",
+            source=say("schedule.from_store") if info.get("source") == FROM_STORE else info.get("source"))
         for name, info in origins.items()
-    ]
-    lines = [f"schedule {schedule.get('items')} items: " + ("; ".join(parts) or "no origin")]
+    ]  # fmt: skip
+    lines.add("schedule", say("schedule.line", items=schedule.get("items"),
+                              origins="; ".join(parts) or say("schedule.no_origin")))  # fmt: skip
     if schedule.get("error"):
-        lines.append(f"         {schedule['error']}")
-    return lines
+        lines.more(str(schedule["error"]))
 
 
 # -- [health] the health monitor's readings and alarms (agent/health.py) -----------------------------
 
 
-def health_lines(health: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
+def health_lines(health: dict[str, Any] | None, tz: ZoneInfo, language: str = "en") -> list[str]:
     """Power, modem, board and raised alarms in a crew's words; nothing when the agent is not running."""
+    lines = Lines(words(language))
+    _health_lines(lines, health, tz)
+    return lines.text().splitlines()
+
+
+def _health_lines(lines: Lines, health: dict[str, Any] | None, tz: ZoneInfo) -> None:
     if not health:
-        return []
-    lines = []
+        return
+    say = lines.say
     mains = health.get("mains") or {}
     if mains.get("configured"):
-        lines.append(
-            "power    mains present" if mains.get("present") else "power    ON BACKUP SUPPLY: no mains"
-        )
+        lines.add("power", say("power.mains") if mains.get("present") else say("power.backup"))
     modem = health.get("modem") or {}
     if modem.get("configured"):
-        lines.append(f"modem    {_modem_words(modem)}")
-    lines.append(f"board    {_board_words(health)}")
+        lines.add("modem", _modem_words(modem, say))
+    lines.add("board", _board_words(health, say))
     for alarm in health.get("alarms") or []:
-        since = _local(alarm.get("since"), tz)
-        detail = f" ({alarm['detail'][:120]})" if alarm.get("detail") else ""
-        lines.append(f"ALARM    {alarm['code']} since {since}: {alarm['words']}{detail}")
+        code = str(alarm["code"])
+        meaning = say.known(f"alarm.{code}", "") or say.known(
+            f"alarm.{code.rpartition('.')[0]}", alarm["words"]
+        )
+        detail = f" ({say.reason(alarm['detail'])[:120]})" if alarm.get("detail") else ""
+        lines.add(
+            "alarm",
+            say("alarm.line", code=code, since=_local(alarm.get("since"), tz), words=meaning, detail=detail),
+        )
     for problem in health.get("unavailable") or []:
-        lines.append(f"         not watched: {problem}")
-    return lines
+        lines.more(say("alarm.unwatched", problem=problem))
 
 
-def _modem_words(modem: dict[str, Any]) -> str:
+def _modem_words(modem: dict[str, Any], say: Words) -> str:
     if modem.get("answering") is None:
-        return f"{modem.get('port')}: not asked yet"
+        return say("modem.not_asked", port=modem.get("port"))
     if not modem.get("answering"):
-        return f"NOT ANSWERING: {modem.get('error')}"
+        return say("modem.not_answering", error=say.reason(str(modem.get("error"))))
     rssi = modem.get("rssi_dbm")
-    parts = [f"signal {rssi} dBm" if rssi is not None else "signal unknown"]
-    registration = modem.get("registration") or "unknown"
-    parts.append(
-        f"registered ({registration})" if registration in ("home", "roaming") else registration.upper()
-    )
+    parts = [say("modem.signal", rssi=rssi) if rssi is not None else say("modem.no_signal")]
+    registration = str(modem.get("registration") or "unknown")
+    if registration in ("home", "roaming"):
+        parts.append(say("modem.registered", network=say(f"modem.network.{registration}")))
+    else:
+        parts.append(say.known(f"modem.unregistered.{registration}", registration.upper()))
     operator = " ".join(str(part) for part in (modem.get("operator"), modem.get("access")) if part)
     return ", ".join([*parts, operator] if operator else parts)
 
 
-def _board_words(health: dict[str, Any]) -> str:
+def _board_words(health: dict[str, Any], say: Words) -> str:
     cpu, storage = health.get("cpu") or {}, health.get("storage") or {}
-    parts = [f"CPU {cpu['temp_c']:.1f} °C" if cpu.get("temp_c") is not None else "CPU temperature unknown"]
+    temp = cpu.get("temp_c")
+    parts = [say("board.cpu", temp=f"{temp:.1f}") if temp is not None else say("board.cpu_unknown")]
     if cpu.get("throttled_flags"):
-        parts.append("; ".join(cpu["throttled_flags"]))
+        parts.append("; ".join(say.reason(str(flag)) for flag in cpu["throttled_flags"]))
     if storage.get("free_bytes") is not None:
-        read_only = ", READ-ONLY" if storage.get("read_only") else ""
-        free, total = storage["free_bytes"] / 1e9, storage["total_bytes"] / 1e9
-        parts.append(f"storage {free:.1f} GB free of {total:.1f} GB{read_only}")
+        read_only = say("board.read_only") if storage.get("read_only") else ""
+        free, total = f"{storage['free_bytes'] / 1e9:.1f}", f"{storage['total_bytes'] / 1e9:.1f}"
+        parts.append(say("board.storage", free=free, total=total, read_only=read_only))
     return "; ".join(parts)

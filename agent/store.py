@@ -438,6 +438,18 @@ class Store:
         params.append(limit)
         return self._read(list[dict[str, Any]](), lambda: list(self.db.query(sql, params)))
 
+    def events_after(
+        self, after: int = 0, since: str | None = None, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Events with an id above ``after`` and at or after ``since``, oldest first; only the
+        ``last`` ones if given (``loa logs --events``)."""
+        sql = "SELECT id, at, severity, kind, detail FROM events WHERE id > ? AND at >= ? ORDER BY id DESC"
+        params: list[Any] = [after, since or ""]
+        if last is not None:
+            sql += " LIMIT ?"
+            params.append(last)
+        return self._read(list[dict[str, Any]](), lambda: list(self.db.query(sql, params)))[::-1]
+
     # -- schedule -------------------------------------------------------------------------------
 
     def replace_schedule(

@@ -69,6 +69,12 @@ class NoAnswerError(LoaError, TimeoutError):
     exit_code = 6
 
 
+class NoPermissionError(LoaError, PermissionError):
+    """The user may not use the agent's socket or store (not root, not in its group)."""
+
+    exit_code = 8
+
+
 class UsageError(LoaError, ValueError):
     """A command line that cannot be carried out as written (a wrong argument, a missing file)."""
 

@@ -193,7 +193,7 @@ def loa_status_fm_line(box: RunningAgent) -> str:
     """The FM line of ``loa status`` as a technician runs it."""
     loa = Path(sys.executable).parent / "loa"
     result = subprocess.run(
-        [str(loa), "--config", str(box.config.source), "status"],
+        [str(loa), "--config", str(box.config.source), "status", "--lang", "en"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -61,13 +61,13 @@ def test_status_and_playlog_while_running_and_after(tmp_path: Path) -> None:
     with running_agent(config) as box:
         box.wait_for(lambda: box.outcome("news") == "completed", timeout=6)
         live = run("loa", "--config", str(config), "status", "--json")
-        text = run("loa", "--config", str(config), "status")
+        text = run("loa", "--config", str(config), "status", "--lang", "en")
     status = json.loads(live.stdout)
     assert live.returncode == 0 and status["running"] is True
     assert status["clock"]["trusted"] is True
     assert status["next"][0]["item"] == "later"
     assert "clock    trusted" in text.stdout and "later [normal]" in text.stdout
-    stopped = run("loa", "--config", str(config), "status")
+    stopped = run("loa", "--config", str(config), "status", "--lang", "en")
     assert stopped.returncode == 1
     assert "NOT RUNNING" in stopped.stdout and "later [normal]" in stopped.stdout
     log = run("loa", "--config", str(config), "playlog", "--since", "1h", "--json")

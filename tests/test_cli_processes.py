@@ -105,7 +105,7 @@ def test_offline_status_after_a_crash_shows_the_last_recorded_relays(tmp_path: P
         wait_until(lambda: (status_json(config).get("playing") or {}).get("item") == "long", 10, "playing")
         agent.kill()  # SIGKILL: no finally, no relays opened by the agent, as at a crash
         agent.wait(timeout=10)
-    result = run("loa", "--config", str(config), "status")
+    result = run("loa", "--config", str(config), "status", "--lang", "en")
     assert result.returncode == 1 and result.stderr == ""
     lines = result.stdout.splitlines()
     relays = lines.index("relays   unknown now (agent not running)")
@@ -126,7 +126,7 @@ def test_offline_status_after_a_crash_of_an_idle_agent_knows_the_relays_were_ope
     with agent_process(config) as agent:
         agent.kill()
         agent.wait(timeout=10)
-    result = run("loa", "--config", str(config), "status")
+    result = run("loa", "--config", str(config), "status", "--lang", "en")
     lines = result.stdout.splitlines()
     recorded = lines[lines.index("relays   unknown now (agent not running)") + 1]
     assert recorded.endswith(": zone-1=off  zone-2=off"), result.stdout
@@ -134,7 +134,7 @@ def test_offline_status_after_a_crash_of_an_idle_agent_knows_the_relays_were_ope
 
 def test_status_where_the_agent_never_ran_is_plain_words(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    result = run("loa", "--config", str(config), "status")
+    result = run("loa", "--config", str(config), "status", "--lang", "en")
     assert result.returncode == 1 and result.stderr == ""
     assert result.stdout.splitlines() == [
         f"device   test-box-01  (loa {VERSION})",

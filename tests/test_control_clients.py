@@ -239,18 +239,18 @@ def test_loa_status_tells_not_running_from_not_answering(tmp_path: Path) -> None
     write_schedule(tmp_path)
     config = write_config(tmp_path)
     Store.open(tmp_path / "state").close()  # the agent ran here once: the store is there
-    missing = loa(config, "status")
+    missing = loa(config, "status", "--lang", "en")
     assert missing.returncode == 1 and "NOT RUNNING" in missing.stdout, missing.stdout
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(tmp_path / "agent.sock"))
     stale.close()  # a socket file left behind, nobody listening: refused
-    refused = loa(config, "status")
+    refused = loa(config, "status", "--lang", "en")
     assert refused.returncode == 1 and "NOT RUNNING" in refused.stdout, refused.stdout
     (tmp_path / "agent.sock").unlink()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as hung:  # listens, never answers
         hung.bind(str(tmp_path / "agent.sock"))
         hung.listen(4)
-        text = loa(config, "status")
+        text = loa(config, "status", "--lang", "en")
         as_json = loa(config, "status", "--json")
     assert text.returncode == 6, text.stdout + text.stderr
     assert "NOT RUNNING" not in text.stdout and "not running" not in text.stdout

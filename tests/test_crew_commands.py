@@ -158,7 +158,7 @@ def test_loa_stop_during_fm_pauses_the_relay(tmp_path: Path) -> None:
         assert not relaying(box) and box.agent.fm is not None and box.agent.fm.carrier_present
         status = request(box.config.control.socket, "status")
         assert status["fm"]["relaying"] is False and status["fm"]["paused_until"] is not None
-        shown = loa(box, "status").stdout
+        shown = loa(box, "status", "--lang", "en").stdout
         assert re.search(
             r"^fm +[\d.]+ MHz PAUSED by loa stop until \d{4}-\d\d-\d\d \d\d:\d\d", shown, re.M
         ), shown

@@ -47,7 +47,7 @@ def test_loa_status_shows_the_modem_the_mains_and_a_raised_alarm(
             box.wait_for(lambda: agent.led is not None and agent.led.code is LedCode.MAINS_LOST, timeout=3)
             box.wait_passes(2, timeout=5)
             capsys.readouterr()
-            assert cli.main(["--config", str(config), "status"]) == 0
+            assert cli.main(["--config", str(config), "status", "--lang", "en"]) == 0
             shown = capsys.readouterr().out
             events = [(e["kind"], e["detail"][:11]) for e in agent.store.undelivered_events(1000)]
     finally:

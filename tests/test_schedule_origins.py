@@ -33,7 +33,7 @@ def setup(tmp_path: Path, *items: str) -> tuple[Config, Store, Schedule]:
 
 def loa_status(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "loa"), "--config", str(config), "status"],
+        [str(BIN / "loa"), "--config", str(config), "status", "--lang", "en"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
