@@ -141,6 +141,9 @@ MESSAGES: dict[str, str] = {
     "alarm.unwatched": "not watched: {problem}",
     "kind.alarm.raised": "alarm.raised",
     "kind.alarm.cleared": "alarm.cleared",
+    "kind.clock.central_refused": "clock.central_refused",
+    "kind.clock.central_unusable": "clock.central_unusable",
+    "kind.clock.set": "clock.set",
     # -- loa test relays / loa test tone ---------------------------------------------------------
     "test.busy": "not now: {what}; try again when it has ended",
     "test.busy.playing": "'{item}' [{level}] is playing",

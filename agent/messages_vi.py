@@ -142,6 +142,9 @@ MESSAGES: dict[str, str] = {
     "alarm.unwatched": "không theo dõi được: {problem}",
     "kind.alarm.raised": "cảnh báo bật",
     "kind.alarm.cleared": "cảnh báo hết",
+    "kind.clock.central_refused": "giờ trung tâm bị từ chối",
+    "kind.clock.central_unusable": "không dùng được giờ trung tâm",
+    "kind.clock.set": "đã chỉnh đồng hồ theo trung tâm",
     # What each alarm means (agent/alarms.py); in English the agent's own words are shown.
     "alarm.player.hung": "bộ phát âm thanh bị treo hoặc đang khởi động lại",
     "alarm.audio.no_device": "không có card âm thanh: bộ phát không có chỗ để phát ra",

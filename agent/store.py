@@ -200,6 +200,8 @@ class Store:
             conn = sqlite3.connect(
                 f"file:{path}?mode=ro&immutable=1", uri=True, timeout=5.0, check_same_thread=False
             )
+        except sqlite3.DatabaseError:
+            pass  # a corrupt file: each reader says so where it reads, as the status board does
         return cls(sqlite_utils.Database(conn), path, readonly=True)
 
     def close(self) -> None:

@@ -233,20 +233,20 @@ def test_the_fm_relay(fm: dict[str, Any], vi: str, en: str) -> None:
 def test_the_central_link_up_and_down() -> None:
     link = {"configured": True, "connected": True, "broker": "mqtts://mqtt.quang-tri.gov.vn:8883",
             "since": "2026-11-25T23:02:11.000+00:00", "last_contact": "2026-11-26T07:35:02.000+00:00",
-            "spool": {"play_log": 0, "events": 2, "acks": 1}}  # fmt: skip
+            "spool": {"play_log": 0, "events": 2, "telemetry": 7, "acks": 1}}  # fmt: skip
     up = shown({**RUNNING, "link": link}, "vi")
     at = up.index("trung tâm đã kết nối từ 2026-11-26 06:02:11 (mqtts://mqtt.quang-tri.gov.vn:8883)")
     assert up[at + 1] == (
         "          liên lạc lần cuối 2026-11-26 14:35:02; "
-        "đang chờ gửi: 0 bản ghi phát, 2 sự kiện, 1 xác nhận lệnh"
+        "đang chờ gửi: 0 bản ghi phát, 2 sự kiện, 7 mẫu đo, 1 xác nhận lệnh"
     )
     down = shown({**RUNNING, "link": {**link, "connected": False}}, "vi")
     assert "trung tâm MẤT KẾT NỐI từ 2026-11-26 06:02:11 (mqtts://mqtt.quang-tri.gov.vn:8883)" in down
     english = shown({**RUNNING, "link": {**link, "connected": False}}, "en")
     assert "link     DOWN since 2026-11-26 06:02:11 (mqtts://mqtt.quang-tri.gov.vn:8883)" in english
     assert (
-        "         last contact 2026-11-26 14:35:02; waiting to send: 0 play-log records, 2 events, 1 acks"
-        in english
+        "         last contact 2026-11-26 14:35:02; waiting to send: 0 play-log records, 2 events, "
+        "7 telemetry samples, 1 acks" in english
     )
 
 
