@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from agent import daemon
 from agent.config import Amplifier, Config, GpioConfig, load_config, load_config_text
-from agent.yaml_source import load_yaml
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.sample_rates import SUPPORTED_SAMPLE_RATES, FmParameterError
 from foundation.errors import ConfigError
@@ -28,6 +27,7 @@ from foundation.units import (
     parse_duration,
     parse_frequency,
 )
+from foundation.yaml_source import load_yaml
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
