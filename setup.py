@@ -32,6 +32,7 @@ setup(
         "jinja2>=3.1",
         "python-multipart>=0.0.9",
         "psycopg[binary]>=3.1",
+        "mutagen>=1.46",  # duration of uploaded MP3, OGG and WAV
     ],
     extras_require={
         "dev": [
@@ -50,6 +51,7 @@ setup(
         "console_scripts": [
             "loa-agent=agent.daemon:main",
             "loa=agent.cli:main",
+            "loa-central=central.cli:main",
         ],
     },
 )

@@ -286,10 +286,15 @@ def insert_ignoring_duplicates(engine: Engine, table: Table, conflict: list[str]
     return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict)
 
 
-def upsert(engine: Engine, table: Table, conflict: list[str], update: list[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update = excluded.update``."""
+def upsert(engine: Engine, table: Table, conflict: list[str], update: list[str], *,
+           only_if_greater: str | None = None) -> Insert:  # fmt: skip
+    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update = excluded.update``; with
+    ``only_if_greater``, only when the new row's value of that column is greater than the stored one."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
+    where = (
+        None if only_if_greater is None else table.c[only_if_greater] < statement.excluded[only_if_greater]
+    )
     return statement.on_conflict_do_update(
-        index_elements=conflict, set_={name: statement.excluded[name] for name in update}
+        index_elements=conflict, set_={name: statement.excluded[name] for name in update}, where=where
     )
