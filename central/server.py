@@ -7,9 +7,12 @@ broker (embedded) → link → ingest → uvicorn, which runs until SIGINT or SI
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from contextlib import ExitStack
 
 import uvicorn
+from fastapi import FastAPI
 
 from central import broker, db
 from central.app import create_app
@@ -20,9 +23,15 @@ from central.ingest import Ingestor, IngestThread
 from central.mqtt_link import CentralLink
 from central.signing import load_signing_key
 from central.tts import EspeakNg
-from foundation.errors import ConfigError
+from foundation.errors import ConfigError, LoaError
 
 logger = logging.getLogger(__name__)
+
+
+class ServeError(LoaError, OSError):
+    """A subsystem of the running server stopped by itself."""
+
+    exit_code = 4
 
 
 def _link(config: CentralServerConfig) -> CentralLink:
@@ -68,7 +77,26 @@ def serve(config: CentralServerConfig) -> None:
         ingest = IngestThread(Ingestor(engine, central.clock), link.inbox)
         ingest.start()
         stack.callback(ingest.stop)
-        logger.info("loa-central serving on %s:%d", config.http.host, config.http.port)
-        uvicorn.run(create_app(central), host=config.http.host, port=config.http.port,
-                    log_level=config.log_level, access_log=False)  # fmt: skip
+        _run_http(create_app(central), config)
     logger.info("loa-central stopped")
+
+
+def _run_http(app: FastAPI, config: CentralServerConfig) -> None:
+    """uvicorn on its own thread until SIGTERM or SIGINT; the main thread keeps the signals, so that
+    the subsystems behind it are stopped in order (uvicorn on the main thread re-raises the signal
+    after its own shutdown, which would leave the broker running)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    server = uvicorn.Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
+                                           log_level=config.log_level, access_log=False))  # fmt: skip
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    logger.info("loa-central serving on %s:%d", config.http.host, config.http.port)
+    while not stop.wait(1.0):
+        if not thread.is_alive():
+            raise ServeError(
+                f"the HTTP server stopped by itself (is {config.http.host}:{config.http.port} free?)"
+            )
+    server.should_exit = True
+    thread.join(timeout=30)

@@ -32,6 +32,7 @@ def loa_central(config: Path, *args: str, check: bool = True) -> subprocess.Comp
 def write_central_config(
     directory: Path, *, http_port: int = 8080, mqtt_port: int = 1883, extra: str = ""
 ) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "central.yaml"
     path.write_text(
         f"storage: {{dir: {directory / 'data'}}}\n"
