@@ -272,3 +272,39 @@ def test_a_command_is_signed_published_and_followed_by_its_acks(client: TestClie
     assert ("op-tinh", "command.send") in [
         (r["user"], r["action"]) for r in registry.audit_log(central.engine)
     ]
+
+
+def test_an_emergency_bulletin_with_no_time_is_sent_at_once_as_a_group_command(
+    client: TestClient, central: Central, tmp_path: Path
+) -> None:
+    headers = login(client, "op-tinh")
+    sha = upload(client, headers, tone_file(tmp_path, 440, 1.0)).json()["sha256"]
+    answer = client.post(
+        "/api/v1/bulletins",
+        headers=headers,
+        json={
+            "title": "Bão",
+            "audio_sha256": sha,
+            "level": "emergency",
+            "targets": {"units": ["tinh"]},
+            "volume": 100,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    assert set(answer.json()["targets"].values()) == {"sent"} and "manifests" not in answer.json()
+    [(topic, token, retained)] = published(central)
+    assert topic == "loa/v1/group/tinh/cmd" and not retained
+    command = verify_command(
+        token,
+        keys=[central.key.public],
+        device_id="xa-b-01",
+        groups=frozenset({"tinh"}),
+        now=datetime.now(UTC),
+        max_lifetime=timedelta(hours=24),
+        seen=lambda _: False,
+    )
+    assert command.name == "emergency" and command.id == answer.json()["command"]
+    assert dict(command.fields) == {"audio": {"sha256": sha, "url": central.audio_url(sha)}, "volume": 100}
+    status = client.get(f"/api/v1/commands/{command.id}", headers=headers).json()
+    assert sorted(status["acks"]) == ["xa-a-01", "xa-a-02", "xa-b-01"]
+    assert {ack["audience"] for ack in status["acks"].values()} == {"group:tinh"}

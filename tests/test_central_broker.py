@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central import broker
 from central.broker import CENTRAL_USER, BrokerSupervisor, central_password
 from central.config import CentralServerConfig, load_central_config
 from tests.central_harness import initialized, loa_central
@@ -25,20 +26,22 @@ class Client:
     def __init__(self, port: int, user: str, password: str) -> None:
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.refused: queue.Queue[str] = queue.Queue()
+        self.subscribed: queue.Queue[int] = queue.Queue()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv311
         )
         self.client.username_pw_set(user, password)
         self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
         self.client.on_connect = lambda _c, _u, _f, reason, _p: self.refused.put(str(reason))
+        self.client.on_subscribe = lambda _c, _u, mid, _r, _p: self.subscribed.put(mid)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert self.refused.get(timeout=10) == "Success"
 
     def subscribe(self, *topics: str) -> None:
-        result, _mid = self.client.subscribe([(topic, 1) for topic in topics])
+        result, mid = self.client.subscribe([(topic, 1) for topic in topics])
         assert result == mqtt.MQTT_ERR_SUCCESS
-        time.sleep(0.2)  # the SUBACK: paho has no blocking subscribe
+        assert self.subscribed.get(timeout=10) == mid  # the SUBACK: what comes after it is delivered
 
     def publish(self, topic: str, payload: str) -> None:
         self.client.publish(topic, payload, qos=1).wait_for_publish(5)
@@ -53,6 +56,11 @@ class Client:
 
 @pytest.fixture
 def central(tmp_path: Path) -> Iterator[tuple[CentralServerConfig, dict[str, str]]]:
+    yield from _central(tmp_path)
+
+
+def _central(tmp_path: Path, supervisors: list[BrokerSupervisor] | None = None
+             ) -> Iterator[tuple[CentralServerConfig, dict[str, str]]]:  # fmt: skip
     config_path = initialized(tmp_path, mqtt_port=free_port())
     passwords = {}
     for device, commune in (("xa-a-01", "xa-a"), ("xa-a-02", "xa-a"), ("xa-b-01", "xa-b")):
@@ -63,6 +71,8 @@ def central(tmp_path: Path) -> Iterator[tuple[CentralServerConfig, dict[str, str
     config = load_central_config(config_path)
     supervisor = BrokerSupervisor(config)
     supervisor.start()
+    if supervisors is not None:
+        supervisors.append(supervisor)
     wait_listening(config.mqtt.listen_port)
     try:
         yield config, passwords
@@ -147,3 +157,24 @@ def test_a_box_added_while_the_broker_runs_can_connect_at_once(
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_the_supervisor_starts_a_dead_broker_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker, "RESTART_DELAY", 0.1)
+    supervisors: list[BrokerSupervisor] = []
+    running = _central(tmp_path, supervisors)
+    config, passwords = next(running)
+    [supervisor] = supervisors
+    first = supervisor.process
+    assert first is not None
+    first.kill()
+    deadline = time.monotonic() + 10
+    while supervisor.restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert supervisor.restarts == 1 and supervisor.process is not first
+    wait_listening(config.mqtt.listen_port)
+    Client(config.mqtt.listen_port, "xa-a-01", passwords["xa-a-01"]).close()
+    pid = (config.broker_dir / "mosquitto.pid").read_text(encoding="ascii").strip()
+    assert supervisor.process is not None and pid == str(supervisor.process.pid)
+    running.close()  # stops it: nothing is started again after stop
+    assert supervisor.process.poll() is not None and not (config.broker_dir / "mosquitto.pid").exists()
