@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from central import api, auth
+from central import api, auth, time_api
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.commands import CommandError
@@ -21,6 +21,9 @@ def create_app(central: Central) -> FastAPI:
     app.state.central = central
     app.include_router(auth.router)
     app.include_router(api.router)
+    time_router = time_api.router_if_available()  # protocol.time_sync is on another branch
+    if time_router is not None:
+        app.include_router(time_router)
     _errors(app)
     return app
 

@@ -107,8 +107,12 @@ def reload(config: CentralServerConfig) -> bool:
     pid_file = config.broker_dir / "mosquitto.pid"
     try:
         pid = int(pid_file.read_text(encoding="ascii").strip())
+        # a pid file left by a server that died names someone else's process by now: check it first
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if not command[0].endswith(b"mosquitto") or str(config.broker_dir).encode() not in b" ".join(command):
+            return False
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return False
     logger.info("broker %d told to reload its passwords and ACL", pid)
     return True

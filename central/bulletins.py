@@ -13,6 +13,7 @@ stored, so a bulletin the boxes would refuse is refused here, with every problem
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -55,22 +56,10 @@ class BulletinInput:
 
 def _check_item(data: BulletinInput, sha256: str) -> None:
     """The bulletin as the boxes will read it, checked by their own reader."""
-    row = _Row(0, data)
-    spec = manifests.item_spec(row, sha256)  # type: ignore[arg-type]
+    spec = manifests.item_spec(0, dataclasses.asdict(data), sha256)
     _items, findings = parse_items({"items": [spec]}, BOX_ZONE)
     if findings:
         raise BulletinError([str(finding).replace("items[0].", "") for finding in findings])
-
-
-@dataclass(frozen=True)
-class _Row:
-    """A bulletin not yet stored, shaped like its row for manifests.item_spec."""
-
-    id: int
-    data: BulletinInput
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.data, name)
 
 
 def _audio(central: Central, data: BulletinInput, user: str) -> str:

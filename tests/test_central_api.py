@@ -1,5 +1,6 @@
-"""The REST API with FastAPI's TestClient over a real SQLite file, real audio files and espeak-ng:
-tokens, uploads, bulletins and their signed manifests, commands, access by unit, the audit log."""
+"""The REST API with FastAPI's TestClient over a real SQLite file and a real PostgreSQL, real audio
+files and espeak-ng: tokens, uploads, bulletins and their signed manifests, commands, access by
+unit, the audit log."""
 
 from __future__ import annotations
 
@@ -22,13 +23,24 @@ from protocol.commands import verify_command
 from protocol.manifest import verify_manifest
 from tests.audio_fixtures import tone_file
 from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
+from tests.postgres_server import Postgres, run_postgres
 
 
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[Central]:
-    made = make_central(tmp_path, RecordingPublisher())
-    yield made
-    made.engine.dispose()
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    yield from run_postgres()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
+    url = request.getfixturevalue("postgres").url if request.param == "postgresql" else None
+    made = make_central(tmp_path, RecordingPublisher(), url)
+    try:
+        yield made
+    finally:
+        if url is not None:
+            db.metadata.drop_all(made.engine)
+        made.engine.dispose()
 
 
 @pytest.fixture
@@ -308,3 +320,16 @@ def test_an_emergency_bulletin_with_no_time_is_sent_at_once_as_a_group_command(
     status = client.get(f"/api/v1/commands/{command.id}", headers=headers).json()
     assert sorted(status["acks"]) == ["xa-a-01", "xa-a-02", "xa-b-01"]
     assert {ack["audience"] for ack in status["acks"].values()} == {"group:tinh"}
+
+
+def test_the_signed_time_answers_a_registered_box_only(client: TestClient, central: Central) -> None:
+    time_sync = pytest.importorskip("protocol.time_sync", reason="protocol/time_sync.py is on another branch")
+    nonce = time_sync.new_nonce()
+    answer = client.get("/api/v1/time", params={"device": "xa-a-01", "nonce": nonce})
+    assert answer.status_code == 200 and answer.headers["content-type"] == time_sync.CONTENT_TYPE
+    told = time_sync.verify_time_answer(
+        answer.text, keys=[central.key.public], device_id="xa-a-01", nonce=nonce
+    )
+    assert abs(told.time - datetime.now(UTC)) < timedelta(seconds=5)
+    assert client.get("/api/v1/time", params={"device": "xa-z-99", "nonce": nonce}).status_code == 404
+    assert client.get("/api/v1/time", params={"device": "xa-a-01", "nonce": "short"}).status_code == 400
