@@ -2,9 +2,10 @@
 real agent (null player, mock GPIO) registered with ``device add``, and an operator using the API.
 
 The agent of this branch takes commands but not yet manifests (the manifest origin and the audio
-cache are being wired into it): the box's side of a bulletin is played here by the agent's own
-modules, fetch_manifest and AudioCache, over the central's real HTTP, and the audio then plays
-through a signed command sent by the API.
+cache are being wired into it): the box's side of a bulletin (fetch the manifest, verify it, fetch
+its audio) is played here by the agent's own modules, fetch_manifest and AudioCache, over the
+central's real HTTP; the audio then plays on the agent (libVLC writing WAV) through signed commands
+sent by the API, to the box and to its commune's group.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from agent.audio_cache import AudioCache
 from agent.manifest_origin import fetch_manifest
+from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.manifest import verify_manifest
 from tests.agent_harness import running_agent, write_config, write_schedule
-from tests.audio_fixtures import tone_file
+from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.central_harness import ADMIN_PASSWORD, BIN, initialized, loa_central
 from tests.mqtt_broker import free_port
 
@@ -106,10 +108,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
     assert "embedded broker stopped" in running.log.read_text()
 
 
-def test_an_operator_schedules_and_plays_a_bulletin_on_a_real_box(server: Server, tmp_path: Path) -> None:
+@pytest.mark.vlc
+def test_an_operator_schedules_and_plays_bulletins_on_a_real_box(server: Server, tmp_path: Path) -> None:
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
     box = tmp_path / "box"
     server.login()
-    tone = tone_file(tmp_path, 440, 1.0)
+    tone = tone_file(tmp_path, 523.25, 1.5)
     with tone.open("rb") as source:
         sha = server.call("POST", "/audio", files={"file": ("tone.wav", source, "audio/wav")})["sha256"]
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
@@ -117,31 +123,67 @@ def test_an_operator_schedules_and_plays_a_bulletin_on_a_real_box(server: Server
         "title": "Bản tin", "audio_sha256": sha, "level": "priority", "targets": {"communes": ["xa-test"]},
         "at": at.isoformat()})  # fmt: skip
     assert created["manifests"] == {DEVICE: 1}
-
-    # The box's side of the manifest, by the agent's own code, over the server's HTTP.
     token, etag = fetch_manifest(requests.Session(), server.api, DEVICE, None)
     assert token is not None and etag == '"1"'
     assert fetch_manifest(requests.Session(), server.api, DEVICE, etag) == (None, etag)
+    spoken = server.call("POST", "/bulletins", json={
+        "title": "Thông báo", "text": "Xin chào bà con. Chiều nay có mưa lớn, bà con chú ý.",
+        "level": "priority", "targets": {"devices": [DEVICE]}, "at": at.isoformat()})  # fmt: skip
+    speech = spoken["audio_sha256"]
+
+    # The box's side of the manifest, by the agent's own code, over the server's HTTP.
+    token, etag = fetch_manifest(requests.Session(), server.api, DEVICE, etag)
+    assert token is not None and etag == '"2"'
     key = load_pem_public_key((box / "central-signing-key.pub.pem").read_bytes())
     assert isinstance(key, Ed25519PublicKey)
     manifest = verify_manifest(token, keys=[key], device_id=DEVICE, groups=frozenset({"xa-test", "tinh"}),
-                               now=datetime.now(UTC), current_version=None)  # fmt: skip
-    [item] = manifest.items
-    assert item["audio"] == sha and datetime.fromisoformat(item["at"]) == at
-    storage = box / "state"
-    cached = AudioCache(storage, max_bytes=10**8).fetch(sha, manifest.audio_urls[sha], timeout=10)
-    assert cached.read_bytes() == tone.read_bytes()
+                               now=datetime.now(UTC), current_version="1")  # fmt: skip
+    assert [item["audio"] for item in manifest.items] == [sha, speech]
+    assert datetime.fromisoformat(manifest.items[0]["at"]) == at
+    cache = AudioCache(box / "state", max_bytes=10**8)
+    for audio in (sha, speech):
+        cache.fetch(audio, manifest.audio_urls[audio], timeout=10)
+    assert (box / "state" / "audio" / sha).read_bytes() == tone.read_bytes()
 
-    # The real agent, with the central section device add wrote, on the embedded broker.
+    # The real agent (libVLC writing WAV), with the central section device add wrote, on the embedded broker.
     write_schedule(box)
+    out = tmp_path / "out.wav"
+    vlc_args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
     central_section = (box / "central.yaml").read_text(encoding="utf-8")
-    with running_agent(write_config(box, extra=central_section)):
+    with running_agent(write_config(box, backend="vlc", vlc_args=vlc_args, extra=central_section)):
         device = server.until(f"/devices/{DEVICE}", lambda d: d["online"] and d["state"] is not None)
         assert device["state"]["playing"] is None and device["groups"] == ["xa-test", "tinh"]
         ident = server.call("POST", "/commands", json={"type": "play_now", "audio": {"sha256": sha},
                                                        "targets": {"devices": [DEVICE]}})["id"]  # fmt: skip
         done = server.until(f"/commands/{ident}", lambda c: c["acks"][DEVICE]["result"] == "done")
         assert done["acks"][DEVICE]["audience"] == DEVICE
-        rows = server.until("/playlogs", lambda rows: any(r["outcome"] == "completed" for r in rows))
-        [row] = [r for r in rows if r["item_id"] == f"central-command-{ident}"]
-        assert row["audio"].endswith(sha) and row["origin"] == "central" and row["device_id"] == DEVICE
+        played = completed(server, f"central-command-{ident}")
+        assert played["audio"].endswith(sha) and played["origin"] == "central"
+        wait_for_finished_wav(out)
+        samples, rate = read_wav(out)
+        assert abs(len(samples) / rate - 1.5) < 0.05
+        assert abs(dominant_frequency(samples, rate) - 523.25) < 523.25 * 0.01
+
+        # A text bulletin as an emergency to the commune: one group command, spoken on the box.
+        alarm = server.call("POST", "/bulletins", json={"title": "Khẩn cấp", "level": "emergency",
+                            "text": "Xin chào bà con. Chiều nay có mưa lớn, bà con chú ý.",
+                            "targets": {"communes": ["xa-test"]}})  # fmt: skip
+        assert alarm["audio_sha256"] == speech  # the same words, the same audio
+        status = server.until(
+            f"/commands/{alarm['command']}", lambda c: c["acks"][DEVICE]["result"] == "done"
+        )
+        assert status["acks"][DEVICE]["audience"] == "group:xa-test"
+        assert completed(server, f"central-command-{alarm['command']}")["level"] == "emergency"
+        wait_for_finished_wav(out)
+        samples, rate = read_wav(out)
+        spoken_samples, spoken_rate = read_wav(box / "state" / "audio" / speech)
+        assert abs(len(samples) / rate - len(spoken_samples) / spoken_rate) < 0.1  # all of the speech
+        assert float(abs(samples).max()) > 0.1  # and not silence
+
+
+def completed(server: Server, item_id: str) -> Any:
+    rows = server.until("/playlogs", lambda rows: any(r["item_id"] == item_id and r["outcome"] == "completed"
+                                                      for r in rows))  # fmt: skip
+    [row] = [r for r in rows if r["item_id"] == item_id]
+    assert row["device_id"] == DEVICE
+    return row
