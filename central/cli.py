@@ -54,7 +54,8 @@ def init(config: CentralServerConfig, admin: str, password_file: Path) -> None:
             raise UsageError(f"user {admin} already exists: init has been run on this database")
         create_key_pair(config.signing_key_file, config.public_key_file)
         registry.add_user(engine, admin, hash_password(password), "admin", None)
-        broker.write_files(config, engine)
+        if config.mqtt.embedded:
+            broker.write_files(config, engine)
     finally:
         engine.dispose()
     print(f"initialized {config.storage_dir}: database, signing key pair, admin {admin}")
@@ -77,8 +78,9 @@ def device_add(config: CentralServerConfig, args: argparse.Namespace) -> None:
         groups = [unit.id for unit in reversed(units)]  # the commune first, then up to the province
         password = new_secret()
         registry.add_device(engine, args.id, units[-1].id, groups, mosquitto_hash(password))
-        broker.write_files(config, engine)
-        broker.reload(config)
+        if config.mqtt.embedded:
+            broker.write_files(config, engine)
+            broker.reload(config)
     finally:
         engine.dispose()
     box_dir: Path = args.box_dir

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from central import cli, db
 from central.audio_store import AudioStore
@@ -30,7 +34,12 @@ def loa_central(config: Path, *args: str, check: bool = True) -> subprocess.Comp
 
 
 def write_central_config(
-    directory: Path, *, http_port: int = 8080, mqtt_port: int = 1883, extra: str = ""
+    directory: Path,
+    *,
+    http_port: int = 8080,
+    mqtt_port: int = 1883,
+    extra: str = "",
+    broker: str = "embedded",
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "central.yaml"
@@ -38,7 +47,7 @@ def write_central_config(
         f"storage: {{dir: {directory / 'data'}}}\n"
         f"http: {{listen: 127.0.0.1:{http_port}}}\n"
         f"public_url: http://127.0.0.1:{http_port}\n"
-        f"mqtt: {{broker: embedded, listen: 127.0.0.1:{mqtt_port}}}\n" + extra,
+        f"mqtt: {{broker: '{broker}', listen: 127.0.0.1:{mqtt_port}}}\n" + extra,
         encoding="utf-8",
     )
     return path
@@ -91,3 +100,37 @@ def make_central(directory: Path, publisher: Any, database_url: str | None = Non
         AudioStore(config.audio_dir, config.audio_max_bytes),
         EspeakNg("vi"),
     )
+
+
+class MqttClient:
+    """A plain MQTT client that collects what it receives."""
+
+    def __init__(self, port: int, user: str, password: str | None = None) -> None:
+        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.refused: queue.Queue[str] = queue.Queue()
+        self.subscribed: queue.Queue[int] = queue.Queue()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv311
+        )
+        self.client.username_pw_set(user, password)
+        self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
+        self.client.on_connect = lambda _c, _u, _f, reason, _p: self.refused.put(str(reason))
+        self.client.on_subscribe = lambda _c, _u, mid, _r, _p: self.subscribed.put(mid)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.refused.get(timeout=10) == "Success"
+
+    def subscribe(self, *topics: str) -> None:
+        result, mid = self.client.subscribe([(topic, 1) for topic in topics])
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert self.subscribed.get(timeout=10) == mid  # the SUBACK: what comes after it is delivered
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def next(self, timeout: float = 10) -> tuple[str, bytes]:
+        return self.received.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

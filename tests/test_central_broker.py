@@ -3,55 +3,19 @@ only its own and its groups' command topics and writes only its own topics, neve
 
 from __future__ import annotations
 
-import queue
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central import broker
 from central.broker import CENTRAL_USER, BrokerSupervisor, central_password
 from central.config import CentralServerConfig, load_central_config
+from tests.central_harness import MqttClient as Client
 from tests.central_harness import initialized, loa_central
 from tests.mqtt_broker import free_port
-
-
-class Client:
-    """A plain MQTT client that collects what it receives."""
-
-    def __init__(self, port: int, user: str, password: str) -> None:
-        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.refused: queue.Queue[str] = queue.Queue()
-        self.subscribed: queue.Queue[int] = queue.Queue()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv311
-        )
-        self.client.username_pw_set(user, password)
-        self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
-        self.client.on_connect = lambda _c, _u, _f, reason, _p: self.refused.put(str(reason))
-        self.client.on_subscribe = lambda _c, _u, mid, _r, _p: self.subscribed.put(mid)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self.refused.get(timeout=10) == "Success"
-
-    def subscribe(self, *topics: str) -> None:
-        result, mid = self.client.subscribe([(topic, 1) for topic in topics])
-        assert result == mqtt.MQTT_ERR_SUCCESS
-        assert self.subscribed.get(timeout=10) == mid  # the SUBACK: what comes after it is delivered
-
-    def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def next(self, timeout: float = 10) -> tuple[str, bytes]:
-        return self.received.get(timeout=timeout)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture

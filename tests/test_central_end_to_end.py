@@ -24,15 +24,20 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from sqlalchemy import create_engine, select
 
 from agent.audio_cache import AudioCache
 from agent.manifest_origin import fetch_manifest
+from central import db
 from drivers.wav_samples import dominant_frequency, read_wav
+from protocol.commands import verify_command
 from protocol.manifest import verify_manifest
+from protocol.messages import Ack, AckResult, StatusMessage
 from tests.agent_harness import running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
-from tests.central_harness import ADMIN_PASSWORD, BIN, initialized, loa_central
-from tests.mqtt_broker import free_port
+from tests.central_harness import ADMIN_PASSWORD, BIN, MqttClient, initialized, loa_central
+from tests.mqtt_broker import Broker, free_port, run_broker
+from tests.postgres_server import Postgres, run_postgres
 
 DEVICE = "test-box-01"
 
@@ -187,3 +192,60 @@ def completed(server: Server, item_id: str) -> Any:
     [row] = [r for r in rows if r["item_id"] == item_id]
     assert row["device_id"] == DEVICE
     return row
+
+
+@pytest.fixture
+def external_broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from run_broker(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    yield from run_postgres()
+
+
+def test_postgresql_and_an_external_broker_by_config_alone(
+    tmp_path: Path, external_broker: Broker, postgres: Postgres
+) -> None:
+    http_port = free_port()
+    extra = f"database: {{url: '{postgres.url}'}}\n"
+    config = initialized(tmp_path / "central", http_port=http_port, extra=extra, broker=external_broker.url)
+    box = tmp_path / "box"
+    loa_central(
+        config, "device", "add", DEVICE, "--province", "tinh", "--commune", "xa-test", "--out", str(box)
+    )
+    assert f"mqtt_url: {external_broker.url}" in (box / "central.yaml").read_text(encoding="utf-8")
+    assert not (tmp_path / "central" / "data" / "mosquitto").exists()  # nothing of the embedded broker
+    server = Server(config, http_port, external_broker.port)
+    try:
+        server.login()
+        box_client = MqttClient(external_broker.port, DEVICE)
+        box_client.subscribe(f"loa/v1/{DEVICE}/cmd")
+        box_client.publish(f"loa/v1/{DEVICE}/status", StatusMessage(True, 1, datetime.now(UTC)).to_json())
+        server.until(f"/devices/{DEVICE}", lambda d: d["online"])
+        ident = server.call("POST", "/commands", json={"type": "status", "targets": {"devices": [DEVICE]}})[
+            "id"
+        ]
+        topic, token = box_client.next()
+        key = load_pem_public_key((box / "central-signing-key.pub.pem").read_bytes())
+        assert topic == f"loa/v1/{DEVICE}/cmd" and isinstance(key, Ed25519PublicKey)
+        command = verify_command(
+            token.decode(),
+            keys=[key],
+            device_id=DEVICE,
+            groups=frozenset(),
+            now=datetime.now(UTC),
+            max_lifetime=timedelta(hours=24),
+            seen=lambda _: False,
+        )
+        assert (command.id, command.name) == (ident, "status")
+        box_client.publish(f"loa/v1/{DEVICE}/ack", Ack(ident, AckResult.DONE, datetime.now(UTC)).to_json())
+        server.until(f"/commands/{ident}", lambda c: c["acks"][DEVICE]["result"] == "done")
+        box_client.close()
+    finally:
+        server.stop()
+    engine = create_engine(postgres.url)
+    with engine.connect() as conn:
+        assert conn.execute(select(db.devices.c.online).where(db.devices.c.id == DEVICE)).scalar_one() is True
+    db.metadata.drop_all(engine)
+    engine.dispose()
