@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from central import bulletins, commands, db, manifests
+from central import bulletins, commands, db, manifests, registry
+from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.auth import CentralDep, ScopeDep
 from central.ingest import is_online
@@ -219,3 +220,16 @@ def _playlog_json(row: Any) -> dict[str, Any]:
             "level": row.level, "zones": row.zones, "scheduled_start": when(row.scheduled_start),
             "actual_start": when(row.actual_start), "ended": when(row.ended), "outcome": row.outcome,
             "reason": row.reason, "origin": row.origin}  # fmt: skip
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(central: CentralDep, scope: ScopeDep,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
+    """Who did what, when: logins, bulletins, decisions, commands (admins only), newest first."""
+    if scope.user.role != "admin":
+        raise Forbidden(f"{scope.user.name} is a {scope.user.role}: only an admin reads the audit log")
+    rows = registry.audit_log(central.engine, limit)
+    return [row | {"at": format_time(row["at"])} for row in rows]

@@ -15,7 +15,7 @@ from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from central import registry
 from central.access import Scope
 from central.context import Central
-from central.passwords import new_secret, verify_password
+from central.passwords import new_secret, spend_like_a_verify, verify_password
 
 TOKEN_LIFETIME = timedelta(hours=12)
 TOKEN_URL = "/api/v1/auth/token"
@@ -51,6 +51,8 @@ ScopeDep = Annotated[Scope, Depends(scope_of)]
 def login(central: CentralDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
     """A bearer token for ``username`` and ``password`` (form fields), valid 12 hours."""
     found = registry.user_with_hash(central.engine, form.username)
+    if found is None:
+        spend_like_a_verify(form.password)
     if found is None or not verify_password(found[1], form.password):
         registry.record_audit(central.engine, form.username[:128], "login.failed", "api", {})
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",

@@ -101,34 +101,21 @@ def _status(scope: Scope, level: str, unit: str) -> str:
 
 
 def create(central: Central, scope: Scope, data: BulletinInput) -> dict[str, Any]:
+    """Store a bulletin for its boxes, then schedule it (new manifests) or, an emergency with no time,
+    send it at once; what happened to each box."""
     scope.require_writer("create bulletins")
-    problems = [] if data.level in LEVELS else [f"level {data.level!r}: expected one of {', '.join(LEVELS)}"]
-    if problems:
-        raise BulletinError(problems)
+    if data.level not in LEVELS:
+        raise BulletinError([f"level {data.level!r}: expected one of {', '.join(LEVELS)}"])
     devices = target_devices(central.engine, scope.units, data.targets)
     scope.require_units(devices, "send bulletins to")
     at_once = data.level == "emergency" and data.at is None and data.rrule is None
     if not at_once:
         _check_item(data, "0" * 64)  # before any speech is synthesized: a bad time costs nothing
     sha256 = _audio(central, data, scope.user.name)
-    now = central.clock()
     statuses = {
         device: "sent" if at_once else _status(scope, data.level, unit) for device, unit in devices.items()
     }
-    with central.engine.begin() as conn:
-        bulletin_id = conn.execute(insert(db.bulletins).values(
-            title=data.title, audio_sha256=sha256, text=data.text, level=data.level, targets=data.targets,
-            at=data.at, rrule=data.rrule, dtstart=data.dtstart, valid_from=data.valid_from,
-            valid_until=data.valid_until, volume=data.volume, zones=data.zones, unit=scope.user.unit,
-            created_by=scope.user.name, created_at=now,
-        ).returning(db.bulletins.c.id)).scalar_one()  # fmt: skip
-        conn.execute(
-            insert(db.bulletin_targets),
-            [
-                {"bulletin_id": bulletin_id, "device_id": device, "status": status}
-                for device, status in statuses.items()
-            ],
-        )
+    bulletin_id = _store(central, scope, data, sha256, statuses)
     answer: dict[str, Any] = {"id": bulletin_id, "audio_sha256": sha256, "targets": statuses}
     if at_once:
         fields: dict[str, Any] = {"audio": {"sha256": sha256, "url": central.audio_url(sha256)}}
@@ -140,6 +127,18 @@ def create(central: Central, scope: Scope, data: BulletinInput) -> dict[str, Any
     registry.record_audit(central.engine, scope.user.name, "bulletin.create", f"bulletin {bulletin_id}",
                           {"title": data.title, "level": data.level, "targets": data.targets})  # fmt: skip
     return answer
+
+
+def _store(central: Central, scope: Scope, data: BulletinInput, sha256: str, statuses: dict[str, str]) -> int:
+    values = dataclasses.asdict(data) | {"audio_sha256": sha256, "unit": scope.user.unit}
+    values |= {"created_by": scope.user.name, "created_at": central.clock()}
+    targets = [{"device_id": device, "status": status} for device, status in statuses.items()]
+    with central.engine.begin() as conn:
+        bulletin_id = int(
+            conn.execute(insert(db.bulletins).values(**values).returning(db.bulletins.c.id)).scalar_one()
+        )
+        conn.execute(insert(db.bulletin_targets), [row | {"bulletin_id": bulletin_id} for row in targets])
+    return bulletin_id
 
 
 def decide(central: Central, scope: Scope, bulletin_id: int, accept: bool) -> dict[str, Any]:

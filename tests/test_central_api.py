@@ -76,8 +76,13 @@ def test_a_token_needs_the_right_password_and_every_login_is_audited(
     headers = login(client)
     assert [device["id"] for device in client.get("/api/v1/devices", headers=headers).json()] == [
         "xa-a-01", "xa-a-02", "xa-b-01"]  # fmt: skip
-    actions = [(row["user"], row["action"]) for row in registry.audit_log(central.engine)]
-    assert ("admin", "login.failed") in actions and ("admin", "login") in actions
+    actions = [(row["user"], row["action"]) for row in client.get("/api/v1/audit", headers=headers).json()]
+    assert actions[:2] == [("admin", "login"), ("admin", "login.failed")]
+    operator = login(client, "op-a")
+    refused = client.get("/api/v1/audit", headers=operator)
+    assert refused.status_code == 403 and "only an admin" in refused.json()["detail"]
+    nobody = client.post("/api/v1/auth/token", data={"username": "nobody", "password": "guess"})
+    assert nobody.status_code == 401 and nobody.json() == wrong.json()  # the same answer either way
     assert "/api/v1/auth/token" in client.get("/openapi.json").json()["paths"]
 
 
