@@ -5,6 +5,7 @@
     loa-central --config FILE device add ID --province P [--district D] --commune C --out DIR
         [--box-dir /etc/loa]
     loa-central --config FILE user add NAME --role operator --unit U --password-file F
+    loa-central --config FILE token add --user NAME --label L [--days 365]
     loa-central --config FILE serve
 
 Errors are printed by foundation.errors.report with their exit codes; no password is ever printed
@@ -17,6 +18,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from central import broker, db, registry
@@ -116,6 +118,22 @@ def user_add(config: CentralServerConfig, args: argparse.Namespace) -> None:
     print(f"user {args.name} ({args.role}{' of ' + args.unit if args.unit else ''}) added")
 
 
+def token_add(config: CentralServerConfig, args: argparse.Namespace) -> None:
+    """A long-lived API token for a user (an upstream system's read-only account), printed once."""
+    engine = db.open_engine(config.database_url)
+    try:
+        found = registry.user_with_hash(engine, args.user)
+        if found is None:
+            raise UsageError(f"no user {args.user}: add it first (loa-central user add)")
+        token = new_secret(32)
+        expires = registry.now() + timedelta(days=args.days) if args.days else None
+        registry.add_token(engine, found[0].id, token, args.label, expires)
+        registry.record_audit(engine, "loa-central", "token.add", args.user, {"label": args.label})
+    finally:
+        engine.dispose()
+    print(token)  # the one time it is shown: only its hash is kept
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loa-central", description="Loa's thin central server")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)")
@@ -138,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     user_parser.add_argument("--role", choices=registry.ROLES, default="operator")
     user_parser.add_argument("--unit", help="the unit it may act on (and below); none: every unit")
     user_parser.add_argument("--password-file", type=Path, required=True)
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    token_parser = token.add_parser("add", help="print a new API token for a user (e.g. an upstream system)")
+    token_parser.add_argument("--user", required=True)
+    token_parser.add_argument("--label", required=True, help="what it is for, e.g. so-tttt-quang-tri")
+    token_parser.add_argument("--days", type=int, default=365, help="valid this many days; 0: no expiry")
     sub.add_parser("serve", help="run the API and the embedded broker")
     return parser
 
@@ -154,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device_add(config, args)
         elif args.command == "user":
             user_add(config, args)
+        elif args.command == "token":
+            token_add(config, args)
         elif args.command == "serve":
             from central.server import serve  # FastAPI and uvicorn only for the server
 

@@ -100,3 +100,23 @@ def test_device_add_refuses_a_commune_under_another_province(tmp_path: Path) -> 
         config, "device", "add", "xa-quang-son-01", "--province", "tinh-a", *args, check=False
     )
     assert twice.returncode == 2 and "already registered" in twice.stderr
+
+
+def test_a_district_sits_between_province_and_commune_and_an_upstream_token_reads(tmp_path: Path) -> None:
+    config = initialized(tmp_path)
+    box = tmp_path / "box"
+    loa_central(config, "device", "add", "xa-c-01", "--province", "tinh", "--district", "huyen-cu",
+                "--district-name", "Huyện Cũ", "--commune", "xa-c", "--out", str(box))  # fmt: skip
+    assert "groups: [xa-c, huyen-cu, tinh]" in (box / "central.yaml").read_text(encoding="utf-8")
+    password = tmp_path / "admin-password"
+    loa_central(config, "user", "add", "so-tttt", "--role", "upstream", "--password-file", str(password))
+    token = loa_central(config, "token", "add", "--user", "so-tttt", "--label", "so-tttt").stdout.strip()
+    engine = db.open_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
+    with engine.connect() as conn:
+        stored = conn.execute(select(db.api_tokens.c.token_sha256, db.api_tokens.c.expires_at)).one()
+        level = conn.execute(select(db.units.c.level).where(db.units.c.id == "huyen-cu")).scalar_one()
+    assert level == "district" and token not in stored.token_sha256 and stored.expires_at is not None
+    user = registry.user_for_token(engine, token, registry.now())
+    assert user is not None and (user.name, user.role, user.unit) == ("so-tttt", "upstream", None)
+    missing = loa_central(config, "token", "add", "--user", "nobody", "--label", "x", check=False)
+    assert missing.returncode == 2 and "no user nobody" in missing.stderr
