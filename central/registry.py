@@ -4,12 +4,12 @@ API tokens and the audit log.  Every function takes the engine; nothing here kno
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, select
 
 from central import db
 from central.passwords import token_digest
@@ -187,8 +187,3 @@ def audit_log(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
     query = select(db.audit).order_by(db.audit.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def set_disabled(engine: Engine, names: Iterable[str], disabled: bool) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(db.users).where(db.users.c.name.in_(list(names))).values(disabled=disabled))

@@ -120,3 +120,13 @@ def test_a_district_sits_between_province_and_commune_and_an_upstream_token_read
     assert user is not None and (user.name, user.role, user.unit) == ("so-tttt", "upstream", None)
     missing = loa_central(config, "token", "add", "--user", "nobody", "--label", "x", check=False)
     assert missing.returncode == 2 and "no user nobody" in missing.stderr
+
+
+def test_serve_refuses_a_signing_key_others_may_read(tmp_path: Path) -> None:
+    config = initialized(tmp_path)
+    key = tmp_path / "data" / "signing-key.pem"
+    key.chmod(0o640)
+    refused = loa_central(config, "serve", check=False)
+    assert refused.returncode == 2
+    assert f"{key}: mode 640: must be readable by the service alone (0600)" in refused.stderr
+    assert "PRIVATE KEY" not in refused.stderr
