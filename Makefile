@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
 	rtl-sdr librtlsdr0 sox espeak-ng
-# the central server's store tests run on a real PostgreSQL (tests/postgres_server.py)
-APT_PACKAGES += postgresql
 
 .PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
+
+# the central server's store tests run on a real PostgreSQL (tests/postgres_server.py)
+APT_PACKAGES += postgresql
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
