@@ -186,9 +186,11 @@ def test_an_operator_schedules_and_plays_bulletins_on_a_real_box(server: Server,
         assert float(abs(samples).max()) > 0.1  # and not silence
 
 
-def completed(server: Server, item_id: str) -> Any:
-    rows = server.until("/playlogs", lambda rows: any(r["item_id"] == item_id and r["outcome"] == "completed"
-                                                      for r in rows))  # fmt: skip
+def completed(server: Server, item_id: str, timeout: float = 20) -> Any:
+    def done(rows: Any) -> bool:
+        return any(r["item_id"] == item_id and r["outcome"] == "completed" for r in rows)
+
+    rows = server.until("/playlogs", done, timeout)
     [row] = [r for r in rows if r["item_id"] == item_id]
     assert row["device_id"] == DEVICE
     return row
@@ -249,3 +251,38 @@ def test_postgresql_and_an_external_broker_by_config_alone(
         assert conn.execute(select(db.devices.c.online).where(db.devices.c.id == DEVICE)).scalar_one() is True
     db.metadata.drop_all(engine)
     engine.dispose()
+
+
+@pytest.mark.vlc
+def test_a_bulletin_plays_at_its_second_from_the_manifest_alone(server: Server, tmp_path: Path) -> None:
+    """The whole path once the agent takes manifests (agent.central_sync): no command, only the
+    bulletin, its signed manifest announced by the retained notice, the audio downloaded by the box."""
+    pytest.importorskip("agent.central_sync", reason="the agent does not take manifests yet (branch wire)")
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
+    box = tmp_path / "box"
+    server.login()
+    tone = tone_file(tmp_path, 659.25, 1.0)
+    with tone.open("rb") as source:
+        sha = server.call("POST", "/audio", files={"file": ("tone.wav", source, "audio/wav")})["sha256"]
+    write_schedule(box)
+    out = tmp_path / "out.wav"
+    vlc_args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    central_section = (box / "central.yaml").read_text(encoding="utf-8")
+    with running_agent(write_config(box, backend="vlc", vlc_args=vlc_args, extra=central_section)):
+        server.until(f"/devices/{DEVICE}", lambda d: d["online"])
+        at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=10)
+        created = server.call("POST", "/bulletins", json={
+            "title": "Bản tin", "audio_sha256": sha, "level": "normal", "targets": {"communes": ["xa-test"]},
+            "at": at.isoformat()})  # fmt: skip
+        row = completed(server, f"bulletin-{created['id']}", timeout=30)
+        assert row["origin"] == "central" and row["audio"].endswith(sha)
+        started = datetime.fromisoformat(row["actual_start"].replace("Z", "+00:00"))
+        assert abs((started - at).total_seconds()) < 0.2
+        device = server.call("GET", f"/devices/{DEVICE}")
+        assert device["state"]["schedules"]["central"] == "1"
+    wait_for_finished_wav(out)
+    samples, rate = read_wav(out)
+    assert abs(len(samples) / rate - 1.0) < 0.05
+    assert abs(dominant_frequency(samples, rate) - 659.25) < 659.25 * 0.01
