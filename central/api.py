@@ -154,6 +154,9 @@ def _device_json(central: CentralDep, row: Any, *, full: bool) -> dict[str, Any]
         "online": is_online(row.online, row.last_seen, now, central.config.offline_after),
         "last_seen": format_time(row.last_seen) if row.last_seen else None,
         "playing": (row.state or {}).get("playing"),
+        # the manifest version sent and the one the box says is in force: unequal, it has not taken it yet
+        "manifest": {"sent": str(row.version) if row.version is not None else None,
+                     "in_force": (row.state or {}).get("schedules", {}).get("central")},
     }  # fmt: skip
     if full:
         value |= {"session": row.session, "state": row.state, "telemetry": row.telemetry,
@@ -161,17 +164,23 @@ def _device_json(central: CentralDep, row: Any, *, full: bool) -> dict[str, Any]
     return value
 
 
+def _devices_query() -> Any:
+    return select(db.devices, db.manifests.c.version).outerjoin(
+        db.manifests, db.manifests.c.device_id == db.devices.c.id
+    )
+
+
 @router.get("/devices", tags=["boxes"])
 def list_devices(central: CentralDep, scope: ScopeDep) -> list[dict[str, Any]]:
     with central.engine.connect() as conn:
-        rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).all()
+        rows = conn.execute(_devices_query().order_by(db.devices.c.id)).all()
     return [_device_json(central, row, full=False) for row in rows if scope.sees_unit(row.unit)]
 
 
 @router.get("/devices/{device_id}", tags=["boxes"])
 def get_device(central: CentralDep, scope: ScopeDep, device_id: str) -> dict[str, Any]:
     with central.engine.connect() as conn:
-        row = conn.execute(select(db.devices).where(db.devices.c.id == device_id)).first()
+        row = conn.execute(_devices_query().where(db.devices.c.id == device_id)).first()
     if row is None or not scope.sees_unit(row.unit):
         raise HTTPException(404, f"no box {device_id[:64]} among the boxes you see")
     return _device_json(central, row, full=True)
