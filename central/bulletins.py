@@ -34,8 +34,6 @@ from scheduler.items import parse_items
 logger = logging.getLogger(__name__)
 
 LEVELS = ("normal", "priority", "emergency")
-# Naive dtstart and dates are the box's local time; the central checks them in the boxes' zone.
-BOX_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,11 @@ class BulletinInput:
     zones: list[str] | None = None
 
 
-def _check_item(data: BulletinInput, sha256: str) -> None:
-    """The bulletin as the boxes will read it, checked by their own reader."""
+def _check_item(data: BulletinInput, sha256: str, timezone: ZoneInfo) -> None:
+    """The bulletin as the boxes will read it, checked by their own reader (naive dtstart and dates
+    are the box's local time: ``devices.timezone``)."""
     spec = manifests.item_spec(0, dataclasses.asdict(data), sha256)
-    _items, findings = parse_items({"items": [spec]}, BOX_ZONE)
+    _items, findings = parse_items({"items": [spec]}, timezone)
     if findings:
         raise BulletinError([str(finding).replace("items[0].", "") for finding in findings])
 
@@ -110,7 +109,9 @@ def create(central: Central, scope: Scope, data: BulletinInput) -> dict[str, Any
     scope.require_units(devices, "send bulletins to")
     at_once = data.level == "emergency" and data.at is None and data.rrule is None
     if not at_once:
-        _check_item(data, "0" * 64)  # before any speech is synthesized: a bad time costs nothing
+        _check_item(
+            data, "0" * 64, central.config.box_timezone
+        )  # before any speech is synthesized: a bad time costs nothing
     sha256 = _audio(central, data, scope.user.name)
     statuses = {
         device: "sent" if at_once else _status(scope, data.level, unit) for device, unit in devices.items()

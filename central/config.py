@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from foundation import config_reader as read
 from foundation.errors import ConfigError
@@ -77,6 +78,7 @@ class CentralServerConfig:
     command_lifetime: timedelta
     tts_voice: str
     log_level: LogLevel
+    box_timezone: ZoneInfo  # the boxes' local time (a naive dtstart, dates)
 
     @property
     def api_url(self) -> str:
@@ -148,6 +150,7 @@ def _config(reader: read.Reader) -> CentralServerConfig:
         read.duration(timedelta(seconds=10), timedelta(days=1), timedelta(minutes=3)),
         timedelta(minutes=3),
     )
+    timezone = devices.get("timezone", read.TIME_ZONE, ZoneInfo("Asia/Ho_Chi_Minh"))
     lifetime = root.section("commands").get(
         "lifetime",
         read.duration(timedelta(minutes=1), timedelta(hours=24), timedelta(hours=1)),
@@ -157,7 +160,7 @@ def _config(reader: read.Reader) -> CentralServerConfig:
     level = root.section("logging").get("level", read.choice(LogLevel), "info")
     return CentralServerConfig(
         reader.document.path, storage_dir, HttpConfig(http_host, http_port), public_url.rstrip("/"), mqtt,
-        database_url, audio_mb * 1024 * 1024, offline_after, lifetime, voice, level,
+        database_url, audio_mb * 1024 * 1024, offline_after, lifetime, voice, level, timezone,
     )  # fmt: skip
 
 

@@ -22,11 +22,13 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     assert config.database_url == "sqlite:////var/lib/loa-central/central.db"
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
     assert config.offline_after == timedelta(minutes=3)
+    assert config.box_timezone.key == "Asia/Ho_Chi_Minh"
     assert config.audio_max_bytes == 50 * 1024 * 1024
     # every key the reader knows appears in the example (commented out or not)
     text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
-    for key in ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:",
-                "url:", "max_mb:", "offline_after:", "lifetime:", "voice:", "level:"):  # fmt: skip
+    keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
+            "max_mb:", "offline_after:", "timezone:", "lifetime:", "voice:", "level:")  # fmt: skip
+    for key in keys:
         assert key in text
 
 
