@@ -1,4 +1,4 @@
-"""The problem-collecting reader behind :mod:`agent.config`, and the kinds of value it converts.
+"""The problem-collecting reader behind agent.config and central.config, and the kinds of value it converts.
 
 A :class:`Reader` walks one :class:`foundation.yaml_source.YamlDocument`; each mapping in it is a
 :class:`Section` whose typed getters (``get``, ``optional``, ``get_list``, ``entries``, ``section``)
