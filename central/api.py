@@ -83,6 +83,18 @@ def upload_audio(central: CentralDep, scope: ScopeDep, file: UploadFile, request
     }
 
 
+@router.get("/audio", tags=["audio"])
+def list_audio(central: CentralDep, scope: ScopeDep,
+               limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:  # fmt: skip
+    """The audio library (uploads and speech), newest first."""
+    query = select(db.audio).order_by(db.audio.c.created_at.desc()).limit(limit)
+    with central.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [{"sha256": row.sha256, "name": row.name, "mime": row.mime, "size": row.size,
+             "duration_s": row.duration_s, "created_by": row.created_by,
+             "created_at": format_time(row.created_at)} for row in rows]  # fmt: skip
+
+
 @router.get("/audio/{sha256}", tags=["boxes"], response_class=FileResponse)
 def get_audio(central: CentralDep, sha256: str) -> FileResponse:
     """The audio by its sha256, with HTTP Range (a box resumes a cut download)."""
@@ -162,6 +174,16 @@ def _device_json(central: CentralDep, row: Any, *, full: bool) -> dict[str, Any]
         value |= {"session": row.session, "state": row.state, "telemetry": row.telemetry,
                   "telemetry_at": format_time(row.telemetry_at) if row.telemetry_at else None}  # fmt: skip
     return value
+
+
+@router.get("/units", tags=["boxes"])
+def list_units(central: CentralDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    """The units the user sees (its own and those below it): id, parent, name, level."""
+    return [
+        {"id": unit.id, "parent": unit.parent, "name": unit.name, "level": unit.level}
+        for unit in sorted(scope.units.values(), key=lambda unit: unit.id)
+        if scope.sees_unit(unit.id)
+    ]
 
 
 def _devices_query() -> Any:

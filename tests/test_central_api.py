@@ -96,6 +96,8 @@ def test_an_upload_answers_its_hash_and_length_and_is_served_with_range(
     body = tone.read_bytes()
     assert answer.json()["sha256"] == hashlib.sha256(body).hexdigest()
     assert answer.json()["duration_s"] == pytest.approx(1.5, abs=0.01)
+    [listed] = client.get("/api/v1/audio", headers=headers).json()
+    assert (listed["name"], listed["mime"], listed["created_by"]) == (tone.name, "audio/wav", "admin")
     url = f"/api/v1/audio/{answer.json()['sha256']}"
     whole = client.get(url)
     assert whole.status_code == 200 and whole.content == body and whole.headers["content-type"] == "audio/wav"
@@ -212,6 +214,13 @@ def test_a_commune_operator_is_refused_on_another_communes_boxes(client: TestCli
     )
     assert read_only.status_code == 403 and "viewer" in read_only.json()["detail"]
     assert [d["id"] for d in client.get("/api/v1/devices", headers=operator).json()] == ["xa-a-01", "xa-a-02"]
+    assert client.get("/api/v1/units", headers=operator).json() == [
+        {"id": "xa-a", "parent": "tinh", "name": "Xã A", "level": "commune"}]  # fmt: skip
+    assert [unit["id"] for unit in client.get("/api/v1/units", headers=admin).json()] == [
+        "tinh",
+        "xa-a",
+        "xa-b",
+    ]
     assert client.get("/api/v1/devices/xa-b-01", headers=operator).status_code == 404
     mine = client.post("/api/v1/bulletins", headers=operator, json=body | {"targets": {"communes": ["xa-a"]}})
     assert mine.status_code == 201
