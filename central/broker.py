@@ -154,8 +154,8 @@ class BrokerSupervisor:
             logger.error("embedded broker exited with %s; starting it again in %.0f s", code, RESTART_DELAY)
             if self.stopping.wait(RESTART_DELAY):
                 return
-            self.restarts += 1
             self._spawn()
+            self.restarts += 1  # after: whoever sees the count sees the new process
 
     def stop(self) -> None:
         self.stopping.set()
