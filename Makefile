@@ -11,6 +11,9 @@ APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquit
 
 .PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
 
+# the central server's store tests run on a real PostgreSQL (tests/postgres_server.py)
+APT_PACKAGES += postgresql
+
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \

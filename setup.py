@@ -24,6 +24,15 @@ setup(
         "scipy>=1.10",
         "PyJWT>=2.8",
         "cryptography>=41",
+        # the central server (loa-central)
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "sqlalchemy>=2.0",
+        "argon2-cffi>=23.1",
+        "jinja2>=3.1",
+        "python-multipart>=0.0.9",
+        "psycopg[binary]>=3.1",
+        "mutagen>=1.46",  # duration of uploaded MP3, OGG and WAV
     ],
     extras_require={
         "dev": [
@@ -36,12 +45,14 @@ setup(
             "types-PyYAML",
             "types-requests",
             "types-python-dateutil",
+            "httpx>=0.27",  # FastAPI's TestClient
         ],
     },
     entry_points={
         "console_scripts": [
             "loa-agent=agent.daemon:main",
             "loa=agent.cli:main",
+            "loa-central=central.cli:main",
         ],
     },
 )

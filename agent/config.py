@@ -4,7 +4,7 @@
 key and raises :class:`foundation.errors.ConfigError` listing every problem, each with its line, key path,
 value, what was expected and a "did you mean" for near misses.  Defaults live on the dataclasses, so
 code and tests can also build a :class:`Config` directly.  The generic reader that collects the
-problems and the kinds of value it converts live in :mod:`agent.config_reader`; docs/CONFIG.md is the
+problems and the kinds of value it converts live in :mod:`foundation.config_reader`; docs/CONFIG.md is the
 reference a technician reads.
 """
 
@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from agent import config_reader as read
-from agent.yaml_source import (
+from fm_receiver import sample_rates  # the demodulator's own rule, without numpy
+from foundation import config_reader as read
+from foundation import units
+from foundation.errors import ConfigError
+from foundation.units import ClockWindow
+from foundation.yaml_source import (
     NO_VALUE,
     YamlDocument,
     format_key_path,
@@ -25,10 +29,6 @@ from agent.yaml_source import (
     load_yaml_text,
     reading,
 )
-from fm_receiver import sample_rates  # the demodulator's own rule, without numpy
-from foundation import units
-from foundation.errors import ConfigError
-from foundation.units import ClockWindow
 
 AudioBackend = Literal["vlc", "null"]
 PinFactory = Literal["mock", "lgpio", "rpigpio", "pigpio", "native"]

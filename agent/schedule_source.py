@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 from agent.config import Config
 from agent.events import EventKind
 from agent.store import LOCAL_ORIGIN, Store
-from agent.yaml_source import YamlDocument, load_yaml, load_yaml_data, reading
 from drivers.player import unreadable
 from foundation.errors import ScheduleError
+from foundation.yaml_source import YamlDocument, load_yaml, load_yaml_data, reading
 from scheduler.items import Item, parse_items
 
 logger = logging.getLogger(__name__)

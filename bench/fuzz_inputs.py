@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 
 from agent.config import load_config
 from agent.schedule_source import check_audio, read_schedule_file
-from agent.yaml_source import INTERNAL_FAILURE
 from foundation.errors import ConfigError, ScheduleError
+from foundation.yaml_source import INTERNAL_FAILURE
 
 REPO = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

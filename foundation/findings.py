@@ -2,7 +2,7 @@
 
 Pure readers (the scheduler's item parser, the protocol's manifest checks) collect every problem
 as a :class:`Finding` in a :class:`FindingList` instead of stopping at the first; the loader that
-owns the file (``agent.yaml_source``) places each on its line.  :func:`did_you_mean` is the one
+owns the file (``foundation.yaml_source``) places each on its line.  :func:`did_you_mean` is the one
 "did you mean" hint for near misses, for config keys, choices and schedule fields alike.
 """
 

@@ -24,7 +24,6 @@ from agent.config import (
     load_config,
     load_config_text,
 )
-from agent.yaml_source import load_yaml
 from fm_receiver.dsp import FmDemodulator
 from fm_receiver.sample_rates import SUPPORTED_SAMPLE_RATES, FmParameterError
 from foundation.errors import ConfigError
@@ -37,6 +36,7 @@ from foundation.units import (
     parse_duration,
     parse_frequency,
 )
+from foundation.yaml_source import load_yaml
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.yaml_source import INTERNAL_FAILURE
 from bench import fuzz_inputs
 from bench.fuzz_inputs import Seed, case, prepare, read_case, seeds
 from foundation.errors import ConfigError, ScheduleError
+from foundation.yaml_source import INTERNAL_FAILURE
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import yaml_source
 from agent.config import load_config
 from agent.control import request
 from agent.runtime import Reload
 from agent.schedule_source import check_audio, read_schedule_file
-from agent.yaml_source import (
+from foundation import yaml_source
+from foundation.errors import ConfigError, ScheduleError
+from foundation.yaml_source import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NUMBER_CHARS,
@@ -30,7 +31,6 @@ from agent.yaml_source import (
     MAX_VALUES,
     load_yaml_text,
 )
-from foundation.errors import ConfigError, ScheduleError
 from tests.agent_harness import at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import tone_file
 

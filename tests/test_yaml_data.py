@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.yaml_source import load_yaml_data, load_yaml_text
 from foundation.errors import ConfigError
+from foundation.yaml_source import load_yaml_data, load_yaml_text
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

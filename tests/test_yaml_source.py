@@ -1,4 +1,4 @@
-"""agent.yaml_source: line tracking, duplicate keys, syntax errors in plain words, Problem rendering."""
+"""foundation.yaml_source: line tracking, duplicate keys, syntax errors in plain words, Problem rendering."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.yaml_source import (
+from foundation.errors import ConfigError, ScheduleError
+from foundation.yaml_source import (
     MISSING,
     NO_VALUE,
     Finding,
@@ -21,7 +22,6 @@ from agent.yaml_source import (
     plain_type,
     split_glued,
 )
-from foundation.errors import ConfigError, ScheduleError
 
 NESTED = """\
 device:

@@ -1,6 +1,6 @@
-"""The problem-collecting reader behind :mod:`agent.config`, and the kinds of value it converts.
+"""The problem-collecting reader behind agent.config and central.config, and the kinds of value it converts.
 
-A :class:`Reader` walks one :class:`agent.yaml_source.YamlDocument`; each mapping in it is a
+A :class:`Reader` walks one :class:`foundation.yaml_source.YamlDocument`; each mapping in it is a
 :class:`Section` whose typed getters (``get``, ``optional``, ``get_list``, ``entries``, ``section``)
 convert a key with a :class:`Kind`, remember the key as known, and on a wrong value record a problem
 and hand back the default, so that one pass reports every problem in the file.
@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from agent.yaml_source import (
+from foundation import units
+from foundation.units import ClockWindow
+from foundation.yaml_source import (
     MISSING,
     MISSING_SPACE,
     NO_VALUE,
@@ -39,8 +41,6 @@ from agent.yaml_source import (
     plain_type,
     split_glued,
 )
-from foundation import units
-from foundation.units import ClockWindow
 
 T = TypeVar("T")
 

@@ -1,0 +1,116 @@
+"""Each box's signed schedule manifest (docs/PROTOCOL.md, "Schedule manifests"), built from the
+bulletins scheduled for it, and the retained notice that tells it a new version is waiting.
+
+A manifest is per box (its ``aud`` is the device id): boxes of one commune may hold different
+schedules once a commune operator has accepted or declined what a province offered.  Versions only
+grow, one per rebuild, so a box never takes an old manifest again (``stale``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from central import db
+from central.context import Central
+from protocol.manifest import sign_manifest
+from protocol.topics import PREFIX
+
+logger = logging.getLogger(__name__)
+
+SCHEDULED = ("scheduled",)
+# One rebuild at a time in this process: two at once could both read version N and sign N + 1.
+# (Several server processes on one PostgreSQL would need a row lock here; one process is the design.)
+_REBUILDING = threading.Lock()
+
+
+def item_id(bulletin_id: int) -> str:
+    return f"bulletin-{bulletin_id}"
+
+
+def item_spec(bulletin_id: int, bulletin: Mapping[str, Any], audio: Any) -> dict[str, Any]:
+    """A bulletin (its row, or what will be) as a schedule item (docs/SCHEDULING.md); ``audio`` as
+    the manifest carries it."""
+    item: dict[str, Any] = {"id": item_id(bulletin_id), "audio": audio, "priority": bulletin["level"]}
+    if bulletin["at"] is not None:
+        item["at"] = bulletin["at"].isoformat()
+    else:
+        item["rrule"], item["dtstart"] = bulletin["rrule"], bulletin["dtstart"]
+    for key in ("valid_from", "valid_until", "volume", "zones"):
+        if bulletin[key] is not None:
+            item[key] = bulletin[key]
+    return item
+
+
+def notice_topic(device_id: str) -> str:
+    return f"{PREFIX}/{device_id}/manifest"
+
+
+def _items(central: Central, device_id: str) -> list[dict[str, Any]]:
+    query = (
+        select(db.bulletins)
+        .join(db.bulletin_targets, db.bulletin_targets.c.bulletin_id == db.bulletins.c.id)
+        .where(db.bulletin_targets.c.device_id == device_id, db.bulletin_targets.c.status.in_(SCHEDULED))
+        .order_by(db.bulletins.c.id)
+    )
+    with central.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        item_spec(
+            row.id,
+            {str(key): value for key, value in row._mapping.items()},
+            {"sha256": row.audio_sha256, "url": central.audio_url(row.audio_sha256)},
+        )
+        for row in rows
+    ]
+
+
+def rebuild(central: Central, device_ids: Iterable[str]) -> dict[str, int]:
+    """A new signed manifest for each box, and its notice; the version each box now has."""
+    with _REBUILDING:
+        return {device_id: _rebuild_one(central, device_id) for device_id in sorted(set(device_ids))}
+
+
+def _rebuild_one(central: Central, device_id: str) -> int:
+    items = _items(central, device_id)
+    now = central.clock()
+    with central.engine.begin() as conn:
+        current = conn.execute(
+            select(db.manifests.c.version).where(db.manifests.c.device_id == device_id)
+        ).scalar_one_or_none()
+        version = (current or 0) + 1
+        claims = {
+            "v": 1,
+            "aud": device_id,
+            "iat": int(now.timestamp()),
+            "version": str(version),
+            "items": items,
+        }
+        token = sign_manifest(claims, central.key.private, kid=central.key.kid)
+        row = {
+            "device_id": device_id,
+            "version": version,
+            "token": token,
+            "etag": f'"{version}"',
+            "issued_at": now,
+        }
+        columns = ["version", "token", "etag", "issued_at"]
+        conn.execute(db.upsert(central.engine, db.manifests, ["device_id"], columns), row)
+    notice = json.dumps({"v": 1, "version": str(version)})
+    if not central.publisher.publish(notice_topic(device_id), notice, retain=True):
+        logger.warning("manifest %d of %s: notice not published (the box polls hourly)", version, device_id)
+    return version
+
+
+def manifest_of(engine: Engine, device_id: str) -> tuple[str, str] | None:
+    """``(token, etag)`` of a box's manifest in force, or None before its first."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(db.manifests.c.token, db.manifests.c.etag).where(db.manifests.c.device_id == device_id)
+        ).first()
+    return None if row is None else (row.token, row.etag)

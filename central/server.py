@@ -1,0 +1,102 @@
+"""``loa-central serve``: the embedded broker, the MQTT link and ingest, then the HTTP server.
+
+Subsystems start in dependency order and stop in reverse in ``finally``: database and signing key,
+broker (embedded) → link → ingest → uvicorn, which runs until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import ExitStack
+
+import uvicorn
+from fastapi import FastAPI
+
+from central import broker, db
+from central.app import create_app
+from central.audio_store import AudioStore
+from central.config import CentralServerConfig
+from central.context import Central
+from central.ingest import Ingestor, IngestThread
+from central.mqtt_link import CentralLink
+from central.signing import load_signing_key
+from central.tts import EspeakNg
+from foundation.errors import ConfigError, LoaError
+
+logger = logging.getLogger(__name__)
+
+
+class ServeError(LoaError, OSError):
+    """A subsystem of the running server stopped by itself."""
+
+    exit_code = 4
+
+
+def _link(config: CentralServerConfig) -> CentralLink:
+    if config.mqtt.embedded:
+        return CentralLink(
+            "127.0.0.1" if config.mqtt.listen_host in ("0.0.0.0", "") else config.mqtt.listen_host,
+            config.mqtt.listen_port,
+            username=broker.CENTRAL_USER,
+            password=broker.central_password(config),
+        )
+    rest = config.mqtt.broker.split("://", 1)[1]
+    host, _, port = rest.rpartition(":")
+    password = None
+    if config.mqtt.password_file is not None:
+        try:
+            password = config.mqtt.password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as error:
+            raise ConfigError(
+                [
+                    f"{config.source}: mqtt.password_file: {config.mqtt.password_file}: cannot read "
+                    f"({type(error).__name__})"
+                ]
+            ) from None
+    return CentralLink(host, int(port), username=config.mqtt.username, password=password)
+
+
+def serve(config: CentralServerConfig) -> None:
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    key = load_signing_key(config.signing_key_file)
+    engine = db.open_engine(config.database_url)
+    with ExitStack() as stack:
+        stack.callback(engine.dispose)
+        if config.mqtt.embedded:
+            broker.write_files(config, engine)
+            supervisor = broker.BrokerSupervisor(config)
+            supervisor.start()
+            stack.callback(supervisor.stop)
+        link = _link(config)
+        link.start()
+        stack.callback(link.stop)
+        central = Central(config, engine, key, link, AudioStore(config.audio_dir, config.audio_max_bytes),
+                          EspeakNg(config.tts_voice))  # fmt: skip
+        ingest = IngestThread(Ingestor(engine, central.clock), link.inbox)
+        ingest.start()
+        stack.callback(ingest.stop)
+        _run_http(create_app(central), config)
+    logger.info("loa-central stopped")
+
+
+def _run_http(app: FastAPI, config: CentralServerConfig) -> None:
+    """uvicorn on its own thread until SIGTERM or SIGINT; the main thread keeps the signals, so that
+    the subsystems behind it are stopped in order (uvicorn on the main thread re-raises the signal
+    after its own shutdown, which would leave the broker running)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    server = uvicorn.Server(uvicorn.Config(app, host=config.http.host, port=config.http.port,
+                                           log_level=config.log_level, access_log=False))  # fmt: skip
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    logger.info("loa-central serving on %s:%d", config.http.host, config.http.port)
+    while not stop.wait(1.0):
+        if not thread.is_alive():
+            raise ServeError(
+                f"the HTTP server stopped by itself (is {config.http.host}:{config.http.port} free?)"
+            )
+    server.should_exit = True
+    thread.join(timeout=30)

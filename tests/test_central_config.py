@@ -1,0 +1,67 @@
+"""central.example.yaml loads, and a wrong central config names file, line, key and what was expected."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from central.config import load_central_config
+from foundation.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> None:
+    config = load_central_config(ROOT / "central.example.yaml")
+    assert config.public_url == "https://loa.example.vn"
+    assert config.api_url == "https://loa.example.vn/api"
+    assert config.mqtt.embedded and (config.mqtt.listen_host, config.mqtt.listen_port) == ("0.0.0.0", 1883)
+    assert config.box_mqtt_url == "mqtt://loa.example.vn:1883"
+    assert config.database_url == "sqlite:////var/lib/loa-central/central.db"
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
+    assert config.offline_after == timedelta(minutes=3)
+    assert config.box_timezone.key == "Asia/Ho_Chi_Minh"
+    assert config.audio_max_bytes == 50 * 1024 * 1024
+    # every key the reader knows appears in the example (commented out or not)
+    text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
+    keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
+            "max_mb:", "offline_after:", "timezone:", "lifetime:", "voice:", "level:")  # fmt: skip
+    for key in keys:
+        assert key in text
+
+
+def test_a_minimal_file_takes_the_defaults_under_its_storage_dir(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text(f"storage:\n  dir: {tmp_path}/data\npublic_url: http://10.0.0.5:8080\n", encoding="utf-8")
+    config = load_central_config(path)
+    assert config.database_url == f"sqlite:///{tmp_path}/data/central.db"
+    assert config.box_mqtt_url == "mqtt://10.0.0.5:1883"
+    assert config.signing_key_file == tmp_path / "data" / "signing-key.pem"
+
+
+def test_every_problem_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text(
+        "storage:\n  dir: /srv/loa\nhttp:\n  listen: 0.0.0.0:99999\nmqtt:\n  broker: tcp://x:1\n"
+        "  lisen: 0.0.0.0:1883\ndevices:\n  offline_after: 3\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_central_config(path)
+    lines = [str(problem) for problem in caught.value.problems]
+    assert any(line.startswith(f"{path}:4: http.listen: '0.0.0.0:99999' does not fit") for line in lines)
+    assert any(
+        line.startswith(f"{path}:6") and "mqtt.broker" in line and "embedded" in line for line in lines
+    )
+    assert any(line.startswith(f"{path}:7") and "did you mean 'listen'" in line for line in lines)
+    assert any(line.startswith(f"{path}:9") and "devices.offline_after" in line for line in lines)
+    assert any("public_url" in line and "missing" in line for line in lines)
+
+
+def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text("public_url: http://a:1\npublic_url: http://b:1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"central.yaml:2"):
+        load_central_config(path)
