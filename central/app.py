@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from central import api, auth
+from central import api, auth, reports_api
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.commands import CommandError
@@ -21,6 +21,7 @@ def create_app(central: Central) -> FastAPI:
     app.state.central = central
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(reports_api.router)
     _errors(app)
     return app
 
