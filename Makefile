@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
-	rtl-sdr librtlsdr0 sox espeak-ng postgresql
+	rtl-sdr librtlsdr0 sox espeak-ng postgresql chromium
 
 .PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
 

@@ -10,6 +10,7 @@ setup(
     packages=find_packages(
         include=["foundation*", "agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]
     ),
+    package_data={"central": ["templates/*.html", "static/*.css"]},  # the web pages
     install_requires=[
         "python-vlc>=3.0.18122",
         "gpiozero>=2.0",
@@ -45,6 +46,7 @@ setup(
             "types-requests",
             "types-python-dateutil",
             "httpx>=0.27",  # FastAPI's TestClient
+            "playwright>=1.40",  # browser tests, driving Debian's chromium (never `playwright install`)
         ],
     },
     entry_points={
