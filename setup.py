@@ -34,6 +34,7 @@ setup(
         "python-multipart>=0.0.9",
         "psycopg[binary]>=3.1",
         "mutagen>=1.46",  # duration of uploaded MP3, OGG and WAV
+        "defusedxml>=0.7",  # upstream RSS / Atom feeds: no DTDs, no entities
     ],
     extras_require={
         "dev": [
@@ -45,6 +46,7 @@ setup(
             "types-PyYAML",
             "types-requests",
             "types-python-dateutil",
+            "types-defusedxml",
             "httpx>=0.27",  # FastAPI's TestClient
             "playwright>=1.40",  # browser tests, driving Debian's chromium (never `playwright install`)
         ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from central import api, auth, pages, reports_api
+from central import api, auth, pages, reports_api, upstream_api
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.commands import CommandError
@@ -22,6 +22,7 @@ def create_app(central: Central) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(reports_api.router)
+    app.include_router(upstream_api.router)
     pages.install(app)
     _errors(app)
     return app

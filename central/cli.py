@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from central import broker, db, registry
+from central import broker, db, registry, upstream_cli
 from central.config import CentralServerConfig, load_central_config
 from central.files import write_atomically
 from central.passwords import MIN_PASSWORD_CHARS, hash_password, mosquitto_hash, new_secret
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_parser.add_argument("--unit", help="the unit it may act on (and below); none: every unit")
     user_parser.add_argument("--password-file", type=Path, required=True)
     sub.add_parser("serve", help="run the API and the embedded broker")
+    upstream_cli.add_parsers(sub)  # feeds add|list|pull, token add
     return parser
 
 
@@ -152,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device_add(config, args)
         elif args.command == "user":
             user_add(config, args)
+        elif args.command in ("feeds", "token"):
+            return upstream_cli.run(config, args)
         elif args.command == "serve":
             from central.server import serve  # FastAPI and uvicorn only for the server
 
