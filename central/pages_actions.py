@@ -251,7 +251,7 @@ def report_page(request: Request, central: CentralDep, browser: BrowserDep, scop
     first, last = date.today(), date.today()
     try:
         first, last = _period(start, end)
-        rows = reports.broadcasts(central.engine, scope, first, last, group_by)
+        rows = reports.broadcasts(central.engine, scope, first, last, group_by, central.clock())
     except reports.ReportError as refused:
         error = str(refused)
     return render(request, browser, "reports.html", rows=rows, error=error, start=first, end=last,
@@ -263,7 +263,7 @@ def report_csv(central: CentralDep, browser: BrowserDep, scope: PageScope, start
                end: str | None = None, group_by: str = "commune") -> Response:  # fmt: skip
     try:
         first, last = _period(start, end)
-        rows = reports.broadcasts(central.engine, scope, first, last, group_by)
+        rows = reports.broadcasts(central.engine, scope, first, last, group_by, central.clock())
     except reports.ReportError as refused:
         raise HTTPException(422, str(refused)) from None
     name = f"bao-cao-phat-thanh-{first.isoformat()}-{last.isoformat()}-{group_by}.csv"

@@ -9,7 +9,9 @@ reaches (central.access), so a commune operator's province row holds its commune
 The figures, for occurrences scheduled from ``from`` 00:00 to the end of ``to`` in the boxes' zone:
 
 - ``scheduled``: every occurrence a box recorded (final or not yet: ``pending`` counts those still
-  waiting or playing); ``completed``, ``interrupted``, ``failed``, ``missed``, ``skipped``;
+  waiting or playing), and every occurrence of a bulletin scheduled for a box that the box has not
+  reported (``unreported``: it was off, offline, or has not sent its play log yet) once its start
+  is :data:`GRACE` in the past; ``completed``, ``interrupted``, ``failed``, ``missed``, ``skipped``;
 - ``missed_reasons``: each reason a box gave for a missed or skipped occurrence, with its count;
 - ``emergency``: occurrences at the emergency level;
 - ``scheduled_minutes``: the audio's length for each occurrence (for audio the central does not
@@ -23,22 +25,26 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
-from central import db, registry
+from central import db, manifests, registry
 from central.access import Scope
 from central.bulletins import BOX_ZONE
 from foundation.errors import LoaError
+from scheduler.items import parse_items
+from scheduler.recurrence import expand
 
 MAX_DAYS = 3 * 366
-OUTCOMES = ("completed", "interrupted", "failed", "missed", "skipped")
+OUTCOMES = ("completed", "interrupted", "failed", "missed", "skipped", "unreported")
+GRACE = timedelta(minutes=5)  # a box reports an occurrence as it starts; give it this long
 PENDING = ("waiting", "playing")
 COLUMNS = ("unit", "name", "level", "boxes", "scheduled", "completed", "interrupted", "failed", "missed",
-           "skipped", "pending", "emergency", "scheduled_minutes", "played_minutes", "ratio",
+           "skipped", "unreported", "pending", "emergency", "scheduled_minutes", "played_minutes", "ratio",
            "missed_reasons")  # fmt: skip
 
 
@@ -90,7 +96,8 @@ def levels(units: dict[str, registry.Unit]) -> list[str]:
     return sorted(depth, key=lambda level: (depth[level], level))
 
 
-def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: str) -> list[dict[str, Any]]:
+def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: str,
+               now: datetime) -> list[dict[str, Any]]:  # fmt: skip
     """The report's rows, one per unit at ``group_by`` that has a box the caller sees, by name."""
     units = scope.units
     if group_by not in levels(units):
@@ -109,10 +116,40 @@ def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: s
               if scope.sees_unit(unit)}  # fmt: skip
     for device, group in groups.items():
         _row(rows, units, group, group_by).boxes.add(device)
+    reported: set[tuple[str, str]] = set()
     for log in logs:
         if log.device_id in groups:
+            reported.add((log.device_id, log.key))
             _count(_row(rows, units, groups[log.device_id], group_by), log, durations)
+    for device, key, audio, level in expected(engine, since, min(until, now - GRACE)):
+        if device in groups and (device, key) not in reported:
+            row = _row(rows, units, groups[device], group_by)
+            row.counts["unreported"] += 1
+            row.counts["emergency"] += level == "emergency"
+            row.scheduled_s += durations.get(audio, 0.0)
     return [row.as_json() for row in sorted(rows.values(), key=lambda row: (row.unit is None, row.name))]
+
+
+def expected(engine: Engine, since: datetime, until: datetime) -> Iterator[tuple[str, str, str, str]]:
+    """``(device, play-log key, audio, level)`` of every occurrence in ``[since, until)`` of the
+    bulletins scheduled for each box, expanded by the boxes' own scheduler."""
+    if until <= since:
+        return
+    query = (select(db.bulletins, db.bulletin_targets.c.device_id)
+             .join(db.bulletin_targets, db.bulletin_targets.c.bulletin_id == db.bulletins.c.id)
+             .where(db.bulletin_targets.c.status == "scheduled"))  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    boxes: dict[int, list[str]] = {}
+    for row in rows:
+        boxes.setdefault(row.id, []).append(row.device_id)
+    for row in {row.id: row for row in rows}.values():
+        items, findings = parse_items({"items": [manifests.item_spec(row, row.audio_sha256)]}, BOX_ZONE)
+        if findings:  # checked when it was made: only a rule changed since could land here
+            continue
+        for occurrence in expand(items, BOX_ZONE, since, until):
+            for device in boxes[row.id]:
+                yield device, occurrence.key, row.audio_sha256, row.level
 
 
 def _group_of(units: dict[str, registry.Unit], unit: str, level: str) -> str | None:
@@ -145,8 +182,8 @@ HEADINGS = {
     "en": dict(zip(COLUMNS, COLUMNS, strict=True)),
     "vi": dict(zip(COLUMNS, (
         "Mã đơn vị", "Tên đơn vị", "Cấp", "Số cụm loa", "Số lượt theo lịch", "Phát trọn vẹn", "Bị ngắt",
-        "Lỗi", "Bỏ lỡ", "Bỏ qua", "Đang chờ/đang phát", "Khẩn cấp", "Số phút theo lịch", "Số phút đã phát",
-        "Tỷ lệ", "Lý do bỏ lỡ"), strict=True)),
+        "Lỗi", "Bỏ lỡ", "Bỏ qua", "Chưa báo cáo", "Đang chờ/đang phát", "Khẩn cấp", "Số phút theo lịch",
+        "Số phút đã phát", "Tỷ lệ", "Lý do bỏ lỡ"), strict=True)),
 }  # fmt: skip
 
 

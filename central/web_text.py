@@ -103,6 +103,7 @@ VI = {
     "failed": "lỗi",
     "missed": "bỏ lỡ",
     "skipped": "bỏ qua",
+    "unreported": "chưa báo cáo",
     "offered": "được đề xuất",
     "scheduled": "đã lên lịch",
     "declined": "từ chối",

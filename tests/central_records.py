@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from central.context import Central
 from central.ingest import Ingestor
@@ -26,8 +26,9 @@ def playlog(
 ) -> Incoming:
     """One play-log record of ``item`` scheduled at ``start``; played ``played_s`` seconds if given."""
     ended = None if played_s is None else format_time(start + timedelta(seconds=played_s))
-    data = {"key": f"{item}@{start.isoformat()}", "item_id": item, "audio": audio, "level": level,
-            "zones": [], "scheduled_start": format_time(start),
+    # the key as the box's scheduler writes it: the item's id @ its start in UTC
+    data = {"key": f"{item}@{start.astimezone(UTC).isoformat()}", "item_id": item, "audio": audio,
+            "level": level, "zones": [], "scheduled_start": format_time(start),
             "actual_start": format_time(start) if played_s is not None else None, "ended": ended,
             "outcome": outcome, "reason": reason, "origin": "central"}  # fmt: skip
     body = {"v": 1, "id": f"{device}:{seq}", "at": format_time(start), "data": data}

@@ -139,3 +139,26 @@ def test_the_csv_opens_in_a_spreadsheet_with_vietnamese_intact(client: TestClien
     english = client.get("/api/v1/reports/broadcasts", headers=login(client), params={
         "from": "2099-03-10", "to": "2099-03-10", "format": "csv"}).content.decode("utf-8-sig")  # fmt: skip
     assert english.startswith("unit,name,level,boxes,scheduled,")
+
+
+def test_a_scheduled_occurrence_a_box_never_reported_counts_as_unreported(
+    client: TestClient, central: Central, sha: str
+) -> None:
+    headers = login(client)
+    made = client.post("/api/v1/bulletins", headers=headers, json={
+        "title": "Bản tin sáng", "audio_sha256": sha, "level": "priority", "targets": {"communes": ["xa-a"]},
+        "rrule": "FREQ=DAILY", "dtstart": "2099-03-08 06:00"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    item = f"bulletin-{made.json()['id']}"
+    ingest(central, playlog("xa-a-01", 1, DAY, "completed", audio=sha, played_s=60.0, item=item))
+    central.clock = lambda: datetime(2099, 3, 10, 6, 4, tzinfo=BOX_ZONE)  # 4 minutes after: not yet due
+    [early] = [row for row in report(client) if row["unit"] == "xa-a"]
+    assert (early["scheduled"], early["completed"], early["unreported"]) == (1, 1, 0)
+    central.clock = lambda: datetime(2099, 3, 12, tzinfo=BOX_ZONE)
+    [row] = [row for row in report(client) if row["unit"] == "xa-a"]
+    assert (row["scheduled"], row["completed"], row["unreported"]) == (2, 1, 1)  # xa-a-02 said nothing
+    assert row["scheduled_minutes"] == 2.0 and row["played_minutes"] == 1.0 and row["ratio"] == 0.5
+    [week] = [
+        row for row in report(client, **{"from": "2099-03-01", "to": "2099-03-31"}) if row["unit"] == "xa-a"
+    ]
+    assert week["unreported"] == 7  # 8, 9, 10 and 11 March on two boxes, less the one reported
