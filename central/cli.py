@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_parser.add_argument("--unit", help="the unit it may act on (and below); none: every unit")
     user_parser.add_argument("--password-file", type=Path, required=True)
     sub.add_parser("serve", help="run the API and the embedded broker")
-    upstream_cli.add_parsers(sub)  # feeds add|list|pull, token add
+    upstream_cli.add_parsers(sub)  # feeds add|list|pull
     return parser
 
 
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device_add(config, args)
         elif args.command == "user":
             user_add(config, args)
-        elif args.command in ("feeds", "token"):
+        elif args.command == "feeds":
             return upstream_cli.run(config, args)
         elif args.command == "serve":
             from central.server import serve  # FastAPI and uvicorn only for the server

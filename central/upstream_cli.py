@@ -1,30 +1,23 @@
-"""``loa-central feeds ...`` and ``loa-central token add``: what a technician types for upstream systems.
+"""``loa-central feeds ...``: what a technician types for upstream feeds (central.upstream).
 
     loa-central --config FILE feeds add URL [--name NAME]
     loa-central --config FILE feeds list
     loa-central --config FILE feeds pull [URL ...]      (every registered feed by default)
-    loa-central --config FILE token add USER --out FILE [--days N]
 
-``token add`` gives a read-only user (role ``upstream`` or ``viewer``) a long-lived API token, written
-to a file readable by its owner alone (it is never printed): the province's or the Ministry's
-system reads the registry and the reports with it, and can change nothing.
+``feeds pull`` exits 1 if a feed could not be read or an enclosure was refused (each is said), so a
+systemd timer running it shows the failure.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-from central import db, registry, upstream
+from central import db, upstream
 from central.audio_store import AudioStore
 from central.config import CentralServerConfig
-from central.files import write_atomically
-from central.passwords import new_secret
 from foundation.errors import LoaError, UsageError
-
-READ_ONLY = ("upstream", "viewer")
 
 
 def add_parsers(sub: Any) -> None:
@@ -36,19 +29,11 @@ def add_parsers(sub: Any) -> None:
     actions.add_parser("list", help="the feeds and how their last pull went")
     pull = actions.add_parser("pull", help="import what the feeds offer that is not imported yet")
     pull.add_argument("urls", nargs="*", metavar="URL", help="these feeds only (default: every feed)")
-    token = sub.add_parser("token", help="API tokens for upstream systems")
-    tokens = token.add_subparsers(dest="action", required=True)
-    token_add = tokens.add_parser("add", help="a long-lived read-only token for an upstream or viewer user")
-    token_add.add_argument("user")
-    token_add.add_argument("--out", type=Path, required=True, help="the file to write the token into (0600)")
-    token_add.add_argument("--days", type=int, default=365, help="valid for this many days (%(default)s)")
 
 
 def run(config: CentralServerConfig, args: argparse.Namespace) -> int:
     engine = db.open_engine(config.database_url)
     try:
-        if args.command == "token":
-            return _token(engine, args)
         return _feeds(config, engine, args)
     finally:
         engine.dispose()
@@ -84,22 +69,3 @@ def _feeds(config: CentralServerConfig, engine: Any, args: argparse.Namespace) -
             print(f"  not imported: {title}: {reason}")
         failures += bool(result.failed)
     return 1 if failures else 0
-
-
-def _token(engine: Any, args: argparse.Namespace) -> int:
-    found = registry.user_with_hash(engine, args.user)
-    if found is None:
-        raise UsageError(f"no user {args.user}: add it first (loa-central user add {args.user} "
-                         "--role upstream)")  # fmt: skip
-    user = found[0]
-    if user.role not in READ_ONLY:
-        raise UsageError(f"{user.name} is a {user.role}: long-lived tokens are for read-only users "
-                         f"({' or '.join(READ_ONLY)}); operators sign in")  # fmt: skip
-    if not 1 <= args.days <= 3660:
-        raise UsageError(f"--days {args.days}: expected 1 to 3660")
-    token = new_secret(32)
-    write_atomically(args.out, (token + "\n").encode(), mode=0o600)
-    registry.add_token(engine, user.id, token, "upstream", datetime.now(UTC) + timedelta(days=args.days))
-    registry.record_audit(engine, "loa-central", "token.add", user.name, {"days": args.days})
-    print(f"a read-only token for {user.name}, valid {args.days} days, written to {args.out}")
-    return 0
