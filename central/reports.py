@@ -144,12 +144,24 @@ def expected(engine: Engine, since: datetime, until: datetime) -> Iterator[tuple
     for row in rows:
         boxes.setdefault(row.id, []).append(row.device_id)
     for row in {row.id: row for row in rows}.values():
-        items, findings = parse_items({"items": [manifests.item_spec(row, row.audio_sha256)]}, BOX_ZONE)
+        items, findings = parse_items({"items": [_timing(row)]}, BOX_ZONE)
         if findings:  # checked when it was made: only a rule changed since could land here
             continue
         for occurrence in expand(items, BOX_ZONE, since, until):
             for device in boxes[row.id]:
                 yield device, occurrence.key, row.audio_sha256, row.level
+
+
+def _timing(row: Any) -> dict[str, Any]:
+    """The bulletin as a schedule item as far as when it plays (central.manifests.item_spec makes
+    the whole item the boxes get; the id and the times here are the same)."""
+    spec: dict[str, Any] = {"id": manifests.item_id(row.id), "audio": row.audio_sha256, "priority": row.level}
+    if row.at is not None:
+        spec["at"] = row.at.isoformat()
+    else:
+        spec["rrule"], spec["dtstart"] = row.rrule, row.dtstart
+    spec |= {key: getattr(row, key) for key in ("valid_from", "valid_until") if getattr(row, key) is not None}
+    return spec
 
 
 def _group_of(units: dict[str, registry.Unit], unit: str, level: str) -> str | None:
