@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
@@ -168,7 +169,7 @@ async def decide(request: Request, central: CentralDep, browser: BrowserDep, sco
         bulletins.decide(central, scope, bulletin_id, accept=decision == "accept")
     except REFUSALS as error:
         raise HTTPException(403, "; ".join(_problems(error))) from None
-    return redirect(f"/schedule?unit={unit}")
+    return redirect(f"/schedule?unit={quote(unit)}")
 
 
 # -- the emergency button --------------------------------------------------------------------------
@@ -194,6 +195,8 @@ async def emergency_check(request: Request, central: CentralDep, browser: Browse
         sha, text = await _audio(central, scope, form)
         if sha is None and text is None:
             raise BulletinError(["the message: write a text, choose an audio or upload one"])
+        if sha is not None and central.audio.path_of(sha) is None:
+            raise BulletinError([f"audio {sha[:64]}: no such audio in the library"])
         volume = _volume(form)
     except REFUSALS as error:
         values = {key: form.getlist(key) if key in ("units", "devices") else form.get(key) for key in form}
@@ -211,7 +214,7 @@ async def emergency_send(request: Request, central: CentralDep, browser: Browser
     """Step two, confirmed: an emergency bulletin with no time, sent at once as a signed command."""
     form = await request.form()
     t = translator(browser.lang)
-    sha, text = (str(form.get("audio")) or None), (str(form.get("text", "")).strip() or None)
+    sha, text = (str(form.get("audio") or "") or None), (str(form.get("text") or "").strip() or None)
     try:
         title = f"{t('Emergency')} {central.clock().astimezone(BOX_ZONE):%d/%m/%Y %H:%M}"
         data = BulletinInput(title=title, level="emergency", targets=_targets(form), audio_sha256=sha,

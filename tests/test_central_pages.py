@@ -259,3 +259,40 @@ def test_the_report_page_and_its_csv(client: TestClient, central: Central, tmp_p
     assert table[0][:3] == ["Mã đơn vị", "Tên đơn vị", "Cấp"] and table[1][:2] == ["xa-a", "Xã A"]
     bad = client.get("/reports?start=2099-03-31&end=2099-03-01")
     assert bad.status_code == 200 and "before from" in bad.text
+
+
+def test_the_emergency_button_confirms_before_it_sends(client: TestClient, central: Central) -> None:
+    token = sign_in(client, "op-a")
+    form = {"csrf": token, "source": "text", "text": "Bão số 3 sắp đổ bộ, bà con vào nơi an toàn.",
+            "target_kind": "units", "units": ["xa-a"], "volume": "100"}  # fmt: skip
+    asked = client.post("/emergency", data=form)
+    assert asked.status_code == 200 and "Xác nhận phát khẩn cấp" in asked.text
+    assert "Sẽ phát ngay trên <strong>2</strong> cụm loa: Xã A." in asked.text
+    assert central.publisher.sent == []  # type: ignore[attr-defined]
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', asked.text))
+    assert hidden["text"] == form["text"] and hidden["units"] == "xa-a" and hidden["volume"] == "100"
+    sent = client.post("/emergency/confirm", data=hidden)
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/commands/cmd-")
+    [(topic, _token, retained)] = central.publisher.sent  # type: ignore[attr-defined]
+    assert topic == "loa/v1/group/xa-a/cmd" and not retained
+    status = client.get(sent.headers["location"]).text
+    assert "Đã ký và gửi" in status and status.count("đang chờ phản hồi") == 2
+    with central.engine.connect() as conn:
+        [bulletin] = conn.execute(select(db.bulletins)).all()
+    assert (bulletin.level, bulletin.text, bulletin.volume) == ("emergency", form["text"], 100)
+
+
+def test_the_emergency_button_refuses_what_the_user_may_not_do(client: TestClient, central: Central) -> None:
+    token = sign_in(client, "op-a")
+    other = client.post("/emergency", data={"csrf": token, "source": "text", "text": "Khẩn cấp",
+                                            "target_kind": "devices", "devices": ["xa-b-01"]})  # fmt: skip
+    assert other.status_code == 422 and "not xa-b-01" in other.text
+    unknown = client.post("/emergency", data={"csrf": token, "source": "library", "audio": "0" * 64,
+                                              "target_kind": "units", "units": ["xa-a"]})  # fmt: skip
+    assert unknown.status_code == 422 and "no such audio in the library" in unknown.text
+    client.cookies.clear()
+    token = sign_in(client, "viewer-a")
+    viewer = client.post("/emergency", data={"csrf": token, "source": "text", "text": "Khẩn cấp",
+                                             "target_kind": "units", "units": ["xa-a"]})  # fmt: skip
+    assert viewer.status_code == 422 and "viewer-a is a viewer" in viewer.text
+    assert central.publisher.sent == []  # type: ignore[attr-defined]
