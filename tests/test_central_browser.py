@@ -1,7 +1,7 @@
 """The pages in a real headless Chromium (Debian's ``chromium``, driven by Playwright, never a
 browser Playwright downloads) against uvicorn on a free port, with a real Mosquitto: the box list,
-bulletin creation, and the emergency button (a confirmation, then a signed command that a real
-subscriber receives)."""
+bulletin creation, the emergency button (a confirmation, then a signed command that a real
+subscriber receives), and the report with its CSV download."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from sqlalchemy import select
 
 from central import db
 from central.app import create_app
+from central.bulletins import BOX_ZONE, register_audio
 from central.context import Central
 from central.mqtt_link import CentralLink
 from protocol.commands import verify_command
 from tests.audio_fixtures import tone_file
 from tests.central_harness import ADMIN_PASSWORD, make_central
+from tests.central_records import ingest, playlog
 from tests.mqtt_broker import Broker, free_port, run_broker
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -209,3 +211,25 @@ def test_the_emergency_button_asks_then_sends_a_signed_command(
         audio = conn.execute(select(db.audio.c.sha256)).scalar_one()
     assert (stored.id, stored.type, stored.created_by) == (ident, "emergency", "op-tinh")
     assert command.fields["audio"]["sha256"] == audio
+
+
+def test_the_report_and_its_csv_download(browser: Any, site: Site, tmp_path: Path) -> None:
+    stored = site.central.audio.put([tone_file(tmp_path, 440, 60.0).read_bytes()], name="tin")
+    register_audio(site.central.engine, stored, "tin", "admin", datetime.now(UTC))
+    start = datetime(2099, 3, 10, 6, 0, tzinfo=BOX_ZONE)
+    ingest(site.central, playlog("xa-b-01", 1, start, "completed", audio=stored.sha256, played_s=60.0))
+    page = signed_in(browser, site, "op-tinh")
+    page.get_by_role("link", name="Báo cáo").click()
+    page.get_by_label("Từ ngày").fill("2099-03-01")
+    page.get_by_label("Đến ngày").fill("2099-03-31")
+    page.get_by_role("button", name="Xem").click()
+    page.wait_for_url("**/reports?start=2099-03-01*")
+    row = page.locator('#report tr[data-unit="xa-b"]')
+    assert row.locator("td").nth(0).inner_text() == "Xã B" and "100.0 %" in row.inner_text()
+    with page.expect_download() as waiting:
+        page.get_by_role("link", name="Tải về CSV").click()
+    saved = tmp_path / "report.csv"
+    waiting.value.save_as(saved)
+    assert waiting.value.suggested_filename == "bao-cao-phat-thanh-2099-03-01-2099-03-31-commune.csv"
+    body = saved.read_bytes()
+    assert body.startswith(b"\xef\xbb\xbf") and "Xã B".encode() in body and b"\r\n" in body
