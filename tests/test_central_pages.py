@@ -296,3 +296,21 @@ def test_the_emergency_button_refuses_what_the_user_may_not_do(client: TestClien
                                              "target_kind": "units", "units": ["xa-a"]})  # fmt: skip
     assert viewer.status_code == 422 and "viewer-a is a viewer" in viewer.text
     assert central.publisher.sent == []  # type: ignore[attr-defined]
+
+
+def test_what_operators_type_is_shown_as_text_never_as_markup(client: TestClient, central: Central) -> None:
+    token = sign_in(client, "op-a")
+    made = client.post("/bulletins/new", data={
+        "csrf": token, "title": '<script>alert("x")</script>', "source": "text", "text": "Xin chào",
+        "level": "priority", "target_kind": "units", "units": ["xa-a"], "timing": "once",
+        "at": "2099-01-01T06:00"})  # fmt: skip
+    assert made.status_code == 303
+    page = client.get("/schedule").text
+    assert "<script>" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+def test_a_viewer_is_not_offered_what_it_may_not_do(client: TestClient) -> None:
+    sign_in(client, "viewer-a")
+    page = client.get("/boxes/xa-a-01").text
+    assert "Phát khẩn cấp tới cụm loa này" not in page and 'href="/emergency"' not in page
+    assert 'href="/bulletins/new"' not in page and 'href="/reports"' in page
