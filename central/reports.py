@@ -104,35 +104,72 @@ def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: s
         known = ", ".join(levels(units)) or "none yet"
         raise ReportError(f"group_by {group_by!r}: no unit has that level (levels: {known})")
     since, until = period(start, end)
-    rows: dict[str | None, UnitReport] = {}
     with engine.connect() as conn:
-        devices = {row.id: row.unit for row in conn.execute(select(db.devices.c.id, db.devices.c.unit))}
+        devices = conn.execute(select(db.devices.c.id, db.devices.c.unit)).all()
         durations = {row.sha256: float(row.duration_s)
                      for row in conn.execute(select(db.audio.c.sha256, db.audio.c.duration_s))}  # fmt: skip
-        logs = conn.execute(select(db.playlogs).where(
-            db.playlogs.c.scheduled_start >= since, db.playlogs.c.scheduled_start < until
-        )).all()  # fmt: skip
-    groups = {device: _group_of(units, unit, group_by) for device, unit in devices.items()
-              if scope.sees_unit(unit)}  # fmt: skip
-    for device, group in groups.items():
-        _row(rows, units, group, group_by).boxes.add(device)
-    reported: set[tuple[str, str]] = set()
-    for log in logs:
-        if log.device_id in groups:
-            reported.add((log.device_id, log.key))
-            _count(_row(rows, units, groups[log.device_id], group_by), log, durations)
-    for device, key, audio, level in expected(engine, since, min(until, now - GRACE)):
-        if device in groups and (device, key) not in reported:
-            row = _row(rows, units, groups[device], group_by)
-            row.counts["unreported"] += 1
-            row.counts["emergency"] += level == "emergency"
-            row.scheduled_s += durations.get(audio, 0.0)
-    return [row.as_json() for row in sorted(rows.values(), key=lambda row: (row.unit is None, row.name))]
+    report = _Report(units, group_by, durations)
+    for device, unit in devices:
+        if scope.sees_unit(unit):
+            report.add_box(device, unit)
+    report.count_logs(engine, since, until)
+    for item_id, level, audio, starts, boxes in expected(engine, since, min(until, now - GRACE)):
+        report.count_expected(item_id, level, audio, starts, boxes)
+    return report.rows()
 
 
-def expected(engine: Engine, since: datetime, until: datetime) -> Iterator[tuple[str, str, str, str]]:
-    """``(device, play-log key, audio, level)`` of every occurrence in ``[since, until)`` of the
-    bulletins scheduled for each box, expanded by the boxes' own scheduler."""
+class _Report:
+    """The rows being counted; play logs are streamed through it, never held whole."""
+
+    def __init__(self, units: dict[str, registry.Unit], group_by: str, durations: dict[str, float]) -> None:
+        self.units, self.group_by, self.durations = units, group_by, durations
+        self.by_unit: dict[str | None, UnitReport] = {}
+        self.groups: dict[str, str | None] = {}  # box -> its unit at group_by
+        self.reported: Counter[tuple[str, str]] = Counter()  # (box, bulletin item) -> occurrences
+
+    def row(self, device: str) -> UnitReport:
+        group = self.groups[device]
+        if group not in self.by_unit:
+            name = self.units[group].name if group is not None else f"(no {self.group_by})"
+            self.by_unit[group] = UnitReport(group, name, self.group_by)
+        return self.by_unit[group]
+
+    def add_box(self, device: str, unit: str) -> None:
+        self.groups[device] = _group_of(self.units, unit, self.group_by)
+        self.row(device).boxes.add(device)
+
+    def count_logs(self, engine: Engine, since: datetime, until: datetime) -> None:
+        columns = [db.playlogs.c[name] for name in ("device_id", "item_id", "audio", "level", "outcome",
+                                                    "reason", "actual_start", "ended")]  # fmt: skip
+        query = select(*columns).where(db.playlogs.c.scheduled_start >= since,
+                                       db.playlogs.c.scheduled_start < until)  # fmt: skip
+        with engine.connect() as conn:
+            for log in conn.execution_options(yield_per=5000).execute(query):
+                if log.device_id in self.groups:
+                    self.reported[(log.device_id, log.item_id)] += 1
+                    _count(self.row(log.device_id), log, self.durations)
+
+    def count_expected(self, item_id: str, level: str, audio: str, starts: int, boxes: list[str]) -> None:
+        """A bulletin's occurrences that a box never reported (counted, not matched one by one, so a
+        year of a province's play logs is never held in memory)."""
+        for device in boxes:
+            missing = starts - self.reported[(device, item_id)] if device in self.groups else 0
+            if missing > 0:
+                row = self.row(device)
+                row.counts["unreported"] += missing
+                row.counts["emergency"] += missing if level == "emergency" else 0
+                row.scheduled_s += missing * self.durations.get(audio, 0.0)
+
+    def rows(self) -> list[dict[str, Any]]:
+        ordered = sorted(self.by_unit.values(), key=lambda row: (row.unit is None, row.name))
+        return [row.as_json() for row in ordered]
+
+
+def expected(
+    engine: Engine, since: datetime, until: datetime
+) -> Iterator[tuple[str, str, str, int, list[str]]]:
+    """``(item id, level, audio, starts, boxes)`` for each bulletin scheduled for boxes: how many
+    times it starts in ``[since, until)``, expanded by the boxes' own scheduler."""
     if until <= since:
         return
     query = (select(db.bulletins, db.bulletin_targets.c.device_id)
@@ -147,9 +184,9 @@ def expected(engine: Engine, since: datetime, until: datetime) -> Iterator[tuple
         items, findings = parse_items({"items": [_timing(row)]}, BOX_ZONE)
         if findings:  # checked when it was made: only a rule changed since could land here
             continue
-        for occurrence in expand(items, BOX_ZONE, since, until):
-            for device in boxes[row.id]:
-                yield device, occurrence.key, row.audio_sha256, row.level
+        starts = len(expand(items, BOX_ZONE, since, until))
+        if starts:
+            yield manifests.item_id(row.id), row.level, row.audio_sha256, starts, boxes[row.id]
 
 
 def _timing(row: Any) -> dict[str, Any]:
@@ -166,14 +203,6 @@ def _timing(row: Any) -> dict[str, Any]:
 
 def _group_of(units: dict[str, registry.Unit], unit: str, level: str) -> str | None:
     return next((up for up in registry.ancestry(units, unit) if units[up].level == level), None)
-
-
-def _row(rows: dict[str | None, UnitReport], units: dict[str, registry.Unit], group: str | None,
-         level: str) -> UnitReport:  # fmt: skip
-    if group not in rows:
-        name = units[group].name if group is not None else f"(no {level})"
-        rows[group] = UnitReport(group, name, level)
-    return rows[group]
 
 
 def _count(row: UnitReport, log: Any, durations: dict[str, float]) -> None:
