@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
-from central import bulletins, commands, db, registry, reports
+from central import bulletins, commands, db, registry, reports, upstream
 from central.access import Forbidden, Scope
 from central.audio_store import AudioRefused
 from central.auth import CentralDep
@@ -109,9 +109,20 @@ def _volume(form: FormData) -> int | None:
 
 
 @router.get("/bulletins/new")
-def bulletin_form(request: Request, central: CentralDep, browser: BrowserDep, scope: PageScope) -> Response:
-    return render(request, browser, "bulletin_new.html", form={}, errors=[], presets=RRULE_PRESETS,
+def bulletin_form(request: Request, central: CentralDep, browser: BrowserDep, scope: PageScope,
+                  audio: str | None = None) -> Response:  # fmt: skip
+    form = {"source": "library", "audio": audio} if audio else {}
+    return render(request, browser, "bulletin_new.html", form=form, errors=[], presets=RRULE_PRESETS,
                   **choices(central, scope))  # fmt: skip
+
+
+@router.get("/library")
+def library(request: Request, central: CentralDep, browser: BrowserDep, scope: PageScope) -> Response:
+    """The audio library: uploads, speech and the programmes upstream feeds brought."""
+    feeds = {item["audio_sha256"]: item for item in upstream.imported(central.engine) if item["audio_sha256"]}
+    names = {feed.url: feed.name for feed in upstream.feed_list(central.engine)}
+    return render(request, browser, "library.html", library=choices(central, scope)["library"], feeds=feeds,
+                  feed_names=names)  # fmt: skip
 
 
 @router.post("/bulletins/new", dependencies=[CsrfChecked])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from central.context import Central
 from tests.audio_fixtures import tone_file
 from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
 from tests.test_central_api import login
+from tests.test_central_pages import sign_in
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -186,3 +188,22 @@ def test_an_upstream_system_reads_with_its_own_account_and_changes_nothing(
             "title": "Nông nghiệp", "audio_sha256": programme["sha256"], "level": "priority",
             "targets": {"units": ["xa-a"]}, "at": "2099-01-01T06:00:00+07:00"})  # fmt: skip
         assert operator.status_code == 201, json.dumps(operator.json())
+
+
+def test_operators_find_imported_programmes_in_the_library_page(
+    central: Central, newsroom: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, site = newsroom
+    publish(site, base)
+    loa_central(central, "feeds", "add", f"{base}/atom.xml", "--name", "Bộ Thông tin", capsys=capsys)
+    assert loa_central(central, "feeds", "pull", capsys=capsys)[0] == 0
+    with TestClient(create_app(central), follow_redirects=False) as client:
+        sign_in(client, "op-a")
+        page = client.get("/library").text
+        [sha] = re.findall(
+            r'<tr data-audio="([0-9a-f]{64})"><td>Chương trình nông nghiệp</td><td>0:02</td>', page
+        )
+        assert "Bộ Thông tin" in page and f'href="/bulletins/new?audio={sha}"' in page
+        form = client.get(f"/bulletins/new?audio={sha}").text
+        assert f'<option value="{sha}" selected>Chương trình nông nghiệp' in form
+        assert re.search(r'value="library" checked', form)
