@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
-	rtl-sdr librtlsdr0 sox espeak-ng postgresql chromium
+	rtl-sdr librtlsdr0 sox espeak-ng postgresql
 
 .PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
 
@@ -51,6 +51,9 @@ demo: system-deps $(STAMP)
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# the central server's browser tests drive Debian's chromium with Playwright (never `playwright install`)
+APT_PACKAGES += chromium
 
 clean:
 	rm -rf $(VENV) build *.egg-info

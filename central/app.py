@@ -19,11 +19,11 @@ from central.tts import SpeechError
 def create_app(central: Central) -> FastAPI:
     app = FastAPI(title="Loa central", version="1", openapi_url="/openapi.json", docs_url="/api/docs")
     app.state.central = central
-    app.include_router(auth.router)
-    app.include_router(api.router)
     app.include_router(reports_api.router)
     app.include_router(upstream_api.router)
     pages.install(app)
+    app.include_router(auth.router)
+    app.include_router(api.router)
     _errors(app)
     return app
 

@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_central_config(args.config)
+        if args.command == "feeds":
+            return upstream_cli.run(config, args)
         if args.command == "check-config":
             print(f"{args.config}: valid")
         elif args.command == "init":
@@ -153,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             device_add(config, args)
         elif args.command == "user":
             user_add(config, args)
-        elif args.command == "feeds":
-            return upstream_cli.run(config, args)
         elif args.command == "serve":
             from central.server import serve  # FastAPI and uvicorn only for the server
 
