@@ -55,5 +55,8 @@ demo: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# the central server's browser tests drive Debian's chromium with Playwright (never `playwright install`)
+APT_PACKAGES += chromium
+
 clean:
 	rm -rf $(VENV) build *.egg-info

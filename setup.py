@@ -10,6 +10,7 @@ setup(
     packages=find_packages(
         include=["foundation*", "agent*", "drivers*", "fm_receiver*", "scheduler*", "protocol*", "central*"]
     ),
+    package_data={"central": ["templates/*.html", "static/*.css"]},  # the web pages
     install_requires=[
         "python-vlc>=3.0.18122",
         "gpiozero>=2.0",
@@ -33,6 +34,7 @@ setup(
         "python-multipart>=0.0.9",
         "psycopg[binary]>=3.1",
         "mutagen>=1.46",  # duration of uploaded MP3, OGG and WAV
+        "defusedxml>=0.7",  # upstream RSS / Atom feeds: no DTDs, no entities
     ],
     extras_require={
         "dev": [
@@ -45,7 +47,9 @@ setup(
             "types-PyYAML",
             "types-requests",
             "types-python-dateutil",
+            "types-defusedxml",
             "httpx>=0.27",  # FastAPI's TestClient
+            "playwright>=1.40",  # browser tests, driving Debian's chromium (never `playwright install`)
         ],
     },
     entry_points={

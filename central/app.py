@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from central import api, auth, time_api
+from central import api, auth, pages, reports_api, time_api, upstream_api
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.commands import CommandError
@@ -19,11 +19,12 @@ from central.tts import SpeechError
 def create_app(central: Central) -> FastAPI:
     app = FastAPI(title="Loa central", version="1", openapi_url="/openapi.json", docs_url="/api/docs")
     app.state.central = central
+    app.include_router(reports_api.router)
+    app.include_router(upstream_api.router)
+    pages.install(app)
     app.include_router(auth.router)
     app.include_router(api.router)
-    time_router = time_api.router_if_available()  # protocol.time_sync is on another branch
-    if time_router is not None:
-        app.include_router(time_router)
+    app.include_router(time_api.router)
     _errors(app)
     return app
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from central import broker, db, registry
+from central import broker, db, registry, upstream_cli
 from central.config import CentralServerConfig, load_central_config
 from central.files import write_atomically
 from central.passwords import MIN_PASSWORD_CHARS, hash_password, mosquitto_hash, new_secret
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--label", required=True, help="what it is for, e.g. so-tttt-quang-tri")
     token_parser.add_argument("--days", type=int, default=365, help="valid this many days; 0: no expiry")
     sub.add_parser("serve", help="run the API and the embedded broker")
+    upstream_cli.add_parsers(sub)  # feeds add|list|pull
     return parser
 
 
@@ -169,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_central_config(args.config)
+        if args.command == "feeds":
+            return upstream_cli.run(config, args)
         if args.command == "check-config":
             print(f"{args.config}: valid")
         elif args.command == "init":
