@@ -39,6 +39,10 @@ class CacheError(LoaError, OSError):
     """Audio could not be fetched or verified: HTTP error, timeout, cut, wrong hash, too big."""
 
 
+class WrongContent(CacheError):
+    """What was fetched does not hash to the sha256 it was fetched as (it was discarded)."""
+
+
 @dataclass(frozen=True)
 class Wanted:
     """Audio that an item needs at ``needed_at``."""
@@ -99,7 +103,9 @@ class AudioCache:
         self._session = session if session is not None else requests.Session()
         self._clock = clock
         self._lock = threading.Lock()
-        self._verified: set[str] = set()
+        # sha256 -> (size, mtime_ns) of the file when it was last verified or used: a file whose
+        # size or mtime changed since (rewritten in place) is hashed again before it is used
+        self._verified: dict[str, tuple[int, int]] = {}
         self._fetching: dict[str, threading.Lock] = {}
         self._needed: set[str] = set()
         self.corrupt_deleted = 0
@@ -107,22 +113,36 @@ class AudioCache:
     # -- use --------------------------------------------------------------------------------------
 
     def path_of(self, sha256: str) -> Path | None:
-        """The cached file of ``sha256`` if present and verified; its use is remembered for LRU."""
+        """The cached file of ``sha256`` if present and verified; its use is remembered for LRU.
+
+        A file is hashed on its first use in a process and again whenever its size or mtime is not
+        what this cache last left it with; otherwise this is a stat and a utime.
+        """
         path = self.dir / check_sha256(sha256)
-        if not path.is_file():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             with self._lock:
-                self._verified.discard(sha256)
+                self._verified.pop(sha256, None)
             return None
         with self._lock:
-            known = sha256 in self._verified
+            known = self._verified.get(sha256) == (stat.st_size, stat.st_mtime_ns)
         if not known and not self._verify(path, sha256):
             return None
+        return path if self._used(path, sha256) else None
+
+    def _used(self, path: Path, sha256: str) -> bool:
         now = self._clock()
         try:
             os.utime(path, (now, now))
+            stat = path.stat()
         except FileNotFoundError:  # evicted meanwhile
-            return None
-        return path
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        with self._lock:
+            self._verified[sha256] = (stat.st_size, stat.st_mtime_ns)
+        return True
 
     def _verify(self, path: Path, sha256: str) -> bool:
         try:
@@ -133,10 +153,9 @@ class AudioCache:
             logger.error("cached audio %s is corrupt (its content hashes to %s): deleted", path, actual)
             path.unlink(missing_ok=True)
             with self._lock:
+                self._verified.pop(sha256, None)
                 self.corrupt_deleted += 1
             return False
-        with self._lock:
-            self._verified.add(sha256)
         return True
 
     # -- download ---------------------------------------------------------------------------------
@@ -202,15 +221,12 @@ class AudioCache:
         actual = _hash_file(partial)
         if actual != sha256:
             partial.unlink(missing_ok=True)
-            raise CacheError(f"audio {sha256} from {url}: wrong content (it hashes to {actual}): discarded")
+            raise WrongContent(f"audio {sha256} from {url}: wrong content (it hashes to {actual}): discarded")
         final = self.dir / sha256
         os.replace(partial, final)
         _fsync_dir(self.dir)
         _fsync_dir(self.partial_dir)
-        now = self._clock()
-        os.utime(final, (now, now))
-        with self._lock:
-            self._verified.add(sha256)
+        self._used(final, sha256)
         logger.info("audio %s cached from %s", sha256, url)
         return final
 
@@ -261,7 +277,7 @@ class AudioCache:
                 break
             (self.dir / name).unlink(missing_ok=True)
             with self._lock:
-                self._verified.discard(name)
+                self._verified.pop(name, None)
             evicted.append(name)
             freed += size
             logger.info("audio %s evicted (%d bytes, not needed within the horizon)", name, size)

@@ -46,6 +46,7 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     dir: Path = Path("/var/lib/loa")
+    cache_max: int = 2_000_000_000  # bytes of downloaded audio kept under dir/audio
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class CentralConfig:
     password_file: Path | None = None  # the secret is read from here when connecting, never printed
     ca_file: Path | None = None  # TLS trust anchor for mqtts://; the system's when absent
     groups: tuple[str, ...] = ()
+    manifest_poll: timedelta = timedelta(minutes=5)  # the HTTP backstop to the retained notice
 
     @property
     def tls(self) -> bool:
@@ -240,9 +242,7 @@ def _config(reader: read.Reader) -> Config:
     # Sections are read in the order of config.example.yaml, which is also the order "known keys" lists.
     root = reader.root()
     device = _device(root.section("device"))
-    storage = StorageConfig(
-        root.section("storage").get("dir", read.file_path(reader.base, "a directory"), _STORAGE.dir)
-    )
+    storage = _storage(root.section("storage"), reader.base)
     audio = _audio(root.section("audio"))
     gpio, amplifiers_sound = _gpio(root.section("gpio"))
     schedule = _schedule(root.section("schedule"), reader.base)
@@ -259,6 +259,13 @@ def _config(reader: read.Reader) -> Config:
         reader.document.path, device, gpio, storage=storage, audio=audio, schedule=schedule, clock=clock,
         control=control, logging=logging, fm=fm, central=central,
     )  # fmt: skip
+
+
+def _storage(section: read.Section, base: Path) -> StorageConfig:
+    return StorageConfig(
+        section.get("dir", read.file_path(base, "a directory"), _STORAGE.dir),
+        section.get("cache_max", read.size(10**7, 10**13, _STORAGE.cache_max), _STORAGE.cache_max),
+    )
 
 
 def _central(root: read.Section, base: Path) -> CentralConfig | None:
@@ -279,9 +286,10 @@ def _central(root: read.Section, base: Path) -> CentralConfig | None:
     if present and "signing_public_key_files" not in section.data:
         section.missing("signing_public_key_files", "a list of PEM Ed25519 public key files")
     groups = section.get_list("groups", _GROUP, (), "a list of group names such as xa-quang-son")
+    poll = section.get("manifest_poll", read.duration(timedelta(seconds=10), timedelta(days=1), _POLL), _POLL)
     if not present:
         return None
-    return CentralConfig(mqtt_url, keys, api_url, username, password_file, ca_file, groups)
+    return CentralConfig(mqtt_url, keys, api_url, username, password_file, ca_file, groups, poll)
 
 
 def _device(section: read.Section) -> DeviceConfig:
@@ -496,6 +504,7 @@ def _duration_of(section: read.Section, key: str, high: timedelta, default: time
 
 
 _STORAGE = StorageConfig()
+_POLL = timedelta(minutes=5)
 _CONTROL = ControlConfig()
 _RTLSDR_RATE = _demodulated_rate(_RTLSDR_RANGES, "RTL-SDR")
 _IQ_FILE_RATE = _demodulated_rate()

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, check_claims, verify_command
 from protocol.manifest import Reason as ManifestReason
-from protocol.manifest import check_manifest_claims
+from protocol.manifest import check_manifest_claims, decode_manifest_notice
 from protocol.messages import decode_ack, decode_record, decode_state, decode_status
 from protocol.topics import Kind
 from scheduler.items import parse_items
@@ -68,6 +68,7 @@ DECODERS: dict[str, Callable[[str], object]] = {
     "command-claims": _claims_check,
     "command-header": json.loads,
     "manifest-claims": _manifest_check,
+    "manifest-notice": decode_manifest_notice,
 }
 
 
