@@ -40,6 +40,7 @@ from drivers.player import Player, make_player
 from foundation.errors import LoaError, ScheduleError, report
 
 if TYPE_CHECKING:
+    from agent.central_sync import CentralSync
     from agent.fm_relay import FmRelay
 
 logger = logging.getLogger("agent")
@@ -103,6 +104,7 @@ def run(
         fm = _start_fm(config, events, factory, stack, player, store)
         schedule = Schedule(config)
         schedule.load(store)
+        central = _central_sync(config, store, schedule, events)  # its stored manifest joins the schedule
         agent = Agent(
             config,
             store=store,
@@ -123,14 +125,33 @@ def run(
             from agent.link import Link  # paho and the key loading only on boxes with a central link
 
             agent.link = Link(config, config.central, store, commands, agent.post)
+            agent.link.sync = central
             agent.link.start()
             stack.callback(agent.link.stop)
+        if central is not None:
+            agent.central = central
+            central.start()
+            stack.callback(central.stop)
         stack.callback(notifier.stopping)
         if on_agent is not None:
             on_agent(agent)
         install_signals(stop, agent)
         agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
     logger.info("agent stopped")
+
+
+def _central_sync(
+    config: Config, store: Store, schedule: Schedule, events: queue.Queue[object]
+) -> CentralSync | None:
+    """The central origin (manifest, audio cache), made before the agent so that the last good
+    manifest in the store is in the engine's first schedule; its threads start later."""
+    if config.central is None:
+        return None
+    from agent.central_sync import CentralSync  # requests and the keys only on boxes with a central link
+    from agent.link import load_signing_keys
+
+    keys = load_signing_keys(config.central, config.source)
+    return CentralSync(config, config.central, store, schedule, events.put, keys=list(keys))
 
 
 def _start_fm(

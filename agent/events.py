@@ -46,6 +46,10 @@ class EventKind(StrEnum):
     PLAYER_FAULT = "player.fault"
     STORAGE_FAULT = "storage.fault"
     STORAGE_RECOVERED = "storage.recovered"
+    MANIFEST_FETCH_FAILED = "manifest.fetch_failed"
+    AUDIO_DOWNLOAD_FAILED = "audio.download_failed"
+    AUDIO_LATE = "audio.late"
+    AUDIO_CORRUPT = "audio.corrupt"
 
     @property
     def severity(self) -> Severity:
@@ -69,4 +73,8 @@ _SEVERITY = {
     EventKind.FM_SOURCE_FAULT: Severity.ERROR,
     EventKind.PLAYER_FAULT: Severity.ERROR,
     EventKind.STORAGE_FAULT: Severity.ERROR,
+    EventKind.MANIFEST_FETCH_FAILED: Severity.WARNING,
+    EventKind.AUDIO_DOWNLOAD_FAILED: Severity.WARNING,
+    EventKind.AUDIO_LATE: Severity.WARNING,
+    EventKind.AUDIO_CORRUPT: Severity.ERROR,
 }

@@ -36,6 +36,7 @@ from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
 
 if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
+    from agent.central_sync import CentralSync  # [central link]
     from agent.fm_relay import FmRelay
     from agent.link import Link  # [central link]
 
@@ -97,6 +98,7 @@ class Agent:
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
         self.link: Link | None = None  # [central link] set by the daemon when central: is configured
+        self.central: CentralSync | None = None  # [central link] the manifest and the audio cache
         saved_volume = store.get_state(VOLUME_KEY)  # [central link] set_volume, kept across restarts
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
@@ -394,6 +396,9 @@ class Agent:
             self.fm.on_fm_event(event)  # type: ignore[arg-type]
         elif self.link is not None and self.link.is_event(event):  # [central link]
             self.link.on_event(event, self.wall())
+        elif self.central is not None and self.central.is_event(event):  # [central link]
+            if self.central.on_event(event):
+                self._schedule_changed()
         elif isinstance(event, Execute):
             self.execute(event.pending)
         elif isinstance(event, Reload):
@@ -433,11 +438,7 @@ class Agent:
     def _reload(self, pending: Pending | None) -> None:
         result = self.schedule.reload(self.store)
         if result.accepted:
-            now = self.wall()
-            if self._resumed:
-                self._carry_out(self.engine.replace_items(self.schedule.items, now, self._hold()), now)
-            else:  # the engine does not tick before the clock is first trusted
-                self.engine = self._make_engine()
+            self._schedule_changed()
         if pending is None:
             return
         origin = result.origin
@@ -445,6 +446,14 @@ class Agent:
             pending.resolve(Result.DONE, "", items=len(origin.items), version=origin.version)
         else:
             pending.resolve(Result.REJECTED, "schedule file refused", problems=list(result.problems))
+
+    def _schedule_changed(self) -> None:
+        """Hand the engine the schedule's items after an origin changed (a reload, a manifest)."""
+        now = self.wall()
+        if self._resumed:
+            self._carry_out(self.engine.replace_items(self.schedule.items, now, self._hold()), now)
+        else:  # the engine does not tick before the clock is first trusted
+            self.engine = self._make_engine()
 
     # -- commands (the front door's main-loop half) ----------------------------------------------
 
@@ -563,7 +572,7 @@ class Agent:
             logger.info(
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
-        problem = unreadable(self.schedule.audio_path(occurrence.item))
+        problem = self._audio_problem(occurrence.item)
         if problem:  # refused before the player sees it, so whatever plays (FM) goes on
             logger.error("%s cannot play: %s", occurrence.key, problem)
             self.store.add_event(EventKind.PLAY_FAILED, f"{occurrence.item.id}: {problem}")
@@ -571,6 +580,15 @@ class Agent:
                 self.engine.finished(occurrence.key, now, Outcome.FAILED, problem, self._hold()), now
             )
             return
+
+    def _audio_problem(self, item: Item) -> str | None:
+        """Why an item's audio cannot start: a central item's not in the verified cache, or a file
+        the player could not read."""
+        if self.central is not None:  # [central link]
+            problem = self.central.audio_problem(item)
+            if problem:
+                return problem
+        return unreadable(self.schedule.audio_path(item))
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()

@@ -1,0 +1,422 @@
+"""The central origin's background work: learn of new manifests, check them, keep the audio cache.
+
+Two threads of their own, so playback never waits on the network:
+
+- ``central-manifest`` fetches this box's manifest (HTTP, with the ETag it last saw) at start,
+  when the retained notice names a newer version (:meth:`CentralSync.notice`, from the link), on a
+  ``sync_now`` command, and every ``central.manifest_poll`` as a backstop.  It verifies the token
+  and checks every item (:meth:`ManifestOrigin.check`), then hands the result to the main loop.
+- ``central-audio`` plans the downloads: the audio of the central items that start within the
+  horizon (7 days), nearest start first; fetches each into the verified cache (agent.audio_cache),
+  keeps the quota without evicting what the horizon needs, and warns when an item's audio is still
+  missing ``LATE_WARNING`` before its start.
+
+The main loop alone writes the store and the schedule (docs/ARCHITECTURE.md), so the threads only
+post :class:`ManifestChecked`, :class:`ManifestRefusedNote` and :class:`SyncNote`;
+:meth:`CentralSync.on_event` puts a checked manifest in force there, in one store transaction
+(:meth:`ManifestOrigin.put_in_force`), which says whether the engine needs the new items.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from agent.audio_cache import DEFAULT_HORIZON, AudioCache, CacheError, WrongContent, check_sha256
+from agent.config import CentralConfig, Config
+from agent.events import EventKind
+from agent.manifest_origin import (
+    AUDIO_URLS_KEY,
+    CheckedManifest,
+    ManifestFetchError,
+    ManifestOrigin,
+    fetch_manifest,
+    manifest_url,
+)
+from agent.schedule_source import CENTRAL_COMMAND_PREFIX, CENTRAL_ORIGIN, Schedule
+from agent.store import Store, iso
+from foundation.units import format_duration
+from protocol.manifest import ManifestRefused, Reason, version_number
+from scheduler.items import Item
+from scheduler.recurrence import item_starts
+
+logger = logging.getLogger(__name__)
+
+ETAG_KEY = "manifest.etag"
+NOT_CACHED = "audio not cached"  # the play log's reason for an item whose audio is not ready
+LATE_WARNING = timedelta(minutes=30)  # an item's audio still missing this long before its start
+REPLAN_EVERY = 60.0  # seconds between download plans when nothing wakes the audio thread
+PLAYING_MARGIN = timedelta(hours=1)  # an occurrence started this recently may still be playing
+AUDIO_TIMEOUT = 30.0  # seconds, for a connection and between bytes of one download
+RETRY_FIRST, RETRY_MAX = 30.0, 1800.0  # seconds before a failed download is tried again, doubling
+# Reason codes of a command whose audio cannot play (docs/PROTOCOL.md, "Commands")
+AUDIO_NOT_CACHED = "audio_not_cached"
+AUDIO_FETCH_FAILED = "audio_fetch_failed"
+AUDIO_CORRUPT = "audio_corrupt"
+
+
+@dataclass(frozen=True)
+class ManifestChecked:
+    """A verified manifest, every item checked, for the main loop to put in force."""
+
+    checked: CheckedManifest
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class ManifestRefusedNote:
+    refused: ManifestRefused
+
+
+@dataclass(frozen=True)
+class SyncNote:
+    """An event for the store, from a thread that may not write it."""
+
+    kind: EventKind
+    detail: str
+
+
+class CommandAudioRefused(Exception):
+    """A command's audio cannot play: ``reason`` is the ack's reason code, the message its words."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Needed:
+    item_id: str
+    sha256: str
+    url: str | None
+    start: datetime
+
+
+class CentralSync:
+    """The central origin (manifest and audio cache) and its two threads; see the module's docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        central: CentralConfig,
+        store: Store,
+        schedule: Schedule,
+        post: Callable[[object], None],
+        *,
+        keys: list[Any],
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config, self.central, self.store, self.schedule = config, central, store, schedule
+        self._post, self._wall = post, wall
+        self.api_url = central.api_url
+        device = config.device.id
+        source = manifest_url(central.api_url, device) if central.api_url else "central (no api_url)"
+        self.origin = ManifestOrigin(
+            schedule, store, keys=keys, device_id=device, groups=frozenset(central.groups), source=source
+        )
+        self.cache = AudioCache(config.storage.dir, max_bytes=config.storage.cache_max)
+        urls = store.get_state(AUDIO_URLS_KEY, {})
+        self.urls: dict[str, str] = dict(urls) if isinstance(urls, dict) else {}  # replaced whole
+        etag = store.get_state(ETAG_KEY)
+        self._etag = etag if isinstance(etag, str) else None  # the manifest thread's
+        self._session = requests.Session()
+        self._stop = threading.Event()
+        self._manifest_wake = threading.Event()
+        self._audio_wake = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._manifest_loop, name="central-manifest", daemon=True),
+            threading.Thread(target=self._audio_loop, name="central-audio", daemon=True),
+        ]
+        self._lock = threading.Lock()
+        self._manifest_status: dict[str, Any] = {"checked_at": None, "error": None}
+        self._cache_status: dict[str, Any] = {}
+        self._retry_at: dict[str, tuple[float, float]] = {}  # sha256 -> (monotonic due, delay)
+        self._warned_late: set[str] = set()
+        self._fetch_failing = False
+        self._corrupt_seen = 0
+
+    @staticmethod
+    def is_event(event: object) -> bool:
+        return isinstance(event, ManifestChecked | ManifestRefusedNote | SyncNote)
+
+    def start(self) -> None:
+        self.cache.clean_partials_at_start()
+        for thread in self._threads:
+            thread.start()
+        logger.info(
+            "central sync started (manifest %s every %s, audio cache %s)",
+            self.origin.source, format_duration(self.central.manifest_poll), self.cache.dir,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._manifest_wake.set()
+        self._audio_wake.set()
+        for thread in self._threads:
+            thread.join(timeout=AUDIO_TIMEOUT + 5)
+        self._session.close()
+        logger.info("central sync stopped")
+
+    # -- what wakes the threads (any thread) -------------------------------------------------------
+
+    def notice(self, version: str) -> None:
+        """The retained notice names ``version``: fetch the manifest if it is newer than ours."""
+        current = version_number(self.origin.version)
+        if current is not None and int(version) <= current:
+            logger.debug("manifest notice %s: version %s is in force already", version, current)
+            return
+        logger.info("manifest notice: version %s is served; fetching it", version)
+        self._manifest_wake.set()
+
+    def sync_now(self) -> None:
+        """Fetch the manifest and plan the downloads again now (the ``sync_now`` command)."""
+        self._manifest_wake.set()
+        self._audio_wake.set()
+
+    # -- the main loop's half ------------------------------------------------------------------------
+
+    def on_event(self, event: object) -> bool:
+        """Handle a thread's event on the main loop; whether the schedule's items changed."""
+        if isinstance(event, SyncNote):
+            self.store.add_event(event.kind, event.detail)
+        elif isinstance(event, ManifestRefusedNote):
+            self.origin.refused(event.refused)
+        elif isinstance(event, ManifestChecked):
+            try:
+                manifest = self.origin.put_in_force(event.checked)
+            except ManifestRefused:
+                return False  # a newer one came first; put_in_force said so
+            self.urls = dict(manifest.audio_urls)
+            if event.etag:
+                self.store.put_state(ETAG_KEY, event.etag)
+            self._audio_wake.set()
+            return True
+        return False
+
+    def audio_problem(self, item: Item) -> str | None:
+        """Why a central item cannot start now ("audio not cached"), or None (main loop, at a start).
+
+        The audio thread verifies needed files ahead, so this is a stat; a file changed since is
+        hashed again here, and a corrupt one is deleted (and fetched again by the audio thread).
+        """
+        if item.id.startswith(CENTRAL_COMMAND_PREFIX) or self.schedule.origin_of(item) != CENTRAL_ORIGIN:
+            return None  # a command's audio was verified before it was played (command_audio)
+        try:
+            path = self.cache.path_of(item.audio)
+        except ValueError:
+            return f"{NOT_CACHED} ({item.audio!r} is not a sha256)"
+        if path is None:
+            self._audio_wake.set()
+            return NOT_CACHED
+        return None
+
+    # -- a command's audio (the link's command thread) ---------------------------------------------
+
+    def command_audio(self, sha256: str, url: str | None) -> Path:
+        """The verified file of a command's audio: from the cache at once, else fetched from ``url``."""
+        check_sha256(sha256)
+        existed = (self.cache.dir / sha256).exists()
+        path = self.cache.path_of(sha256)
+        if path is not None:
+            return path
+        if url is None:
+            if existed:
+                raise CommandAudioRefused(
+                    AUDIO_CORRUPT, f"the cached audio {sha256} does not match its sha256"
+                )
+            raise CommandAudioRefused(AUDIO_NOT_CACHED, f"audio {sha256} is not cached on this box")
+        try:
+            return self.cache.fetch(sha256, url, timeout=AUDIO_TIMEOUT)
+        except WrongContent as error:
+            raise CommandAudioRefused(AUDIO_CORRUPT, str(error)) from None
+        except CacheError as error:
+            raise CommandAudioRefused(AUDIO_FETCH_FAILED, str(error)) from None
+
+    # -- the manifest thread ---------------------------------------------------------------------------
+
+    def _manifest_loop(self) -> None:
+        poll = self.central.manifest_poll.total_seconds()
+        while not self._stop.is_set():
+            if self.api_url is not None:
+                try:
+                    self._check_manifest(self.api_url)
+                except Exception:  # a bug here must not end the thread that keeps the schedule fresh
+                    logger.exception("manifest check failed")
+            self._manifest_wake.wait(poll)
+            self._manifest_wake.clear()
+
+    def _check_manifest(self, api_url: str) -> None:
+        try:
+            token, etag = fetch_manifest(self._session, api_url, self.config.device.id, self._etag)
+        except ManifestFetchError as error:
+            self._fetch_failed(str(error))
+            return
+        self._fetched()
+        if token is None:
+            logger.debug("manifest unchanged (ETag %s)", etag)
+            return
+        try:
+            checked = self.origin.check(token, self._wall())
+        except ManifestRefused as refused:
+            self._refused(refused, etag)
+            return
+        logger.info("manifest %s fetched and verified", checked.manifest.version)
+        self._etag = etag
+        self._post(ManifestChecked(checked, etag))
+
+    def _refused(self, refused: ManifestRefused, etag: str | None) -> None:
+        if refused.reason is Reason.STALE and refused.version == self.origin.version:
+            logger.debug("manifest %s is the one in force", refused.version)
+        else:
+            self._post(ManifestRefusedNote(refused))
+        if refused.reason is not Reason.NOT_YET_VALID:  # the box's clock may be wrong: try it again
+            self._etag = etag
+
+    def _fetched(self) -> None:
+        with self._lock:
+            self._manifest_status = {"checked_at": iso(self._wall()), "error": None}
+        self._fetch_failing = False
+
+    def _fetch_failed(self, error: str) -> None:
+        logger.warning("%s", error)
+        with self._lock:
+            self._manifest_status = {**self._manifest_status, "error": error}
+        if not self._fetch_failing:  # once per streak of failures: a box offline for a day says it once
+            self._post(SyncNote(EventKind.MANIFEST_FETCH_FAILED, error))
+        self._fetch_failing = True
+
+    # -- the audio thread ----------------------------------------------------------------------------
+
+    def _audio_loop(self) -> None:
+        while not self._stop.is_set():
+            self._audio_wake.clear()
+            try:
+                self._audio_round()
+            except Exception:  # a bug here must not end the thread that keeps the audio coming
+                logger.exception("audio download round failed")
+            self._audio_wake.wait(REPLAN_EVERY)
+
+    def _needed(self, now: datetime) -> list[_Needed]:
+        """The central occurrences that may play from now to the horizon: item, audio, start."""
+        tz, urls = self.config.device.timezone, self.urls
+        needed = []
+        for item in list(self.origin.origin.items):
+            starts = item_starts(item, tz, now - PLAYING_MARGIN, now + DEFAULT_HORIZON)
+            if starts:
+                needed.append(_Needed(item.id, item.audio, urls.get(item.audio), starts[0]))
+        return needed
+
+    def _audio_round(self) -> None:
+        now = self._wall()
+        needed = self._needed(now)
+        ready = {sha for sha in {n.sha256 for n in needed} if self.cache.path_of(sha) is not None}
+        self._report_corrupt()
+        self._warn_late(needed, ready, now)
+        wanted = [(n.sha256, n.url, max(n.start, now)) for n in needed if n.url is not None]
+        plan = self.cache.plan(wanted, now)
+        needed_hashes = self.cache.needed()
+        self.cache.evict(needed_hashes)
+        self._publish(needed, ready, now)
+        for download in plan:
+            if self._stop.is_set() or self._audio_wake.is_set():
+                return  # a new manifest or a stop: plan again first
+            if not self._due(download.sha256):
+                continue
+            if self._download(download.sha256, download.url):
+                ready.add(download.sha256)
+            self.cache.evict(needed_hashes)
+            self._publish(needed, ready, now)
+
+    def _download(self, sha256: str, url: str) -> bool:
+        with self._lock:
+            self._cache_status = {**self._cache_status, "downloading": sha256}
+        try:
+            self.cache.fetch(sha256, url, timeout=AUDIO_TIMEOUT)
+        except CacheError as error:
+            _due, delay = self._retry_at.get(sha256, (0.0, 0.0))
+            delay = min(RETRY_MAX, delay * 2 or RETRY_FIRST)
+            self._retry_at[sha256] = (time.monotonic() + delay, delay)
+            logger.warning("%s; trying again in %s", error, format_duration(timedelta(seconds=delay)))
+            if delay == RETRY_FIRST:  # once per file until it succeeds
+                self._post(SyncNote(EventKind.AUDIO_DOWNLOAD_FAILED, str(error)))
+            return False
+        finally:
+            with self._lock:
+                self._cache_status = {**self._cache_status, "downloading": None}
+        self._retry_at.pop(sha256, None)
+        return True
+
+    def _due(self, sha256: str) -> bool:
+        retry = self._retry_at.get(sha256)
+        return retry is None or time.monotonic() >= retry[0]
+
+    def _warn_late(self, needed: list[_Needed], ready: set[str], now: datetime) -> None:
+        for entry in needed:
+            key = f"{entry.item_id}@{entry.start.isoformat()}"
+            if entry.sha256 in ready or not now <= entry.start <= now + LATE_WARNING:
+                continue
+            if key in self._warned_late:
+                continue
+            self._warned_late.add(key)
+            local = entry.start.astimezone(self.config.device.timezone)
+            why = "no URL for it in the manifest" if entry.url is None else "not downloaded yet"
+            detail = f"{entry.item_id} at {local:%Y-%m-%d %H:%M:%S}: audio {entry.sha256} {why}"
+            logger.warning("audio late: %s", detail)
+            self._post(SyncNote(EventKind.AUDIO_LATE, detail))
+        if len(self._warned_late) > 10_000:  # keys of long past starts
+            self._warned_late.clear()
+
+    def _report_corrupt(self) -> None:
+        corrupt = self.cache.corrupt_deleted
+        if corrupt > self._corrupt_seen:
+            detail = (
+                f"{corrupt - self._corrupt_seen} cached audio file(s) did not match their sha256: deleted"
+            )
+            self._post(SyncNote(EventKind.AUDIO_CORRUPT, detail + ", to be fetched again"))
+        self._corrupt_seen = corrupt
+
+    def _publish(self, needed: list[_Needed], ready: set[str], now: datetime) -> None:
+        disk = self.cache.status()
+        missing = sorted({n.item_id for n in needed if n.sha256 not in ready})
+        with self._lock:
+            self._cache_status = {
+                **self._cache_status,
+                "planned_at": iso(now),
+                "horizon": format_duration(DEFAULT_HORIZON),
+                "items": len({n.item_id for n in needed}),
+                "ready": len({n.item_id for n in needed}) - len(missing),
+                "missing": len(missing),
+                "missing_items": missing[:5],
+                "bytes": disk["bytes"],
+                "quota": disk["quota"],
+                "files": disk["files"],
+                "partials": disk["partials"],
+                "corrupt_deleted": disk["corrupt_deleted"],
+            }
+
+    # -- status ----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The manifest in force and the cache's readiness, for ``loa status`` (any thread)."""
+        with self._lock:
+            manifest, cache = dict(self._manifest_status), dict(self._cache_status)
+        origin = self.origin.origin
+        return {
+            "manifest": {
+                "version": origin.version or None,
+                "url": self.origin.source if self.api_url else None,
+                "poll": format_duration(self.central.manifest_poll),
+                "items": len(origin.items),
+                "refused": origin.error,
+                **manifest,
+            },
+            "cache": cache,
+        }
