@@ -38,6 +38,7 @@ from agent.manifest_origin import (
     CheckedManifest,
     ManifestFetchError,
     ManifestOrigin,
+    NoManifest,
     fetch_manifest,
     manifest_url,
 )
@@ -256,6 +257,10 @@ class CentralSync:
     def _check_manifest(self, api_url: str) -> None:
         try:
             token, etag = fetch_manifest(self._session, api_url, self.config.device.id, self._etag)
+        except NoManifest as none:
+            logger.info("%s", none)
+            self._fetched()
+            return
         except ManifestFetchError as error:
             self._fetch_failed(str(error))
             return

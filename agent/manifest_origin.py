@@ -46,6 +46,10 @@ class ManifestFetchError(LoaError, OSError):
     """The central server did not hand over a manifest (network, HTTP status, or size)."""
 
 
+class NoManifest(ManifestFetchError):
+    """The central server has no manifest for this box yet (HTTP 404)."""
+
+
 def manifest_url(api_url: str, device_id: str) -> str:
     """Where a box's manifest is served (docs/PROTOCOL.md, "Schedule manifests")."""
     return f"{api_url.rstrip('/')}/v1/devices/{device_id}/manifest"
@@ -61,6 +65,8 @@ def fetch_manifest(
         with session.get(url, headers=headers, timeout=timeout, stream=True) as response:
             if response.status_code == 304:
                 return None, etag
+            if response.status_code == 404:
+                raise NoManifest(f"manifest {url}: none for this box yet (HTTP 404)")
             if response.status_code != 200:
                 raise ManifestFetchError(f"manifest {url}: HTTP {response.status_code}")
             body = response.raw.read(MAX_MANIFEST_CHARS + 1, decode_content=True)
@@ -143,6 +149,11 @@ class ManifestOrigin:
             self.refused(refused)
             raise refused
         logger.info("putting manifest %s in force (%d items)", manifest.version, len(checked.items))
+        # The URLs are written around the schedule's transaction so that, whenever the box dies, the
+        # map in the store covers the schedule in force (old and new URLs first, then only the new).
+        known = self.store.get_state(AUDIO_URLS_KEY, {})
+        both = {**(known if isinstance(known, dict) else {}), **manifest.audio_urls}
+        self.store.put_state(AUDIO_URLS_KEY, both)
         self.schedule.apply_origin(
             self.store, CENTRAL_ORIGIN, checked.items, checked.specs, manifest.version, self.source
         )

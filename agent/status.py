@@ -16,6 +16,7 @@ from agent.config import Config
 from agent.schedule_source import stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
+from foundation import units
 from scheduler.recurrence import Occurrence, expand
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class StatusBoard:
             "faults": list(agent.plan.faults) if agent.plan is not None else [],
             "errors": self._recent_errors(agent.store),
             "link": agent.link.status() if agent.link is not None else {"configured": False},
+            "central": agent.central.status() if agent.central is not None else None,
         }
         with self._lock:
             self._snapshot = snapshot
@@ -205,6 +207,7 @@ def render(status: dict[str, Any], tz: ZoneInfo) -> str:
     lines += _fm_lines(status.get("fm"), tz)
     lines += _relay_lines(status, tz)
     lines += _link_lines(status.get("link"), tz)
+    lines += _central_lines(status.get("central"), tz)
     lines += _schedule_lines(status.get("schedule") or {})
     for fault in status.get("faults") or []:
         lines.append(f"FAULT    {fault}")
@@ -272,6 +275,32 @@ def _link_lines(link: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
     state = "connected" if link.get("connected") else "DOWN"
     lines = [f"link     {state} since {_local(link.get('since'), tz)} ({link.get('broker')})"]
     lines.append(f"         last contact {_local(link.get('last_contact'), tz)}; waiting to send: {waiting}")
+    return lines
+
+
+def _central_lines(central: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
+    """The manifest in force and whether the audio the coming days need is in the cache."""
+    if not central:
+        return []
+    manifest, cache = central.get("manifest") or {}, central.get("cache") or {}
+    version = manifest.get("version")
+    what = f"version {version}, {manifest.get('items')} items" if version else "none in force"
+    checked = f"checked {_local(manifest.get('checked_at'), tz)}" if manifest.get("url") else "no api_url"
+    lines = [f"manifest {what} ({checked}; every {manifest.get('poll')})"]
+    if manifest.get("error"):
+        lines.append(f"         FETCH FAILING: {manifest['error']}")
+    if manifest.get("refused"):
+        lines.append(f"         {manifest['refused']}")
+    if not cache.get("planned_at"):
+        return [*lines, "cache    not checked yet"]
+    missing = cache.get("missing") or 0
+    ready = f"{cache.get('ready')} of {cache.get('items')} items in the next {cache.get('horizon')} ready"
+    if missing:
+        ready += f", {missing} MISSING ({', '.join(cache.get('missing_items') or [])})"
+    used = f"{cache.get('bytes', 0) / 1e6:.1f} MB of {units.format_size(cache.get('quota') or 0)} used"
+    lines.append(f"cache    {ready}; {used}")
+    if cache.get("downloading"):
+        lines.append(f"         downloading {cache['downloading']}")
     return lines
 
 
