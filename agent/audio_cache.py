@@ -131,6 +131,25 @@ class AudioCache:
             return None
         return path if self._used(path, sha256) else None
 
+    def ready(self, sha256: str) -> bool:
+        """Whether the file of ``sha256`` is present and verified, hashing it only when it is new to
+        this process or changed; unlike :meth:`path_of` it does not count as a use (planning)."""
+        path = os.path.join(self.dir, check_sha256(sha256))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        with self._lock:
+            if self._verified.get(sha256) == (stat.st_size, stat.st_mtime_ns):
+                return True
+        if not self._verify(Path(path), sha256):
+            return False
+        with self._lock:
+            self._verified[sha256] = (stat.st_size, stat.st_mtime_ns)
+        return True
+
     def _used(self, path: Path, sha256: str) -> bool:
         now = self._clock()
         try:
@@ -249,7 +268,8 @@ class AudioCache:
                 earliest[sha256] = Wanted(sha256, url, needed_at)
         with self._lock:
             self._needed = set(earliest)
-        missing = [w for w in earliest.values() if not (self.dir / w.sha256).is_file()]
+        folder = str(self.dir)
+        missing = [w for w in earliest.values() if not os.path.isfile(os.path.join(folder, w.sha256))]
         return sorted(missing, key=lambda w: w.needed_at)
 
     def needed(self) -> set[str]:

@@ -312,9 +312,11 @@ class CentralSync:
     def _needed(self, now: datetime) -> list[_Needed]:
         """The central occurrences that may play from now to the horizon: item, audio, start."""
         tz, urls = self.config.device.timezone, self.urls
+        soon, horizon = now + timedelta(days=1), now + DEFAULT_HORIZON
         needed = []
         for item in list(self.origin.origin.items):
-            starts = item_starts(item, tz, now - PLAYING_MARGIN, now + DEFAULT_HORIZON)
+            # the next day first: most items start within it, and a short window is far cheaper
+            starts = item_starts(item, tz, now - PLAYING_MARGIN, soon) or item_starts(item, tz, soon, horizon)
             if starts:
                 needed.append(_Needed(item.id, item.audio, urls.get(item.audio), starts[0]))
         return needed
@@ -322,7 +324,7 @@ class CentralSync:
     def _audio_round(self) -> None:
         now = self._wall()
         needed = self._needed(now)
-        ready = {sha for sha in {n.sha256 for n in needed} if self.cache.path_of(sha) is not None}
+        ready = {sha for sha in {n.sha256 for n in needed} if self.cache.ready(sha)}
         self._report_corrupt()
         self._warn_late(needed, ready, now)
         wanted = [(n.sha256, n.url, max(n.start, now)) for n in needed if n.url is not None]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.config import Config
-from agent.schedule_source import stored_items
+from agent.schedule_source import CENTRAL_ORIGIN, stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
 from foundation import units
@@ -117,6 +117,10 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
     last = store.play_log(limit=1)
     relays = store.get_state("relays")
     origin = store.schedule_origin()
+    origins = {"local": _stored_origin(origin, len(items))}
+    central = store.schedule_origin(CENTRAL_ORIGIN)
+    if central:  # the last good manifest (its items are not among "next": the local file's only)
+        origins[CENTRAL_ORIGIN] = _stored_origin(central, central.get("items"))
     return {
         "running": False,
         "state": "stopped",
@@ -129,15 +133,14 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
         "next": [_occurrence(o) for o in upcoming],
         "relays": None,  # only the running agent knows; the last state it recorded follows
         "relays_last_known": relays if isinstance(relays, dict) else None,
-        "schedule": {
-            "items": len(items),
-            "error": None,
-            "origins": {"local": {"items": len(items), "version": origin.get("version"),
-                                  "source": "store (last good copy)", "loaded_at": origin.get("loaded_at"),
-                                  "error": None}},
-        },
+        "schedule": {"items": len(items), "error": None, "origins": origins},
         "errors": store.recent_events(5, severity="error"),
     }  # fmt: skip
+
+
+def _stored_origin(meta: dict[str, Any], items: object) -> dict[str, Any]:
+    return {"items": items, "version": meta.get("version"), "source": "store (last good copy)",
+            "loaded_at": meta.get("loaded_at"), "error": None}  # fmt: skip
 
 
 def no_store_status(config: Config, reason: str) -> dict[str, Any]:
