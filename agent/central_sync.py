@@ -57,6 +57,7 @@ LATE_WARNING = timedelta(minutes=30)  # an item's audio still missing this long 
 REPLAN_EVERY = 60.0  # seconds between download plans when nothing wakes the audio thread
 PLAYING_MARGIN = timedelta(hours=1)  # an occurrence started this recently may still be playing
 AUDIO_TIMEOUT = 30.0  # seconds, for a connection and between bytes of one download
+STOP_WAIT = 2.0  # seconds the agent's stop waits for each thread
 RETRY_FIRST, RETRY_MAX = 30.0, 1800.0  # seconds before a failed download is tried again, doubling
 # Reason codes of a command whose audio cannot play (docs/PROTOCOL.md, "Commands")
 AUDIO_NOT_CACHED = "audio_not_cached"
@@ -162,8 +163,10 @@ class CentralSync:
         self._manifest_wake.set()
         self._audio_wake.set()
         for thread in self._threads:
-            thread.join(timeout=AUDIO_TIMEOUT + 5)
-        self._session.close()
+            # A download in progress is not waited for: its partial file resumes at the next start.
+            thread.join(timeout=STOP_WAIT)
+            if thread.is_alive():
+                logger.info("%s is still downloading; leaving it (the partial file is kept)", thread.name)
         logger.info("central sync stopped")
 
     # -- what wakes the threads (any thread) -------------------------------------------------------

@@ -49,6 +49,7 @@ class Http:
     token: str = ""
     audio: dict[str, bytes] = field(default_factory=dict)
     gets: list[str] = field(default_factory=list)
+    manifest_answers: list[tuple[str | None, int]] = field(default_factory=list)  # If-None-Match, status
     url: str = ""
 
     def manifest_gets(self) -> int:
@@ -71,6 +72,8 @@ def _handler(http: Http) -> type[BaseHTTPRequestHandler]:
                     status, body = 200, http.token.encode()
             elif self.path.startswith("/audio/") and self.path[7:] in http.audio:
                 status, body = 200, http.audio[self.path[7:]]
+            if self.path.endswith("/manifest"):
+                http.manifest_answers.append((self.headers.get("If-None-Match"), status))
             self.send_response(status)
             if etag:
                 self.send_header("ETag", etag)
@@ -162,7 +165,7 @@ def configure(tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", **op
     )
     extra = (
         f"central: {{mqtt_url: '{broker.url}', api_url: '{http.url}', manifest_poll: {poll},"
-        " signing_public_key_files: [central.pub]}"
+        " signing_public_key_files: [central.pub], groups: [xa-test]}"
     )
     return write_config(tmp_path, extra=extra, **options)
 
@@ -276,12 +279,27 @@ def test_a_refused_manifest_keeps_the_last_good_one_and_the_local_items(
         running.wait_for(lambda: len(events(running, "schedule.refused")) == 1, 10)
         bad = manifest(key, "3", item("central-3", http, sha256, at(3600), zones=["zone-9"]))
         http.token = bad
-        central.notice("3")
+        central.notice("3", topic="loa/v1/group/xa-test/manifest")  # a notice to the box's group
         running.wait_for(lambda: len(events(running, "schedule.refused")) == 2, 10)
         refused = events(running, "schedule.refused")
         assert "bad_signature" in refused[0] and "bad_items" in refused[1] and "zone-9" in refused[1]
         assert {i.id for i in running.agent.schedule.items} == {"local-1", "central-1"}
         assert origins()["central"]["version"] == "1"
+
+
+def test_the_poll_asks_with_the_etag_and_an_unchanged_manifest_costs_a_304(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey
+) -> None:
+    sha256, data = audio(tmp_path)
+    http.audio[sha256] = data
+    http.token = manifest(key, "5", item("central-1", http, sha256, at(3600)))
+    with running_agent(configure(tmp_path, broker, http, poll="10s")) as running:
+        running.wait_for(lambda: len(http.manifest_answers) == 2, 15)  # at start, then one poll later
+        first, second = http.manifest_answers
+        assert first == (None, 200)  # a new box has no ETag yet
+        assert second[0] is not None and second[1] == 304  # the ETag of the first answer: unchanged
+        assert running.agent.schedule.status()["origins"]["central"]["version"] == "5"
+        assert events(running, "schedule.refused") == [] and events(running, "manifest.fetch_failed") == []
 
 
 def test_sync_now_fetches_the_manifest_and_play_now_fetches_its_audio_or_is_rejected(
