@@ -5,9 +5,9 @@ A file becomes ``audio/<sha256>`` only after its bytes hash to that name: a down
 renamed into place, so a power cut or ``kill -9`` leaves at worst a partial file, never a wrong
 final one.  A cached file is hashed again on its first use in each process (a flipped bit on the SD
 card is found, deleted and reported).  Eviction keeps the quota by least recent use but never
-removes audio needed within the horizon.  The link and the manifest origin call this module; it
-owns no thread (each caller fetches on its own) and holds a lock per hash so two callers never
-write one partial file at once.
+removes audio needed within the horizon.  The link (a command's audio) and the ``central-audio``
+thread of agent.central_sync (a schedule's audio) call this module; it owns no thread (each caller
+fetches on its own) and holds a lock per hash so two callers never write one partial file at once.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.central_sync import NOT_CACHED
-from agent.status import render
+from agent.config import load_config
+from agent.status import offline_status, render
 from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
@@ -381,6 +382,12 @@ def test_kill_9_while_a_manifest_is_put_in_force_leaves_the_old_or_the_new_one_w
         assert ids == {entry["id"] for entry in items_of(stored_version)}  # wholly one of them
         served = version
 
+    store = Store.open_readonly(storage)
+    try:  # loa status without the agent shows the manifest in force
+        offline = offline_status(load_config(config), store, datetime.now(UTC))
+    finally:
+        store.close()
+    assert offline["schedule"]["origins"]["central"]["version"] == _stored(storage)[0]
     with running_agent(config) as running:
         running.wait_for(lambda: running.agent.schedule.status()["origins"]["central"]["version"] == "4", 15)
         assert len([i for i in running.agent.schedule.items if i.id.startswith("v4-")]) == sizes["4"]
