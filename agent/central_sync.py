@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audio_cache import DEFAULT_HORIZON, AudioCache, CacheError, WrongContent, check_sha256
 from agent.config import CentralConfig, Config
@@ -113,7 +114,7 @@ class CentralSync:
         schedule: Schedule,
         post: Callable[[object], None],
         *,
-        keys: list[Any],
+        keys: list[Ed25519PublicKey],
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config, self.central, self.store, self.schedule = config, central, store, schedule
@@ -167,6 +168,8 @@ class CentralSync:
             thread.join(timeout=STOP_WAIT)
             if thread.is_alive():
                 logger.info("%s is still downloading; leaving it (the partial file is kept)", thread.name)
+        if not self._threads[0].is_alive():
+            self._session.close()
         logger.info("central sync stopped")
 
     # -- what wakes the threads (any thread) -------------------------------------------------------

@@ -151,7 +151,7 @@ def _central_sync(
     from agent.link import load_signing_keys
 
     keys = load_signing_keys(config.central, config.source)
-    return CentralSync(config, config.central, store, schedule, events.put, keys=list(keys))
+    return CentralSync(config, config.central, store, schedule, events.put, keys=keys)
 
 
 def _start_fm(
