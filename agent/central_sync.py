@@ -145,6 +145,8 @@ class CentralSync:
         self._warned_late: set[str] = set()
         self._fetch_failing = False
         self._corrupt_seen = 0
+        self._starts_of: list[Item] | None = None  # the items whose next starts _starts holds
+        self._starts: dict[str, tuple[datetime | None, datetime]] = {}  # id -> (next start, valid until)
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -316,16 +318,31 @@ class CentralSync:
             self._audio_wake.wait(REPLAN_EVERY)
 
     def _needed(self, now: datetime) -> list[_Needed]:
-        """The central occurrences that may play from now to the horizon: item, audio, start."""
-        tz, urls = self.config.device.timezone, self.urls
-        soon, horizon = now + timedelta(days=1), now + DEFAULT_HORIZON
+        """The central occurrences that may play from now to the horizon: item, audio, next start.
+
+        Each item's next start is kept until it has passed (or, for an item with none within the
+        horizon, for an hour), so a round with an unchanged manifest costs a lookup per item.
+        """
+        items, urls = self.origin.origin.items, self.urls
+        if items is not self._starts_of:  # a new manifest: every next start afresh
+            self._starts_of, self._starts = items, {}
         needed = []
-        for item in list(self.origin.origin.items):
-            # the next day first: most items start within it, and a short window is far cheaper
-            starts = item_starts(item, tz, now - PLAYING_MARGIN, soon) or item_starts(item, tz, soon, horizon)
-            if starts:
-                needed.append(_Needed(item.id, item.audio, urls.get(item.audio), starts[0]))
+        for item in list(items):
+            start, valid_until = self._starts.get(item.id, (None, now))
+            if now >= valid_until:
+                start = self._next_start(item, now)
+                valid_until = start + PLAYING_MARGIN if start else now + timedelta(hours=1)
+                self._starts[item.id] = (start, valid_until)
+            if start is not None:
+                needed.append(_Needed(item.id, item.audio, urls.get(item.audio), start))
         return needed
+
+    def _next_start(self, item: Item, now: datetime) -> datetime | None:
+        tz = self.config.device.timezone
+        soon, horizon = now + timedelta(days=1), now + DEFAULT_HORIZON
+        # the next day first: most items start within it, and a short window is far cheaper
+        starts = item_starts(item, tz, now - PLAYING_MARGIN, soon) or item_starts(item, tz, soon, horizon)
+        return starts[0] if starts else None
 
     def _audio_round(self) -> None:
         now = self._wall()

@@ -2,18 +2,19 @@
 
     python -m bench.manifest_bench     prints the figures and rewrites its section of docs/BENCHMARKS.md
 
-The real code of the running agent, without its threads: ``ManifestOrigin.check`` (signature,
-claims, every item through the schedule's reader: what the ``central-manifest`` thread does),
-``ManifestOrigin.put_in_force`` (the store transaction and the schedule merge: what the main loop
-does), and one planning round of the ``central-audio`` thread (each item's next start within 7
-days, each needed file looked up in the verified cache, the download plan, eviction).  Half the
-items' audio is in the cache as small files; the first round hashes them (first use in a process),
-later rounds only stat them.
+The real code of the running agent, without its threads (one run: medians, never one timing):
+``ManifestOrigin.check`` (signature, claims, every item through the schedule's reader: what the
+``central-manifest`` thread does), ``ManifestOrigin.put_in_force`` (the store transaction and the
+schedule merge: what the main loop does), and planning rounds of the ``central-audio`` thread
+(each item's next start within 7 days, each needed file looked up in the verified cache, the
+download plan, eviction).  Half the items' audio is in the cache as small files; the very first
+round hashes them (first use in a process), later rounds only stat them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 import tempfile
 import time
@@ -85,7 +86,8 @@ def run() -> dict[str, Any]:
         }
         checks: list[float] = []
         applies: list[float] = []
-        rounds: list[float] = []
+        rounds: list[float] = []  # the first round after each manifest: every next start computed
+        steady: list[float] = []  # a later round with the same manifest
         for run_index in range(RUNS):
             token = sign_manifest({**claims, "version": str(run_index + 1)}, key)
             started = time.perf_counter()
@@ -94,9 +96,10 @@ def run() -> dict[str, Any]:
             started = time.perf_counter()
             sync.on_event(ManifestChecked(checked, None))
             applies.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            _plan_round(sync, now)
-            rounds.append(time.perf_counter() - started)
+            for times in (rounds, steady):
+                started = time.perf_counter()
+                _plan_round(sync, now)
+                times.append(time.perf_counter() - started)
         status = sync.status()["cache"]
         store.close()
     return {
@@ -106,6 +109,8 @@ def run() -> dict[str, Any]:
         "apply_s": statistics.median(applies),
         "first_round_s": rounds[0],
         "round_s": statistics.median(rounds[1:]),
+        "steady_s": statistics.median(steady),
+        "load_average": round(os.getloadavg()[0], 2),
         "ready": status["ready"],
         "missing": status["missing"],
     }
@@ -127,17 +132,20 @@ def render(result: dict[str, Any]) -> str:
 `bench/manifest_bench.py`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`python -m
 bench.manifest_bench` reruns this section alone): a signed manifest of {result["items"]} items
 ({result["token_kib"]} KiB; a third one-off, two thirds daily), each with its own audio, half of
-it already in the cache. Medians of {RUNS} runs, each a newer version.
+it already in the cache. Medians of {RUNS} runs, each a newer version; load average
+{result["load_average"]} when it ended (the machine is shared: a higher load inflates every figure).
 
 | step (thread) | time |
 |---|---|
 | verify the signature and check every item (`central-manifest`) | {result["check_s"]:.3f} s |
 | put it in force: one store transaction and the schedule merge (main loop) | {result["apply_s"]:.3f} s |
-| reconcile against the cache, first round: next starts, hash the cached files, plan, evict \
-(`central-audio`) | {result["first_round_s"]:.3f} s |
-| reconcile against the cache, later rounds (stat only) | {result["round_s"]:.3f} s |
+| reconcile against the cache, the very first round: next starts, hash the 5,000 cached files, \
+plan, evict (`central-audio`) | {result["first_round_s"]:.3f} s |
+| reconcile against the cache after a new manifest: next starts, plan, evict | {result["round_s"]:.3f} s |
+| reconcile, a later round with the same manifest (next starts kept, each file a stat) | \
+{result["steady_s"]:.3f} s |
 
-Target: verified and reconciled (check + later round) within {TARGET_S:g} s:
+Target: verified and reconciled (check + the round after a new manifest) within {TARGET_S:g} s:
 {reconcile:.3f} s, {"met" if reconcile <= TARGET_S else "**NOT met**"}. The cache found
 {result["ready"]} items ready and {result["missing"]} missing, as built. The engine's own
 replacement of its items after the apply is measured in "A 10,000-item schedule".
