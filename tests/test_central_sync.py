@@ -160,7 +160,9 @@ def item(ident: str, http: Http, sha256: str, start: str, **more: Any) -> dict[s
     return {"id": ident, "audio": ref(http, sha256), "at": start, **more}
 
 
-def configure(tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", **options: Any) -> Path:
+def configure(
+    tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", extra_storage: str = "", **options: Any
+) -> Path:
     write_schedule(
         tmp_path, f"{{id: local-1, audio: {tone_file(tmp_path, 330, 0.5).name}, at: '{at(3600)}'}}"
     )
@@ -168,7 +170,13 @@ def configure(tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", **op
         f"central: {{mqtt_url: '{broker.url}', api_url: '{http.url}', manifest_poll: {poll},"
         " signing_public_key_files: [central.pub], groups: [xa-test]}"
     )
-    return write_config(tmp_path, extra=extra, **options)
+    path = write_config(tmp_path, extra=extra, **options)
+    if extra_storage:
+        text = path.read_text(encoding="utf-8").replace(
+            "storage: {dir: state}", f"storage: {{dir: state, {extra_storage}}}"
+        )
+        path.write_text(text, encoding="utf-8")
+    return path
 
 
 def events(running: RunningAgent, kind: str) -> list[str]:
@@ -264,6 +272,29 @@ def test_a_corrupted_cached_file_is_not_played_and_is_fetched_again(
         assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha256
         running.wait_for(lambda: len(events(running, "audio.corrupt")) == 1, 10)
         assert running.agent.central is not None and running.agent.central.cache.corrupt_deleted == 1
+
+
+def test_a_full_cache_evicts_what_no_coming_item_needs_and_keeps_what_one_does(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey
+) -> None:
+    needed, data = audio(tmp_path, 440, 40.0)  # 3.5 MB each: two of them and the old file overflow 10MB
+    later, later_data = audio(tmp_path, 660, 40.0)
+    http.audio |= {needed: data, later: later_data}
+    old = os.urandom(len(data))
+    old_sha = hashlib.sha256(old).hexdigest()
+    cache = tmp_path / "state" / "audio"
+    cache.mkdir(parents=True)
+    (cache / old_sha).write_bytes(old)  # cached long ago, for an item no longer scheduled
+    os.utime(cache / old_sha, (time.time() - 86400, time.time() - 86400))
+    http.token = manifest(
+        key, "1", item("soon", http, needed, at(3600)), item("in-six-days", http, later, at(6 * 86400))
+    )
+    with running_agent(configure(tmp_path, broker, http, extra_storage="cache_max: 10MB")) as running:
+        running.wait_for(lambda: (cache / needed).is_file() and (cache / later).is_file(), 15)
+        running.wait_for(lambda: not (cache / old_sha).exists(), 10)
+        assert running.agent.central is not None
+        running.wait_for(lambda: running.agent.central.status()["cache"].get("ready") == 2, 10)
+        assert running.agent.central.status()["cache"]["bytes"] == 2 * len(data)
 
 
 def test_a_refused_manifest_keeps_the_last_good_one_and_the_local_items(
