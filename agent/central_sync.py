@@ -192,6 +192,11 @@ class CentralSync:
 
     # -- the main loop's half ------------------------------------------------------------------------
 
+    @staticmethod
+    def changes_schedule(event: object) -> bool:
+        """Whether ``event`` would put a manifest in force (the main loop may hold it back)."""
+        return isinstance(event, ManifestChecked)
+
     def on_event(self, event: object) -> bool:
         """Handle a thread's event on the main loop; whether the schedule's items changed."""
         if isinstance(event, SyncNote):

@@ -48,6 +48,7 @@ DONE_KEYS_WINDOW = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
 FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
 VOLUME_KEY = "audio.volume"  # [central link] the volume set by set_volume
+IMMINENT = timedelta(seconds=3)  # [central link] no manifest is put in force this close to a start
 STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
 
 
@@ -103,6 +104,7 @@ class Agent:
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
+        self._deferred: list[object] = []  # [central link] manifests held back until a start is past
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
         # start timing: play() is called the player's measured latency before each start
@@ -214,6 +216,8 @@ class Agent:
             self._prepare_next(now)
         if self.link is not None:  # [central link] send the outbox and the retained state
             self.link.tick(now, self.state_facts(now))
+        if self._deferred and not self._start_imminent():  # [central link] a manifest held back
+            self._on_central(self._deferred.pop(0))
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -397,8 +401,7 @@ class Agent:
         elif self.link is not None and self.link.is_event(event):  # [central link]
             self.link.on_event(event, self.wall())
         elif self.central is not None and self.central.is_event(event):  # [central link]
-            if self.central.on_event(event):
-                self._schedule_changed()
+            self._on_central(event)
         elif isinstance(event, Execute):
             self.execute(event.pending)
         elif isinstance(event, Reload):
@@ -446,6 +449,25 @@ class Agent:
             pending.resolve(Result.DONE, "", items=len(origin.items), version=origin.version)
         else:
             pending.resolve(Result.REJECTED, "schedule file refused", problems=list(result.problems))
+
+    def _on_central(self, event: object) -> None:
+        """[central link] A manifest is put in force between starts: its store transaction and the
+        engine's new items take a moment of this loop (docs/BENCHMARKS.md), which must not delay a
+        start, so one that arrives just before a start waits for the next pass after it."""
+        assert self.central is not None
+        if self.central.changes_schedule(event) and self._start_imminent():
+            logger.info("a start is imminent: the new manifest is put in force after it")
+            self._deferred.append(event)
+            return
+        if self.central.on_event(event):
+            self._schedule_changed()
+
+    def _start_imminent(self) -> bool:
+        if not self._resumed:
+            return False
+        now = self.wall()
+        upcoming = self.engine.upcoming(now, 1)
+        return bool(upcoming) and upcoming[0].start - now <= IMMINENT
 
     def _schedule_changed(self) -> None:
         """Hand the engine the schedule's items after an origin changed (a reload, a manifest)."""

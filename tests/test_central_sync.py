@@ -204,6 +204,7 @@ def central(broker: Broker) -> Iterator[Central]:
     client.close()
 
 
+@pytest.mark.vlc
 def test_a_manifest_announced_by_the_retained_notice_plays_its_item_at_the_second(
     tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey, central: Central
 ) -> None:
@@ -297,6 +298,27 @@ def test_a_full_cache_evicts_what_no_coming_item_needs_and_keeps_what_one_does(
         assert running.agent.central.status()["cache"]["bytes"] == 2 * len(data)
 
 
+def test_a_manifest_is_not_put_in_force_in_the_seconds_before_a_start(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey
+) -> None:
+    sha256, data = audio(tmp_path)
+    http.audio[sha256] = data
+    http.token = manifest(key, "1", item("central-1", http, sha256, at(3600)))
+    config = configure(tmp_path, broker, http)
+    tone = tone_file(tmp_path, 330, 0.5).name
+    write_schedule(tmp_path, f"{{id: local-soon, audio: {tone}, at: '{at(2.5)}'}}")
+    with running_agent(config) as running:
+        origins = lambda: running.agent.schedule.status()["origins"]  # noqa: E731
+        running.wait_for(lambda: "central" in origins() and origins()["central"]["version"] == "1", 10)
+        in_force_at = datetime.now(UTC)
+        running.wait_for(lambda: row_of(running, "local-soon") is not None, 5)
+        local = row_of(running, "local-soon")
+    # the manifest came at once (the fetch at start), but waited until the local item had started
+    assert http.manifest_answers[0][1] == 200
+    assert in_force_at >= datetime.fromisoformat(local.scheduled_start)
+    assert local.outcome in ("playing", "completed")
+
+
 def test_a_refused_manifest_keeps_the_last_good_one_and_the_local_items(
     tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey, central: Central
 ) -> None:
@@ -374,6 +396,7 @@ def test_sync_now_fetches_the_manifest_and_play_now_fetches_its_audio_or_is_reje
         assert [row.item_id for row in plays] == ["central-command-cached"]
 
 
+@pytest.mark.slow
 def test_kill_9_while_a_manifest_is_put_in_force_leaves_the_old_or_the_new_one_wholly(
     tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey, central: Central
 ) -> None:
