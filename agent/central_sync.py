@@ -6,10 +6,9 @@ Two threads of their own, so playback never waits on the network:
   when the retained notice names a newer version (:meth:`CentralSync.notice`, from the link), on a
   ``sync_now`` command, and every ``central.manifest_poll`` as a backstop.  It verifies the token
   and checks every item (:meth:`ManifestOrigin.check`), then hands the result to the main loop.
-- ``central-audio`` plans the downloads: the audio of the central items that start within the
-  horizon (7 days), nearest start first; fetches each into the verified cache (agent.audio_cache),
-  keeps the quota without evicting what the horizon needs, and warns when an item's audio is still
-  missing ``LATE_WARNING`` before its start.
+- ``central-audio`` (agent.audio_downloads) downloads the audio of the central items that start
+  within the next 7 days into the verified cache, nearest start first, and warns when an item's
+  audio is still missing 30 minutes before its start.
 
 The main loop alone writes the store and the schedule (docs/ARCHITECTURE.md), so the threads only
 post :class:`ManifestChecked`, :class:`ManifestRefusedNote` and :class:`SyncNote`;
@@ -21,17 +20,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.audio_cache import DEFAULT_HORIZON, AudioCache, CacheError, WrongContent, check_sha256
+from agent.audio_cache import AudioCache, CacheError, WrongContent, check_sha256
+from agent.audio_downloads import AUDIO_TIMEOUT, AudioDownloads, SyncNote
 from agent.config import CentralConfig, Config
 from agent.events import EventKind
 from agent.manifest_origin import (
@@ -48,18 +47,12 @@ from agent.store import Store, iso
 from foundation.units import format_duration
 from protocol.manifest import ManifestRefused, Reason, version_number
 from scheduler.items import Item
-from scheduler.recurrence import item_starts
 
 logger = logging.getLogger(__name__)
 
 ETAG_KEY = "manifest.etag"
 NOT_CACHED = "audio not cached"  # the play log's reason for an item whose audio is not ready
-LATE_WARNING = timedelta(minutes=30)  # an item's audio still missing this long before its start
-REPLAN_EVERY = 60.0  # seconds between download plans when nothing wakes the audio thread
-PLAYING_MARGIN = timedelta(hours=1)  # an occurrence started this recently may still be playing
-AUDIO_TIMEOUT = 30.0  # seconds, for a connection and between bytes of one download
 STOP_WAIT = 2.0  # seconds the agent's stop waits for each thread
-RETRY_FIRST, RETRY_MAX = 30.0, 1800.0  # seconds before a failed download is tried again, doubling
 # Reason codes of a command whose audio cannot play (docs/PROTOCOL.md, "Commands")
 AUDIO_NOT_CACHED = "audio_not_cached"
 AUDIO_FETCH_FAILED = "audio_fetch_failed"
@@ -79,28 +72,12 @@ class ManifestRefusedNote:
     refused: ManifestRefused
 
 
-@dataclass(frozen=True)
-class SyncNote:
-    """An event for the store, from a thread that may not write it."""
-
-    kind: EventKind
-    detail: str
-
-
 class CommandAudioRefused(Exception):
     """A command's audio cannot play: ``reason`` is the ack's reason code, the message its words."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class _Needed:
-    item_id: str
-    sha256: str
-    url: str | None
-    start: datetime
 
 
 class CentralSync:
@@ -133,20 +110,18 @@ class CentralSync:
         self._session = requests.Session()
         self._stop = threading.Event()
         self._manifest_wake = threading.Event()
-        self._audio_wake = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._manifest_loop, name="central-manifest", daemon=True),
-            threading.Thread(target=self._audio_loop, name="central-audio", daemon=True),
-        ]
+        self._thread = threading.Thread(target=self._manifest_loop, name="central-manifest", daemon=True)
+        self.downloads = AudioDownloads(
+            self.cache,
+            config.device.timezone,
+            lambda: self.origin.origin.items,
+            lambda: self.urls,
+            post,
+            wall,
+        )
         self._lock = threading.Lock()
         self._manifest_status: dict[str, Any] = {"checked_at": None, "error": None}
-        self._cache_status: dict[str, Any] = {}
-        self._retry_at: dict[str, tuple[float, float]] = {}  # sha256 -> (monotonic due, delay)
-        self._warned_late: set[str] = set()
         self._fetch_failing = False
-        self._corrupt_seen = 0
-        self._starts_of: list[Item] | None = None  # the items whose next starts _starts holds
-        self._starts: dict[str, tuple[datetime | None, datetime]] = {}  # id -> (next start, valid until)
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -154,8 +129,8 @@ class CentralSync:
 
     def start(self) -> None:
         self.cache.clean_partials_at_start()
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
+        self.downloads.start()
         logger.info(
             "central sync started (manifest %s every %s, audio cache %s)",
             self.origin.source, format_duration(self.central.manifest_poll), self.cache.dir,
@@ -164,13 +139,11 @@ class CentralSync:
     def stop(self) -> None:
         self._stop.set()
         self._manifest_wake.set()
-        self._audio_wake.set()
-        for thread in self._threads:
-            # A download in progress is not waited for: its partial file resumes at the next start.
-            thread.join(timeout=STOP_WAIT)
-            if thread.is_alive():
-                logger.info("%s is still downloading; leaving it (the partial file is kept)", thread.name)
-        if not self._threads[0].is_alive():
+        # A download in progress is not waited for: its partial file resumes at the next start.
+        if not self.downloads.stop(STOP_WAIT):
+            logger.info("central-audio is still downloading; leaving it (the partial file is kept)")
+        self._thread.join(timeout=STOP_WAIT)
+        if not self._thread.is_alive():
             self._session.close()
         logger.info("central sync stopped")
 
@@ -188,7 +161,7 @@ class CentralSync:
     def sync_now(self) -> None:
         """Fetch the manifest and plan the downloads again now (the ``sync_now`` command)."""
         self._manifest_wake.set()
-        self._audio_wake.set()
+        self.downloads.wake()
 
     # -- the main loop's half ------------------------------------------------------------------------
 
@@ -211,7 +184,7 @@ class CentralSync:
             self.urls = dict(manifest.audio_urls)
             if event.etag:
                 self.store.put_state(ETAG_KEY, event.etag)
-            self._audio_wake.set()
+            self.downloads.wake()
             return True
         return False
 
@@ -228,7 +201,7 @@ class CentralSync:
         except ValueError:
             return f"{NOT_CACHED} ({item.audio!r} is not a sha256)"
         if path is None:
-            self._audio_wake.set()
+            self.downloads.wake()
             return NOT_CACHED
         return None
 
@@ -313,136 +286,13 @@ class CentralSync:
 
     # -- the audio thread ----------------------------------------------------------------------------
 
-    def _audio_loop(self) -> None:
-        while not self._stop.is_set():
-            self._audio_wake.clear()
-            try:
-                self._audio_round()
-            except Exception:  # a bug here must not end the thread that keeps the audio coming
-                logger.exception("audio download round failed")
-            self._audio_wake.wait(REPLAN_EVERY)
-
-    def _needed(self, now: datetime) -> list[_Needed]:
-        """The central occurrences that may play from now to the horizon: item, audio, next start.
-
-        Each item's next start is kept until it has passed (or, for an item with none within the
-        horizon, for an hour), so a round with an unchanged manifest costs a lookup per item.
-        """
-        items, urls = self.origin.origin.items, self.urls
-        if items is not self._starts_of:  # a new manifest: every next start afresh
-            self._starts_of, self._starts = items, {}
-        needed = []
-        for item in list(items):
-            start, valid_until = self._starts.get(item.id, (None, now))
-            if now >= valid_until:
-                start = self._next_start(item, now)
-                valid_until = start + PLAYING_MARGIN if start else now + timedelta(hours=1)
-                self._starts[item.id] = (start, valid_until)
-            if start is not None:
-                needed.append(_Needed(item.id, item.audio, urls.get(item.audio), start))
-        return needed
-
-    def _next_start(self, item: Item, now: datetime) -> datetime | None:
-        tz = self.config.device.timezone
-        soon, horizon = now + timedelta(days=1), now + DEFAULT_HORIZON
-        # the next day first: most items start within it, and a short window is far cheaper
-        starts = item_starts(item, tz, now - PLAYING_MARGIN, soon) or item_starts(item, tz, soon, horizon)
-        return starts[0] if starts else None
-
-    def _audio_round(self) -> None:
-        now = self._wall()
-        needed = self._needed(now)
-        ready = {sha for sha in {n.sha256 for n in needed} if self.cache.ready(sha)}
-        self._report_corrupt()
-        self._warn_late(needed, ready, now)
-        wanted = [(n.sha256, n.url, max(n.start, now)) for n in needed if n.url is not None]
-        plan = self.cache.plan(wanted, now)
-        needed_hashes = self.cache.needed()
-        self.cache.evict(needed_hashes)
-        self._publish(needed, ready, now)
-        for download in plan:
-            if self._stop.is_set() or self._audio_wake.is_set():
-                return  # a new manifest or a stop: plan again first
-            if not self._due(download.sha256):
-                continue
-            if self._download(download.sha256, download.url):
-                ready.add(download.sha256)
-            self.cache.evict(needed_hashes)
-            self._publish(needed, ready, now)
-
-    def _download(self, sha256: str, url: str) -> bool:
-        with self._lock:
-            self._cache_status = {**self._cache_status, "downloading": sha256}
-        try:
-            self.cache.fetch(sha256, url, timeout=AUDIO_TIMEOUT)
-        except CacheError as error:
-            _due, delay = self._retry_at.get(sha256, (0.0, 0.0))
-            delay = min(RETRY_MAX, delay * 2 or RETRY_FIRST)
-            self._retry_at[sha256] = (time.monotonic() + delay, delay)
-            logger.warning("%s; trying again in %s", error, format_duration(timedelta(seconds=delay)))
-            if delay == RETRY_FIRST:  # once per file until it succeeds
-                self._post(SyncNote(EventKind.AUDIO_DOWNLOAD_FAILED, str(error)))
-            return False
-        finally:
-            with self._lock:
-                self._cache_status = {**self._cache_status, "downloading": None}
-        self._retry_at.pop(sha256, None)
-        return True
-
-    def _due(self, sha256: str) -> bool:
-        retry = self._retry_at.get(sha256)
-        return retry is None or time.monotonic() >= retry[0]
-
-    def _warn_late(self, needed: list[_Needed], ready: set[str], now: datetime) -> None:
-        for entry in needed:
-            key = f"{entry.item_id}@{entry.start.isoformat()}"
-            if entry.sha256 in ready or not now <= entry.start <= now + LATE_WARNING:
-                continue
-            if key in self._warned_late:
-                continue
-            self._warned_late.add(key)
-            local = entry.start.astimezone(self.config.device.timezone)
-            why = "no URL for it in the manifest" if entry.url is None else "not downloaded yet"
-            detail = f"{entry.item_id} at {local:%Y-%m-%d %H:%M:%S}: audio {entry.sha256} {why}"
-            logger.warning("audio late: %s", detail)
-            self._post(SyncNote(EventKind.AUDIO_LATE, detail))
-        if len(self._warned_late) > 10_000:  # keys of long past starts
-            self._warned_late.clear()
-
-    def _report_corrupt(self) -> None:
-        corrupt = self.cache.corrupt_deleted
-        if corrupt > self._corrupt_seen:
-            detail = (
-                f"{corrupt - self._corrupt_seen} cached audio file(s) did not match their sha256: deleted"
-            )
-            self._post(SyncNote(EventKind.AUDIO_CORRUPT, detail + ", to be fetched again"))
-        self._corrupt_seen = corrupt
-
-    def _publish(self, needed: list[_Needed], ready: set[str], now: datetime) -> None:
-        disk = self.cache.status()
-        missing = sorted({n.item_id for n in needed if n.sha256 not in ready})
-        with self._lock:
-            self._cache_status = {
-                **self._cache_status,
-                "planned_at": iso(now),
-                "horizon": format_duration(DEFAULT_HORIZON),
-                "items": len({n.item_id for n in needed}),
-                "ready": len({n.item_id for n in needed}) - len(missing),
-                "missing": len(missing),
-                "missing_items": missing[:5],
-                "bytes": disk["bytes"],
-                "quota": disk["quota"],
-                "files": disk["files"],
-                "partials": disk["partials"],
-                "corrupt_deleted": disk["corrupt_deleted"],
-            }
-
     # -- status ----------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """The manifest in force and the cache's readiness, for ``loa status`` (any thread)."""
         with self._lock:
-            manifest, cache = dict(self._manifest_status), dict(self._cache_status)
+            manifest = dict(self._manifest_status)
+        cache = self.downloads.status()
         origin = self.origin.origin
         return {
             "manifest": {

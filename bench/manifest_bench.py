@@ -117,12 +117,14 @@ def run() -> dict[str, Any]:
 
 
 def _plan_round(sync: CentralSync, now: datetime) -> None:
-    needed = sync._needed(now)
+    """One round of the ``central-audio`` thread without its downloads (the URLs lead nowhere)."""
+    downloads = sync.downloads
+    needed = downloads._needed(now)
     ready = {sha for sha in {n.sha256 for n in needed} if sync.cache.ready(sha)}
     wanted = [(n.sha256, n.url, max(n.start, now)) for n in needed if n.url is not None]
     sync.cache.plan(wanted, now)
     sync.cache.evict(sync.cache.needed())
-    sync._publish(needed, ready, now)
+    downloads._publish(needed, ready, now)
 
 
 def render(result: dict[str, Any]) -> str:

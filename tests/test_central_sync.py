@@ -254,6 +254,7 @@ def test_audio_that_cannot_be_downloaded_fails_its_item_with_audio_not_cached_an
     assert len(failed) == 1 and "HTTP 404" in failed[0]
     text = render(status, running.config.device.timezone)
     assert "cache    0 of 1 items in the next 7d ready, 1 MISSING (central-news)" in text
+    assert "manifest version 1, 1 items (checked " in text and "; every 1h)" in text
 
 
 def test_a_corrupted_cached_file_is_not_played_and_is_fetched_again(
