@@ -779,6 +779,21 @@ def test_frequency_round_trip(hertz: int) -> None:
     assert parse_frequency(format_frequency(hertz), signed=True) == hertz
 
 
+@given(st.integers(0, 10**15))
+def test_size_round_trip(size: int) -> None:
+    assert parse_size(format_size(size)) == size
+
+
+@given(st.text(max_size=30))
+def test_any_text_is_a_size_or_a_clear_error(text: str) -> None:
+    try:
+        size = parse_size(text)
+    except ValueError as error:
+        assert str(error).startswith(repr(text))  # the offending text first, as agent.config expects
+    else:
+        assert isinstance(size, int) and size >= 0
+
+
 _minutes = st.times().map(lambda moment: moment.replace(second=0, microsecond=0))
 
 

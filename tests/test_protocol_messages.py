@@ -113,6 +113,7 @@ DECODERS = [
     decode_status,
     decode_state,
     decode_ack,
+    decode_manifest_notice,
     *(
         lambda data, kind=kind: decode_record(kind, data)
         for kind in (Kind.EVENTS, Kind.PLAYLOG, Kind.TELEMETRY)
