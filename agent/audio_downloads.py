@@ -77,7 +77,7 @@ class AudioDownloads:
         self._warned_late: set[str] = set()
         self._corrupt_seen = 0
         self._starts_of: list[Item] | None = None  # the items whose next starts _starts holds
-        self._starts: dict[str, tuple[datetime | None, datetime]] = {}  # id -> (next start, valid until)
+        self._starts: dict[Item, tuple[datetime | None, datetime]] = {}  # item -> (next start, valid until)
 
     def start(self) -> None:
         self._thread.start()
@@ -110,18 +110,20 @@ class AudioDownloads:
         """The central occurrences that may play from now to the horizon: item, audio, next start.
 
         Each item's next start is kept until it has passed (or, for an item with none within the
-        horizon, for an hour), so a round with an unchanged manifest costs a lookup per item.
+        horizon, for an hour), also across manifests that keep the item as it was: a round costs a
+        lookup per item, and the rules of only the new or changed items are expanded.
         """
         items, urls = self._items(), self._urls()
-        if items is not self._starts_of:  # a new manifest: every next start afresh
-            self._starts_of, self._starts = items, {}
+        if items is not self._starts_of:  # a new manifest: forget the items it no longer has
+            self._starts_of = items
+            self._starts = {item: self._starts[item] for item in items if item in self._starts}
         needed = []
         for item in list(items):
-            start, valid_until = self._starts.get(item.id, (None, now))
+            start, valid_until = self._starts.get(item, (None, now))
             if now >= valid_until:
                 start = self._next_start(item, now)
                 valid_until = start + PLAYING_MARGIN if start else now + timedelta(hours=1)
-                self._starts[item.id] = (start, valid_until)
+                self._starts[item] = (start, valid_until)
             if start is not None:
                 needed.append(_Needed(item.id, item.audio, urls.get(item.audio), start))
         return needed
