@@ -98,7 +98,10 @@ class AudioCache:
     ) -> None:
         self.dir = Path(storage_dir) / "audio"
         self.partial_dir = self.dir / ".partial"
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a read-only or full card: what is cached still plays
+            logger.error("audio cache %s cannot be created (%s): nothing will be downloaded", self.dir, error)
         self.max_bytes = max_bytes
         self._session = session if session is not None else requests.Session()
         self._clock = clock
@@ -154,8 +157,15 @@ class AudioCache:
         now = self._clock()
         try:
             os.utime(path, (now, now))
-            stat = path.stat()
         except FileNotFoundError:  # evicted meanwhile
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        except OSError as error:  # a read-only card: the file plays all the same, unmarked for LRU
+            logger.debug("cannot mark %s as used: %s", path, error)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             with self._lock:
                 self._verified.pop(sha256, None)
             return False

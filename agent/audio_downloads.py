@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.audio_cache import DEFAULT_HORIZON, AudioCache, CacheError
+from agent.audio_cache import DEFAULT_HORIZON, AudioCache
 from agent.events import EventKind
 from agent.store import iso
 from foundation.units import format_duration
@@ -161,7 +161,7 @@ class AudioDownloads:
             self._status = {**self._status, "downloading": sha256}
         try:
             self.cache.fetch(sha256, url, timeout=AUDIO_TIMEOUT)
-        except CacheError as error:
+        except OSError as error:  # a CacheError, or the card refusing the write (full, read-only)
             _due, delay = self._retry_at.get(sha256, (0.0, 0.0))
             delay = min(RETRY_MAX, delay * 2 or RETRY_FIRST)
             self._retry_at[sha256] = (time.monotonic() + delay, delay)

@@ -29,7 +29,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.audio_cache import AudioCache, CacheError, WrongContent, check_sha256
+from agent.audio_cache import AudioCache, WrongContent, check_sha256
 from agent.audio_downloads import AUDIO_TIMEOUT, AudioDownloads, SyncNote
 from agent.config import CentralConfig, Config
 from agent.events import EventKind
@@ -128,7 +128,10 @@ class CentralSync:
         return isinstance(event, ManifestChecked | ManifestRefusedNote | SyncNote)
 
     def start(self) -> None:
-        self.cache.clean_partials_at_start()
+        try:
+            self.cache.clean_partials_at_start()
+        except OSError as error:  # a failing card must not keep the agent from starting
+            logger.error("partial downloads in %s could not be cleaned: %s", self.cache.partial_dir, error)
         self._thread.start()
         self.downloads.start()
         logger.info(
@@ -200,6 +203,9 @@ class CentralSync:
             path = self.cache.path_of(item.audio)
         except ValueError:
             return f"{NOT_CACHED} ({item.audio!r} is not a sha256)"
+        except OSError as error:  # a failing card must not stop the main loop
+            logger.error("cached audio %s cannot be read: %s", item.audio, error)
+            return f"{NOT_CACHED} (cannot be read: {type(error).__name__})"
         if path is None:
             self.downloads.wake()
             return NOT_CACHED
@@ -211,7 +217,10 @@ class CentralSync:
         """The verified file of a command's audio: from the cache at once, else fetched from ``url``."""
         check_sha256(sha256)
         existed = (self.cache.dir / sha256).exists()
-        path = self.cache.path_of(sha256)
+        try:
+            path = self.cache.path_of(sha256)
+        except OSError as error:  # a failing card: unreadable is as good as absent
+            raise CommandAudioRefused(AUDIO_NOT_CACHED, f"audio {sha256} cannot be read: {error}") from None
         if path is not None:
             return path
         if url is None:
@@ -224,7 +233,7 @@ class CentralSync:
             return self.cache.fetch(sha256, url, timeout=AUDIO_TIMEOUT)
         except WrongContent as error:
             raise CommandAudioRefused(AUDIO_CORRUPT, str(error)) from None
-        except CacheError as error:
+        except OSError as error:  # a CacheError, or the card refusing the write (full, read-only)
             raise CommandAudioRefused(AUDIO_FETCH_FAILED, str(error)) from None
 
     # -- the manifest thread ---------------------------------------------------------------------------

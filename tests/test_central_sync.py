@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from protocol.messages import decode_ack
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.mqtt_broker import Broker, run_broker
+from tests.test_storage_faults import remount, tmpfs
 
 DEVICE = "test-box-01"
 TOPIC = f"loa/v1/{DEVICE}"
@@ -318,6 +320,37 @@ def test_a_manifest_is_not_put_in_force_in_the_seconds_before_a_start(
     assert http.manifest_answers[0][1] == 200
     assert in_force_at >= datetime.fromisoformat(local.scheduled_start)
     assert local.outcome in ("playing", "completed")
+
+
+def test_on_a_read_only_card_a_new_manifest_plays_from_the_cache_and_what_is_not_cached_fails(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    cached, data = audio(tmp_path)
+    other, other_data = audio(tmp_path, 880)
+    http.audio |= {cached: data, other: other_data}
+    http.token = manifest(key, "1", item("first", http, cached, at(3600)))
+    config = configure(tmp_path, broker, http)
+    with tmpfs(tmp_path / "state", "16M") as state:
+        with running_agent(config) as running:  # a first run caches the audio
+            running.wait_for(lambda: (state / "audio" / cached).is_file(), 10)
+        remount(state, "ro")
+        http.token = manifest(
+            key, "2", item("from-cache", http, cached, at(5)), item("not-cached", http, other, at(6))
+        )
+        with running_agent(config) as running:
+            agent = running.agent
+            assert agent.store.fault is not None and "read-only" in agent.store.fault
+            player = agent.player
+            played = lambda: [entry.token.split("@")[0] for entry in player.played]  # type: ignore[attr-defined]  # noqa: E731
+            running.wait_for(lambda: agent.schedule.status()["origins"]["central"]["version"] == "2", 10)
+            running.wait_for(lambda: "from-cache" in played(), 12)
+            running.wait_for(lambda: any("not-cached@" in r.getMessage() and NOT_CACHED in r.getMessage()
+                                         for r in caplog.records), 10)  # fmt: skip
+            assert played() == ["from-cache"]
+            assert agent.central is not None and agent.central.status()["cache"]["missing"] == 1
+        remount(state, "rw")
 
 
 def test_a_refused_manifest_keeps_the_last_good_one_and_the_local_items(
