@@ -5,9 +5,9 @@ A file becomes ``audio/<sha256>`` only after its bytes hash to that name: a down
 renamed into place, so a power cut or ``kill -9`` leaves at worst a partial file, never a wrong
 final one.  A cached file is hashed again on its first use in each process (a flipped bit on the SD
 card is found, deleted and reported).  Eviction keeps the quota by least recent use but never
-removes audio needed within the horizon.  The link and the manifest origin call this module; it
-owns no thread (each caller fetches on its own) and holds a lock per hash so two callers never
-write one partial file at once.
+removes audio needed within the horizon.  The link (a command's audio) and the ``central-audio``
+thread of agent.central_sync (a schedule's audio) call this module; it owns no thread (each caller
+fetches on its own) and holds a lock per hash so two callers never write one partial file at once.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class CacheError(LoaError, OSError):
     """Audio could not be fetched or verified: HTTP error, timeout, cut, wrong hash, too big."""
+
+
+class WrongContent(CacheError):
+    """What was fetched does not hash to the sha256 it was fetched as (it was discarded)."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,17 @@ class AudioCache:
     ) -> None:
         self.dir = Path(storage_dir) / "audio"
         self.partial_dir = self.dir / ".partial"
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a read-only or full card: what is cached still plays
+            logger.error("audio cache %s cannot be created (%s): nothing will be downloaded", self.dir, error)
         self.max_bytes = max_bytes
         self._session = session if session is not None else requests.Session()
         self._clock = clock
         self._lock = threading.Lock()
-        self._verified: set[str] = set()
+        # sha256 -> (size, mtime_ns) of the file when it was last verified or used: a file whose
+        # size or mtime changed since (rewritten in place) is hashed again before it is used
+        self._verified: dict[str, tuple[int, int]] = {}
         self._fetching: dict[str, threading.Lock] = {}
         self._needed: set[str] = set()
         self.corrupt_deleted = 0
@@ -107,22 +116,62 @@ class AudioCache:
     # -- use --------------------------------------------------------------------------------------
 
     def path_of(self, sha256: str) -> Path | None:
-        """The cached file of ``sha256`` if present and verified; its use is remembered for LRU."""
+        """The cached file of ``sha256`` if present and verified; its use is remembered for LRU.
+
+        A file is hashed on its first use in a process and again whenever its size or mtime is not
+        what this cache last left it with; otherwise this is a stat and a utime.
+        """
         path = self.dir / check_sha256(sha256)
-        if not path.is_file():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             with self._lock:
-                self._verified.discard(sha256)
+                self._verified.pop(sha256, None)
             return None
         with self._lock:
-            known = sha256 in self._verified
+            known = self._verified.get(sha256) == (stat.st_size, stat.st_mtime_ns)
         if not known and not self._verify(path, sha256):
             return None
+        return path if self._used(path, sha256) else None
+
+    def ready(self, sha256: str) -> bool:
+        """Whether the file of ``sha256`` is present and verified, hashing it only when it is new to
+        this process or changed; unlike :meth:`path_of` it does not count as a use (planning)."""
+        path = os.path.join(self.dir, check_sha256(sha256))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        with self._lock:
+            if self._verified.get(sha256) == (stat.st_size, stat.st_mtime_ns):
+                return True
+        if not self._verify(Path(path), sha256):
+            return False
+        with self._lock:
+            self._verified[sha256] = (stat.st_size, stat.st_mtime_ns)
+        return True
+
+    def _used(self, path: Path, sha256: str) -> bool:
         now = self._clock()
         try:
             os.utime(path, (now, now))
         except FileNotFoundError:  # evicted meanwhile
-            return None
-        return path
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        except OSError as error:  # a read-only card: the file plays all the same, unmarked for LRU
+            logger.debug("cannot mark %s as used: %s", path, error)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            with self._lock:
+                self._verified.pop(sha256, None)
+            return False
+        with self._lock:
+            self._verified[sha256] = (stat.st_size, stat.st_mtime_ns)
+        return True
 
     def _verify(self, path: Path, sha256: str) -> bool:
         try:
@@ -133,10 +182,9 @@ class AudioCache:
             logger.error("cached audio %s is corrupt (its content hashes to %s): deleted", path, actual)
             path.unlink(missing_ok=True)
             with self._lock:
+                self._verified.pop(sha256, None)
                 self.corrupt_deleted += 1
             return False
-        with self._lock:
-            self._verified.add(sha256)
         return True
 
     # -- download ---------------------------------------------------------------------------------
@@ -202,15 +250,12 @@ class AudioCache:
         actual = _hash_file(partial)
         if actual != sha256:
             partial.unlink(missing_ok=True)
-            raise CacheError(f"audio {sha256} from {url}: wrong content (it hashes to {actual}): discarded")
+            raise WrongContent(f"audio {sha256} from {url}: wrong content (it hashes to {actual}): discarded")
         final = self.dir / sha256
         os.replace(partial, final)
         _fsync_dir(self.dir)
         _fsync_dir(self.partial_dir)
-        now = self._clock()
-        os.utime(final, (now, now))
-        with self._lock:
-            self._verified.add(sha256)
+        self._used(final, sha256)
         logger.info("audio %s cached from %s", sha256, url)
         return final
 
@@ -233,7 +278,8 @@ class AudioCache:
                 earliest[sha256] = Wanted(sha256, url, needed_at)
         with self._lock:
             self._needed = set(earliest)
-        missing = [w for w in earliest.values() if not (self.dir / w.sha256).is_file()]
+        folder = str(self.dir)
+        missing = [w for w in earliest.values() if not os.path.isfile(os.path.join(folder, w.sha256))]
         return sorted(missing, key=lambda w: w.needed_at)
 
     def needed(self) -> set[str]:
@@ -261,7 +307,7 @@ class AudioCache:
                 break
             (self.dir / name).unlink(missing_ok=True)
             with self._lock:
-                self._verified.discard(name)
+                self._verified.pop(name, None)
             evicted.append(name)
             freed += size
             logger.info("audio %s evicted (%d bytes, not needed within the horizon)", name, size)

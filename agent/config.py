@@ -46,6 +46,7 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     dir: Path = Path("/var/lib/loa")
+    cache_max: int = 2_000_000_000  # bytes of downloaded audio kept under dir/audio
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class CentralConfig:
     time_max_round_trip: timedelta = timedelta(seconds=2)  # a slower answer says too little
     time_tolerance: timedelta = timedelta(seconds=2)  # the most the clock may be off and be trusted
     time_set_clock: bool = True  # step a clock found off by more, from a good answer (needs root)
+    manifest_poll: timedelta = timedelta(minutes=5)  # the HTTP backstop to the retained notice
 
     @property
     def tls(self) -> bool:
@@ -272,9 +274,7 @@ def _config(reader: read.Reader) -> Config:
     # Sections are read in the order of config.example.yaml, which is also the order "known keys" lists.
     root = reader.root()
     device = _device(root.section("device"))
-    storage = StorageConfig(
-        root.section("storage").get("dir", read.file_path(reader.base, "a directory"), _STORAGE.dir)
-    )
+    storage = _storage(root.section("storage"), reader.base)
     audio = _audio(root.section("audio"))
     gpio, amplifiers_sound = _gpio(root.section("gpio"))
     schedule = _schedule(root.section("schedule"), reader.base)
@@ -293,6 +293,13 @@ def _config(reader: read.Reader) -> Config:
         reader.document.path, device, gpio, storage=storage, audio=audio, schedule=schedule, clock=clock,
         control=control, logging=logging, fm=fm, central=central, health=health,
     )  # fmt: skip
+
+
+def _storage(section: read.Section, base: Path) -> StorageConfig:
+    return StorageConfig(
+        section.get("dir", read.file_path(base, "a directory"), _STORAGE.dir),
+        section.get("cache_max", read.size(10**7, 10**13, _STORAGE.cache_max), _STORAGE.cache_max),
+    )
 
 
 def _central(root: read.Section, base: Path) -> CentralConfig | None:
@@ -318,11 +325,12 @@ def _central(root: read.Section, base: Path) -> CentralConfig | None:
     round_trip = section.get("time_max_round_trip", _ROUND_TRIP, default.time_max_round_trip)
     tolerance = section.get("time_tolerance", _TIME_TOLERANCE, default.time_tolerance)
     set_clock = section.get("time_set_clock", read.BOOL, default.time_set_clock)
+    poll = section.get("manifest_poll", read.duration(timedelta(seconds=10), timedelta(days=1), _POLL), _POLL)
     if not present:
         return None
     return CentralConfig(
         mqtt_url, keys, api_url, username, password_file, ca_file, groups, interval, round_trip, tolerance,
-        set_clock,
+        set_clock, poll,
     )  # fmt: skip
 
 
@@ -581,6 +589,7 @@ def _duration_of(section: read.Section, key: str, high: timedelta, default: time
 
 
 _STORAGE = StorageConfig()
+_POLL = timedelta(minutes=5)
 _CONTROL = ControlConfig()
 _RTLSDR_RATE = _demodulated_rate(_RTLSDR_RANGES, "RTL-SDR")
 _IQ_FILE_RATE = _demodulated_rate()

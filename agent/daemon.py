@@ -42,6 +42,7 @@ from drivers.player import Player, make_player
 from foundation.errors import LoaError, ScheduleError, report
 
 if TYPE_CHECKING:
+    from agent.central_sync import CentralSync
     from agent.fm_relay import FmRelay
 
 logger = logging.getLogger("agent")
@@ -113,6 +114,7 @@ def run(
         )
         health.start()
         stack.callback(health.close)
+        central = _central_sync(config, store, schedule, events)  # its stored manifest joins the schedule
         agent = Agent(
             config,
             store=store,
@@ -137,8 +139,13 @@ def run(
 
             agent.link = Link(config, config.central, store, commands, agent.post)
             agent.link.telemetry.add_provider("health", health.readings)
+            agent.link.sync = central
             agent.link.start()
             stack.callback(agent.link.stop)
+        if central is not None:
+            agent.central = central
+            central.start()
+            stack.callback(central.stop)
         stack.callback(notifier.stopping)
         if on_agent is not None:
             on_agent(agent)
@@ -164,6 +171,20 @@ def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
     clock.central.start()
     stack.callback(clock.central.stop)
     return clock
+
+
+def _central_sync(
+    config: Config, store: Store, schedule: Schedule, events: queue.Queue[object]
+) -> CentralSync | None:
+    """The central origin (manifest, audio cache), made before the agent so that the last good
+    manifest in the store is in the engine's first schedule; its threads start later."""
+    if config.central is None:
+        return None
+    from agent.central_sync import CentralSync  # requests and the keys only on boxes with a central link
+    from agent.link import load_signing_keys
+
+    keys = load_signing_keys(config.central, config.source)
+    return CentralSync(config, config.central, store, schedule, events.put, keys=keys)
 
 
 def _start_fm(

@@ -51,6 +51,10 @@ class EventKind(StrEnum):
     CLOCK_CENTRAL_REFUSED = "clock.central_refused"  # a time answer forged, replayed or misaddressed
     CLOCK_CENTRAL_UNUSABLE = "clock.central_unusable"  # unreachable, too slow, or the clock too far off
     CLOCK_SET = "clock.set"  # the clock was set from the central server's signed time
+    MANIFEST_FETCH_FAILED = "manifest.fetch_failed"
+    AUDIO_DOWNLOAD_FAILED = "audio.download_failed"
+    AUDIO_LATE = "audio.late"
+    AUDIO_CORRUPT = "audio.corrupt"
 
     @property
     def severity(self) -> Severity:
@@ -83,6 +87,10 @@ _SEVERITY = {
     EventKind.CLOCK_CENTRAL_REFUSED: Severity.WARNING,
     EventKind.CLOCK_CENTRAL_UNUSABLE: Severity.WARNING,
     EventKind.CLOCK_SET: Severity.WARNING,
+    EventKind.MANIFEST_FETCH_FAILED: Severity.WARNING,
+    EventKind.AUDIO_DOWNLOAD_FAILED: Severity.WARNING,
+    EventKind.AUDIO_LATE: Severity.WARNING,
+    EventKind.AUDIO_CORRUPT: Severity.ERROR,
 }
 
 SECURITY = frozenset({EventKind.COMMAND_REFUSED, EventKind.SCHEDULE_REFUSED, EventKind.CLOCK_CENTRAL_REFUSED})

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -28,11 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from agent.central_sync import AUDIO_NOT_CACHED, CommandAudioRefused
 from agent.commands import Ack as Answer
 from agent.commands import CommandHandler, Result
 from agent.config import CentralConfig, Config
@@ -44,8 +44,12 @@ from agent.telemetry import Telemetry
 from foundation.errors import ConfigError
 from protocol.commands import LEEWAY, MAX_LIFETIME, Command, CommandRefused, Reason, verify_command
 from protocol.json_wire import ProtocolError, format_time
+from protocol.manifest import decode_manifest_notice
 from protocol.messages import OUTCOMES, Ack, AckResult, Record, decode_status
 from protocol.topics import Kind, device_topic, parse_topic
+
+if TYPE_CHECKING:
+    from agent.central_sync import CentralSync
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +58,6 @@ ACK_SPOOL_KEY = "link.unsent_acks"
 MAX_SPOOLED_ACKS = 500  # acks kept while the link is down; beyond this the oldest are dropped
 MAX_IN_FLIGHT = 100  # records sent and not yet acknowledged, per stream
 UNKNOWN_ID = "unknown"  # the ack id of a command whose jti could not be read
-AUDIO_NOT_CACHED = "audio_not_cached"
-AUDIO_CORRUPT = "audio_corrupt"
 NOT_SUPPORTED = "not_supported"
 ACTION_REFUSED = "refused"
 STREAMS = {"events": Kind.EVENTS, "play_log": Kind.PLAYLOG, "telemetry": Kind.TELEMETRY}
@@ -98,6 +100,8 @@ class _InFlight:
 
 class Link:
     """The agent's half of the protocol; every method but the worker's runs on the main thread."""
+
+    sync: CentralSync | None = None  # the manifest and audio cache (agent.central_sync), set by the daemon
 
     def __init__(self, config: Config, central: CentralConfig, store: Store, commands: CommandHandler,
                  post: Callable[[object], None]) -> None:  # fmt: skip
@@ -183,6 +187,19 @@ class Link:
             self._repair_status(message.payload)
         elif topic.kind == Kind.CMD:
             self._on_command(message.payload, now)
+        elif topic.kind == Kind.MANIFEST:
+            self._on_manifest_notice(message.topic, message.payload)
+
+    def _on_manifest_notice(self, topic: str, payload: bytes) -> None:
+        if not payload:  # a retained notice cleared
+            return
+        try:
+            notice = decode_manifest_notice(payload)
+        except ProtocolError as error:
+            logger.warning("ignoring a manifest notice on %s: %s", topic, error)
+            return
+        if self.sync is not None:
+            self.sync.notice(notice.version)
 
     def _repair_status(self, payload: bytes) -> None:
         """A late will of an older session overwrote our retained status: say online again."""
@@ -234,9 +251,13 @@ class Link:
             self.mqtt.republish_online()
             self.state.force()  # published by this pass's tick
             self.ack(command.id, AckResult.DONE)
-        elif command.name == "sync_now":  # the manifest fetch is the schedule origin's (not here yet)
+        elif command.name == "sync_now":
             self.state.force()  # this pass's tick publishes the state and sends the outbox
-            self.ack(command.id, AckResult.DONE, message="state and outbox sent")
+            if self.sync is not None:
+                self.sync.sync_now()
+            self.ack(
+                command.id, AckResult.DONE, message="state and outbox sent; manifest and audio check started"
+            )
         elif command.name == "stop":
             self._work.put(lambda: self._submit(command.id, "stop", {}))
         elif command.name == "set_volume":
@@ -247,9 +268,9 @@ class Link:
             self._work.put(lambda: self._submit(command.id, "relay_test", test))
         elif command.name in ("play_now", "emergency"):
             level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
-            sha256 = str(fields["audio"]["sha256"])
+            sha256, url = str(fields["audio"]["sha256"]), fields["audio"].get("url")
             zones = list(fields.get("zones") or [])
-            self._work.put(lambda: self._play(command.id, sha256, level, zones))
+            self._work.put(lambda: self._play(command.id, sha256, url, level, zones))
         else:
             self.ack(command.id, AckResult.REJECTED, NOT_SUPPORTED, f"{command.name} is not supported yet")
 
@@ -262,11 +283,16 @@ class Link:
             except Exception:  # a bug in one command must not end the thread that serves the next
                 logger.exception("central command failed")
 
-    def _play(self, ident: str, sha256: str, level: str, zones: list[str]) -> None:
-        path = self.config.storage.dir / "audio" / sha256
-        problem = _audio_problem(path, sha256)
-        if problem is not None:
-            self.ack(ident, AckResult.REJECTED, *problem)
+    def _play(self, ident: str, sha256: str, url: str | None, level: str, zones: list[str]) -> None:
+        """The audio from the verified cache (fetched first when it is not there), then the front door."""
+        if self.sync is None:
+            self.ack(ident, AckResult.REJECTED, AUDIO_NOT_CACHED, "this box has no audio cache")
+            return
+        try:
+            path = self.sync.command_audio(sha256, url)
+        except CommandAudioRefused as refused:
+            logger.warning("central command %s: %s", ident, refused)
+            self.ack(ident, AckResult.REJECTED, refused.reason, str(refused))
             return
         self._submit(ident, "play", {"file": str(path), "level": level, "zones": zones})
 
@@ -414,22 +440,6 @@ class Link:
             "last_contact": iso(self.last_contact),
             "spool": {**self.store.undelivered_counts(), "acks": len(self._unsent)},
         }
-
-
-def _audio_problem(path: Path, sha256: str) -> tuple[str, str] | None:
-    """Why the cached audio for ``sha256`` cannot play (reason code, words), or None."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as audio:
-            while chunk := audio.read(1 << 20):
-                digest.update(chunk)
-    except FileNotFoundError:
-        return AUDIO_NOT_CACHED, f"audio {sha256} is not cached on this box"
-    except OSError as exc:
-        return AUDIO_NOT_CACHED, f"audio {sha256} cannot be read: {type(exc).__name__}"
-    if digest.hexdigest() != sha256:
-        return AUDIO_CORRUPT, f"the cached audio {path.name} does not match its sha256"
-    return None
 
 
 def _event_data(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +26,15 @@ from agent.events import EventKind
 from agent.schedule_source import CENTRAL_ORIGIN, Schedule
 from agent.store import Store
 from foundation.errors import LoaError
-from protocol.manifest import MAX_MANIFEST_CHARS, Manifest, ManifestRefused, Reason, verify_manifest
-from scheduler.items import parse_items
+from protocol.manifest import (
+    MAX_MANIFEST_CHARS,
+    Manifest,
+    ManifestRefused,
+    Reason,
+    verify_manifest,
+    version_number,
+)
+from scheduler.items import Item, parse_items
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,10 @@ AUDIO_URLS_KEY = "manifest.audio_urls"  # sha256 -> URL of the manifest in force
 
 class ManifestFetchError(LoaError, OSError):
     """The central server did not hand over a manifest (network, HTTP status, or size)."""
+
+
+class NoManifest(ManifestFetchError):
+    """The central server has no manifest for this box yet (HTTP 404)."""
 
 
 def manifest_url(api_url: str, device_id: str) -> str:
@@ -53,6 +65,8 @@ def fetch_manifest(
         with session.get(url, headers=headers, timeout=timeout, stream=True) as response:
             if response.status_code == 304:
                 return None, etag
+            if response.status_code == 404:
+                raise NoManifest(f"manifest {url}: none for this box yet (HTTP 404)")
             if response.status_code != 200:
                 raise ManifestFetchError(f"manifest {url}: HTTP {response.status_code}")
             body = response.raw.read(MAX_MANIFEST_CHARS + 1, decode_content=True)
@@ -65,6 +79,15 @@ def fetch_manifest(
         return body.decode("ascii").strip(), new_etag
     except UnicodeDecodeError:
         raise ManifestFetchError(f"manifest {url}: not an ASCII compact JWS") from None
+
+
+@dataclass(frozen=True)
+class CheckedManifest:
+    """A manifest verified and whose every item passed the schedule's reader: ready to put in force."""
+
+    manifest: Manifest
+    items: list[Item]
+    specs: dict[str, dict[str, Any]]
 
 
 class ManifestOrigin:
@@ -91,19 +114,53 @@ class ManifestOrigin:
     def apply(self, token: str, now: datetime) -> Manifest:
         """Put the manifest ``token`` in force, or raise ManifestRefused and keep the one in force."""
         try:
-            manifest = verify_manifest(
-                token, keys=self.keys, device_id=self.device_id, groups=self.groups, now=now,
-                current_version=self.origin.version or None,
-            )  # fmt: skip
-            items, specs = self._items(manifest)
+            checked = self.check(token, now)
         except ManifestRefused as refused:
-            self._refused(refused)
+            self.refused(refused)
             raise
-        self.schedule.apply_origin(self.store, CENTRAL_ORIGIN, items, specs, manifest.version, self.source)
+        return self.put_in_force(checked)
+
+    def check(self, token: str, now: datetime) -> CheckedManifest:
+        """Verify ``token`` and check every item, or raise ManifestRefused; changes nothing.
+
+        It reads only the version in force and the config, so the central sync thread calls it
+        off the main loop (a 10,000-item manifest takes a fraction of a second to check).
+        """
+        manifest = verify_manifest(
+            token, keys=self.keys, device_id=self.device_id, groups=self.groups, now=now,
+            current_version=self.origin.version or None,
+        )  # fmt: skip
+        items, specs = self._items(manifest)
+        return CheckedManifest(manifest, items, specs)
+
+    def put_in_force(self, checked: CheckedManifest) -> Manifest:
+        """Make a checked manifest the central origin, last good copy first (main loop).
+
+        A manifest checked against an older version than the one now in force is refused as
+        stale: two fetches racing each other never roll the schedule back.
+        """
+        manifest = checked.manifest
+        current = version_number(self.origin.version)
+        if current is not None and int(manifest.version) <= current:
+            refused = ManifestRefused(
+                Reason.STALE, f"version {manifest.version} is not newer than {self.origin.version}",
+                manifest.version,
+            )  # fmt: skip
+            self.refused(refused)
+            raise refused
+        logger.info("putting manifest %s in force (%d items)", manifest.version, len(checked.items))
+        # The URLs are written around the schedule's transaction so that, whenever the box dies, the
+        # map in the store covers the schedule in force (old and new URLs first, then only the new).
+        known = self.store.get_state(AUDIO_URLS_KEY, {})
+        both = {**(known if isinstance(known, dict) else {}), **manifest.audio_urls}
+        self.store.put_state(AUDIO_URLS_KEY, both)
+        self.schedule.apply_origin(
+            self.store, CENTRAL_ORIGIN, checked.items, checked.specs, manifest.version, self.source
+        )
         self.store.put_state(AUDIO_URLS_KEY, dict(manifest.audio_urls))
         return manifest
 
-    def _items(self, manifest: Manifest) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    def _items(self, manifest: Manifest) -> tuple[list[Item], dict[str, dict[str, Any]]]:
         data = manifest.schedule_data()
         tz, zones = self.schedule.config.device.timezone, self.schedule.zones
         items, findings = parse_items(data, tz, zones)
@@ -112,7 +169,8 @@ class ManifestOrigin:
         specs = {str(raw["id"]).strip(): raw for raw in data["items"]}
         return items, specs
 
-    def _refused(self, refused: ManifestRefused) -> None:
+    def refused(self, refused: ManifestRefused) -> None:
+        """Log and record a refusal; the manifest in force stays (main loop: it writes the store)."""
         problems = [str(problem) for problem in refused.problems]
         detail = f"manifest {refused.version or '?'} refused ({refused.reason.value}): " + "; ".join(
             problems[:5]

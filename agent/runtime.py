@@ -38,6 +38,7 @@ from scheduler.items import Item, Level, Outcome
 from scheduler.recurrence import Occurrence
 
 if TYPE_CHECKING:  # the FM stack (numpy, scipy) is imported only when fm.backend is set
+    from agent.central_sync import CentralSync  # [central link]
     from agent.fm_relay import FmRelay
     from agent.link import Link  # [central link]
 
@@ -49,6 +50,7 @@ DONE_KEYS_WINDOW = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
 FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM this long
 VOLUME_KEY = "audio.volume"  # [central link] the volume set by set_volume
+IMMINENT = timedelta(seconds=3)  # [central link] no manifest is put in force this close to a start
 STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
 
 
@@ -100,10 +102,12 @@ class Agent:
         self.fm_released_at: datetime | None = None
         self.fm_paused_until: datetime | None = None
         self.link: Link | None = None  # [central link] set by the daemon when central: is configured
+        self.central: CentralSync | None = None  # [central link] the manifest and the audio cache
         saved_volume = store.get_state(VOLUME_KEY)  # [central link] set_volume, kept across restarts
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
+        self._deferred: list[object] = []  # [central link] manifests held back until a start is past
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
         # start timing: play() is called the player's measured latency before each start
@@ -218,6 +222,8 @@ class Agent:
             self._prepare_next(now)
         if self.link is not None:  # [central link] send the outbox and the retained state
             self.link.tick(now, self.state_facts(now))
+        if self._deferred and not self._start_imminent():  # [central link] a manifest held back
+            self._on_central(self._deferred.pop(0))
         self._save_watermark(now)
         self._prune(now)
         self.notifier.watchdog()
@@ -413,6 +419,8 @@ class Agent:
             self.fm.on_fm_event(event)  # type: ignore[arg-type]
         elif self.link is not None and self.link.is_event(event):  # [central link]
             self.link.on_event(event, self.wall())
+        elif self.central is not None and self.central.is_event(event):  # [central link]
+            self._on_central(event)
         elif isinstance(event, Execute):
             self.execute(event.pending)
         elif isinstance(event, Reload):
@@ -452,11 +460,7 @@ class Agent:
     def _reload(self, pending: Pending | None) -> None:
         result = self.schedule.reload(self.store)
         if result.accepted:
-            now = self.wall()
-            if self._resumed:
-                self._carry_out(self.engine.replace_items(self.schedule.items, now, self._hold()), now)
-            else:  # the engine does not tick before the clock is first trusted
-                self.engine = self._make_engine()
+            self._schedule_changed()
         if pending is None:
             return
         origin = result.origin
@@ -464,6 +468,33 @@ class Agent:
             pending.resolve(Result.DONE, "", items=len(origin.items), version=origin.version)
         else:
             pending.resolve(Result.REJECTED, "schedule file refused", problems=list(result.problems))
+
+    def _on_central(self, event: object) -> None:
+        """[central link] A manifest is put in force between starts: its store transaction and the
+        engine's new items take a moment of this loop (docs/BENCHMARKS.md), which must not delay a
+        start, so one that arrives just before a start waits for the next pass after it."""
+        assert self.central is not None
+        if self.central.changes_schedule(event) and self._start_imminent():
+            logger.info("a start is imminent: the new manifest is put in force after it")
+            self._deferred.append(event)
+            return
+        if self.central.on_event(event):
+            self._schedule_changed()
+
+    def _start_imminent(self) -> bool:
+        if not self._resumed:
+            return False
+        now = self.wall()
+        upcoming = self.engine.upcoming(now, 1)
+        return bool(upcoming) and upcoming[0].start - now <= IMMINENT
+
+    def _schedule_changed(self) -> None:
+        """Hand the engine the schedule's items after an origin changed (a reload, a manifest)."""
+        now = self.wall()
+        if self._resumed:
+            self._carry_out(self.engine.replace_items(self.schedule.items, now, self._hold()), now)
+        else:  # the engine does not tick before the clock is first trusted
+            self.engine = self._make_engine()
 
     # -- commands (the front door's main-loop half) ----------------------------------------------
 
@@ -605,7 +636,7 @@ class Agent:
             logger.info(
                 "%s starts %.3fs late (within catch-up)", occurrence.key, action.late_by.total_seconds()
             )
-        problem = unreadable(self.schedule.audio_path(occurrence.item))
+        problem = self._audio_problem(occurrence.item)
         if problem:  # refused before the player sees it, so whatever plays (FM) goes on
             logger.error("%s cannot play: %s", occurrence.key, problem)
             self.store.add_event(EventKind.PLAY_FAILED, f"{occurrence.item.id}: {problem}")
@@ -613,6 +644,15 @@ class Agent:
                 self.engine.finished(occurrence.key, now, Outcome.FAILED, problem, self._hold()), now
             )
             return
+
+    def _audio_problem(self, item: Item) -> str | None:
+        """Why an item's audio cannot start: a central item's not in the verified cache, or a file
+        the player could not read."""
+        if self.central is not None:  # [central link]
+            problem = self.central.audio_problem(item)
+            if problem:
+                return problem
+        return unreadable(self.schedule.audio_path(item))
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()

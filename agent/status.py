@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 from agent.config import Config
 from agent.link_state import clock_source
 from agent.messages import Words, words
-from agent.schedule_source import stored_items
+from agent.schedule_source import CENTRAL_ORIGIN, stored_items
 from agent.store import Store, iso
 from agent.version import VERSION
+from foundation import units
 from scheduler.recurrence import Occurrence, expand
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class StatusBoard:
             "errors": self._recent_errors(agent.store),
             "link": agent.link.status() if agent.link is not None else {"configured": False},
             "health": agent.health.snapshot(),  # [health] agent/health.py
+            "central": agent.central.status() if agent.central is not None else None,
         }
         with self._lock:
             self._snapshot = snapshot
@@ -123,6 +125,10 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
     last = store.play_log(limit=1)
     relays = store.get_state("relays")
     origin = store.schedule_origin()
+    origins = {"local": _stored_origin(origin, len(items))}
+    central = store.schedule_origin(CENTRAL_ORIGIN)
+    if central:  # the last good manifest (its items are not among "next": the local file's only)
+        origins[CENTRAL_ORIGIN] = _stored_origin(central, central.get("items"))
     return {
         "running": False,
         "state": "stopped",
@@ -135,15 +141,14 @@ def offline_status(config: Config, store: Store, now: datetime) -> dict[str, Any
         "next": [_occurrence(o) for o in upcoming],
         "relays": None,  # only the running agent knows; the last state it recorded follows
         "relays_last_known": relays if isinstance(relays, dict) else None,
-        "schedule": {
-            "items": len(items),
-            "error": None,
-            "origins": {"local": {"items": len(items), "version": origin.get("version"),
-                                  "source": FROM_STORE, "loaded_at": origin.get("loaded_at"),
-                                  "error": None}},
-        },
+        "schedule": {"items": len(items), "error": None, "origins": origins},
         "errors": store.recent_events(5, severity="error"),
     }  # fmt: skip
+
+
+def _stored_origin(meta: dict[str, Any], items: object) -> dict[str, Any]:
+    return {"items": items, "version": meta.get("version"), "source": "store (last good copy)",
+            "loaded_at": meta.get("loaded_at"), "error": None}  # fmt: skip
 
 
 def no_store_status(config: Config, reason: str) -> dict[str, Any]:
@@ -219,6 +224,7 @@ def render(status: dict[str, Any], tz: ZoneInfo, language: str = "en") -> str:
     _fm_lines(lines, status.get("fm"), tz)
     _relay_lines(lines, status, tz)
     _link_lines(lines, status.get("link"), tz)
+    _central_lines(lines, status.get("central"), tz)
     _health_lines(lines, status.get("health"), tz)
     _schedule_lines(lines, status.get("schedule") or {})
     for fault in status.get("faults") or []:
@@ -325,6 +331,46 @@ def _link_lines(lines: Lines, link: dict[str, Any] | None, tz: ZoneInfo) -> None
 
 def _zones(states: dict[str, bool], say: Words) -> str:
     return "  ".join(f"{zone}={say('relays.on') if on else say('relays.off')}" for zone, on in states.items())
+
+
+def _central_lines(lines: Lines, central: dict[str, Any] | None, tz: ZoneInfo) -> None:
+    """The manifest in force and whether the audio the coming days need is in the cache."""
+    if not central:
+        return
+    say = lines.say
+    manifest, cache = central.get("manifest") or {}, central.get("cache") or {}
+    version = manifest.get("version")
+    what = (
+        say("manifest.version", version=version, items=manifest.get("items"))
+        if version
+        else say("manifest.none")
+    )
+    checked = (say("manifest.checked", at=_local(manifest.get("checked_at"), tz)) if manifest.get("url")
+               else say("manifest.no_api_url"))  # fmt: skip
+    lines.add("manifest", say("manifest.line", what=what, checked=checked, poll=manifest.get("poll")))
+    if manifest.get("error"):
+        lines.more(say("manifest.fetch_failing", error=say.reason(str(manifest["error"]))))
+    if manifest.get("refused"):
+        lines.more(say.reason(str(manifest["refused"])))
+    if not cache.get("planned_at"):
+        lines.add("cache", say("cache.not_checked"))
+        return
+    missing = cache.get("missing") or 0
+    ready = say(
+        "cache.ready", ready=cache.get("ready"), items=cache.get("items"), horizon=cache.get("horizon")
+    )
+    if missing:
+        ready = say(
+            "cache.missing", ready=ready, missing=missing, which=", ".join(cache.get("missing_items") or [])
+        )
+    used = say(
+        "cache.used",
+        mb=f"{cache.get('bytes', 0) / 1e6:.1f}",
+        quota=units.format_size(cache.get("quota") or 0),
+    )
+    lines.add("cache", f"{ready}; {used}")
+    if cache.get("downloading"):
+        lines.more(say("cache.downloading", what=cache["downloading"]))
 
 
 def _schedule_lines(lines: Lines, schedule: dict[str, Any]) -> None:

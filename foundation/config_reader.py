@@ -348,6 +348,17 @@ def duration(low: timedelta, high: timedelta, example: timedelta) -> Kind[timede
     return Kind(f"a duration with a unit (ms, s, min, h) {span}, e.g. {example_text}", convert)
 
 
+def size(low: int, high: int, example: int) -> Kind[int]:
+    def convert(value: object, text: str) -> int:
+        parsed = units.parse_size(text)
+        if not low <= parsed <= high:
+            raise ValueError("is out of range")
+        return parsed
+
+    span = f"from {units.format_size(low)} to {units.format_size(high)}"
+    return Kind(f"a size with a unit (MB, GB, MiB, GiB) {span}, e.g. {units.format_size(example)}", convert)
+
+
 def frequency(low: int, high: int, *, signed: bool = False) -> Kind[int]:
     def convert(value: object, text: str) -> int:
         hertz = units.parse_frequency(text, signed=signed)

@@ -11,6 +11,10 @@ Grammars (surrounding spaces are ignored everywhere):
   ``99.1MHz``, ``250kHz``, ``1024000Hz``; the result must be a whole number of hertz.  A sign is
   allowed only where the caller says so (an offset such as ``-250kHz``).  Command lines may also
   allow a bare number of hertz and the shorthands ``k`` and ``M`` (``1.024M``); config files never.
+* size: ``NUMBER UNIT`` with UNIT ``B``, ``kB``, ``MB``, ``GB``, ``TB`` (powers of 1000) or ``KiB``,
+  ``MiB``, ``GiB``, ``TiB`` (powers of 1024), in any letter case (``b`` is a byte, never a bit), e.g.
+  ``2GB``, ``500MB``, ``1.5 GiB``; the result must be a whole number of bytes.  A bare number has no
+  unit and is refused, as is a negative size.
 * clock window: ``HH:MM-HH:MM`` in local time, e.g. ``05:00-21:30``, start included, end excluded;
   a window whose end is earlier than its start runs across midnight (``22:00-02:00``).  ``24:00``
   may end a window (``05:00-24:00``: until midnight).  ``00:00-00:00`` and ``00:00-24:00`` are the
@@ -39,6 +43,13 @@ _DURATION_MISSPELLINGS = {
 }  # fmt: skip
 _FREQUENCY_UNITS = {"hz": 1, "khz": 1_000, "mhz": 1_000_000, "ghz": 1_000_000_000}
 _FREQUENCY_SHORTHANDS = {"": 1, "k": 1_000, "M": 1_000_000}  # command lines only
+_SIZE_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+_SIZE_MISSPELLINGS = {"k": "kB", "m": "MB", "g": "GB", "t": "TB", "bytes": "B", "byte": "B", "gig": "GB",
+                      "gigs": "GB", "meg": "MB", "megs": "MB", "kilobytes": "kB", "megabytes": "MB",
+                      "gigabytes": "GB"}  # fmt: skip
 _DAY_S: Final = 86_400
 _MAX_DIGITS = 18
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -126,6 +137,37 @@ def format_frequency(hertz: int) -> str:
         (u, e) for u, e in (("MHz", 6), ("kHz", 3), ("Hz", 0)) if abs(hertz) >= 10**e or not e
     )
     return format(Decimal(hertz).scaleb(-exponent).normalize(), "f") + unit
+
+
+def parse_size(text: str) -> int:
+    """``"1.5 GiB"`` -> ``1610612736`` (bytes); see the module's grammar."""
+    stripped = _common_checks(text, "size")
+    match = _FREQUENCY.fullmatch(stripped)  # the same shape: sign, number, unit
+    if match is None:
+        raise ValueError(f"{text!r} is not a size")
+    sign, number, unit = match.groups()
+    if sign == "-":
+        raise ValueError(f"{text!r} is negative")
+    multiplier = _SIZE_UNITS.get(unit.lower())
+    if multiplier is None:
+        meant = _SIZE_MISSPELLINGS.get(unit.lower())
+        hint = f" (write {meant!r})" if meant else ""
+        units = "B, kB, MB, GB, TB or KiB, MiB, GiB"
+        raise ValueError(f"{text!r} has an unknown unit {unit!r}{hint}; use {units}")
+    size = _number(text, number) * multiplier
+    if size.denominator != 1:
+        raise ValueError(f"{text!r} is not a whole number of bytes")
+    return int(size)
+
+
+def format_size(size: int) -> str:
+    """``2000000000`` -> ``"2GB"``, ``1536`` -> ``"1.536kB"``: decimal units, read back by
+    :func:`parse_size`."""
+    if size < 0:
+        raise ValueError(f"{size!r} is negative")
+    unit, exponent = next((u, e) for u, e in (("TB", 12), ("GB", 9), ("MB", 6), ("kB", 3), ("B", 0))
+                          if size >= 10**e or not e)  # fmt: skip
+    return format(Decimal(size).scaleb(-exponent).normalize(), "f") + unit
 
 
 def parse_clock_window(text: str) -> ClockWindow:

@@ -25,7 +25,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from foundation.findings import Finding, FindingList
 from protocol.commands import ALGORITHM, GROUP_PREFIX, LEEWAY, CommandRefused, verified_payload
-from protocol.json_wire import DEVICE_ID, GROUP, SHA256, Fields, ProtocolError, decode_object
+from protocol.json_wire import (
+    DEVICE_ID,
+    GROUP,
+    SCHEMA_VERSION,
+    SHA256,
+    Fields,
+    ProtocolError,
+    decode_object,
+    encode,
+    raise_if_any,
+)
 
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024  # claims: 10,000 items of ~400 bytes fit four times over
 MAX_MANIFEST_CHARS = MAX_MANIFEST_BYTES * 4 // 3 + 4096  # base64url of the claims, header, signature
@@ -79,6 +89,27 @@ class Manifest:
 def version_number(version: str | None) -> int | None:
     """A manifest version as the number it is compared by; None when it is not one."""
     return int(version) if isinstance(version, str) and VERSION.fullmatch(version) else None
+
+
+@dataclass(frozen=True)
+class ManifestNotice:
+    """The retained ``manifest`` notice: a box whose manifest is older than ``version`` fetches it."""
+
+    version: str
+
+    def to_json(self) -> str:
+        return encode({"v": SCHEMA_VERSION, "version": self.version})
+
+
+def decode_manifest_notice(data: str | bytes) -> ManifestNotice:
+    raw, findings = decode_object(data, "manifest notice"), FindingList()
+    fields = Fields(raw, (), findings)
+    fields.version()
+    version = fields.text("version", VERSION, expected='a positive whole number as a string, e.g. "17"')
+    fields.finish()
+    raise_if_any("manifest notice", findings)
+    assert version is not None
+    return ManifestNotice(version)
 
 
 def verify_manifest(

@@ -31,10 +31,12 @@ from foundation.units import (
     format_clock_window,
     format_duration,
     format_frequency,
+    format_size,
     in_clock_window,
     parse_clock_window,
     parse_duration,
     parse_frequency,
+    parse_size,
 )
 from foundation.yaml_source import load_yaml
 
@@ -695,6 +697,49 @@ def test_parse_duration_refuses(text: str, message: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1.5 GiB", 3 * 2**29), (" 10 kib ", 10240), ("7B", 7)],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+    assert parse_size(format_size(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2", "'2' has no unit"),
+        ("-2GB", "'-2GB' is negative"),
+        ("2 gigs", "unknown unit 'gigs' (write 'GB')"),
+        ("1.5B", "is not a whole number of bytes"),
+        ("GB", "is not a size"),
+        ("9" * 30 + "GB", "has too many digits"),
+    ],
+)
+def test_parse_size_refuses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_size(text)
+
+
+def test_cache_max_and_manifest_poll_errors_name_line_and_key(tmp_path: Path) -> None:
+    text = MINIMAL.replace("device:", "storage: {cache_max: 5MB}\ndevice:", 1)
+    text += "central:\n  mqtt_url: mqtt://127.0.0.1:1883\n  signing_public_key_files: [k.pub]\n"
+    text += "  manifest_poll: 5\n"
+    (tmp_path / "agent.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "agent.yaml")
+    shown = [str(problem) for problem in error.value.problems]
+    assert any(":1: storage.cache_max: '5MB' is out of range" in line and "from 10MB to 10TB" in line
+               for line in shown), shown  # fmt: skip
+    assert any("central.manifest_poll: '5' has no unit" in line for line in shown), shown
+    good = text.replace("5MB", "1.5 GiB").replace("manifest_poll: 5", "manifest_poll: 2min")
+    (tmp_path / "agent.yaml").write_text(good, encoding="utf-8")
+    config = load_config(tmp_path / "agent.yaml")
+    assert config.storage.cache_max == 3 * 2**29
+    assert config.central is not None and config.central.manifest_poll == timedelta(minutes=2)
+
+
 def test_parse_frequency() -> None:
     assert parse_frequency("99.1MHz") == 99_100_000
     assert parse_frequency("250kHz") == 250_000
@@ -742,6 +787,21 @@ def test_duration_round_trip(duration: timedelta) -> None:
 @given(st.integers(-(10**12), 10**12))
 def test_frequency_round_trip(hertz: int) -> None:
     assert parse_frequency(format_frequency(hertz), signed=True) == hertz
+
+
+@given(st.integers(0, 10**15))
+def test_size_round_trip(size: int) -> None:
+    assert parse_size(format_size(size)) == size
+
+
+@given(st.text(max_size=30))
+def test_any_text_is_a_size_or_a_clear_error(text: str) -> None:
+    try:
+        size = parse_size(text)
+    except ValueError as error:
+        assert str(error).startswith(repr(text))  # the offending text first, as agent.config expects
+    else:
+        assert isinstance(size, int) and size >= 0
 
 
 _minutes = st.times().map(lambda moment: moment.replace(second=0, microsecond=0))

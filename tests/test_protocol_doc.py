@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from protocol.commands import COMMANDS, MAX_LIFETIME, CommandRefused, Reason, check_claims, verify_command
 from protocol.manifest import Reason as ManifestReason
-from protocol.manifest import check_manifest_claims
+from protocol.manifest import check_manifest_claims, decode_manifest_notice
 from protocol.messages import decode_ack, decode_record, decode_state, decode_status
 from protocol.time_sync import TimeReason, check_time_claims, verify_time_answer
 from protocol.topics import Kind
@@ -71,6 +71,7 @@ DECODERS: dict[str, Callable[[str], object]] = {
     "command-header": json.loads,
     "manifest-claims": _manifest_check,
     "time-answer-claims": lambda raw: check_time_claims(json.loads(raw), device_id=DEVICE, nonce=TIME_NONCE),
+    "manifest-notice": decode_manifest_notice,
 }
 
 

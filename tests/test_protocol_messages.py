@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.json_wire import ProtocolError
+from protocol.manifest import ManifestNotice, decode_manifest_notice
 from protocol.messages import (
     Ack,
     AckResult,
@@ -22,7 +23,7 @@ from protocol.messages import (
     decode_status,
     status_applies,
 )
-from protocol.topics import Kind, Topic, device_topic, group_topic, parse_topic
+from protocol.topics import Kind, Topic, device_subscriptions, device_topic, group_topic, parse_topic
 
 AT = datetime(2099, 1, 1, tzinfo=UTC)
 
@@ -42,6 +43,26 @@ def test_topics_round_trip_and_refuse_wildcards() -> None:
             parse_topic(bad)
     with pytest.raises(ProtocolError):
         device_topic("box/1", Kind.CMD)
+
+
+def test_manifest_notices_have_a_device_and_a_group_topic_and_a_strict_payload() -> None:
+    assert parse_topic("loa/v1/group/xa-quang-son/manifest") == Topic(Kind.MANIFEST, group="xa-quang-son")
+    assert str(Topic(Kind.MANIFEST, group="xa-quang-son")) == "loa/v1/group/xa-quang-son/manifest"
+    assert device_subscriptions("box-1", frozenset({"xa"})) == [
+        "loa/v1/box-1/cmd", "loa/v1/box-1/status", "loa/v1/box-1/manifest",
+        "loa/v1/group/xa/cmd", "loa/v1/group/xa/manifest",
+    ]  # fmt: skip
+    with pytest.raises(ProtocolError):
+        group_topic("xa", Kind.STATE)
+    assert decode_manifest_notice(ManifestNotice("17").to_json()) == ManifestNotice("17")
+    for bad in (
+        '{"v": 1, "version": "017"}',
+        '{"v": 1, "version": 17}',
+        '{"v": 1}',
+        '{"v": 1, "version": "1", "x": 2}',
+    ):
+        with pytest.raises(ProtocolError):
+            decode_manifest_notice(bad)
 
 
 def test_a_stale_will_never_marks_a_newer_session_offline() -> None:
@@ -92,6 +113,7 @@ DECODERS = [
     decode_status,
     decode_state,
     decode_ack,
+    decode_manifest_notice,
     *(
         lambda data, kind=kind: decode_record(kind, data)
         for kind in (Kind.EVENTS, Kind.PLAYLOG, Kind.TELEMETRY)
