@@ -19,7 +19,7 @@ MESSAGES: dict[str, str] = {
     "label.relays": "rơ-le",
     "label.link": "trung tâm",
     "label.schedule": "lịch phát",
-    "label.manifest": "lịch trung tâm",
+    "label.manifest": "lịch tải",
     "label.cache": "bộ đệm",
     "manifest.version": "phiên bản {version}, {items} mục",
     "manifest.none": "chưa có lịch nào hiệu lực",
