@@ -215,7 +215,8 @@ def test_a_commune_operator_is_refused_on_another_communes_boxes(client: TestCli
     assert read_only.status_code == 403 and "viewer" in read_only.json()["detail"]
     assert [d["id"] for d in client.get("/api/v1/devices", headers=operator).json()] == ["xa-a-01", "xa-a-02"]
     assert client.get("/api/v1/units", headers=operator).json() == [
-        {"id": "xa-a", "parent": "tinh", "name": "Xã A", "level": "commune"}]  # fmt: skip
+        {"id": "xa-a", "parent": "tinh", "name": "Xã A", "level": "commune", "path": ["tinh", "xa-a"],
+         "boxes": 2}]  # fmt: skip
     assert [unit["id"] for unit in client.get("/api/v1/units", headers=admin).json()] == [
         "tinh",
         "xa-a",
