@@ -5,6 +5,7 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
     python -m bench.run_all --only stall  only "A stalled player" (also: --only kills)
+    python -m bench.run_all --only link   only "The central link" (issue 8)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, scale_bench, stall_bench
+from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, link_bench, scale_bench, stall_bench
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 STARTS = 120  # p99 of at least 100 starts
@@ -116,9 +117,10 @@ Reproduce with `make bench` (runs `python -m bench.run_all`, about 6 minutes, re
 | {idle["rss_peak_mb"]} MB | {idle["rss_mean_mb"]} MB | {idle["cpu_percent_of_one_core"]} % \
 | ≤ 80 MB: {verdict(idle["rss_peak_mb"], 80)}; ≤ 1 %: {verdict(idle["cpu_percent_of_one_core"], 1)} |
 
-The idle daemon has numpy loaded: sqlite-utils (the store) imports it whenever it is installed.
-The player's silent warm-up at start loads libVLC's demuxer, decoder and audio output, which the
-first playback would load anyway (about 4 MB of RSS when start timing added it: 58 → 62 MB).
+The store imports sqlite-utils without numpy, which sqlite-utils would otherwise load (about
+11 MB; see "The central link" below).  The player's silent warm-up at start loads libVLC's
+demuxer, decoder and audio output, which the first playback would load anyway (about 4 MB of
+RSS when start timing added it: 58 → 62 MB).
 
 With `fm.backend` set the daemon also loads scipy and the FM receiver. The same daemon
 relaying FM live (a 1.024 MS/s recording paced in real time, demodulated and played through libVLC),
@@ -232,9 +234,16 @@ def with_section(document: str, heading: str, section: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
     parser.add_argument(
-        "--only", choices=["fuzz", "kills", "stall"], help="run one section and rewrite it in place"
+        "--only", choices=["fuzz", "kills", "stall", "link"], help="run one section and rewrite it in place"
     )
     args = parser.parse_args(argv)
+    if args.only == "link":
+        link = link_bench.run()
+        OUT.write_text(
+            with_section(OUT.read_text(encoding="utf-8"), link_bench.TITLE, link_bench.render(link))
+        )
+        print(f"rewrote {link_bench.TITLE!r} in {OUT}")
+        return 0
     if args.only == "stall":
         stall = stall_bench.run(STALL_TRIALS)
         print(stall)
@@ -266,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     print(kills)
     stall = stall_bench.run(STALL_TRIALS)
     print(stall)
+    link = link_bench.run()
     document = render(latency, accuracy, idle, relaying, fm, scale) + "\n" + render_fuzz(fuzz)
-    document += "\n" + render_kills(kills) + "\n" + render_stall(stall)
+    document += "\n" + render_kills(kills) + "\n" + render_stall(stall) + "\n" + link_bench.render(link)
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0
