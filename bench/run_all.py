@@ -19,7 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, link_bench, scale_bench, stall_bench
+from bench import (
+    agent_bench,
+    bench_fm,
+    fuzz_inputs,
+    kill_bench,
+    link_bench,
+    link_report,
+    scale_bench,
+    stall_bench,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 STARTS = 120  # p99 of at least 100 starts
@@ -240,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "link":
         link = link_bench.run()
         OUT.write_text(
-            with_section(OUT.read_text(encoding="utf-8"), link_bench.TITLE, link_bench.render(link))
+            with_section(OUT.read_text(encoding="utf-8"), link_report.TITLE, link_report.render(link))
         )
-        print(f"rewrote {link_bench.TITLE!r} in {OUT}")
+        print(f"rewrote {link_report.TITLE!r} in {OUT}")
         return 0
     if args.only == "stall":
         stall = stall_bench.run(STALL_TRIALS)
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print(stall)
     link = link_bench.run()
     document = render(latency, accuracy, idle, relaying, fm, scale) + "\n" + render_fuzz(fuzz)
-    document += "\n" + render_kills(kills) + "\n" + render_stall(stall) + "\n" + link_bench.render(link)
+    document += "\n" + render_kills(kills) + "\n" + render_stall(stall) + "\n" + link_report.render(link)
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0
