@@ -57,6 +57,7 @@ SESSION_KEY = "link.session"
 ACK_SPOOL_KEY = "link.unsent_acks"
 MAX_SPOOLED_ACKS = 500  # acks kept while the link is down; beyond this the oldest are dropped
 MAX_IN_FLIGHT = 100  # records sent and not yet acknowledged, per stream
+COUNT_EVERY = 1.0  # seconds: the spool depth in status is counted at most this often
 UNKNOWN_ID = "unknown"  # the ack id of a command whose jti could not be read
 NOT_SUPPORTED = "not_supported"
 ACTION_REFUSED = "refused"
@@ -137,6 +138,8 @@ class Link:
         self._delivered: dict[str, int] = {}  # cursors advanced in memory, not yet written
         self._cursors_written = time.monotonic()
         self.telemetry = Telemetry(store, config.storage.dir, central.telemetry_interval)
+        self._counted: tuple[float, dict[str, int]] | None = None  # (monotonic, spool depth)
+        self._events_read: int | None = None  # the store's events_version when every event was read
 
     @staticmethod
     def is_event(event: object) -> bool:
@@ -355,7 +358,7 @@ class Link:
         for stream in STREAMS:
             self._advance(stream)
         self._write_cursors(force=False)
-        self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in self._fresh_events()])
+        self._send_events()
         self._send("play_log", [(seq, _play_data(record), None) for seq, record in self._fresh_plays()])
         samples = self.store.undelivered_telemetry(MAX_IN_FLIGHT, after=self._after("telemetry"))
         self._send("telemetry", [(int(row["seq"]), row["data"], row["at"]) for row in samples])
@@ -365,17 +368,29 @@ class Link:
         sent = self._sent[stream]
         return max(sent[-1].seq if sent else 0, self._delivered.get(stream, 0))
 
-    def _fresh_events(self) -> list[dict[str, Any]]:
-        return self.store.undelivered_events(MAX_IN_FLIGHT, after=self._after("events"))
+    def _room(self, stream: str) -> int:
+        """How many more records of ``stream`` may be in flight: only these are read and built
+        (each broker acknowledgement frees one, and each starts a pass)."""
+        return MAX_IN_FLIGHT - len(self._sent[stream])
+
+    def _send_events(self) -> None:
+        room, version = self._room("events"), self.store.events_version
+        if room <= 0 or version == self._events_read:  # none added since every one was sent
+            return
+        rows = self.store.undelivered_events(room, after=self._after("events"))
+        sent_all = self._send("events", [(int(row["seq"]), _event_data(row), row["at"]) for row in rows])
+        self._events_read = version if sent_all and len(rows) < room else None
 
     def _fresh_plays(self) -> list[tuple[int, PlayRecord]]:
-        return self.store.undelivered_plays(MAX_IN_FLIGHT, after=self._after("play_log"))
+        room = self._room("play_log")
+        return self.store.undelivered_plays(room, after=self._after("play_log")) if room > 0 else []
 
-    def _send(self, stream: str, records: list[tuple[int, dict[str, Any], str | None]]) -> None:
+    def _send(self, stream: str, records: list[tuple[int, dict[str, Any], str | None]]) -> bool:
+        """Publish ``records`` in order; False when some could not be (the window or the link)."""
         sent = self._sent[stream]
         for seq, data, at in records:
             if len(sent) >= MAX_IN_FLIGHT:
-                return
+                return False
             if stream == "play_log" and data["outcome"] not in OUTCOMES:
                 # an outcome this protocol version cannot say is passed over, never sent
                 sent.append(_InFlight(seq, acked=True))
@@ -384,9 +399,10 @@ class Link:
             record = Record(STREAMS[stream], self.device_id, seq, moment, data)
             mid = self.mqtt.publish(device_topic(self.device_id, STREAMS[stream]), record.to_json(), qos=1)
             if mid is None:
-                return
+                return False
             self._in_flight[mid] = (stream, seq)
             sent.append(_InFlight(seq))
+        return True
 
     def _acknowledged(self, mid: int) -> None:
         owner = self._in_flight.pop(mid, None)
@@ -425,6 +441,7 @@ class Link:
         """Unacknowledged records are sent again from the cursor after the next connect."""
         self._write_cursors(force=True)
         self._in_flight.clear()
+        self._events_read = None
         for sent in self._sent.values():
             sent.clear()
 
@@ -438,8 +455,17 @@ class Link:
             "session": self.session,
             "since": iso(self.since),
             "last_contact": iso(self.last_contact),
-            "spool": {**self.store.undelivered_counts(), "acks": len(self._unsent)},
+            "spool": {**self._spool_depth(), "acks": len(self._unsent)},
         }
+
+    def _spool_depth(self) -> dict[str, int]:
+        """Records waiting per stream, counted at most every COUNT_EVERY seconds: the status board
+        asks on every pass, and a pass per broker acknowledgement while 10,000 spooled records
+        go out would otherwise count them all each time."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] >= COUNT_EVERY:
+            self._counted = (now, self.store.undelivered_counts())
+        return self._counted[1]
 
 
 def _event_data(row: dict[str, Any]) -> dict[str, Any]:

@@ -193,8 +193,20 @@ class Agent:
                 event = None
             if event is not None:
                 self._handle(event)
+                self._handle_queued()
             self._iterate()
         self._shutdown()
+
+    def _handle_queued(self, limit: int = 100) -> None:
+        """Events that came meanwhile share the next pass (a burst of broker acknowledgements while
+        a spooled backlog goes out would otherwise make a whole pass each)."""
+        for _ in range(limit):
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if event is not None:
+                self._handle(event)
 
     def _timeout(self) -> float:
         now = self.wall()

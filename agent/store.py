@@ -25,22 +25,47 @@ daemon's main thread writes; the CLI opens the file read-only.
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import logging
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-import sqlite_utils
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.events import EventKind
 from agent.spool_policy import SPOOL_POLICY, SpoolPolicy, droppable_events, thin_telemetry
 from agent.write_buffer import STORAGE_ERRORS, WriteBuffer
 from foundation.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+def _import_sqlite_utils() -> ModuleType:
+    """sqlite-utils without numpy and pandas.
+
+    sqlite-utils imports both whenever they are installed, only to convert their values, which the
+    store never passes it; numpy alone is about 12 MB of the daemon's RSS.  A box relaying FM
+    imports numpy itself, later or earlier, as usual.
+    """
+    hidden = [name for name in ("numpy", "pandas") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import fails: sqlite-utils goes without
+    try:
+        return importlib.import_module("sqlite_utils")
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
+sqlite_utils = _import_sqlite_utils()
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
     python -m bench.run_all --only stall  only "A stalled player" (also: --only kills, --only manifest)
+    python -m bench.run_all --only link   only "The central link" (issue 8)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bench import (
     bench_fm,
     fuzz_inputs,
     kill_bench,
+    link_bench,
+    link_report,
     manifest_bench,
     scale_bench,
     spool_bench,
@@ -125,9 +128,10 @@ Reproduce with `make bench` (runs `python -m bench.run_all`, about 6 minutes, re
 | {idle["rss_peak_mb"]} MB | {idle["rss_mean_mb"]} MB | {idle["cpu_percent_of_one_core"]} % \
 | ≤ 80 MB: {verdict(idle["rss_peak_mb"], 80)}; ≤ 1 %: {verdict(idle["cpu_percent_of_one_core"], 1)} |
 
-The idle daemon has numpy loaded: sqlite-utils (the store) imports it whenever it is installed.
-The player's silent warm-up at start loads libVLC's demuxer, decoder and audio output, which the
-first playback would load anyway (about 4 MB of RSS when start timing added it: 58 → 62 MB).
+The store imports sqlite-utils without numpy, which sqlite-utils would otherwise load (about
+11 MB; see "The central link" below).  The player's silent warm-up at start loads libVLC's
+demuxer, decoder and audio output, which the first playback would load anyway (about 4 MB of
+RSS when start timing added it: 58 → 62 MB).
 
 With `fm.backend` set the daemon also loads scipy and the FM receiver. The same daemon
 relaying FM live (a 1.024 MS/s recording paced in real time, demodulated and played through libVLC),
@@ -269,12 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
     parser.add_argument(
         "--only",
-        choices=["fuzz", "kills", "stall", "spool", "manifest"],
+        choices=["fuzz", "kills", "stall", "spool", "manifest", "link"],
         help="run one section and rewrite it in place",
     )
     args = parser.parse_args(argv)
     if args.only == "manifest":
         return manifest_bench.main()
+    if args.only == "link":
+        link = link_bench.run()
+        OUT.write_text(
+            with_section(OUT.read_text(encoding="utf-8"), link_report.TITLE, link_report.render(link))
+        )
+        print(f"rewrote {link_report.TITLE!r} in {OUT}")
+        return 0
     if args.only == "spool":
         spool = spool_bench.run()
         print(spool)
@@ -318,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = manifest_bench.run()
     print(manifest)
     document += "\n" + manifest_bench.render(manifest)
+    link = link_bench.run()
+    document += "\n" + link_report.render(link)
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0

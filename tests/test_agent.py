@@ -11,6 +11,7 @@ import pytest
 from agent.clock_trust import ClockTrust
 from agent.control import request
 from agent.store import Store
+from drivers.player import PlayerEvent
 from drivers.wav_samples import dominant_frequency, read_wav
 from tests.agent_harness import at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
@@ -194,3 +195,19 @@ def test_each_item_is_prepared_when_its_relays_close_and_played_from_it(tmp_path
     assert [token for token, _ in prepared] == [row.key for row in rows]
     assert all(path == tmp_path / "tone-440Hz-0.3s.wav" for _, path in prepared)
     assert [(item.token, item.prepared) for item in played] == [(row.key, True) for row in rows]
+
+
+def test_events_that_queue_up_share_a_pass(tmp_path: Path) -> None:
+    # A burst (10,000 broker acknowledgements while a spooled backlog goes out) must not cost a
+    # whole pass of the loop per event.  The loop is held at the end of a pass while they queue.
+    write_schedule(tmp_path)
+    with running_agent(write_config(tmp_path)) as box:
+        box.wait_passes(2, 10)
+        stale = [PlayerEvent("ended", f"gone-{n}", time.monotonic(), time.time()) for n in range(300)]
+        with box.agent.board._lock:  # the pass in progress waits to publish its status
+            before = box.agent.passes
+            for event in stale:
+                box.agent.post(event)
+        box.wait_for(lambda: box.agent.events.empty(), 10)
+        box.wait_passes(1, 10)
+        assert box.agent.passes - before <= 10  # 300 events, at most 100 a pass

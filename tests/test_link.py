@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.control import request
 from agent.status import render
 from agent.store import Store
 from protocol.commands import sign_command
@@ -539,3 +540,34 @@ def test_relay_test_while_audio_plays_is_rejected_busy(
     _, payload = central.wait(lambda t, p: t == f"{TOPIC}/ack" and decode_ack(p).id == "cmd-busy-test"
                               and decode_ack(p).result.value == "rejected")  # fmt: skip
     assert "busy" in (decode_ack(payload).message or "")
+
+
+def _event_texts(central: Central) -> list[str]:
+    return [decode_record(Kind.EVENTS, p, DEVICE).data["detail"]["text"] for t, p in central.seen
+            if t == f"{TOPIC}/events"]  # fmt: skip
+
+
+def test_events_after_everything_was_sent_and_while_the_link_was_down_are_sent(
+    linked: tuple[RunningAgent, Central], broker: Broker
+) -> None:
+    running, central = linked
+    link = running.agent.link
+    assert link is not None
+    socket = running.config.control.socket
+    central.wait(lambda t, p: t == f"{TOPIC}/events" and "device test-box-01" in p.decode())
+    running.wait_passes(
+        2, 10
+    )  # every event so far is sent: the link reads events again only when one is added
+    first = request(socket, "stop")["id"]
+    central.wait(lambda t, p: t == f"{TOPIC}/events" and first in p.decode())
+    broker.kill()
+    running.wait_for(lambda: not link.up, 60)
+    offline = request(socket, "stop")["id"]
+    broker.start()
+    running.wait_for(lambda: link.up, 60)
+    central.wait(lambda t, p: t == f"{TOPIC}/events" and offline in p.decode(), 30)
+    texts = _event_texts(central)
+    assert [i for i, text in enumerate(texts) if first in text or offline in text] == sorted(
+        i for i, text in enumerate(texts) if first in text or offline in text
+    )
+    assert sum(first in text for text in texts) == 1

@@ -113,6 +113,15 @@ def test_tampered_payload_and_signature_are_refused() -> None:
     assert refused(f"{header}.{payload}.{b64(bytes(flipped))}") == Reason.BAD_SIGNATURE
 
 
+def test_a_good_header_does_not_excuse_a_bad_payload_or_segment_count() -> None:
+    # The header is read alone before the signature is checked: the rest is still checked whole.
+    header, payload, signature = sign_command(claims(), KEY).split(".")
+    assert refused(f"{header}.{payload}!.{signature}") == Reason.MALFORMED
+    assert refused(f"{header}.{payload}") == Reason.MALFORMED
+    assert refused(f"{header}.{payload}.{signature}.{signature}") == Reason.MALFORMED
+    assert refused(f"{header}") == Reason.MALFORMED
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [

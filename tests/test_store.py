@@ -112,3 +112,24 @@ def test_readonly_store_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         store.put_state("x", 1)
     store.close()
+
+
+def test_the_store_does_not_load_numpy_and_leaves_it_importable(tmp_path: Path) -> None:
+    # sqlite-utils would import numpy (about 12 MB of RSS) only to convert numpy values.
+    script = f"""
+import sys
+from agent.store import Store, sqlite_utils
+store = Store.open(__import__("pathlib").Path({str(tmp_path)!r}))
+store.put_state("k", [1, 2])
+assert store.get_state("k") == [1, 2]
+assert "numpy" not in sys.modules and "pandas" not in sys.modules
+assert sqlite_utils.db.np is None
+import numpy  # the FM receiver imports it for itself
+print(numpy.zeros(2).sum())
+"""
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0.0"

@@ -1,0 +1,661 @@
+"""The central link (issue 8): command latency, spooled delivery, a 10,000-item manifest, idle cost.
+
+    .venv/bin/python -m bench.link_bench [--commands 120] [--records 10000] [--items 10000] [--idle 60]
+
+Every figure comes from a real Mosquitto on a free loopback port (started as tests/mqtt_broker.py
+does, persistence off) and the real agent (``agent.daemon.run``), with gpiozero's MockFactory pins.
+
+* command: a signed ``play_now`` (``protocol.commands.sign_command``, signed before the clock
+  starts, as the central server would) of a cached 0.3 s beep, published at QoS 1 to the box's
+  ``cmd`` topic by a subscriber standing in for the central server.  The daemon runs in this
+  process (libVLC writing a WAV through ``--aout=afile``, relay pre-roll 500 ms).  Measured from
+  just before ``publish()``: the last relay closed (``AmplifierRelays.history``, monotonic), the
+  player's "playing" (the play log's ``actual_start``, the libVLC event's wall time, kept to the
+  millisecond) and the ``done`` ack's arrival at the subscriber.  Each command waits until the
+  previous one has ended and its relays have opened again, so every one closes relays from cold.
+* spool: the daemon (its own process, null player) is started with the broker down, after its
+  store's play log was filled with ``--records`` completed rows (``Store.record_play``, as the
+  agent writes them); then the broker and a subscriber start, and the subscriber counts the
+  records until it has every seq once.
+* manifest: a signed manifest of ``--items`` daily items (distinct audio for every tenth item, a
+  third of it cached), verified (``protocol.manifest.verify_manifest``), put in force
+  (``agent.manifest_origin.ManifestOrigin.apply``: items parsed, the store's copy replaced), and
+  reconciled against the cache (each item's next start within the horizon, then
+  ``AudioCache.plan``).  Median of 5 runs, each on a fresh store.
+* idle: ``loa-agent run`` (libVLC, nothing due) with and without a ``central:`` section, the link
+  up, sampled from /proc as bench/agent_bench.py's footprint does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jwt
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.audio_cache import AudioCache
+from agent.config import load_config
+from agent.control import request
+from agent.daemon import run as run_daemon
+from agent.manifest_origin import ManifestOrigin
+from agent.runtime import Agent
+from agent.schedule_source import Schedule
+from agent.store import PlayRecord, Store, iso
+from bench import scale_bench
+from drivers.wav_samples import tone, write_wav
+from foundation.errors import NotRunningError
+from protocol.commands import sign_command
+from protocol.manifest import sign_manifest, verify_manifest
+from protocol.messages import decode_ack, decode_status
+from scheduler.items import Item
+from scheduler.recurrence import item_starts
+from tests.mqtt_broker import MOSQUITTO, Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_REV = "7ca0b3b"  # the commit these benchmarks were first run on, before this issue's fixes
+DEVICE = "bench-link-01"
+TOPIC = f"loa/v1/{DEVICE}"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+PREROLL_MS = 500
+COMMAND_TARGET_MS = 100  # over the pre-roll
+SPOOL_TARGET_S = 5.0
+MANIFEST_TARGET_S = 1.0
+IDLE_RSS_TARGET_MB = 60.0
+MIXED_RULES = 300  # the second manifest: 300 daily rules and one-off `at` items
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    spread = {f"p{q}": _percentile(values, q) for q in (50, 90, 99)}
+    spread["max"] = max(values)
+    return {name: round(value, 1) for name, value in spread.items()}
+
+
+def _key(directory: Path) -> Ed25519PrivateKey:
+    private = Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (directory / "central.pub").write_bytes(pem)
+    return private
+
+
+def _config(directory: Path, *, backend: str, central_url: str | None, out: Path | None = None) -> Path:
+    vlc = f', vlc_args: ["--aout=afile", "--audiofile-file={out}", "--audiofile-wav"]' if out else ""
+    central = (
+        f"central: {{mqtt_url: '{central_url}', signing_public_key_files: [central.pub]}}\n"
+        if central_url
+        else ""
+    )
+    path = directory / "agent.yaml"
+    path.write_text(
+        f"""device: {{id: {DEVICE}, timezone: Asia/Ho_Chi_Minh}}
+storage: {{dir: state}}
+audio: {{backend: {backend}{vlc}}}
+gpio: {{pin_factory: mock, amplifiers: [{{name: zone-1, pin: 17}}, {{name: zone-2, pin: 18}}],
+       preroll: {PREROLL_MS}ms, postroll: 100ms}}
+schedule: {{file: schedule.yaml}}
+clock: {{require_sync: false}}
+control: {{socket: agent.sock}}
+logging: {{level: warning}}
+{central}""",
+        encoding="utf-8",
+    )
+    (directory / "schedule.yaml").write_text("items: []\n", encoding="utf-8")
+    return path
+
+
+class Central:
+    """A subscriber standing in for the central server: publishes commands, timestamps what comes."""
+
+    def __init__(self, port: int, on_message: Callable[[str, bytes, float, bool], None]) -> None:
+        self.subscribed = threading.Event()
+        self._on_message = on_message
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-central", clean_session=True,
+                                  protocol=mqtt.MQTTv311)  # fmt: skip
+        self.client.on_message = self._message
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{TOPIC}/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError("the bench's subscriber was not subscribed within 10 s")
+
+    def _message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()  # paho's thread: stamp and hand over
+        self._on_message(message.topic, bytes(message.payload), now, bool(message.retain))
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _wait(what: Callable[[], bool], timeout: float, why: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{why}: not within {timeout} s")
+        time.sleep(0.002)
+
+
+@contextmanager
+def _broker(directory: Path, *, started: bool = True) -> Iterator[Broker]:
+    if not Path(MOSQUITTO).exists():
+        raise RuntimeError("mosquitto is not installed (the Makefile's APT_PACKAGES installs it)")
+    broker = Broker(directory)
+    if started:
+        broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@contextmanager
+def _agent_in_thread(config_path: Path) -> Iterator[Agent]:
+    config = load_config(config_path)
+    stop = threading.Event()
+    agents: list[Agent] = []
+    thread = threading.Thread(target=run_daemon, args=(config, stop, agents.append), daemon=True)
+    thread.start()
+    _wait(lambda: bool(agents), 20, "the agent did not start")
+    try:
+        yield agents[0]
+    finally:
+        stop.set()
+        agents[0].post(None)
+        thread.join(timeout=15)
+
+
+# -- 1. command to relays closed and audio playing ---------------------------------------------------
+
+
+def _ack_done_listener(done: dict[str, float]) -> Callable[[str, bytes, float, bool], None]:
+    def listen(topic: str, payload: bytes, at: float, _retained: bool) -> None:
+        if topic == f"{TOPIC}/ack":
+            ack = decode_ack(payload)
+            if ack.result.value == "done":
+                done.setdefault(ack.id, at)
+
+    return listen
+
+
+def command_latency(commands: int) -> dict[str, Any]:
+    """``commands`` signed play_now commands, one at a time, each closing relays from cold."""
+    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp, _broker(Path(tmp)) as broker:
+        directory = Path(tmp)
+        key = _key(directory)
+        config_path = _config(directory, backend="vlc", central_url=broker.url, out=directory / "out.wav")
+        done: dict[str, float] = {}
+        central = Central(broker.port, _ack_done_listener(done))
+        relays_ms: list[float] = []
+        playing_ms: list[float] = []
+        done_ms: list[float] = []
+        load_before = os.getloadavg()[0]
+        try:
+            with _agent_in_thread(config_path) as agent:
+                link = agent.link
+                assert link is not None
+                _wait(lambda: link.up, 20, "the link did not come up")
+                beep = directory / "beep.wav"
+                write_wav(beep, tone(1000.0, 0.3, 48000), 48000)
+                sha256 = hashlib.sha256(beep.read_bytes()).hexdigest()
+                cache = agent.config.storage.dir / "audio"
+                cache.mkdir(parents=True, exist_ok=True)
+                (cache / sha256).write_bytes(beep.read_bytes())
+                for n in range(commands + 2):  # the first two warm the path up and are not counted
+                    times = _one_command(agent, central, key, sha256, f"bench-{n:04d}", done)
+                    if n >= 2:
+                        relays_ms.append(times[0])
+                        playing_ms.append(times[1])
+                        done_ms.append(times[2])
+        finally:
+            central.close()
+    over = [played - PREROLL_MS for played in playing_ms]
+    return {
+        "commands": commands,
+        "preroll_ms": PREROLL_MS,
+        "load_average": (round(load_before, 2), round(os.getloadavg()[0], 2)),
+        "relays_closed_ms": _spread(relays_ms),
+        "playing_ms": _spread(playing_ms),
+        "playing_over_preroll_ms": _spread(over),
+        "done_ack_ms": _spread(done_ms),
+    }
+
+
+def _one_command(
+    agent: Agent, central: Central, key: Ed25519PrivateKey, sha256: str, jti: str, done: dict[str, float]
+) -> tuple[float, float, float]:
+    now = int(time.time())
+    claims = {"jti": jti, "aud": DEVICE, "iat": now, "exp": now + 600, "cmd": "play_now",
+              "audio": {"sha256": sha256}}  # fmt: skip
+    token = sign_command(claims, key)
+    history = agent.relays.history
+    seen = len(history)
+    sent_wall, sent = time.time(), time.monotonic()
+    central.publish(f"{TOPIC}/cmd", token)
+    _wait(lambda: jti in done, 20, f"no done ack for {jti}")
+    closed = [at for at, _, is_closed in history[seen:] if is_closed]
+    item_id = f"central-command-{jti}"
+    # the relays open after the end and the post-roll: the next command starts from cold
+    _wait(lambda: any(not is_closed for _, _, is_closed in history[seen:]), 20, f"{jti} never ended")
+    _wait(lambda: not any(agent.relays.states().values()), 20, "relays stayed closed")
+    row = _play_row(agent, item_id)
+    started = datetime.fromisoformat(row.actual_start or "").timestamp()
+    if len(closed) != len(agent.relays.zones):
+        raise RuntimeError(f"{jti}: relays closed {closed} before playing; expected every zone from cold")
+    return (
+        1000 * (max(closed) - sent),
+        1000 * (started - sent_wall),
+        1000 * (done[jti] - sent),
+    )
+
+
+def _play_row(agent: Agent, item_id: str) -> PlayRecord:
+    store = Store.open_readonly(agent.config.storage.dir)
+    try:
+        rows = [row for row in store.play_log(limit=5) if row.item_id == item_id and row.actual_start]
+    finally:
+        store.close()
+    if not rows:
+        raise RuntimeError(f"no play-log row with an actual start for {item_id}")
+    return rows[-1]
+
+
+# -- 2. spooled play-log records delivered after reconnect -------------------------------------------
+
+
+def fill_play_log(storage: Path, records: int) -> float:
+    """``records`` completed rows written one by one as the agent writes them; seconds taken."""
+    store = Store.open(storage)
+    began = time.monotonic()
+    start = datetime.now(UTC) - timedelta(hours=6)
+    try:
+        for n in range(records):
+            at = start + timedelta(seconds=2 * n)
+            store.record_play(
+                PlayRecord(
+                    key=f"spooled-{n:05d}@{iso(at)}",
+                    item_id=f"spooled-{n:05d}",
+                    audio="beep.wav",
+                    level="normal",
+                    zones=("zone-1", "zone-2"),
+                    scheduled_start=iso(at) or "",
+                    actual_start=iso(at),
+                    ended=iso(at + timedelta(seconds=1)),
+                    outcome="completed",
+                    reason="",
+                    origin="local",
+                )
+            )
+    finally:
+        store.close()
+    return time.monotonic() - began
+
+
+@contextmanager
+def _daemon_process(directory: Path, tree: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``loa-agent run`` of source tree ``tree`` in ``directory``, once its control socket answers."""
+    command = [sys.executable, "-m", "agent.daemon", "--config", "agent.yaml", "run"]
+    proc = subprocess.Popen(command, cwd=directory, env={**os.environ, "PYTHONPATH": str(tree)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request(directory / "agent.sock", "status", timeout=5.0)
+                break
+            except NotRunningError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the daemon did not start (exit {proc.returncode})") from None
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+class _Raced(Exception):
+    """The agent was online before the subscriber had subscribed: its first records were lost to it."""
+
+
+def spool_delivery(records: int, tree: Path = ROOT, attempts: int = 3) -> dict[str, Any]:
+    """The daemon (of ``tree``) offline with ``records`` undelivered play-log rows; then the broker
+    comes back.  Measured again (at most ``attempts`` times) when the agent's reconnect came before
+    the subscriber's subscription, a few milliseconds after the broker started."""
+    for _ in range(attempts):
+        try:
+            return _spool_once(records, tree)
+        except _Raced:
+            print("the agent reconnected before the subscriber had subscribed: measuring again", flush=True)
+    raise RuntimeError(f"the agent reconnected before the subscriber {attempts} times")
+
+
+def _spool_once(records: int, tree: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp:
+        directory = Path(tmp)
+        _key(directory)
+        with _broker(directory, started=False) as broker:
+            _config(directory, backend="null", central_url=broker.url)
+            fill_s = fill_play_log(directory / "state", records)
+            counts: dict[int, int] = {}
+            moments: dict[str, float] = {}
+            complete = threading.Event()
+
+            def listen(topic: str, payload: bytes, at: float, retained: bool) -> None:  # paho's thread
+                if topic == f"{TOPIC}/status" and decode_status(payload).online:
+                    moments.setdefault("raced" if retained else "online", at)
+                    if retained:
+                        complete.set()
+                elif topic == f"{TOPIC}/playlog":
+                    seq = int(json.loads(payload)["id"].rsplit(":", 1)[1])
+                    counts[seq] = counts.get(seq, 0) + 1
+                    if len(counts) >= records:
+                        moments.setdefault("all", at)
+                        complete.set()
+
+            with _daemon_process(directory, tree) as proc:
+                # offline for a while: the link has tried at 0, 1 and 3 s and backs off to its next
+                # attempt at 7 s, well after the subscriber (a few ms after the broker) is there
+                time.sleep(5.0)
+                cpu_before = _proc_sample(proc.pid)[1]
+                broker.start()
+                broker_up = time.monotonic()
+                central = Central(broker.port, listen)
+                try:
+                    done = complete.wait(120)
+                    cpu_s = _proc_sample(proc.pid)[1] - cpu_before
+                    if not done:
+                        missing = sorted(set(range(1, records + 1)) - set(counts))
+                        raise RuntimeError(
+                            f"only {len(counts)} of {records} records within 120 s (missing: {missing[:20]})"
+                        )
+                    if "raced" in moments:
+                        raise _Raced()
+                    time.sleep(2.0)  # repeats would come now
+                finally:
+                    central.close()
+    repeated = sum(count - 1 for count in counts.values())
+    return {
+        "records": records,
+        "fill_s": round(fill_s, 1),
+        "received": len(counts),
+        "repeated": repeated,
+        "wrong_seqs": sorted(set(counts) - set(range(1, records + 1)))[:5],
+        "reconnect_s": round(moments["online"] - broker_up, 2),
+        "delivery_s": round(moments["all"] - moments["online"], 2),
+        "records_per_s": round(records / (moments["all"] - moments["online"])),
+        "daemon_cpu_s": round(cpu_s, 2),
+    }
+
+
+# -- 3. a manifest of 10,000 items verified and reconciled against the cache ------------------------
+
+
+def _manifest_claims(items: int, rules: int, now: datetime) -> tuple[dict[str, Any], list[str]]:
+    """``rules`` daily rules, each at its own time of day, then ``at`` items on the next 30 days;
+    every tenth item has its own audio."""
+    audio = [hashlib.sha256(f"bench audio {n}".encode()).hexdigest() for n in range(max(1, items // 10))]
+    day = 86_400
+    raw = []
+    for n in range(items):
+        sha256 = audio[n % len(audio)]
+        item: dict[str, Any] = {
+            "id": f"c{n:05d}",
+            "audio": {"sha256": sha256, "url": f"https://central.example.vn/audio/{sha256}"},
+        }
+        if n < rules:
+            second = (n * day) // rules
+            item["rrule"] = (
+                f"FREQ=DAILY;BYHOUR={second // 3600};BYMINUTE={second // 60 % 60};BYSECOND={second % 60}"
+            )
+            item["dtstart"] = "2025-01-01 00:00"
+        else:
+            moment = now + timedelta(minutes=5, seconds=(n - rules) * 30 * day // max(1, items - rules))
+            item["at"] = moment.astimezone(TZ).isoformat(timespec="seconds")
+        raw.append(item)
+    claims = {"v": 1, "aud": DEVICE, "iat": int(now.timestamp()) - 60, "version": "1", "items": raw}
+    return claims, audio
+
+
+HORIZON = timedelta(days=7)  # agent.audio_cache.DEFAULT_HORIZON
+
+
+def _next_start(item: Item, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """The item's first start within the horizon: the next day first, where most items start."""
+    for start, end in ((now, now + timedelta(days=1)), (now + timedelta(days=1), now + HORIZON)):
+        starts = item_starts(item, tz, start, end)
+        if starts:
+            return starts[0]
+    return None
+
+
+def _reconcile_once(directory: Path, token: str, key: Ed25519PrivateKey, now: datetime) -> dict[str, float]:
+    """One fresh box: the manifest verified alone (for the breakdown), then put in force (verified
+    again, parsed, stored) and planned against the cache: the measured path."""
+    config = load_config(directory / "agent.yaml")
+    store = Store.open(config.storage.dir)
+    try:
+        schedule = Schedule(config)
+        schedule.load(store)
+        origin = ManifestOrigin(schedule, store, keys=[key.public_key()], device_id=DEVICE,
+                                groups=frozenset(), source="bench")  # fmt: skip
+        cache = AudioCache(config.storage.dir, max_bytes=1 << 30)
+        clock = _Stopwatch()
+        verify_manifest(token, keys=[key.public_key()], device_id=DEVICE, groups=frozenset(), now=now,
+                        current_version=None)  # fmt: skip
+        verify = clock.lap()
+        manifest = origin.apply(token, now)
+        apply = clock.lap()
+        wanted = []
+        for item in schedule.items:
+            url = manifest.audio_urls.get(item.audio)
+            start = _next_start(item, config.device.timezone, now) if url is not None else None
+            if start is not None:
+                wanted.append((item.audio, url, start))
+        missing = cache.plan(wanted, now, HORIZON)
+        plan = clock.lap()
+    finally:
+        store.close()
+    return {
+        "verify_ms": verify[0], "verify_cpu_ms": verify[1],
+        "apply_ms": apply[0], "apply_cpu_ms": apply[1],
+        "plan_ms": plan[0], "plan_cpu_ms": plan[1],
+        "total_ms": apply[0] + plan[0], "total_cpu_ms": apply[1] + plan[1],
+        "to_download": len(missing), "wanted": len(wanted),
+    }  # fmt: skip
+
+
+class _Stopwatch:
+    """Wall and CPU time (this process) in ms since the last lap: the machine is shared."""
+
+    def __init__(self) -> None:
+        self._at = (time.perf_counter(), time.process_time())
+
+    def lap(self) -> tuple[float, float]:
+        now = (time.perf_counter(), time.process_time())
+        wall, cpu = 1000 * (now[0] - self._at[0]), 1000 * (now[1] - self._at[1])
+        self._at = now
+        return wall, cpu
+
+
+def manifest_reconcile(items: int, rules: int | None = None, runs: int = 5) -> dict[str, Any]:
+    """A signed manifest of ``items`` items (``rules`` of them daily rules, by default all) put in
+    force and planned on ``runs`` fresh boxes."""
+    now = datetime.now(UTC)
+    rules = items if rules is None else rules
+    claims, audio = _manifest_claims(items, rules, now)
+    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp:
+        directory = Path(tmp)
+        key = _key(directory)
+        token = sign_manifest(claims, key)
+        results = []
+        for run in range(runs):
+            box = directory / f"run{run}"
+            box.mkdir()
+            _config(box, backend="null", central_url=None)
+            cached = box / "state" / "audio"
+            cached.mkdir(parents=True)
+            for sha256 in audio[: len(audio) // 3]:
+                (cached / sha256).write_bytes(b"")  # present: plan looks at names only
+            results.append(_reconcile_once(box, token, key, now))
+    median = {name: round(statistics.median(r[name] for r in results)) for name in results[0]}
+    whole_header = []  # what reading the header cost before: PyJWT checked the whole token for it
+    for _ in range(runs):
+        clock = _Stopwatch()
+        jwt.get_unverified_header(token)
+        whole_header.append(clock.lap()[0])
+    return {
+        "items": items,
+        "rules": rules,
+        "runs": runs,
+        "token_kb": round(len(token) / 1024),
+        "audio_files": len(audio),
+        **median,
+        "total_max_ms": round(max(r["total_ms"] for r in results)),
+        "header_over_whole_token_ms": round(statistics.median(whole_header)),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+# -- 4. the idle daemon with the link up ---------------------------------------------------------------
+
+
+def _proc_sample(pid: int) -> tuple[float, float]:
+    rss_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle(directory: Path, seconds: float, tree: Path) -> dict[str, float]:
+    with _daemon_process(directory, tree) as proc:
+        time.sleep(3)  # start-up (imports, libVLC plugin scan, connecting) is not idle time
+        rss: list[float] = []
+        _, cpu_start = _proc_sample(proc.pid)
+        wall_start = time.monotonic()
+        while time.monotonic() - wall_start < seconds:
+            time.sleep(1)
+            rss.append(_proc_sample(proc.pid)[0])
+        _, cpu_end = _proc_sample(proc.pid)
+        wall = time.monotonic() - wall_start
+        connected = request(directory / "agent.sock", "status").get("link", {}).get("connected")
+    return {
+        "seconds": round(wall, 1),
+        "rss_peak_mb": round(max(rss), 1),
+        "rss_mean_mb": round(statistics.fmean(rss), 1),
+        "cpu_percent_of_one_core": round(100 * (cpu_end - cpu_start) / wall, 3),
+        "connected": connected,
+    }
+
+
+def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
+    """The idle daemon (of ``tree``; libVLC, nothing due) without a central link, then with the link up."""
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp, _broker(Path(tmp)) as broker:
+        for name, url in (("no_link", None), ("link_up", broker.url)):
+            directory = Path(tmp) / name
+            directory.mkdir()
+            _key(directory)
+            _config(directory, backend="vlc", central_url=url, out=directory / "out.wav")
+            result[name] = _idle(directory, seconds, tree)
+    if not result["link_up"]["connected"]:
+        raise RuntimeError("the link was not up while the idle daemon was measured")
+    return result
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def run(
+    commands: int = 120,
+    records: int = 10_000,
+    items: int = 10_000,
+    idle: float = 60.0,
+    compare: str | None = BASE_REV,
+) -> dict[str, Any]:
+    """Every measurement, with the spool and the idle daemon also measured on git revision
+    ``compare`` (when given and present) in the same run; the load average around each part."""
+    result: dict[str, Any] = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "load": {}}
+    parts: list[tuple[str, Callable[[], Any]]] = [
+        ("manifest", lambda: manifest_reconcile(items)),
+        ("manifest_mixed", lambda: manifest_reconcile(items, rules=MIXED_RULES)),
+        ("spool", lambda: spool_delivery(records)),
+        ("command", lambda: command_latency(commands)),
+        ("idle", lambda: idle_footprint(idle)),
+    ]
+    if compare is not None and scale_bench.have(compare):
+        result["before_rev"] = compare
+        parts.insert(2, ("spool_before", lambda: _on_revision(compare, spool_delivery, records)))
+        parts.append(("idle_before", lambda: _on_revision(compare, idle_footprint, idle)))
+    for name, measure in parts:
+        before = _load()
+        result[name] = measure()
+        result["load"][name] = (before, _load())
+        print(name, result[name], flush=True)
+    return result
+
+
+def _on_revision(rev: str, measure: Callable[[Any, Path], dict[str, Any]], size: Any) -> dict[str, Any]:
+    with scale_bench.exported(rev) as tree:
+        return measure(size, tree)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.link_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--commands", type=int, default=120)
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--only", choices=["command", "spool", "manifest", "idle"])
+    parser.add_argument(
+        "--compare", default=BASE_REV, help="git revision for the before figures ('' for none)"
+    )
+    args = parser.parse_args()
+    if args.only == "command":
+        print(json.dumps(command_latency(args.commands), indent=2))
+    elif args.only == "spool":
+        print(json.dumps(spool_delivery(args.records), indent=2))
+    elif args.only == "manifest":
+        print(json.dumps(manifest_reconcile(args.items), indent=2))
+        print(json.dumps(manifest_reconcile(args.items, rules=MIXED_RULES), indent=2))
+    elif args.only == "idle":
+        print(json.dumps(idle_footprint(args.idle), indent=2))
+    else:
+        result = run(args.commands, args.records, args.items, args.idle, args.compare or None)
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
