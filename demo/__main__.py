@@ -54,6 +54,22 @@ def devices_table(devices: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def units_tree(units: list[dict[str, Any]], devices: list[dict[str, Any]]) -> str:
+    """The units as the central server has them (levels are data), each with its boxes."""
+    lines: list[str] = []
+
+    def add(parent: str | None, depth: int) -> None:
+        for unit in (u for u in units if u["parent"] == parent):
+            boxes = ", ".join(d["id"] for d in devices if d["unit"] == unit["id"])
+            lines.append(
+                f"{'  ' * depth}{unit['name']} ({unit['level']} {unit['id']}){': ' + boxes if boxes else ''}"
+            )
+            add(unit["id"], depth + 1)
+
+    add(None, 0)
+    return "\n".join(lines)
+
+
 def logs_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'box':<14} {'item':<12} {'scheduled (UTC)':<24} {'started (UTC)':<24} outcome"]
     for row in sorted(rows, key=lambda r: (r["scheduled_start"], r["device_id"])):
@@ -120,7 +136,9 @@ def summarize(operator: Operator, run_dir: Path, plays: dict[str, list[str]], da
     banner("the play logs that reached the central server (GET /api/v1/playlogs)")
     print(logs_table(logs))
     banner(f"the broadcast report for {day:%Y-%m-%d} by commune (GET /api/v1/reports/broadcasts)")
-    print(report_table(report), flush=True)
+    print(report_table(report))
+    print("(ratio: minutes played over minutes scheduled; libVLC's afile output, the demo's sound card,")
+    print(" writes faster than real time, so it comes out below 1 here)", flush=True)
     (run_dir / "summary.json").write_text(json.dumps({"playlogs": logs, "report": report}, indent=1,
                                                      ensure_ascii=False), encoding="utf-8")  # fmt: skip
     completed = {(r["item_id"], r["device_id"]) for r in logs if r["outcome"] == "completed"}
@@ -154,6 +172,8 @@ def demo(args: argparse.Namespace) -> bool:
         every_box = {box.id for box in stack.BOXES}
         operator.until("/devices", lambda ds: {d["id"] for d in ds if d["online"]} == every_box,
                        "every box online", timeout=60)  # fmt: skip
+        banner("the province, its communes and their boxes (GET /api/v1/units, GET /api/v1/devices)")
+        print(units_tree(operator.call("GET", "/units"), operator.call("GET", "/devices")) + "\n", flush=True)
         created, first = schedule(operator, run_dir, args.lead)
         plays = expected_plays(created)
         until = time.monotonic() + args.lead + 8 + 60

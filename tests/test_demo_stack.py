@@ -76,7 +76,9 @@ def test_the_whole_stack_plays_the_bulletins_and_the_report_counts_them(tmp_path
         "xa-quang-son": (2, 4, 4),
         "xa-hai-lang": (1, 1, 1),
     }
-    assert "Xã Quảng Sơn" in done.stdout and "GET /api/v1/devices" in done.stdout
+    assert "GET /api/v1/devices on the central server" in done.stdout
+    tree = "Tỉnh Quảng Trị (province tinh-quang-tri)\n  Xã Hải Lăng (commune xa-hai-lang): hai-lang-01\n"
+    assert tree + "  Xã Quảng Sơn (commune xa-quang-son): quang-son-01, quang-son-02\n" in done.stdout
 
     # what libVLC wrote on the box that played the chime last: all three seconds of it
     samples, rate = read_wav(run_dir / "boxes" / "hai-lang-01" / "output.wav")
