@@ -29,6 +29,8 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import requests
+
 from demo import stack
 from demo.operator import Operator, write_chime
 
@@ -221,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ndemo: stopped: every process it started has stopped", flush=True)
         return 130
-    except stack.DemoError as error:
+    except (stack.DemoError, requests.RequestException) as error:
         print(f"demo: {error}", file=sys.stderr, flush=True)
         return 1
     print(f"\ndemo: {'every box played every bulletin' if ok else 'NOT every bulletin played'} "

@@ -50,11 +50,31 @@ BOXES = (
 )
 
 
+def still_running(run_dir: Path) -> list[str]:
+    """Processes that name a file under ``run_dir`` (the server, its Mosquitto and the agents all do,
+    by their configs): a demo killed with SIGKILL could not stop them. Each as "pid: command line"."""
+    running = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if f"{run_dir}/" in cmdline:
+            running.append(f"{proc.name}: {cmdline.strip()}")
+    return running
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     """An empty run dir: one the demo made before is wiped, anything else must be empty."""
     if run_dir.exists():
         if not (run_dir / MARKER).exists() and any(run_dir.iterdir()):
             raise DemoError(f"{run_dir} exists and is not a demo's run dir: choose another --run-dir")
+        running = still_running(run_dir)
+        if running:
+            raise DemoError(f"a demo's processes still run in {run_dir}; stop them first (kill PID):\n"
+                            + "\n".join(running))  # fmt: skip
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     (run_dir / MARKER).write_text("made by python -m demo; wiped by its next run\n", encoding="utf-8")
@@ -124,7 +144,7 @@ class Process:
             try:
                 if ready():
                     return
-            except OSError:
+            except (OSError, subprocess.SubprocessError):
                 pass
             time.sleep(0.2)
         raise DemoError(f"{self.name}: {what} not within {timeout:.0f} s; see {self.log}")
@@ -236,9 +256,8 @@ logging: {{level: info}}
 
 
 def start_agent(box: Box, config: Path) -> Process:
-    agent = Process(f"loa-agent {box.id}", ["loa-agent", "--config", str(config), "run"],
-                    config.parent / "agent.log")  # fmt: skip
-    return agent
+    return Process(f"loa-agent {box.id}", ["loa-agent", "--config", str(config), "run"],
+                   config.parent / "agent.log")  # fmt: skip
 
 
 def wait_answering(agent: Process, config: Path) -> None:

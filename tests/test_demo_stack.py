@@ -87,7 +87,7 @@ def test_the_whole_stack_plays_the_bulletins_and_the_report_counts_them(tmp_path
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
+def test_ctrl_c_stops_every_process_it_started_and_a_second_demo_leaves_them_be(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     command = [*demo_command(run_dir), "--player", "null"]
     demo = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -101,6 +101,10 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
                 break
         assert requests.get(f"{url}api/v1/devices", timeout=5).status_code == 401  # it serves
         assert len(processes_of(run_dir)) >= 6  # the demo, the server, its mosquitto and three agents
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1  # and it wipes nothing under the running one
+        assert f"a demo's processes still run in {run_dir}" in second.stderr
+        assert (run_dir / "central" / "central.yaml").exists()
         demo.send_signal(signal.SIGINT)
         rest = demo.stdout.read()
         assert demo.wait(timeout=90) == 130, "".join(lines) + rest
