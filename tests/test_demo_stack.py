@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ from drivers.wav_samples import read_wav
 from tests.audio_fixtures import libvlc_missing
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def demo_command(run_dir: Path) -> list[str]:
@@ -71,6 +76,9 @@ def test_the_whole_stack_plays_the_bulletins_and_the_report_counts_them(tmp_path
     assert set(plays) == {(chime, "quang-son-01"), (chime, "quang-son-02"), (chime, "hai-lang-01"),
                           (spoken, "quang-son-01"), (spoken, "quang-son-02")}  # fmt: skip
     assert all(row["outcome"] == "completed" and row["origin"] == "central" for row in plays.values())
+    for row in plays.values():  # each at its second
+        late = instant(row["actual_start"]) - instant(row["scheduled_start"])
+        assert abs(late.total_seconds()) < 0.5, row
     report = {unit["unit"]: unit for unit in summary["report"]["units"]}
     assert {unit: (row["boxes"], row["scheduled"], row["completed"]) for unit, row in report.items()} == {
         "xa-quang-son": (2, 4, 4),
