@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh Debian / Raspberry Pi OS machine:
-#   make demo   run the agent on simulated hardware with a schedule that plays within a minute
+#   make demo   run the whole stack: the central server and its broker, three boxes on simulated
+#               hardware, and bulletins made through the API that play within a minute
+#               (make demo-agent: the agent alone, with a local schedule)
 #   make test   lint, type-check and run the test suite (which checks the output shown in the docs)
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
 	rtl-sdr librtlsdr0 sox espeak-ng systemd shellcheck
 
-.PHONY: test demo lint typecheck imports pytest bench doc-examples system-deps clean
+.PHONY: test demo demo-agent lint typecheck imports pytest bench doc-examples system-deps clean
 
 # the central server's store tests run on a real PostgreSQL (tests/postgres_server.py)
 APT_PACKAGES += postgresql
@@ -49,7 +51,12 @@ test: system-deps lint typecheck imports pytest
 doc-examples: $(STAMP)
 	$(BIN)/python -m tests.doc_examples
 
+# the whole stack as processes (demo/): loa-central serve with its Mosquitto, three loa-agent run
+# (libVLC writing WAV), espeak-ng for the text bulletin; all in APT_PACKAGES and setup.py
 demo: system-deps $(STAMP)
+	$(BIN)/python -m demo
+
+demo-agent: system-deps $(STAMP)
 	$(BIN)/python -m agent.demo
 
 bench: system-deps $(STAMP)

@@ -1,4 +1,5 @@
-"""``make demo``: the agent on simulated hardware, with a schedule that plays within a minute.
+"""``make demo-agent`` (``python -m agent.demo``): the agent alone on simulated hardware, with a
+schedule that plays within a minute (``make demo`` runs the whole stack, ``demo/``).
 
 Writes everything under ``demo-run/``: audio (spoken with espeak-ng when it is installed, tones
 otherwise), a config on gpiozero's mock pins with libVLC writing what it plays to a WAV file, and
