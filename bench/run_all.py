@@ -4,7 +4,7 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
 
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
-    python -m bench.run_all --only stall  only "A stalled player" (also: --only kills)
+    python -m bench.run_all --only stall  only "A stalled player" (also: --only kills, --only central)
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import agent_bench, bench_fm, fuzz_inputs, kill_bench, scale_bench, stall_bench
+from bench import (
+    agent_bench,
+    bench_fm,
+    central_bench,
+    central_report,
+    fuzz_inputs,
+    kill_bench,
+    scale_bench,
+    stall_bench,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 STARTS = 120  # p99 of at least 100 starts
@@ -232,9 +241,14 @@ def with_section(document: str, heading: str, section: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
     parser.add_argument(
-        "--only", choices=["fuzz", "kills", "stall"], help="run one section and rewrite it in place"
+        "--only",
+        choices=["fuzz", "kills", "stall", "central"],
+        help="run one section and rewrite it in place",
     )
     args = parser.parse_args(argv)
+    if args.only == "central":
+        central_bench.write(central_bench.run())
+        return 0
     if args.only == "stall":
         stall = stall_bench.run(STALL_TRIALS)
         print(stall)
@@ -268,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     print(stall)
     document = render(latency, accuracy, idle, relaying, fm, scale) + "\n" + render_fuzz(fuzz)
     document += "\n" + render_kills(kills) + "\n" + render_stall(stall)
+    document += "\n" + central_report.render(central_bench.run())
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0
