@@ -9,12 +9,14 @@ before anything is stored or sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.sql.dml import Insert
 
 from central import db, registry
 from central.access import Scope
@@ -116,28 +118,38 @@ def _sign(central: Central, ident: str, name: str, fields: dict[str, Any], audie
         raise CommandError("; ".join(str(problem) for problem in refused.problems)) from None
 
 
+_targets = db.command_targets.c
+_TARGET = select(_targets.result).where(
+    _targets.command_id == bindparam("command"), _targets.device_id == bindparam("device")
+)
+_MOVE_TARGET = (
+    update(db.command_targets)
+    .where(_targets.command_id == bindparam("command"), _targets.device_id == bindparam("device"))
+    .values(result=bindparam("v_result"), reason=bindparam("v_reason"), message=bindparam("v_message"),
+            acked_at=bindparam("v_at", type_=_targets.acked_at.type))
+)  # fmt: skip
+
+
+@functools.cache
+def _insert_ack(engine: Engine) -> Insert:
+    return db.insert_ignoring_duplicates(engine, db.acks, ["command_id", "device_id", "result", "at"])
+
+
 def record_ack(conn: Connection, device_id: str, ack: Ack) -> bool:
     """Store an ack (once, however often it comes) and move the target's row on; False if unknown.
 
-    In the caller's transaction (ingest stores a batch of messages in one)."""
-    row = {"command_id": ack.id, "device_id": device_id, "result": ack.result.value, "reason": ack.reason,
-           "message": ack.message, "at": ack.at}  # fmt: skip
-    target = conn.execute(
-        select(db.command_targets.c.result).where(
-            db.command_targets.c.command_id == ack.id, db.command_targets.c.device_id == device_id
-        )
-    ).first()
+    In the caller's transaction (ingest stores a batch of messages in one), with statements built
+    once: ingest takes a thousand acks within a second after an emergency to a province."""
+    keys = {"command": ack.id, "device": device_id}
+    target = conn.execute(_TARGET, keys).first()
     if target is None:
         return False
-    conn.execute(
-        db.insert_ignoring_duplicates(conn.engine, db.acks, ["command_id", "device_id", "result", "at"]), row
-    )
+    row = {"command_id": ack.id, "device_id": device_id, "result": ack.result.value, "reason": ack.reason,
+           "message": ack.message, "at": ack.at}  # fmt: skip
+    conn.execute(_insert_ack(conn.engine), row)
     if target.result is None or _RANK[ack.result.value] >= _RANK.get(target.result, 0):
-        conn.execute(
-            update(db.command_targets)
-            .where(db.command_targets.c.command_id == ack.id, db.command_targets.c.device_id == device_id)
-            .values(result=ack.result.value, reason=ack.reason, message=ack.message, acked_at=ack.at)
-        )
+        conn.execute(_MOVE_TARGET, keys | {"v_result": ack.result.value, "v_reason": ack.reason,
+                                           "v_message": ack.message, "v_at": ack.at})  # fmt: skip
     return True
 
 

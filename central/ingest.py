@@ -16,6 +16,7 @@ message by message, so a row the database refuses loses only its own message.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, Update, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import commands, db
@@ -57,6 +58,11 @@ class Ingestor:
         self.known: set[str] = set()
         self.stored = 0  # messages taken into the store, for tests and benchmarks
         self.dropped = 0
+        # what a batch changes in each box's row (last seen, telemetry, state), written once at its end
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._insert_record = db.insert_ignoring_duplicates(
+            engine, db.records, ["stream", "record_id"]
+        ).returning(db.records.c.seq_id)
 
     def handle(self, message: Incoming) -> bool:
         """Store one message; False if it was dropped (unknown box, bad payload, unknown topic)."""
@@ -66,9 +72,11 @@ class Ingestor:
         """Store ``messages`` in one transaction, in order; how many were stored (the rest dropped).
 
         If the transaction fails, each message is stored again in a transaction of its own."""
+        self._pending.clear()
         try:
             with self.engine.begin() as conn:
                 results = [self._handle(conn, message) for message in messages]
+                self._write_seen(conn)
         except SQLAlchemyError:
             if len(messages) == 1:
                 raise
@@ -114,18 +122,28 @@ class Ingestor:
         elif kind == Kind.STATE:
             state = decode_state(payload)
             raw = json.loads(payload)
-            self._seen(conn, device, now, state=raw, state_at=state.at)
+            self._seen(device, now, state=raw, state_at=state.at)
         elif kind == Kind.ACK:
             if not commands.record_ack(conn, device, decode_ack(payload)):
                 logger.info("ack from %s for a command it was not sent", device)
-            self._seen(conn, device, now)
+            self._seen(device, now)
         elif kind in RECORD_STREAMS:
             self._record(conn, decode_record(kind, payload, device), now)
         else:
             raise ProtocolError("topic", [f"boxes do not send {kind.value}"])
 
-    def _seen(self, conn: Connection, device: str, now: datetime, **values: Any) -> None:
-        conn.execute(update(db.devices).where(db.devices.c.id == device).values(last_seen=now, **values))
+    def _seen(self, device: str, now: datetime, **values: Any) -> None:
+        self._pending.setdefault(device, {}).update(last_seen=now, **values)
+
+    def _write_seen(self, conn: Connection) -> None:
+        """One UPDATE per set of columns for every box of the batch (executemany), not one per message."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for device, values in self._pending.items():
+            row = {"device_": device} | {f"v_{name}": value for name, value in values.items()}
+            by_columns.setdefault(tuple(sorted(values)), []).append(row)
+        for columns, rows in by_columns.items():
+            conn.execute(_seen_statement(columns), rows)
+        self._pending.clear()
 
     def _status(self, conn: Connection, device: str, status: StatusMessage, now: datetime) -> None:
         row = conn.execute(
@@ -137,20 +155,19 @@ class Ingestor:
                 "%s: offline of session %d ignored (session %s holds)", device, status.session, row.session
             )
             return
-        values: dict[str, Any] = {"online": status.online, "session": status.session}
-        if status.online:
-            values["last_seen"] = now
+        values = {"online": status.online, "session": status.session}
         conn.execute(update(db.devices).where(db.devices.c.id == device).values(**values))
+        if status.online:
+            self._seen(device, now)
 
     def _record(self, conn: Connection, record: Record, now: datetime) -> None:
         row = {"stream": record.stream.value, "record_id": record.id, "device_id": record.device_id,
                "seq": record.seq, "at": record.at, "data": dict(record.data), "received_at": now}  # fmt: skip
-        statement = db.insert_ignoring_duplicates(self.engine, db.records, ["stream", "record_id"])
-        new = conn.execute(statement.returning(db.records.c.seq_id), row).first() is not None
-        values: dict[str, Any] = {"last_seen": now}
+        new = conn.execute(self._insert_record, row).first() is not None
         if record.stream == Kind.TELEMETRY and new:
-            values |= {"telemetry": dict(record.data), "telemetry_at": record.at}
-        conn.execute(update(db.devices).where(db.devices.c.id == record.device_id).values(**values))
+            self._seen(record.device_id, now, telemetry=dict(record.data), telemetry_at=record.at)
+        else:
+            self._seen(record.device_id, now)
         if record.stream == Kind.PLAYLOG and new:
             self._playlog(conn, record)
 
@@ -176,6 +193,15 @@ class Ingestor:
         conn.execute(
             db.upsert(self.engine, db.playlogs, ["device_id", "key"], columns, only_if_greater="seq"), row
         )
+
+
+@functools.cache
+def _seen_statement(columns: tuple[str, ...]) -> Update:
+    return (
+        update(db.devices)
+        .where(db.devices.c.id == bindparam("device_"))
+        .values({name: bindparam(f"v_{name}", type_=db.devices.c[name].type) for name in columns})
+    )
 
 
 def _time(value: str | None) -> datetime | None:

@@ -215,6 +215,7 @@ def test_what_waits_in_the_queue_is_stored_in_one_transaction_as_if_one_by_one(c
         boxes = {row.id: row for row in conn.execute(select(db.devices))}
         [log] = conn.execute(select(db.playlogs)).all()
     assert boxes["xa-a-01"].online and boxes["xa-a-01"].telemetry == {"cpu_temp_c": 50.0}
+    assert boxes["xa-a-01"].state["volume"] == 80 and boxes["xa-a-01"].last_seen == AT
     assert boxes["xa-b-01"].online and boxes["xa-b-01"].session == 4
     assert (log.seq, log.outcome) == (7, "completed") and count(central, db.records) == 4
 
