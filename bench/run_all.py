@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.only == "central":
-        central_bench.write(central_bench.run())
+        central = central_bench.run()
+        print(central)
+        central_bench.write(central)
         return 0
     if args.only == "stall":
         stall = stall_bench.run(STALL_TRIALS)
