@@ -242,7 +242,7 @@ def emergency(api: Api, engine: Any, targets: dict[str, list[str]], count: int) 
     """POST an emergency, then read the database every 0.1 s until every target's ack is stored (a
     read in this process: polling the API as often would load the server it measures); at the end,
     the API's ``GET /commands/{id}`` must show the same acks."""
-    sent = time.time()
+    load, sent = os.getloadavg()[0], time.time()
     body = {"type": "emergency", "targets": targets, "audio": {"sha256": AUDIO}, "volume": 100}
     ident = api.call("POST", "/commands", json=body)["id"]
     answered = time.time()
@@ -260,14 +260,16 @@ def emergency(api: Api, engine: Any, targets: dict[str, list[str]], count: int) 
         time.sleep(0.1)
     shown = api.call("GET", f"/commands/{ident}")["acks"].values()
     return {"id": ident, "sent": sent, "post_ms": round(1000 * (answered - sent)), "stored": stored,
-            "api_acks": sum(ack["result"] is not None for ack in shown)}  # fmt: skip
+            "load": load, "api_acks": sum(ack["result"] is not None for ack in shown)}  # fmt: skip
 
 
 def _fanout(result: dict[str, Any], seen: list[CommandSeen], count: int) -> dict[str, Any]:
     mine = [c for c in seen if c.command_id == result["id"]]
     acked = [1000 * (c.acked - result["sent"]) for c in mine if c.result == "accepted"]
+    received = [1000 * (c.received - result["sent"]) for c in mine]
     stored = [1000 * (at - result["sent"]) for at in result["stored"].values()]
     return {"targets": count, "post_ms": result["post_ms"], "acked": _spread(acked),
+            "received": _spread(received), "load": round(result["load"], 1),
             "api_acks": result["api_acks"], "refused": len([c for c in mine if c.result != "accepted"]),
             "stored": _spread(stored), "all_stored": len(stored) == count}  # fmt: skip
 

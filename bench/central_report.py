@@ -29,7 +29,9 @@ def _load(result: dict[str, Any]) -> str:
 def _fanout_rows(name: str, fanout: dict[str, Any]) -> str:
     acked, stored = fanout["acked"], fanout["stored"]
     return (
-        f"| {name}: `POST /api/v1/commands` answered | {fanout['post_ms']} ms | | | |\n"
+        f"| {name}: `POST /api/v1/commands` answered (load average {fanout['load']}) "
+        f"| {fanout['post_ms']} ms | | | |\n"
+        f"| {name}: boxes received it (the broker's fan-out) | {_ms(fanout['received'])} | |\n"
         f"| {name}: boxes acked (received, verified, `accepted` sent) | {_ms(acked)} "
         f"| p99 ≤ {FANOUT_TARGET_MS} ms: {verdict(acked['p99'], FANOUT_TARGET_MS)} |\n"
         f"| {name}: acks stored by the server ({fanout['api_acks']} shown by `GET /commands/{{id}}`) "

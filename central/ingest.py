@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Update, bindparam, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from central import commands, db
 from central.mqtt_link import Incoming
@@ -71,13 +70,14 @@ class Ingestor:
     def handle_batch(self, messages: list[Incoming]) -> int:
         """Store ``messages`` in one transaction, in order; how many were stored (the rest dropped).
 
-        If the transaction fails, each message is stored again in a transaction of its own."""
+        If the batch fails, each message is stored again in a transaction of its own, so that a row the
+        database refuses (or a message that hits a bug) loses only itself."""
         self._pending.clear()
         try:
             with self.engine.begin() as conn:
                 results = [self._handle(conn, message) for message in messages]
                 self._write_seen(conn)
-        except SQLAlchemyError:
+        except Exception:  # the database refused a row, or a message hit a bug: find which one
             if len(messages) == 1:
                 raise
             logger.warning("a batch of %d messages failed: storing them one by one", len(messages))
@@ -90,7 +90,7 @@ class Ingestor:
     def _handle_alone(self, message: Incoming) -> bool:
         try:
             return self.handle(message)
-        except SQLAlchemyError:  # the database refused this one: log it, keep the others
+        except Exception:  # this one failed: log it, keep the others
             logger.exception("ingest of a message on %s failed", message.topic)
             return False
 
