@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,7 @@ def _count(engine: Any, query: Any) -> int:
 def run(boxes: int = 1000, keep: Path | None = None) -> dict[str, Any]:
     """The whole run; ``keep``: a new directory to run in and leave behind (logs, database)."""
     fd_limit = central_fleet.raise_fd_limit(boxes * 3 + 256)  # the broker (a child) inherits it
-    load_before = os.getloadavg()
+    load_before, measured = os.getloadavg(), f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     with tempfile.TemporaryDirectory(prefix="central-bench-") as tmp:
         directory = Path(tmp) if keep is None else keep
         directory.mkdir(parents=True, exist_ok=keep is None)
@@ -312,7 +313,7 @@ def run(boxes: int = 1000, keep: Path | None = None) -> dict[str, Any]:
         ]
     problems = ("dropped", "Traceback", "ERROR", "failed")
     result["log_problems"] = [line for line in lines if any(word in line for word in problems)]
-    result |= {"boxes": boxes, "fd_limit": fd_limit, "load_before": load_before,
+    result |= {"boxes": boxes, "fd_limit": fd_limit, "load_before": load_before, "measured": measured,
                "load_after": os.getloadavg(), "cores": os.cpu_count()}  # fmt: skip
     return result
 
