@@ -155,8 +155,8 @@ checks once that the API shows the same acks.)
 **10,000 boxes.** Offered load grows with the boxes: at the agent's real rate (telemetry once a
 minute, a few play-log rows a day) 10,000 boxes send about 170 records/s, close to this bench's
 steady {result["steady_rate"]}/s, which took {steady.get("central_cpu_pct")} % of a core; at this
-bench's 10 s rate they would send about 1,000/s, a quarter of the burst rate one SQLite writer
-sustained here ({result["burst_rate"]}/s), and up to
+bench's 10 s rate they would send about 1,000/s, {1000 / max(result["burst_rate"], 1):.0%} of the burst
+rate one SQLite writer sustained here ({result["burst_rate"]}/s), and up to
 {steady.get("central_cpu_pct", 0) * 1000 / result["steady_rate"]:.0f} % of a core if the server's
 CPU grew in proportion (batches make it grow less). The
 limits come from the storms, not the steady state: a province-wide emergency brings 3 messages per
