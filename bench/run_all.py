@@ -4,7 +4,8 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
 
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
-    python -m bench.run_all --only stall  only "A stalled player" (also: --only kills, --only manifest)
+    python -m bench.run_all --only stall  only "A stalled player" (also: --only kills, --only manifest,
+                                          --only spool, --only central)
     python -m bench.run_all --only link   only "The central link" (issue 8)
 """
 
@@ -22,6 +23,8 @@ from typing import Any
 from bench import (
     agent_bench,
     bench_fm,
+    central_bench,
+    central_report,
     fuzz_inputs,
     kill_bench,
     link_bench,
@@ -273,10 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
     parser.add_argument(
         "--only",
-        choices=["fuzz", "kills", "stall", "spool", "manifest", "link"],
+        choices=["fuzz", "kills", "stall", "spool", "manifest", "link", "central"],
         help="run one section and rewrite it in place",
     )
     args = parser.parse_args(argv)
+    if args.only == "central":
+        central = central_bench.run()
+        print(central)
+        central_bench.write(central)
+        return 0
     if args.only == "manifest":
         return manifest_bench.main()
     if args.only == "link":
@@ -331,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     document += "\n" + manifest_bench.render(manifest)
     link = link_bench.run()
     document += "\n" + link_report.render(link)
+    document += "\n" + central_report.render(central_bench.run())
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0

@@ -38,6 +38,7 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 BOX_WRITES = ("status", "state", "telemetry", "events", "playlog", "ack")
 BOX_READS = ("cmd", "status", "manifest")
 RESTART_DELAY = 2.0  # seconds between a broker's death and its restart
+MAX_QUEUED = 200_000  # QoS 1 messages queued per client: 20 for each of 10,000 boxes (docs/BENCHMARKS.md)
 
 
 class BrokerError(LoaError, OSError):
@@ -83,7 +84,9 @@ def config_text(config: CentralServerConfig) -> str:
         f"persistence_location {directory / 'data'}/\n"
         "autosave_interval 60\n"
         "max_inflight_messages 100\n"
-        "max_queued_messages 1000\n"
+        # the central server's own session must hold what every box sends at once (each box's outbox
+        # after an outage): Mosquitto's default of 1000 dropped records the boxes took as delivered
+        f"max_queued_messages {MAX_QUEUED}\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
         f"listener {config.mqtt.listen_port} {config.mqtt.listen_host}\n"

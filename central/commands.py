@@ -9,12 +9,14 @@ before anything is stored or sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.sql.dml import Insert
 
 from central import db, registry
 from central.access import Scope
@@ -78,12 +80,18 @@ def send(
         )
     registry.record_audit(central.engine, scope.user.name, "command.send", ident,
                           {"type": name, "fields": fields, "targets": targets})  # fmt: skip
-    for audience, token, _reached in tokens:
-        topic = group_topic(audience.removeprefix("group:")) if audience.startswith("group:") else (
-            device_topic(audience, Kind.CMD))  # fmt: skip
-        if not central.publisher.publish(topic, token):
+    messages = [(_topic(audience), token) for audience, token, _reached in tokens]
+    # all at once, then wait for the broker: one round trip per box in turn took 3 s for 1,000 boxes
+    for (audience, _t, _r), taken in zip(tokens, central.publisher.publish_all(messages), strict=True):
+        if not taken:
             logger.error("command %s to %s: the broker did not take it", ident, audience)
     return ident
+
+
+def _topic(audience: str) -> str:
+    if audience.startswith("group:"):
+        return group_topic(audience.removeprefix("group:"))
+    return device_topic(audience, Kind.CMD)
 
 
 def _plan(units: dict[str, registry.Unit], devices: dict[str, str], targets: dict[str, list[str]]
@@ -110,27 +118,38 @@ def _sign(central: Central, ident: str, name: str, fields: dict[str, Any], audie
         raise CommandError("; ".join(str(problem) for problem in refused.problems)) from None
 
 
-def record_ack(engine: Engine, device_id: str, ack: Ack) -> bool:
-    """Store an ack (once, however often it comes) and move the target's row on; False if unknown."""
+_targets = db.command_targets.c
+_TARGET = select(_targets.result).where(
+    _targets.command_id == bindparam("command"), _targets.device_id == bindparam("device")
+)
+_MOVE_TARGET = (
+    update(db.command_targets)
+    .where(_targets.command_id == bindparam("command"), _targets.device_id == bindparam("device"))
+    .values(result=bindparam("v_result"), reason=bindparam("v_reason"), message=bindparam("v_message"),
+            acked_at=bindparam("v_at", type_=_targets.acked_at.type))
+)  # fmt: skip
+
+
+@functools.cache
+def _insert_ack(engine: Engine) -> Insert:
+    return db.insert_ignoring_duplicates(engine, db.acks, ["command_id", "device_id", "result", "at"])
+
+
+def record_ack(conn: Connection, device_id: str, ack: Ack) -> bool:
+    """Store an ack (once, however often it comes) and move the target's row on; False if unknown.
+
+    In the caller's transaction (ingest stores a batch of messages in one), with statements built
+    once: ingest takes a thousand acks within a second after an emergency to a province."""
+    keys = {"command": ack.id, "device": device_id}
+    target = conn.execute(_TARGET, keys).first()
+    if target is None:
+        return False
     row = {"command_id": ack.id, "device_id": device_id, "result": ack.result.value, "reason": ack.reason,
            "message": ack.message, "at": ack.at}  # fmt: skip
-    with engine.begin() as conn:
-        target = conn.execute(
-            select(db.command_targets.c.result).where(
-                db.command_targets.c.command_id == ack.id, db.command_targets.c.device_id == device_id
-            )
-        ).first()
-        if target is None:
-            return False
-        conn.execute(
-            db.insert_ignoring_duplicates(engine, db.acks, ["command_id", "device_id", "result", "at"]), row
-        )
-        if target.result is None or _RANK[ack.result.value] >= _RANK.get(target.result, 0):
-            conn.execute(
-                update(db.command_targets)
-                .where(db.command_targets.c.command_id == ack.id, db.command_targets.c.device_id == device_id)
-                .values(result=ack.result.value, reason=ack.reason, message=ack.message, acked_at=ack.at)
-            )
+    conn.execute(_insert_ack(conn.engine), row)
+    if target.result is None or _RANK[ack.result.value] >= _RANK.get(target.result, 0):
+        conn.execute(_MOVE_TARGET, keys | {"v_result": ack.result.value, "v_reason": ack.reason,
+                                           "v_message": ack.message, "v_at": ack.at})  # fmt: skip
     return True
 
 

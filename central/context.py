@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -19,6 +19,10 @@ class Publisher(Protocol):
     """Publishes at QoS 1 and says whether the broker took it (central.mqtt_link.CentralLink)."""
 
     def publish(self, topic: str, payload: str, *, retain: bool = False, timeout: float = 5.0) -> bool: ...
+
+    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
+        """Many at once, not retained: each is sent without waiting for the one before."""
+        ...
 
 
 def utc_now() -> datetime:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,24 @@ class CentralLink:
         except (RuntimeError, ValueError):
             return False
         return info.is_published()
+
+    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
+        """Publish each ``(topic, payload)`` at QoS 1 without waiting between them, then wait (``timeout``
+        in all) until the broker has each; one answer per message, as :meth:`publish` gives."""
+        infos = [self._client.publish(topic, payload, qos=1) for topic, payload in messages]
+        deadline = time.monotonic() + timeout
+        taken = []
+        for info in infos:
+            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                taken.append(False)
+                continue
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                taken.append(False)
+                continue
+            taken.append(info.is_published())
+        return taken
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:

@@ -6,6 +6,7 @@ import os
 import queue
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ class RecordingPublisher:
     def publish(self, topic: str, payload: str, *, retain: bool = False, timeout: float = 5.0) -> bool:
         self.sent.append((topic, payload, retain))
         return True
+
+    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
+        return [self.publish(topic, payload) for topic, payload in messages]
 
 
 def make_central(directory: Path, publisher: Any, database_url: str | None = None, **ports: int) -> Central:

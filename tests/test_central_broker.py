@@ -3,6 +3,7 @@ only its own and its groups' command topics and writes only its own topics, neve
 
 from __future__ import annotations
 
+import queue
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from central import broker
 from central.broker import CENTRAL_USER, BrokerSupervisor, central_password
 from central.config import CentralServerConfig, load_central_config
+from central.mqtt_link import CentralLink
 from tests.central_harness import MqttClient as Client
 from tests.central_harness import initialized, loa_central
 from tests.mqtt_broker import free_port
@@ -142,3 +144,50 @@ def test_the_supervisor_starts_a_dead_broker_again(tmp_path: Path, monkeypatch: 
     assert supervisor.process is not None and pid == str(supervisor.process.pid)
     running.close()  # stops it: nothing is started again after stop
     assert supervisor.process.poll() is not None and not (config.broker_dir / "mosquitto.pid").exists()
+
+
+def _link(config: CentralServerConfig) -> CentralLink:
+    link = CentralLink("127.0.0.1", config.mqtt.listen_port, username=CENTRAL_USER,
+                       password=central_password(config))  # fmt: skip
+    link.start()
+    assert link.connected.wait(10)
+    return link
+
+
+def test_what_boxes_send_while_the_central_server_is_away_waits_for_it_whole(
+    central: tuple[CentralServerConfig, dict[str, str]],
+) -> None:
+    """Its session holds more than Mosquitto's default 1000 queued messages: a thousand boxes' outboxes
+    after an outage, which the broker would otherwise drop although each box took them as delivered."""
+    config, passwords = central
+    _link(config).stop()  # its persistent session now collects what it is subscribed to
+    box = Client(config.mqtt.listen_port, "xa-a-01", passwords["xa-a-01"])
+    sent = [box.client.publish("loa/v1/xa-a-01/events", f"{n}", qos=1) for n in range(3000)]
+    sent[-1].wait_for_publish(30)
+    assert all(info.is_published() for info in sent)
+    box.close()
+    link = _link(config)
+    received: list[bytes] = []
+    try:
+        while len(received) < 3000:
+            received.append(link.inbox.get(timeout=10).payload)
+    except queue.Empty:
+        pass
+    link.stop()
+    assert received == [f"{n}".encode() for n in range(3000)]
+
+
+def test_the_central_link_sends_many_commands_without_waiting_between_them(
+    central: tuple[CentralServerConfig, dict[str, str]],
+) -> None:
+    config, passwords = central
+    box = Client(config.mqtt.listen_port, "xa-a-01", passwords["xa-a-01"])
+    box.subscribe("loa/v1/xa-a-01/cmd")
+    link = _link(config)
+    try:
+        taken = link.publish_all([("loa/v1/xa-a-01/cmd", f"token-{n}") for n in range(500)], timeout=30)
+        assert taken == [True] * 500
+        assert [box.next()[1] for _ in range(500)] == [f"token-{n}".encode() for n in range(500)]
+    finally:
+        link.stop()
+        box.close()

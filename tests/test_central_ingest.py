@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import queue
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,13 +12,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from central import commands, db
 from central.access import Scope
 from central.app import create_app
 from central.context import Central
-from central.ingest import Ingestor
+from central.ingest import Ingestor, IngestThread
 from central.mqtt_link import Incoming
 from central.registry import User, all_units
 from protocol.messages import Ack, AckResult, Record, StateMessage, StatusMessage
@@ -180,3 +182,62 @@ def test_a_box_silent_past_the_threshold_shows_offline(central: Central) -> None
         assert client.get("/api/v1/devices/xa-a-01", headers=headers).json()["online"]
         rows = client.get("/api/v1/playlogs", headers=headers).json()
         assert [(r["device_id"], r["outcome"]) for r in rows] == [("xa-a-01", "playing")]
+
+
+def test_what_waits_in_the_queue_is_stored_in_one_transaction_as_if_one_by_one(central: Central) -> None:
+    """Ingest takes everything queued into one transaction (one commit, one fsync): same rows as the
+    same messages one by one, a duplicate in the batch stored once, the later play-log record kept."""
+    commits: list[int] = []
+    event.listen(central.engine, "commit", lambda _conn: commits.append(1))
+    ingest = Ingestor(central.engine, lambda: AT)
+    telemetry = Record(Kind.TELEMETRY, "xa-a-01", 1, AT, {"cpu_temp_c": 50.0}).to_json()
+    inbox: queue.Queue[Incoming] = queue.Queue()
+    for incoming in (
+        message("xa-a-01", "status", StatusMessage(True, 1, AT).to_json()),
+        message("xa-a-01", "state", StateMessage(1, AT, None, (), 80, {}, True, "ntp").to_json()),
+        message("xa-a-01", "telemetry", telemetry),
+        message("xa-a-01", "telemetry", telemetry),  # sent again: stored once
+        playlog(5, "playing"),
+        playlog(7, "completed"),
+        playlog(4, "waiting"),  # older than what the batch already holds
+        message("xa-a-01", "events", b"{not json"),  # dropped, the others kept
+        message("xa-b-01", "status", StatusMessage(True, 4, AT).to_json()),
+    ):
+        inbox.put(incoming)
+    thread = IngestThread(ingest, inbox)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while ingest.stored + ingest.dropped < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    thread.stop()
+    assert (ingest.stored, ingest.dropped, len(commits)) == (8, 1, 1)
+    with central.engine.connect() as conn:
+        boxes = {row.id: row for row in conn.execute(select(db.devices))}
+        [log] = conn.execute(select(db.playlogs)).all()
+    assert boxes["xa-a-01"].online and boxes["xa-a-01"].telemetry == {"cpu_temp_c": 50.0}
+    assert boxes["xa-a-01"].state["volume"] == 80 and boxes["xa-a-01"].last_seen == AT
+    assert boxes["xa-b-01"].online and boxes["xa-b-01"].session == 4
+    assert (log.seq, log.outcome) == (7, "completed") and count(central, db.records) == 4
+
+
+def test_a_row_the_database_refuses_loses_only_its_own_message(tmp_path: Path) -> None:
+    central = make_central(tmp_path, RecordingPublisher())
+    with central.engine.begin() as conn:  # the database itself refuses one record, as a constraint would
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.record_id = 'xa-a-01:13' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the bench trigger'); END"
+        )
+    ingest = Ingestor(central.engine, lambda: AT)
+    batch = [
+        message(
+            "xa-a-01", "telemetry", Record(Kind.TELEMETRY, "xa-a-01", seq, AT, {"load_1m": 0.1}).to_json()
+        )
+        for seq in (12, 13, 14)
+    ]
+    try:
+        assert ingest.handle_batch(batch) == 2
+        with central.engine.connect() as conn:
+            stored = sorted(row.record_id for row in conn.execute(select(db.records.c.record_id)))
+        assert stored == ["xa-a-01:12", "xa-a-01:14"] and ingest.stored == 2
+    finally:
+        central.engine.dispose()
