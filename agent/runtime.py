@@ -22,7 +22,16 @@ from agent.config import Config
 from agent.events import EventKind
 from agent.health import HealthFacts, HealthMonitor
 from agent.link_state import StateFacts, clock_source  # [central link]
-from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
+from agent.output_plan import (
+    SILENCE,
+    OutputPlan,
+    PlanInputs,
+    PlayItem,
+    RelayFm,
+    Target,
+    Upcoming,
+    plan_outputs,
+)
 from agent.play_log import PlayLog
 from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, TEST_PREFIX, Schedule
 from agent.start_timing import StartTimer
@@ -107,6 +116,7 @@ class Agent:
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
+        self.repeats: dict[str, int] = {}  # [central link] a command item's id -> times its file plays
         self._deferred: list[object] = []  # [central link] manifests held back until a start is past
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -251,6 +261,7 @@ class Agent:
     def _plan(self, now: datetime) -> OutputPlan:
         playing = self.engine.playing
         trusted = self.clock_state.trusted
+        ticking = self._resumed and trusted
         fm_wanted = False
         testing = self._relay_test_zones(now)  # [central link] relay_test
         if self.fm is not None:
@@ -265,8 +276,9 @@ class Agent:
                 clock_trusted=trusted,
                 item=PlayItem(playing.key) if playing is not None else None,
                 item_zones=playing.item.resolved_zones(self.all_zones) if playing else frozenset(),
-                scheduled_zones=(self.engine.zones_wanted(now) if self._resumed and trusted else frozenset())
+                scheduled_zones=(self.engine.zones_wanted(now, preroll=False) if ticking else frozenset())
                 | testing,
+                upcoming=self._upcoming(now) if ticking else (),
                 zones_in_use=self.engine.zones_in_use(now) | testing,
                 fm_wanted=fm_wanted,
                 fm_zones=self.fm.zones if self.fm is not None else frozenset(),
@@ -279,6 +291,13 @@ class Agent:
                 link_up=self.link is None or self.link.up,  # [central link] the LED's no-link code
                 alarms=self.health.active_codes,  # [health]
             )
+        )
+
+    def _upcoming(self, now: datetime) -> tuple[Upcoming, ...]:
+        """The items in their pre-roll, each with whether its audio is there (a stat, mostly)."""
+        return tuple(
+            Upcoming(occ.item.resolved_zones(self.all_zones), self._audio_ready(occ.item))
+            for occ in self.engine.in_preroll(now)
         )
 
     def _health_facts(self, now: datetime) -> HealthFacts:
@@ -342,7 +361,7 @@ class Agent:
         item = playing.item
         volume = item.volume if item.volume is not None else self.volume  # [central link] set_volume
         asked = self.wall()
-        self.player.play(key, self.schedule.audio_path(item), volume)
+        self.player.play(key, self.schedule.audio_path(item), volume, self.repeats.get(item.id, 1))
         # The row after play(): its synchronous write would otherwise delay the start.
         self.play_log.asked(playing, asked)
 
@@ -449,7 +468,9 @@ class Agent:
             self.play_log.started(playing, at)
             waiting = self.awaiting.pop(playing.key, None)
             if waiting is not None:
-                waiting.resolve(Result.DONE, f"playing {playing.item.audio}", key=playing.key)
+                times = self.repeats.get(playing.item.id, 1)
+                what = f"playing {playing.item.audio}" + (f" {times} times" if times > 1 else "")
+                waiting.resolve(Result.DONE, what, key=playing.key)
             return
         self.current = SILENCE
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
@@ -529,7 +550,13 @@ class Agent:
         prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
         level = Level[params["level"].upper()]
         zones = frozenset(params["zones"]) or None
-        self._inject(pending, Item(f"{prefix}{command.id}", params["file"], level, zones, at=now), now)
+        # [central link] cached audio is named by its sha256 (the play log says it; the schedule
+        # resolves it to the cache), and a volume given applies to this item only
+        audio = params.get("sha256") or params["file"]
+        item = Item(f"{prefix}{command.id}", audio, level, zones, params.get("volume"), at=now)
+        if params.get("repeat", 1) > 1:
+            self.repeats[item.id] = params["repeat"]
+        self._inject(pending, item, now)
 
     def _command_test_tone(self, pending: Pending) -> None:
         """A crew's test tone plays as a normal item (origin ``local-test``) into silence or FM; it
@@ -622,6 +649,7 @@ class Agent:
                 logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
             elif isinstance(action, Record):
                 self.play_log.record(action, now)
+                self.repeats.pop(action.occurrence.item.id, None)
                 waiting = self.awaiting.pop(action.occurrence.key, None)
                 if waiting is not None:
                     waiting.resolve(Result.REJECTED, f"{action.outcome.value}: {action.reason}")
@@ -653,6 +681,12 @@ class Agent:
             if problem:
                 return problem
         return unreadable(self.schedule.audio_path(item))
+
+    def _audio_ready(self, item: Item) -> bool:
+        """Whether an item's audio is there to play, without side effects (the pre-roll asks)."""
+        if self.central is not None and not self.central.audio_ready(item):  # [central link]
+            return False
+        return not unreadable(self.schedule.audio_path(item))
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()
