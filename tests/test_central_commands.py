@@ -151,7 +151,9 @@ def test_an_emergency_repeated_sounds_its_repeats_in_one_run_with_the_relays_clo
         ack_of(central, "cmd-flood", "done")
         relays = running.agent.relays
         opened = []
+        deadline = time.monotonic() + 20
         while getattr(row_of(running, "central-command-cmd-flood"), "outcome", None) != "completed":
+            assert time.monotonic() < deadline, f"not completed; play log: {running.play_log()}"
             states = relays.states()
             if not all(states.values()):
                 opened.append(states)
@@ -254,3 +256,28 @@ def test_telemetry_reports_missing_audio_the_cache_and_the_backup_supply(
         sample_where(central, lambda data: data.get("on_battery") is False, 10)
     assert sample["on_battery"] is True, "the mains input reads low: on the backup supply"
     assert sample["cache_used_mb"] == len(data) // (1 << 20)
+
+
+def test_an_item_whose_audio_is_missing_fails_without_closing_its_relays(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey
+) -> None:
+    sha_missing, _ = audio(tmp_path, 523.25, 0.5)  # never served: every GET is a 404
+    sha_there, data = audio(tmp_path, 440, 0.5)
+    http.audio[sha_there] = data
+    http.token = manifest(
+        key, "1", item("no-audio", http, sha_missing, at(4)), item("has-audio", http, sha_there, at(7))
+    )
+    with running_agent(configure(tmp_path, broker, http, preroll="2s")) as running:
+        relays = running.agent.relays
+        closed_at: list[str] = []
+        deadline = time.monotonic() + 20
+        while getattr(row_of(running, "has-audio"), "outcome", None) != "completed":
+            assert time.monotonic() < deadline, f"not completed; play log: {running.play_log()}"
+            row = row_of(running, "no-audio")
+            if any(relays.states().values()):
+                closed_at.append(getattr(row, "outcome", "") or "before")
+            time.sleep(0.02)
+    assert row_of(running, "no-audio").outcome == "failed"
+    assert row_of(running, "no-audio").reason == "audio not cached"
+    # the relays closed only for the item that could play: after the failed one was logged
+    assert closed_at and "before" not in closed_at and set(closed_at) == {"failed"}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers.playback_watch import StallLimits
 from drivers.player import make_player
 from drivers.vlc_player import VlcPlayer
 from drivers.wav_samples import dominant_frequency, read_wav, rms
@@ -96,6 +97,20 @@ def test_a_repeated_file_sounds_its_repeats_back_to_back(
     assert abs(len(samples) / 44100 - 4.5) <= 0.050
     assert dominant_frequency(samples, 44100) == pytest.approx(660, rel=0.01)
     assert log.kinds("warning") == ["playing", "ended"] and player.healthy()
+
+
+def test_the_supervisor_counts_every_repeat_in_a_playbacks_length(
+    log: EventLog, out: Path, tmp_path: Path
+) -> None:
+    """Played past one pass of its media is no stall for a repeated file (afile writes ~1.5x
+    faster than real time: 9 s of audio take about 6 s, twice the one pass the media lasts)."""
+    limits = StallLimits(overrun=0.0)
+    for player in _started(VlcPlayer(["--aout=afile", f"--audiofile-file={out}"], log, limits=limits)):
+        started = time.monotonic()
+        player.play("repeated", tone_file(tmp_path, 440, 3.0), 100, repeat=3)
+        final = log.wait_final("repeated", 20)
+        assert time.monotonic() - started > 3.0 + 0.5, "it played well past one pass"
+        assert (final.kind, final.fault, player.restarts) == ("ended", False, 0)
 
 
 def test_afile_output_is_rewritten_for_each_playback(
