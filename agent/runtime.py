@@ -13,7 +13,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.clock_trust import ClockState, ClockTrust
@@ -550,10 +552,12 @@ class Agent:
         prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
         level = Level[params["level"].upper()]
         zones = frozenset(params["zones"]) or None
-        # [central link] cached audio is named by its sha256 (the play log says it; the schedule
-        # resolves it to the cache), and a volume given applies to this item only
-        audio = params.get("sha256") or params["file"]
-        item = Item(f"{prefix}{command.id}", audio, level, zones, params.get("volume"), at=now)
+        # [central link] cached audio is named by its sha256 (the play log says it) when the
+        # schedule resolves that name to this very file; a volume given applies to this item only
+        item = Item(f"{prefix}{command.id}", params["file"], level, zones, params.get("volume"), at=now)
+        named = replace(item, audio=params["sha256"]) if params.get("sha256") else item
+        if self.schedule.audio_path(named) == Path(params["file"]):
+            item = named
         if params.get("repeat", 1) > 1:
             self.repeats[item.id] = params["repeat"]
         self._inject(pending, item, now)
