@@ -652,8 +652,11 @@ class Agent:
             elif isinstance(action, Interrupt) and interrupt:
                 logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
             elif isinstance(action, Record):
+                times = self.repeats.pop(action.occurrence.item.id, 1)  # [central link] emergency repeat
+                if times > 1:  # one row for every repeat: its reason says how many were asked for
+                    note = f"played {times} times back to back"
+                    action = replace(action, reason=f"{action.reason}; {note}" if action.reason else note)
                 self.play_log.record(action, now)
-                self.repeats.pop(action.occurrence.item.id, None)
                 waiting = self.awaiting.pop(action.occurrence.key, None)
                 if waiting is not None:
                     waiting.resolve(Result.REJECTED, f"{action.outcome.value}: {action.reason}")

@@ -109,7 +109,11 @@ def test_an_emergency_plays_every_zone_at_its_volume_repeat_times_then_the_volum
     assert (storm.volume, storm.repeat, after.volume, after.repeat) == (35, 3, 100, 1)
     row = row_of(running, "central-command-cmd-storm")
     assert (row.level, row.zones, row.audio, row.origin) == ("emergency", ALL_ZONES, warning, "central")
-    assert row.actual_start is not None and row.ended is not None
+    assert (
+        row.actual_start is not None
+        and row.ended is not None
+        and row.reason.endswith("; played 3 times back to back")
+    )
     lasted = (datetime.fromisoformat(row.ended) - datetime.fromisoformat(row.actual_start)).total_seconds()
     assert 1.4 <= lasted < 3.0, "one play-log row for the three plays back to back"
     assert row_of(running, "central-command-cmd-after").audio == news
