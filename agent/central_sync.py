@@ -211,6 +211,16 @@ class CentralSync:
             return NOT_CACHED
         return None
 
+    def audio_ready(self, item: Item) -> bool:
+        """Whether a central item's audio is in the verified cache, without waking anything (main
+        loop, in the item's pre-roll: a stat, or a hash for a file new to this process)."""
+        if item.id.startswith(CENTRAL_COMMAND_PREFIX) or self.schedule.origin_of(item) != CENTRAL_ORIGIN:
+            return True
+        try:
+            return self.cache.ready(item.audio)
+        except (ValueError, OSError):  # not a sha256, or a failing card: not there to play
+            return False
+
     # -- a command's audio (the link's command thread) ---------------------------------------------
 
     def command_audio(self, sha256: str, url: str | None) -> Path:

@@ -13,6 +13,7 @@ by the agent's main loop (:meth:`agent.runtime.Agent.execute`), which resolves t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from agent.test_tone import (
     MAX_SECONDS,
     ensure_tone,
 )
-from drivers.player import unreadable
+from drivers.player import MAX_REPEAT, unreadable
 from protocol.messages import AckResult as Result  # one set of answers, local and on the wire
 from scheduler.items import Level
 
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 REMEMBERED_IDS = 1024  # ids kept to answer a repeated command as a duplicate
 LEVELS = {level.name.lower(): level for level in Level}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,9 @@ def _known_zones(params: Mapping[str, Any], zones: frozenset[str]) -> list[str]:
 
 
 def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, Any]:
-    """``file`` (absolute path), ``level`` (normal, priority, emergency), ``zones`` (names)."""
+    """``file`` (absolute path), ``level`` (normal, priority, emergency), ``zones`` (names);
+    optional ``volume`` (0-100: this play only; else the agent's volume), ``repeat`` (1-10 times
+    back to back, default 1) and ``sha256`` (the file is that cached audio: the play log names it)."""
     file = params.get("file")
     if not isinstance(file, str) or not Path(file).is_absolute():
         raise Refused("'file' must be the absolute path of an audio file")
@@ -281,4 +285,11 @@ def _play_params(params: Mapping[str, Any], zones: frozenset[str]) -> dict[str, 
     level = params.get("level") or "normal"
     if level not in LEVELS:
         raise Refused(f"level {level!r} is not one of {', '.join(LEVELS)}")
-    return {"file": file, "level": level, "zones": _known_zones(params, zones)}
+    volume = None if params.get("volume") is None else _whole(params, "volume", 0, 0, 100)
+    sha256 = params.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise Refused("'sha256' must be 64 lowercase hex digits")
+    return {
+        "file": file, "level": level, "zones": _known_zones(params, zones), "volume": volume,
+        "repeat": _whole(params, "repeat", 1, 1, MAX_REPEAT), "sha256": sha256,
+    }  # fmt: skip

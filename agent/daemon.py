@@ -136,9 +136,14 @@ def run(
         stack.callback(control.stop)
         if config.central is not None:
             from agent.link import Link  # paho and the key loading only on boxes with a central link
+            from agent.telemetry import on_battery
 
             agent.link = Link(config, config.central, store, commands, agent.post)
             agent.link.telemetry.add_provider("health", health.readings)
+            if config.health.mains is not None:
+                agent.link.telemetry.use_power(lambda: on_battery(health.readings()))
+            if central is not None:
+                agent.link.telemetry.use_cache(central.downloads.status)
             agent.link.sync = central
             agent.link.start()
             stack.callback(agent.link.stop)

@@ -5,9 +5,12 @@
   groups, the wall clock and the jti journal kept in the store (replays are refused across
   restarts).  A refusal is acked ``rejected`` (a replay ``duplicate``), logged and recorded as a
   ``command.refused`` event; nothing plays.  An accepted command is acked ``accepted`` and carried
-  out through the front door (:class:`agent.commands.CommandHandler`) on the ``link-commands``
-  thread, which waits for the answer and acks ``done`` or ``rejected``; an answer that comes
-  after the front door's wait (a command queued behind another) is acked when it comes.
+  out through the front door (:class:`agent.commands.CommandHandler`) on a worker thread, which
+  fetches its audio if needed, waits for the answer and acks ``done`` or ``rejected``; an answer
+  that comes after the front door's wait (a command queued behind another) is acked when it
+  comes.  Emergencies have a worker of their own (``link-emergency``), so an emergency never
+  waits behind another command's download or answer; the rest share ``link-commands`` in order.
+  Acks go out in the order their answers come.
 - Acks made while the link is down are spooled (in the store, in order, bounded) and sent after
   the next connect, before any newer ack.
 - The retained ``state`` (agent/link_state.py): on connecting, for ``status``, and on change.
@@ -129,7 +132,11 @@ class Link:
         self._in_flight: dict[int, tuple[str, int]] = {}  # mid -> (stream, seq)
         self._sent: dict[str, list[_InFlight]] = {stream: [] for stream in STREAMS}
         self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._work_loop, name="link-commands", daemon=True)
+        self._urgent: queue.Queue[Callable[[], None] | None] = queue.Queue()  # emergencies only
+        self._workers = [
+            threading.Thread(target=self._work_loop, args=(lane,), name=name, daemon=True)
+            for lane, name in ((self._work, "link-commands"), (self._urgent, "link-emergency"))
+        ]
         self.state = StatePublisher(self._send_state)
         self._acks_lock = threading.Lock()  # ack() runs on the link-commands and main threads
         spooled = self.store.get_state(ACK_SPOOL_KEY, [])
@@ -146,13 +153,16 @@ class Link:
         return isinstance(event, LINK_EVENTS)
 
     def start(self) -> None:
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         self.mqtt.start()
 
     def stop(self) -> None:
         self._write_cursors(force=True)
         self._work.put(None)
-        self._worker.join(timeout=10)
+        self._urgent.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
         self.mqtt.stop()
 
     # -- events from paho's thread, handled here on the main thread ------------------------------
@@ -270,23 +280,33 @@ class Link:
             test = {"zones": list(fields.get("zones") or []), "seconds": fields.get("seconds", 10)}
             self._work.put(lambda: self._submit(command.id, "relay_test", test))
         elif command.name in ("play_now", "emergency"):
-            level = "emergency" if command.name == "emergency" else str(fields.get("level", "normal"))
-            sha256, url = str(fields["audio"]["sha256"]), fields["audio"].get("url")
-            zones = list(fields.get("zones") or [])
-            self._work.put(lambda: self._play(command.id, sha256, url, level, zones))
+            self._carry_out_play(command)
         else:
             self.ack(command.id, AckResult.REJECTED, NOT_SUPPORTED, f"{command.name} is not supported yet")
 
-    # -- the link-commands thread ------------------------------------------------------------------
+    def _carry_out_play(self, command: Command) -> None:
+        """``play_now`` or ``emergency`` (every zone unless given, at its volume, ``repeat`` times)."""
+        fields, emergency = command.fields, command.name == "emergency"
+        play = {
+            "level": "emergency" if emergency else str(fields.get("level", "normal")),
+            "zones": list(fields.get("zones") or []),
+            "volume": fields.get("volume"),
+            "repeat": int(fields.get("repeat", 1)) if emergency else 1,
+        }
+        sha256, url = str(fields["audio"]["sha256"]), fields["audio"].get("url")
+        lane = self._urgent if emergency else self._work
+        lane.put(lambda: self._play(command.id, sha256, url, play))
 
-    def _work_loop(self) -> None:
-        while (job := self._work.get()) is not None:
+    # -- the worker threads (link-commands, link-emergency) -----------------------------------------
+
+    def _work_loop(self, lane: queue.Queue[Callable[[], None] | None]) -> None:
+        while (job := lane.get()) is not None:
             try:
                 job()
             except Exception:  # a bug in one command must not end the thread that serves the next
                 logger.exception("central command failed")
 
-    def _play(self, ident: str, sha256: str, url: str | None, level: str, zones: list[str]) -> None:
+    def _play(self, ident: str, sha256: str, url: str | None, play: dict[str, Any]) -> None:
         """The audio from the verified cache (fetched first when it is not there), then the front door."""
         if self.sync is None:
             self.ack(ident, AckResult.REJECTED, AUDIO_NOT_CACHED, "this box has no audio cache")
@@ -297,7 +317,7 @@ class Link:
             logger.warning("central command %s: %s", ident, refused)
             self.ack(ident, AckResult.REJECTED, refused.reason, str(refused))
             return
-        self._submit(ident, "play", {"file": str(path), "level": level, "zones": zones})
+        self._submit(ident, "play", {"file": str(path), "sha256": sha256, **play})
 
     def _submit(self, ident: str, name: str, params: dict[str, Any]) -> None:
         def final(answer: Answer) -> None:  # on the main thread, when a queued command resolves

@@ -14,6 +14,9 @@ The rules:
 - A source starts only once all its zones have been closed for ``settle``: a scheduled item's
   relays closed ``preroll`` ahead, so it starts on time; FM, a command or a pre-empting item whose
   zones were open waits ``settle`` for the amplifiers.  A source already playing keeps playing.
+- An item about to start closes its zones ``preroll`` ahead only if its audio is there: one whose
+  audio is known missing (not in the verified cache, an unreadable file) will fail at its start
+  ("audio not cached") and must not switch the amplifiers on for nothing, nor cut FM short.
 - After FM stops, its zones stay closed ``postroll`` (as after a scheduled item), so the next
   source soon after does not make the relays chatter.
 - LED, first match (docs/OPERATIONS.md, "Status LED"): a hardware or player alarm (player hung,
@@ -54,12 +57,20 @@ RELAY_FM = RelayFm()
 
 
 @dataclass(frozen=True)
+class Upcoming:
+    """An occurrence in its pre-roll: its zones, and whether its audio is there to play."""
+
+    zones: frozenset[str]
+    audio_ready: bool = True
+
+
+@dataclass(frozen=True)
 class PlanInputs:
     now: datetime
     clock_trusted: bool
     item: PlayItem | None  # what the scheduler says plays now
     item_zones: frozenset[str]
-    scheduled_zones: frozenset[str]  # the engine's wanted zones: playing, queued, pre-roll, post-roll
+    scheduled_zones: frozenset[str]  # the engine's wanted zones: playing, queued, post-roll (pre-roll)
     zones_in_use: frozenset[str]  # the engine's playing and post-roll zones only
     fm_wanted: bool  # the FM policy's answer
     fm_zones: frozenset[str]
@@ -71,6 +82,7 @@ class PlanInputs:
     faults: tuple[str, ...] = ()  # plain words of each fault the LED must show
     link_up: bool = True  # the central link (always up when none is configured)
     alarms: frozenset[str] = frozenset()  # raised alarm codes (agent/alarms.py)
+    upcoming: tuple[Upcoming, ...] = ()  # items in their pre-roll, not in scheduled_zones
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,9 @@ class OutputPlan:
 def plan_outputs(inputs: PlanInputs) -> OutputPlan:
     """The relays, player target and LED for this pass; see the module's rules."""
     zones = inputs.scheduled_zones if inputs.clock_trusted else inputs.zones_in_use
+    if inputs.clock_trusted:
+        for upcoming in inputs.upcoming:
+            zones |= upcoming.zones if upcoming.audio_ready else frozenset()
     wanted: Target = SILENCE
     source_zones: frozenset[str] = frozenset()
     if inputs.item is not None:

@@ -13,7 +13,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.clock_trust import ClockState, ClockTrust
@@ -22,7 +24,16 @@ from agent.config import Config
 from agent.events import EventKind
 from agent.health import HealthFacts, HealthMonitor
 from agent.link_state import StateFacts, clock_source  # [central link]
-from agent.output_plan import SILENCE, OutputPlan, PlanInputs, PlayItem, RelayFm, Target, plan_outputs
+from agent.output_plan import (
+    SILENCE,
+    OutputPlan,
+    PlanInputs,
+    PlayItem,
+    RelayFm,
+    Target,
+    Upcoming,
+    plan_outputs,
+)
 from agent.play_log import PlayLog
 from agent.schedule_source import CENTRAL_COMMAND_PREFIX, COMMAND_ORIGIN, TEST_PREFIX, Schedule
 from agent.start_timing import StartTimer
@@ -107,6 +118,7 @@ class Agent:
         self.volume = saved_volume if isinstance(saved_volume, int) else config.audio.volume
         self.relay_test: tuple[frozenset[str], datetime, Pending] | None = None  # [central link]
         self.awaiting: dict[str, Pending] = {}  # occurrence key -> a command waiting for its start
+        self.repeats: dict[str, int] = {}  # [central link] a command item's id -> times its file plays
         self._deferred: list[object] = []  # [central link] manifests held back until a start is past
         self.passes = 0  # main-loop passes made; tests wait on it instead of sleeping
         self._started_mono = time.monotonic()
@@ -263,6 +275,7 @@ class Agent:
     def _plan(self, now: datetime) -> OutputPlan:
         playing = self.engine.playing
         trusted = self.clock_state.trusted
+        ticking = self._resumed and trusted
         fm_wanted = False
         testing = self._relay_test_zones(now)  # [central link] relay_test
         if self.fm is not None:
@@ -277,8 +290,9 @@ class Agent:
                 clock_trusted=trusted,
                 item=PlayItem(playing.key) if playing is not None else None,
                 item_zones=playing.item.resolved_zones(self.all_zones) if playing else frozenset(),
-                scheduled_zones=(self.engine.zones_wanted(now) if self._resumed and trusted else frozenset())
+                scheduled_zones=(self.engine.zones_wanted(now, preroll=False) if ticking else frozenset())
                 | testing,
+                upcoming=self._upcoming(now) if ticking else (),
                 zones_in_use=self.engine.zones_in_use(now) | testing,
                 fm_wanted=fm_wanted,
                 fm_zones=self.fm.zones if self.fm is not None else frozenset(),
@@ -291,6 +305,13 @@ class Agent:
                 link_up=self.link is None or self.link.up,  # [central link] the LED's no-link code
                 alarms=self.health.active_codes,  # [health]
             )
+        )
+
+    def _upcoming(self, now: datetime) -> tuple[Upcoming, ...]:
+        """The items in their pre-roll, each with whether its audio is there (a stat, mostly)."""
+        return tuple(
+            Upcoming(occ.item.resolved_zones(self.all_zones), self._audio_ready(occ.item))
+            for occ in self.engine.in_preroll(now)
         )
 
     def _health_facts(self, now: datetime) -> HealthFacts:
@@ -354,7 +375,7 @@ class Agent:
         item = playing.item
         volume = item.volume if item.volume is not None else self.volume  # [central link] set_volume
         asked = self.wall()
-        self.player.play(key, self.schedule.audio_path(item), volume)
+        self.player.play(key, self.schedule.audio_path(item), volume, self.repeats.get(item.id, 1))
         # The row after play(): its synchronous write would otherwise delay the start.
         self.play_log.asked(playing, asked)
 
@@ -461,7 +482,9 @@ class Agent:
             self.play_log.started(playing, at)
             waiting = self.awaiting.pop(playing.key, None)
             if waiting is not None:
-                waiting.resolve(Result.DONE, f"playing {playing.item.audio}", key=playing.key)
+                times = self.repeats.get(playing.item.id, 1)
+                what = f"playing {playing.item.audio}" + (f" {times} times" if times > 1 else "")
+                waiting.resolve(Result.DONE, what, key=playing.key)
             return
         self.current = SILENCE
         outcome = {"ended": Outcome.COMPLETED, "error": Outcome.FAILED}.get(event.kind, Outcome.INTERRUPTED)
@@ -541,7 +564,15 @@ class Agent:
         prefix = CENTRAL_COMMAND_PREFIX if command.origin == "central" else f"{COMMAND_ORIGIN}-"
         level = Level[params["level"].upper()]
         zones = frozenset(params["zones"]) or None
-        self._inject(pending, Item(f"{prefix}{command.id}", params["file"], level, zones, at=now), now)
+        # [central link] cached audio is named by its sha256 (the play log says it) when the
+        # schedule resolves that name to this very file; a volume given applies to this item only
+        item = Item(f"{prefix}{command.id}", params["file"], level, zones, params.get("volume"), at=now)
+        named = replace(item, audio=params["sha256"]) if params.get("sha256") else item
+        if self.schedule.audio_path(named) == Path(params["file"]):
+            item = named
+        if params.get("repeat", 1) > 1:
+            self.repeats[item.id] = params["repeat"]
+        self._inject(pending, item, now)
 
     def _command_test_tone(self, pending: Pending) -> None:
         """A crew's test tone plays as a normal item (origin ``local-test``) into silence or FM; it
@@ -633,6 +664,10 @@ class Agent:
             elif isinstance(action, Interrupt) and interrupt:
                 logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
             elif isinstance(action, Record):
+                times = self.repeats.pop(action.occurrence.item.id, 1)  # [central link] emergency repeat
+                if times > 1:  # one row for every repeat: its reason says how many were asked for
+                    note = f"played {times} times back to back"
+                    action = replace(action, reason=f"{action.reason}; {note}" if action.reason else note)
                 self.play_log.record(action, now)
                 waiting = self.awaiting.pop(action.occurrence.key, None)
                 if waiting is not None:
@@ -665,6 +700,12 @@ class Agent:
             if problem:
                 return problem
         return unreadable(self.schedule.audio_path(item))
+
+    def _audio_ready(self, item: Item) -> bool:
+        """Whether an item's audio is there to play, without side effects (the pre-roll asks)."""
+        if self.central is not None and not self.central.audio_ready(item):  # [central link]
+            return False
+        return not unreadable(self.schedule.audio_path(item))
 
     def status(self) -> dict[str, Any]:
         return self.board.snapshot()

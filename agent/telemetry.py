@@ -1,10 +1,12 @@
 """Telemetry: how the box is, sampled every ``central.telemetry_interval`` and kept in the outbox.
 
 A sample holds the box's own readings (docs/PROTOCOL.md, "Records"): CPU temperature
-(``/sys/class/thermal``), load, memory, free space under ``storage.dir``, uptime, clock trust, the
-audio cache and the closed relays.  Any other module adds a **section** through
-:meth:`Telemetry.add_provider`: a name and a callable returning a mapping of readings (numbers,
-true/false, short strings, null), e.g. ``telemetry.add_provider("power", mains.readings)``.
+(``/sys/class/thermal``), load, memory, free space under ``storage.dir``, uptime, clock trust,
+the audio cache (:meth:`Telemetry.use_cache`: the central sync's cache status), whether the box
+runs on battery (:meth:`Telemetry.use_power`: the health monitor's mains input) and the closed
+relays.  Any other module adds a **section** through :meth:`Telemetry.add_provider`: a name and
+a callable returning a mapping of readings (numbers, true/false, short strings, null), e.g.
+``telemetry.add_provider("power", mains.readings)``.
 Providers run on the main loop's thread once per sample: they return the latest readings they
 hold and never block (a sensor read on a serial line belongs on the provider's own thread).  A
 provider that raises or returns readings the protocol refuses loses its section for that sample,
@@ -115,7 +117,8 @@ class Telemetry:
         self._providers: dict[str, Provider] = {}
         self._failing: set[str] = set()  # providers whose failure was logged (once until they recover)
         self._lock = threading.Lock()  # providers may be added from any thread
-        self._cache: Callable[[], Mapping[str, int]] | None = None
+        self._cache: Callable[[], Mapping[str, Any]] | None = None
+        self._on_battery: Callable[[], bool | None] | None = None
         self._due = mono()  # the first sample at the first pass
         self.skipped = 0  # samples not taken while the store could not be written
 
@@ -128,9 +131,15 @@ class Telemetry:
                 raise ValueError(f"telemetry section {name!r} has a provider already")
             self._providers[name] = provider
 
-    def use_cache(self, status: Callable[[], Mapping[str, int]]) -> None:
-        """Report the audio cache (``agent.audio_cache.AudioCache.status``)."""
+    def use_cache(self, status: Callable[[], Mapping[str, Any]]) -> None:
+        """Report the audio cache: ``status`` gives ``bytes`` (the cache's size) and ``missing``
+        (audio needed within the horizon, not yet cached), as agent.audio_downloads publishes them;
+        a key not there yet (before the first download round) is left out of the sample."""
         self._cache = status
+
+    def use_power(self, on_battery: Callable[[], bool | None]) -> None:
+        """Report ``on_battery``: True on battery, False on mains, None when not known (left out)."""
+        self._on_battery = on_battery
 
     def tick(self, now: datetime, facts: StateFacts | None) -> int | None:
         """Take and keep a sample if one is due; its sequence number, or None."""
@@ -149,6 +158,7 @@ class Telemetry:
             data |= {"clock_trusted": facts.clock_trusted, "clock_source": facts.clock_source}
             data["relays_on"] = list(facts.relays_on)
         data |= self._cache_readings()
+        data |= self._power_readings()
         with self._lock:
             providers = list(self._providers.items())
         for name, provider in providers:
@@ -162,11 +172,25 @@ class Telemetry:
             return {}
         try:
             status = self._cache()
-            used, missing = int(status["bytes"]) // MB, int(status["missing_needed"])
-            return {"cache_used_mb": used, "cache_missing": missing}
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+            readings = {}
+            if status.get("bytes") is not None:
+                readings["cache_used_mb"] = int(status["bytes"]) // MB
+            if status.get("missing") is not None:
+                readings["cache_missing"] = int(status["missing"])
+            return readings
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             logger.warning("telemetry: the audio cache cannot be read: %s", exc)
             return {}
+
+    def _power_readings(self) -> dict[str, bool]:
+        if self._on_battery is None:
+            return {}
+        try:
+            on_battery = self._on_battery()
+        except Exception as exc:  # another module's bug must not stop the sample
+            logger.warning("telemetry: on_battery cannot be read: %s", exc)
+            return {}
+        return {} if on_battery is None else {"on_battery": bool(on_battery)}
 
     def _section(self, name: str, provider: Provider) -> dict[str, Any] | None:
         try:
@@ -191,3 +215,9 @@ class Telemetry:
         if name not in self._failing:
             self._failing.add(name)
             logger.warning("telemetry section %s left out: %s", name, why)
+
+
+def on_battery(health_readings: Mapping[str, Any]) -> bool | None:
+    """From the health monitor's readings: on battery when the mains input says no mains."""
+    present = health_readings.get("mains_present")
+    return None if present is None else not present

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 from drivers.playback_watch import clock
-from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
+from drivers.player import (
+    EventSink,
+    PcmStream,
+    Playback,
+    PlaybackLedger,
+    check_repeat,
+    check_volume,
+    unreadable,
+)
 from drivers.wav import wav_duration
 
 logger = logging.getLogger(__name__)
@@ -37,6 +45,7 @@ class PlayedItem(NamedTuple):
     volume: int
     started: float
     prepared: bool = False  # the file was prepared for this token before its play
+    repeat: int = 1  # times the file plays back to back
 
 
 class NullPlayer:
@@ -69,8 +78,9 @@ class NullPlayer:
         self.prepared.append((token, path))
         self.staged = (token, path)
 
-    def play(self, token: str, path: Path, volume: int) -> None:
+    def play(self, token: str, path: Path, volume: int, repeat: int = 1) -> None:
         check_volume(volume)
+        check_repeat(repeat)
         playback = self._ledger.begin(token, str(path))
         self._end_stream()
         prepared = self.staged == (token, path)
@@ -81,9 +91,9 @@ class NullPlayer:
             self._ledger.finish(playback, "error", problem)
             return
         started = time.monotonic()
-        self.played.append(PlayedItem(token, path, volume, started, prepared))
+        self.played.append(PlayedItem(token, path, volume, started, prepared, repeat))
         self._ledger.playing(playback)
-        duration = wav_duration(path)
+        duration = wav_duration(path) * repeat
         with self._lock:
             if self._stall_next:
                 self._stall_next = False

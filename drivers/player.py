@@ -87,8 +87,9 @@ class Player(Protocol):
         """Open ``path`` ahead of ``play(token, path, ...)``; replaces an earlier preparation."""
         ...
 
-    def play(self, token: str, path: Path, volume: int) -> None:
-        """Play ``path`` at ``volume`` (0-100), replacing whatever plays."""
+    def play(self, token: str, path: Path, volume: int, repeat: int = 1) -> None:
+        """Play ``path`` at ``volume`` (0-100), replacing whatever plays; ``repeat`` (1-10) times
+        back to back, as one playback (one ``playing``, one final event after the last time)."""
         ...
 
     def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
@@ -225,6 +226,16 @@ def check_volume(volume: int) -> int:
     if not 0 <= volume <= 100:
         raise ValueError(f"volume {volume} is outside 0..100")
     return volume
+
+
+MAX_REPEAT = 10  # the most times one playback repeats its file (an emergency's ``repeat``)
+
+
+def check_repeat(repeat: int) -> int:
+    """Return ``repeat`` if it is within 1..MAX_REPEAT, else raise ValueError (a caller's bug)."""
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise ValueError(f"repeat {repeat} is outside 1..{MAX_REPEAT}")
+    return repeat
 
 
 def make_player(backend: str, vlc_args: Sequence[str], sink: EventSink) -> Player:

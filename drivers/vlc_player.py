@@ -58,7 +58,15 @@ from pathlib import Path
 from typing import Any
 
 from drivers.playback_watch import SOURCE_WAIT, Progress, StallLimits, stall_reason
-from drivers.player import EventSink, PcmStream, Playback, PlaybackLedger, check_volume, unreadable
+from drivers.player import (
+    EventSink,
+    PcmStream,
+    Playback,
+    PlaybackLedger,
+    check_repeat,
+    check_volume,
+    unreadable,
+)
 from drivers.wav import WavStreamFeed, wav_header
 from foundation.errors import PlayerError
 
@@ -92,9 +100,10 @@ class _Command:
 class _Active:
     """What libVLC is playing now, as seen by its callbacks."""
 
-    def __init__(self, playback: Playback, feed: WavStreamFeed | None = None) -> None:
+    def __init__(self, playback: Playback, feed: WavStreamFeed | None = None, repeat: int = 1) -> None:
         self.playback = playback
         self.feed = feed
+        self.repeat = repeat  # the media plays this many times (libVLC's input-repeat)
         self.audio_seen = False
         self.reached_playing = False
         self.sounding = threading.Event()  # set with ``sounding_at`` when "playing" is due
@@ -288,12 +297,14 @@ class _Engine:
             return
         stats = self._vlc.MediaStats()
         played = stats.played_abuffers if active.media.get_stats(stats) else 0
-        active.progress.sample(played, self._player.get_length() if active.feed is None else 0)
+        # libVLC's length is one pass of the media: a repeated file plays that times ``repeat``
+        length = self._player.get_length() * active.repeat if active.feed is None else 0
+        active.progress.sample(played, length)
 
     def _begin(self, token: str, what: str) -> Playback:
         return self._ledger.resume(token, what) if self._rerun else self._ledger.begin(token, what)
 
-    def play_file(self, token: str, path: Path, volume: int) -> None:
+    def play_file(self, token: str, path: Path, volume: int, repeat: int = 1) -> None:
         playback = self._begin(token, str(path))
         staged = self._staged
         if staged is not None and (staged.token, staged.path) == (token, path):
@@ -307,12 +318,14 @@ class _Engine:
                 staged.media.release()
             self._ledger.finish(playback, "error", problem)
             return
+        media = staged.media if staged is not None else self._instance.media_new_path(str(path))
+        if repeat > 1:  # read when play() opens the input, so a loaded media takes it too
+            media.add_option(f":input-repeat={repeat - 1}")
         if staged is not None and staged.loaded:
             self._detach()
-            self._go(_Active(playback), staged.media, volume, ())
+            self._go(_Active(playback, repeat=repeat), media, volume, ())
         else:
-            media = staged.media if staged is not None else self._instance.media_new_path(str(path))
-            self._switch(_Active(playback), media, volume, ())
+            self._switch(_Active(playback, repeat=repeat), media, volume, ())
 
     def warm_up(self, path: Path, budget: float) -> float | None:
         """Play ``path`` (silence) twice, unannounced; the second play's latency to "playing".
@@ -457,9 +470,11 @@ class VlcPlayer:
     def prepare(self, token: str, path: Path) -> None:
         self._submit(_Command(f"prepare {path}", None, lambda e: e.prepare_file(token, path)))
 
-    def play(self, token: str, path: Path, volume: int) -> None:
+    def play(self, token: str, path: Path, volume: int, repeat: int = 1) -> None:
         check_volume(volume)
-        self._submit(_Command(f"play {path}", token, lambda e: e.play_file(token, path, volume)))
+        check_repeat(repeat)
+        what = f"play {path}" if repeat == 1 else f"play {path} x{repeat}"
+        self._submit(_Command(what, token, lambda e: e.play_file(token, path, volume, repeat)))
 
     def play_stream(self, token: str, stream: PcmStream, volume: int) -> None:
         check_volume(volume)

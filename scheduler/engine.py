@@ -236,12 +236,18 @@ class Engine:
         active = [self._playing] if self._playing else []
         return wanted_zones(active, self._hold.held(now), self._all_zones)
 
-    def zones_wanted(self, now: datetime) -> frozenset[str]:
-        """Zones whose amplifier relays must be closed at ``now``."""
+    def zones_wanted(self, now: datetime, *, preroll: bool = True) -> frozenset[str]:
+        """Zones whose amplifier relays must be closed at ``now``; with ``preroll`` False, without
+        those closed ahead of a start (:meth:`in_preroll`, which the agent may judge itself)."""
         now = _utc(now)
-        soon = self._timeline.between(self._frontier(now) + TICK, now + self._preroll + TICK)
+        soon = self.in_preroll(now) if preroll else []
         active = [*soon, *self._queue] + ([self._playing] if self._playing else [])
         return wanted_zones(active, self._hold.held(now), self._all_zones)
+
+    def in_preroll(self, now: datetime) -> list[Occurrence]:
+        """The occurrences not yet due whose relays close now: they start within ``preroll``."""
+        now = _utc(now)
+        return self._timeline.between(self._frontier(now) + TICK, now + self._preroll + TICK)
 
     def next_wakeup(self, now: datetime) -> datetime | None:
         """The earliest instant after the last ``tick`` at which ``tick`` must run again.

@@ -166,7 +166,29 @@ def test_play_is_checked_before_the_agent_sees_it(socket_with_handler: Any, tmp_
         "file": str(audio),
         "level": "emergency",
         "zones": ["zone-1"],
+        "volume": None,
+        "repeat": 1,
+        "sha256": None,
     }
+
+
+def test_play_volume_repeat_and_sha256_are_checked(socket_with_handler: Any, tmp_path: Path) -> None:
+    path, loop = socket_with_handler
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    for field, value, words in (
+        ("volume", 101, "'volume' must be a whole number from 0 to 100"),
+        ("repeat", 0, "'repeat' must be a whole number from 1 to 10"),
+        ("repeat", 11, "'repeat' must be a whole number from 1 to 10"),
+        ("sha256", "AB" * 32, "'sha256' must be 64 lowercase hex digits"),
+    ):
+        refused = request(path, "play", file=str(audio), **{field: value})
+        assert refused["result"] == "rejected" and refused["reason"] == words
+    assert loop.seen == []
+    good = request(path, "play", file=str(audio), volume=0, repeat=10, sha256="ab" * 32)
+    assert good["result"] == "done"
+    params = loop.seen[0].pending.command.params
+    assert (params["volume"], params["repeat"], params["sha256"]) == (0, 10, "ab" * 32)
 
 
 def test_a_repeated_id_is_a_duplicate_with_no_effect(socket_with_handler: Any) -> None:

@@ -14,7 +14,16 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.output_plan import RELAY_FM, SILENCE, OutputPlan, PlanInputs, PlayItem, Target, plan_outputs
+from agent.output_plan import (
+    RELAY_FM,
+    SILENCE,
+    OutputPlan,
+    PlanInputs,
+    PlayItem,
+    Target,
+    Upcoming,
+    plan_outputs,
+)
 from drivers.gpio import LedCode
 
 T0 = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)
@@ -203,6 +212,20 @@ def test_alarms_without_an_led_pattern_leave_the_led_alone() -> None:
     assert plan_outputs(inputs(alarms=quiet)).led is LedCode.OK_IDLE
 
 
+def test_an_item_whose_audio_is_missing_does_not_close_its_relays_at_preroll() -> None:
+    missing = Upcoming(frozenset({"zone-3"}), audio_ready=False)
+    ready = Upcoming(frozenset({"zone-1"}), audio_ready=True)
+    assert plan_outputs(inputs(upcoming=(missing,))).zones == frozenset()
+    assert plan_outputs(inputs(upcoming=(missing, ready))).zones == {"zone-1"}
+    # a zone that something else wants stays closed, FM goes on, and nothing closes untrusted
+    assert plan_outputs(inputs(upcoming=(missing,), scheduled_zones=frozenset({"zone-3"}))).zones == {
+        "zone-3"
+    }
+    fm = plan_outputs(inputs(upcoming=(missing,), fm_wanted=True, current=RELAY_FM))
+    assert fm.player == RELAY_FM and fm.zones == {"zone-2"}
+    assert plan_outputs(inputs(upcoming=(ready,), clock_trusted=False)).zones == frozenset()
+
+
 # -- properties of one plan ---------------------------------------------------------------------------
 
 zone_sets = st.frozensets(st.sampled_from(ZONES))
@@ -233,6 +256,7 @@ def plan_inputs(draw: st.DrawFn) -> PlanInputs:
         faults=tuple(draw(st.lists(st.sampled_from(["player", "FM: no dongle"]), max_size=2))),
         link_up=draw(st.booleans()),
         alarms=draw(st.frozensets(st.sampled_from(ALARM_CODES))),
+        upcoming=tuple(draw(st.lists(st.builds(Upcoming, some_zones, st.booleans()), max_size=3))),
     )
 
 
@@ -310,6 +334,17 @@ def test_an_untrusted_clock_powers_nothing_for_what_has_not_started(given_inputs
     allowed = given_inputs.zones_in_use | given_inputs.item_zones | given_inputs.fm_zones
     assert plan.zones <= allowed
     assert given_inputs.zones_in_use <= plan.zones, "what plays and its post-roll keep their relays"
+
+
+@given(plan_inputs())
+def test_an_item_whose_audio_is_missing_closes_no_relay_of_its_own(given_inputs: PlanInputs) -> None:
+    plan = plan_outputs(given_inputs)
+    ready = frozenset().union(*(u.zones for u in given_inputs.upcoming if u.audio_ready))
+    if given_inputs.clock_trusted:
+        assert ready <= plan.zones, "an item whose audio is there closes its relays at pre-roll"
+    others = given_inputs.scheduled_zones | given_inputs.zones_in_use | given_inputs.item_zones
+    others |= given_inputs.fm_zones | ready
+    assert plan.zones <= others
 
 
 @given(plan_inputs())

@@ -46,6 +46,16 @@ def test_file_plays_to_the_end(player: Player, log: EventLog, tmp_path: Path) ->
     assert player.healthy()
 
 
+def test_a_repeated_file_is_one_playback_that_lasts_its_repeats(
+    player: Player, log: EventLog, tmp_path: Path
+) -> None:
+    player.play("warning", tone_file(tmp_path, 440, 0.5), 80, repeat=3)
+    log.wait_for("warning", "ended")
+    _assert_order(log.of("warning"), ["playing", "ended"])
+    with pytest.raises(ValueError, match="repeat 11"):
+        player.play("too-many", tone_file(tmp_path, 440, 0.5), 80, repeat=11)
+
+
 def test_missing_file_is_an_error_and_the_next_file_plays(
     player: Player, log: EventLog, tmp_path: Path
 ) -> None:

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.audio_cache import AudioCache
 from agent.link_state import StateFacts
 from agent.store import Store
-from agent.telemetry import SystemReadings, Telemetry
+from agent.telemetry import SystemReadings, Telemetry, on_battery
 from protocol.json_wire import ProtocolError
 from protocol.messages import Record, decode_record
 from protocol.topics import Kind
@@ -74,17 +73,29 @@ def telemetry(tmp_path: Path, interval: float = 60, mono: list[float] | None = N
 
 def test_a_sample_holds_clock_relays_cache_and_every_section(tmp_path: Path) -> None:
     sampler = telemetry(tmp_path)
-    cache = AudioCache(tmp_path / "state", max_bytes=10 << 20)
-    (tmp_path / "state" / "audio").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "state" / "audio" / ("ab" * 32)).write_bytes(b"x" * (3 << 20))
-    sampler.use_cache(cache.status)
+    # the central sync's cache status (agent.audio_downloads), as its download rounds publish it
+    sampler.use_cache(lambda: {"bytes": 3 << 20, "missing": 0, "items": 4})
+    sampler.use_power(lambda: on_battery({"mains_present": True}))
     sampler.add_provider("power", lambda: {"mains": False, "battery_v": 12.4})
     sampler.add_provider("modem", lambda: {"rssi_dbm": -71, "operator": "Viettel", "registered": True})
     data = sampler.sample(FACTS)
     assert data["clock_trusted"] is True and data["clock_source"] == "ntp" and data["relays_on"] == ["zone-1"]
-    assert data["cache_used_mb"] == 3 and data["cache_missing"] == 0
+    assert data["cache_used_mb"] == 3 and data["cache_missing"] == 0 and data["on_battery"] is False
     assert data["power"] == {"mains": False, "battery_v": 12.4} and data["modem"]["operator"] == "Viettel"
     assert record(data).data == data
+
+
+def test_cache_and_power_readings_not_known_yet_are_left_out_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sampler = telemetry(tmp_path)
+    sampler.use_cache(dict)  # before the first download round the status is empty
+    sampler.use_power(lambda: on_battery({"mains_present": None}))  # no mains input configured
+    with caplog.at_level(logging.WARNING):
+        data = sampler.sample(FACTS)
+    assert not {"cache_used_mb", "cache_missing", "on_battery"} & set(data) and caplog.records == []
+    sampler.use_power(lambda: on_battery({"mains_present": False}))
+    assert sampler.sample(FACTS)["on_battery"] is True
 
 
 def test_a_failing_or_bad_provider_loses_only_its_section(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers.playback_watch import StallLimits
 from drivers.player import make_player
 from drivers.vlc_player import VlcPlayer
 from drivers.wav_samples import dominant_frequency, read_wav, rms
@@ -61,11 +62,13 @@ def player(log: EventLog, out: Path) -> Iterator[VlcPlayer]:
     yield from _started(VlcPlayer(["--aout=afile", f"--audiofile-file={out}"], log))
 
 
-def _play_and_read(player: VlcPlayer, log: EventLog, out: Path, token: str, path: Path) -> np.ndarray:
+def _play_and_read(
+    player: VlcPlayer, log: EventLog, out: Path, token: str, path: Path, repeat: int = 1
+) -> np.ndarray:
     # "ended" can come before libVLC has reopened OUT.wav for this playback: without the old file
     # a finished OUT.wav can only be this playback's.
     out.unlink(missing_ok=True)
-    player.play(token, path, 100)
+    player.play(token, path, 100, repeat)
     assert log.wait_final(token).kind == "ended"
     wait_for_finished_wav(out)
     samples, rate = read_wav(out)
@@ -80,6 +83,34 @@ def test_output_has_the_files_pitch_and_length(
     samples = _play_and_read(player, log, out, "tone", tone_file(tmp_path, frequency, 1.5))
     assert abs(len(samples) / 44100 - 1.5) <= 0.050
     assert dominant_frequency(samples, 44100) == pytest.approx(frequency, rel=0.01)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_repeated_file_sounds_its_repeats_back_to_back(
+    player: VlcPlayer, log: EventLog, out: Path, tmp_path: Path, prepared: bool
+) -> None:
+    tone = tone_file(tmp_path, 660, 1.5)
+    if prepared:  # nothing plays: the prepared media is loaded, and still takes the repeat
+        player.prepare("warning", tone)
+        _staged(player, "warning", tone)
+    samples = _play_and_read(player, log, out, "warning", tone, repeat=3)
+    assert abs(len(samples) / 44100 - 4.5) <= 0.050
+    assert dominant_frequency(samples, 44100) == pytest.approx(660, rel=0.01)
+    assert log.kinds("warning") == ["playing", "ended"] and player.healthy()
+
+
+def test_the_supervisor_counts_every_repeat_in_a_playbacks_length(
+    log: EventLog, out: Path, tmp_path: Path
+) -> None:
+    """Played past one pass of its media is no stall for a repeated file (afile writes ~1.5x
+    faster than real time: 9 s of audio take about 6 s, twice the one pass the media lasts)."""
+    limits = StallLimits(overrun=0.0)
+    for player in _started(VlcPlayer(["--aout=afile", f"--audiofile-file={out}"], log, limits=limits)):
+        started = time.monotonic()
+        player.play("repeated", tone_file(tmp_path, 440, 3.0), 100, repeat=3)
+        final = log.wait_final("repeated", 20)
+        assert time.monotonic() - started > 3.0 + 0.5, "it played well past one pass"
+        assert (final.kind, final.fault, player.restarts) == ("ended", False, 0)
 
 
 def test_afile_output_is_rewritten_for_each_playback(

@@ -1,0 +1,287 @@
+"""Central ``emergency`` and ``play_now`` in the running agent: volume, repeat, pre-emption, their own
+lane past a slow download, and what telemetry says of the cache and the mains.
+
+A real Mosquitto, real HTTP servers, the real agent (daemon wiring, store, scheduler, gpiozero's
+MockFactory) with the null player, or real libVLC writing a WAV where the repeats show in its length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from drivers.wav_samples import dominant_frequency, read_wav
+from protocol.commands import sign_command
+from protocol.messages import decode_ack, decode_record
+from protocol.topics import Kind
+from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
+from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
+from tests.mqtt_broker import Broker, run_broker
+from tests.test_central_sync import Http, audio, configure, item, manifest, row_of
+from tests.test_central_sync import http as http  # the fixture
+from tests.test_link import DEVICE, TOPIC, Central, claims
+
+ALL_ZONES = ("zone-1", "zone-2")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from run_broker(tmp_path)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Ed25519PrivateKey:
+    private = Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "central.pub").write_bytes(pem)
+    return private
+
+
+@pytest.fixture
+def central(broker: Broker) -> Iterator[Central]:
+    client = Central(broker.port)
+    yield client
+    client.close()
+
+
+def linked_config(tmp_path: Path, broker: Broker, **options: Any) -> Path:
+    write_schedule(tmp_path)
+    extra = f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub]}}"
+    return write_config(tmp_path, extra=extra, **options)
+
+
+def cache(running: RunningAgent, path: Path) -> str:
+    """Put ``path`` in the agent's verified cache; its sha256."""
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    directory = running.config.storage.dir / "audio"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / sha256).write_bytes(data)
+    return sha256
+
+
+def ack_of(central: Central, ident: str, result: str, timeout: float = 10) -> Any:
+    _, payload = central.wait(
+        lambda t, p: (
+            t == f"{TOPIC}/ack" and decode_ack(p).id == ident and decode_ack(p).result.value == result
+        ),
+        timeout,
+    )
+    return decode_ack(payload)
+
+
+def results(central: Central, ident: str) -> list[str]:
+    acks = [decode_ack(p) for t, p in central.seen if t == f"{TOPIC}/ack"]
+    return [ack.result.value for ack in acks if ack.id == ident]
+
+
+def wait_linked(running: RunningAgent) -> None:
+    running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
+
+
+def test_an_emergency_plays_every_zone_at_its_volume_repeat_times_then_the_volume_returns(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    with running_agent(linked_config(tmp_path, broker)) as running:
+        wait_linked(running)
+        warning = cache(running, tone_file(tmp_path, 880, 0.5))
+        news = cache(running, tone_file(tmp_path, 440, 0.3))
+        fields = {"audio": {"sha256": warning}, "volume": 35, "repeat": 3}
+        central.send(sign_command(claims("cmd-storm", cmd="emergency", **fields), key))
+        done = ack_of(central, "cmd-storm", "done")
+        assert "3 times" in (done.message or "")
+        running.wait_for(lambda: row_of(running, "central-command-cmd-storm").outcome == "completed", 10)
+        central.send(sign_command(claims("cmd-after", cmd="play_now", audio={"sha256": news}), key))
+        ack_of(central, "cmd-after", "done")
+        played = list(running.agent.player.played)  # type: ignore[attr-defined]
+    assert results(central, "cmd-storm") == ["accepted", "done"]
+    storm, after = played[-2], played[-1]
+    assert (storm.volume, storm.repeat, after.volume, after.repeat) == (35, 3, 100, 1)
+    row = row_of(running, "central-command-cmd-storm")
+    assert (row.level, row.zones, row.audio, row.origin) == ("emergency", ALL_ZONES, warning, "central")
+    assert (
+        row.actual_start is not None
+        and row.ended is not None
+        and row.reason.endswith("; played 3 times back to back")
+    )
+    lasted = (datetime.fromisoformat(row.ended) - datetime.fromisoformat(row.actual_start)).total_seconds()
+    assert 1.4 <= lasted < 3.0, "one play-log row for the three plays back to back"
+    assert row_of(running, "central-command-cmd-after").audio == news
+
+
+def test_an_emergency_pre_empts_a_play_now_that_plays_at_its_own_volume(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    with running_agent(linked_config(tmp_path, broker)) as running:
+        wait_linked(running)
+        long = cache(running, tone_file(tmp_path, 330, 8.0))
+        warning = cache(running, tone_file(tmp_path, 880, 0.5))
+        central.send(sign_command(claims("cmd-news", cmd="play_now", audio={"sha256": long}, volume=70,
+                                         zones=["zone-1"]), key))  # fmt: skip
+        ack_of(central, "cmd-news", "done")
+        central.send(sign_command(claims("cmd-fire", cmd="emergency", audio={"sha256": warning}), key))
+        ack_of(central, "cmd-fire", "done")
+        running.wait_for(lambda: row_of(running, "central-command-cmd-news").outcome == "interrupted", 5)
+        played = list(running.agent.player.played)  # type: ignore[attr-defined]
+    assert [(p.volume, p.repeat) for p in played[-2:]] == [(70, 1), (100, 1)]
+    assert "pre-empted by emergency" in row_of(running, "central-command-cmd-news").reason
+
+
+@pytest.mark.vlc
+def test_an_emergency_repeated_sounds_its_repeats_in_one_run_with_the_relays_closed_throughout(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
+    out = tmp_path / "out.wav"
+    args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    with running_agent(linked_config(tmp_path, broker, backend="vlc", vlc_args=args)) as running:
+        wait_linked(running)
+        warning = cache(running, tone_file(tmp_path, 660, 1.5))
+        out.unlink(missing_ok=True)  # the warm-up's silence
+        central.send(sign_command(claims("cmd-flood", cmd="emergency", audio={"sha256": warning}, repeat=3),
+                                  key))  # fmt: skip
+        ack_of(central, "cmd-flood", "done")
+        relays = running.agent.relays
+        opened = []
+        deadline = time.monotonic() + 20
+        while getattr(row_of(running, "central-command-cmd-flood"), "outcome", None) != "completed":
+            assert time.monotonic() < deadline, f"not completed; play log: {running.play_log()}"
+            states = relays.states()
+            if not all(states.values()):
+                opened.append(states)
+            time.sleep(0.05)
+    assert opened == [], "the relays stay closed from the first play to the end of the last"
+    wait_for_finished_wav(out)
+    samples, rate = read_wav(out)
+    assert abs(len(samples) / rate - 4.5) < 0.05
+    assert abs(dominant_frequency(samples, rate) - 660) < 660 * 0.01
+
+
+class SlowAudio:
+    """An HTTP server whose audio downloads wait until the test releases them."""
+
+    def __init__(self) -> None:
+        self.audio: dict[str, bytes] = {}
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                state.asked.set()
+                state.release.wait(30)
+                body = state.audio.get(self.path.rpartition("/")[2], b"")
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def test_an_emergency_never_waits_behind_a_play_now_download(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    slow = SlowAudio()
+    try:
+        with running_agent(linked_config(tmp_path, broker)) as running:
+            wait_linked(running)
+            sha_news, data = audio(tmp_path, 440, 0.5)
+            slow.audio[sha_news] = data
+            warning = cache(running, tone_file(tmp_path, 880, 0.5))
+            ref = {"sha256": sha_news, "url": f"{slow.url}/audio/{sha_news}"}
+            central.send(sign_command(claims("cmd-slow", cmd="play_now", audio=ref), key))
+            assert slow.asked.wait(10), "the play_now's download began"
+            central.send(sign_command(claims("cmd-now", cmd="emergency", audio={"sha256": warning}), key))
+            ack_of(central, "cmd-now", "done")
+            assert results(central, "cmd-slow") == ["accepted"], "still downloading"
+            slow.release.set()
+            ack_of(central, "cmd-slow", "done", 15)
+    finally:
+        slow.close()
+    assert row_of(running, "central-command-cmd-now").outcome == "completed"
+    assert row_of(running, "central-command-cmd-slow").audio == sha_news
+
+
+def sample_where(central: Central, check: Any, timeout: float = 15) -> dict[str, Any]:
+    """The first telemetry sample the box sent over MQTT that ``check`` accepts."""
+
+    def matches(topic: str, payload: bytes) -> bool:
+        return topic == f"{TOPIC}/telemetry" and check(decode_record(Kind.TELEMETRY, payload, DEVICE).data)
+
+    _, payload = central.wait(matches, timeout)
+    data: dict[str, Any] = decode_record(Kind.TELEMETRY, payload, DEVICE).data
+    return data
+
+
+def test_telemetry_reports_missing_audio_the_cache_and_the_backup_supply(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey, central: Central
+) -> None:
+    sha_missing, _ = audio(tmp_path, 523.25, 0.5)  # never served
+    sha_there, data = audio(tmp_path, 440, 2.0)
+    http.audio[sha_there] = data
+    http.token = manifest(
+        key, "1", item("later", http, sha_missing, at(3600)), item("tonight", http, sha_there, at(7200))
+    )
+    config = configure(tmp_path, broker, http)
+    text = config.read_text(encoding="utf-8").replace(
+        "groups: [xa-test]}", "groups: [xa-test], telemetry_interval: 1s}"
+    )
+    config.write_text(text + "health:\n  mains: {pin: 25}\n", encoding="utf-8")
+    with running_agent(config) as running:
+        mains = running.agent.health.mains
+        assert mains is not None
+        sample = sample_where(central, lambda data: data.get("cache_missing") == 1)
+        mains._device.pin.drive_high()  # the MockPin the daemon's MockFactory made: mains back
+        sample_where(central, lambda data: data.get("on_battery") is False, 10)
+    assert sample["on_battery"] is True, "the mains input reads low: on the backup supply"
+    assert sample["cache_used_mb"] == len(data) // (1 << 20)
+
+
+def test_an_item_whose_audio_is_missing_fails_without_closing_its_relays(
+    tmp_path: Path, broker: Broker, http: Http, key: Ed25519PrivateKey
+) -> None:
+    sha_missing, _ = audio(tmp_path, 523.25, 0.5)  # never served: every GET is a 404
+    sha_there, data = audio(tmp_path, 440, 0.5)
+    http.audio[sha_there] = data
+    http.token = manifest(
+        key, "1", item("no-audio", http, sha_missing, at(4)), item("has-audio", http, sha_there, at(7))
+    )
+    with running_agent(configure(tmp_path, broker, http, preroll="2s")) as running:
+        relays = running.agent.relays
+        closed_at: list[str] = []
+        deadline = time.monotonic() + 20
+        while getattr(row_of(running, "has-audio"), "outcome", None) != "completed":
+            assert time.monotonic() < deadline, f"not completed; play log: {running.play_log()}"
+            row = row_of(running, "no-audio")
+            if any(relays.states().values()):
+                closed_at.append(getattr(row, "outcome", "") or "before")
+            time.sleep(0.02)
+    assert row_of(running, "no-audio").outcome == "failed"
+    assert row_of(running, "no-audio").reason == "audio not cached"
+    # the relays closed only for the item that could play: after the failed one was logged
+    assert closed_at and "before" not in closed_at and set(closed_at) == {"failed"}
