@@ -346,7 +346,7 @@ def test_dry_run_prints_every_step_and_touches_nothing(box: Box) -> None:
 def test_a_hand_edited_config_is_kept_and_a_later_bundle_is_appended(box: Box) -> None:
     assert flash(*box.args()).returncode == 0
     config = box.tree / "etc/loa/agent.yaml"
-    edited = config.read_text().replace("pin: 18,", "pin: 23,")
+    edited = config.read_text().replace("pin: 18,", "pin: 26,")
     assert edited != config.read_text()
     config.write_text(edited)
     kept = flash(*box.args())
