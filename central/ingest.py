@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -136,7 +137,7 @@ class Ingestor:
             "key": data["key"],
             "seq": record.seq,
             "item_id": data["item_id"],
-            "audio": data["audio"],
+            "audio": audio_of(data["audio"]),
             "level": data["level"],
             "zones": list(data["zones"]),
             "scheduled_start": _time(data["scheduled_start"]),
@@ -151,6 +152,18 @@ class Ingestor:
         conn.execute(
             db.upsert(self.engine, db.playlogs, ["device_id", "key"], columns, only_if_greater="seq"), row
         )
+
+
+# A box's verified cache holds central audio at storage.dir/audio/<sha256> (agent.audio_cache)
+_CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
+
+
+def audio_of(value: str) -> str:
+    """A play log's ``audio`` as the central shows and reports it: the sha256 of audio from the
+    box's verified cache (a box may name the cached file, ``/var/lib/loa/audio/<sha256>``), else
+    what the box said (a file of its own local schedule)."""
+    found = _CACHED.fullmatch(value)
+    return value if found is None else (found.group(1) or found.group(2)).lower()
 
 
 def _time(value: str | None) -> datetime | None:

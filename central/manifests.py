@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from central import db
 from central.context import Central
@@ -47,6 +47,11 @@ def item_spec(bulletin_id: int, bulletin: Mapping[str, Any], audio: Any) -> dict
     return item
 
 
+def row_spec(row: Row[Any], audio: Any) -> dict[str, Any]:
+    """A stored bulletin's row as the schedule item its boxes get (the report expands this too)."""
+    return item_spec(row.id, {str(key): value for key, value in row._mapping.items()}, audio)
+
+
 def notice_topic(device_id: str) -> str:
     return f"{PREFIX}/{device_id}/manifest"
 
@@ -60,14 +65,8 @@ def _items(central: Central, device_id: str) -> list[dict[str, Any]]:
     )
     with central.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        item_spec(
-            row.id,
-            {str(key): value for key, value in row._mapping.items()},
-            {"sha256": row.audio_sha256, "url": central.audio_url(row.audio_sha256)},
-        )
-        for row in rows
-    ]
+    return [row_spec(row, {"sha256": row.audio_sha256, "url": central.audio_url(row.audio_sha256)})
+            for row in rows]  # fmt: skip
 
 
 def rebuild(central: Central, device_ids: Iterable[str]) -> dict[str, int]:

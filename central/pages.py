@@ -14,12 +14,13 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import db, registry, web_session
 from central.auth import CentralDep
-from central.bulletins import BOX_ZONE
 from central.context import Central
 from central.ingest import is_online
 from central.passwords import verify_password
@@ -31,8 +32,13 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
 
-def local_time(value: datetime | None) -> str:
-    return "—" if value is None else value.astimezone(BOX_ZONE).strftime("%d/%m/%Y %H:%M:%S")
+@pass_context
+def local_time(context: Context, value: datetime | None) -> str:
+    """A moment on the boxes' wall clock (``devices.timezone`` of the server rendering the page)."""
+    if value is None:
+        return "—"
+    central: Central = context["request"].app.state.central
+    return value.astimezone(central.config.box_timezone).strftime("%d/%m/%Y %H:%M:%S")
 
 
 templates.env.filters["local"] = local_time
