@@ -21,6 +21,7 @@ EN = {
     "levels.hint": "A normal bulletin for boxes below your own unit is offered to their commune, whose "
     "operator accepts it or not. A priority bulletin is scheduled as you set it. An emergency without a "
     "time plays at once.",
+    "login.throttled": "Too many wrong passwords: try again in {seconds} s.",
     "emergency.hint": "An emergency interrupts whatever the boxes play and plays at once. You will be "
     "asked to confirm.",
 }
@@ -55,6 +56,7 @@ VI = {
     "User name": "Tên đăng nhập",
     "Password": "Mật khẩu",
     "Wrong user name or password.": "Sai tên đăng nhập hoặc mật khẩu.",
+    "login.throttled": "Nhập sai mật khẩu quá nhiều lần: hãy thử lại sau {seconds} giây.",
     "Not possible": "Không thực hiện được",
     "Back to the boxes": "Về danh sách cụm loa",
     # boxes
@@ -145,7 +147,7 @@ VI = {
     "Custom rule (RRULE)": "Quy tắc tùy chỉnh (RRULE)",
     "First time": "Lần đầu",
     "Until (included)": "Đến hết ngày",
-    "Times are Vietnam time (UTC+7).": "Giờ Việt Nam (UTC+7).",
+    "Times are the boxes' local time:": "Giờ theo múi giờ của cụm loa:",
     "Volume (0–100, empty: the box's own)": "Âm lượng (0–100, để trống: theo cụm loa)",
     "Create the bulletin": "Tạo bản tin",
     "Every day": "Hằng ngày",
