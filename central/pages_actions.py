@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
-from central import bulletins, commands, db, registry, reports, upstream
+from central import bulletins, collisions, commands, db, registry, reports, upstream
 from central.access import Forbidden, Scope
 from central.audio_store import AudioRefused
 from central.auth import CentralDep
@@ -168,8 +168,27 @@ def schedule(request: Request, central: CentralDep, browser: BrowserDep, scope: 
             mine = {box: status for box, status in entry["targets"].items() if box in here}
             if mine:
                 entries.append(entry | {"mine": mine, "offered": "offered" in mine.values()})
+    clashes = collisions.listing(central, scope, chosen) if chosen is not None else []
     return render(request, browser, "schedule.html", places=places, chosen=chosen, entries=entries,
-                  created=created)  # fmt: skip
+                  created=created, collisions=clashes)  # fmt: skip
+
+
+@router.post("/schedule/order", dependencies=[CsrfChecked])
+async def order(request: Request, central: CentralDep, scope: PageScope) -> Response:
+    """The commune operator's choice of which colliding priority bulletin goes first."""
+    form = await request.form()
+    unit = str(form.get("unit", ""))
+    try:
+        first, then = int(str(form.get("first"))), int(str(form.get("then")))
+    except ValueError:
+        raise HTTPException(422, "first and then: expected bulletin numbers") from None
+    try:
+        collisions.set_order(central, scope, unit, first, then)
+    except REFUSALS as error:
+        raise HTTPException(
+            403 if isinstance(error, Forbidden) else 422, "; ".join(_problems(error))
+        ) from None
+    return redirect(f"/schedule?unit={quote(unit)}")
 
 
 @router.post("/schedule/{bulletin_id}/{decision}", dependencies=[CsrfChecked])
