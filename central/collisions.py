@@ -69,7 +69,13 @@ def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collis
     """The collisions on the boxes the caller sees (of ``unit`` only, if given), by unit then time."""
     rows, durations = _scheduled(central)
     now = central.clock()
-    spans = {bid: _spans(central, row, durations, now) for bid, row in rows.items()}
+    known: dict[int, list[Span]] = {}
+
+    def spans(bid: int) -> list[Span]:  # expanded only for bulletins on the boxes asked about
+        if bid not in known:
+            known[bid] = _spans(central, rows[bid], durations, now)
+        return known[bid]
+
     found: dict[tuple[str, int, int], Collision] = {}
     for device, box_unit, ids in _boxes(central, scope, unit):
         own = [bid for bid in ids if rows[bid].unit == box_unit]
@@ -78,7 +84,7 @@ def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collis
             for other in others:
                 key = (box_unit, mine, other)
                 if key not in found:
-                    pairs = overlaps(spans[mine], spans[other])
+                    pairs = overlaps(spans(mine), spans(other))
                     if not pairs:
                         continue
                     at = min(max(a[0], b[0]) for a, b in pairs)
