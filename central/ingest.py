@@ -160,8 +160,8 @@ _CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
 
 def audio_of(value: str) -> str:
     """A play log's ``audio`` as the central shows and reports it: the sha256 of audio from the
-    box's verified cache (a box may name the cached file, ``/var/lib/loa/audio/<sha256>``), else
-    what the box said (a file of its own local schedule)."""
+    box's verified cache (a box names a central command's audio by its cached file,
+    ``/var/lib/loa/audio/<sha256>``), else what the box said (a file of its own local schedule)."""
     found = _CACHED.fullmatch(value)
     return value if found is None else (found.group(1) or found.group(2)).lower()
 

@@ -178,7 +178,7 @@ def test_a_scheduled_occurrence_a_box_never_reported_counts_as_unreported(
 def test_a_play_log_naming_the_boxs_cached_file_is_shown_and_counted_by_its_sha256(
     client: TestClient, central: Central, sha: str
 ) -> None:
-    cached = f"/var/lib/loa/audio/{sha}"  # how a box names central audio in its verified cache
+    cached = f"/var/lib/loa/audio/{sha}"  # how a box names a central command's audio: its cached file
     ingest(central,
            playlog("xa-a-01", 1, DAY, "completed", audio=cached, played_s=30.0),
            playlog("xa-a-02", 1, DAY, "completed", audio="tin-rieng/sang.mp3", played_s=30.0))  # fmt: skip
