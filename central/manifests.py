@@ -57,8 +57,8 @@ def shifted(item: dict[str, Any], seconds: int) -> dict[str, Any]:
     moved = timedelta(seconds=seconds)
     if "at" in item:
         return item | {"at": (datetime.fromisoformat(item["at"]) + moved).isoformat()}
-    start = datetime.fromisoformat(str(item["dtstart"])) + moved
-    return item | {"dtstart": start.strftime("%Y-%m-%d %H:%M:%S")}
+    start = datetime.fromisoformat(str(item["dtstart"])) + moved  # naive stays naive, an offset stays
+    return item | {"dtstart": start.isoformat(sep=" ")}
 
 
 def row_spec(row: Row[Any], audio: Any) -> dict[str, Any]:

@@ -153,3 +153,23 @@ def test_the_schedule_page_shows_a_collision_and_lets_the_commune_choose(
     refused = client.post("/schedule/order", data={"csrf": csrf_of(page), "unit": "xa-a", "first": own,
                                                    "then": province})  # fmt: skip
     assert refused.status_code == 403 and "only the operator of Xã A" in refused.text
+
+
+def test_two_daily_bulletins_keep_their_order_every_day(
+    client: TestClient, central: Central, sha: str
+) -> None:
+    province = bulletin(client, "op-tinh", sha, {"communes": ["xa-a"]}, rrule="FREQ=DAILY",
+                        dtstart="2099-03-10 06:00")  # fmt: skip
+    own = bulletin(client, "op-a", sha, {"communes": ["xa-a"]}, rrule="FREQ=DAILY",
+                   dtstart="2099-03-10 06:00:20")  # fmt: skip
+    ordered = client.post("/api/v1/collisions/order", headers=login(client, "op-a"),
+                          json={"unit": "xa-a", "first": own, "then": province})  # fmt: skip
+    assert ordered.status_code == 200 and ordered.json()["shift_s"] == 80
+    answer = client.get("/api/v1/devices/xa-a-02/manifest")
+    manifest = verify_manifest(answer.text, keys=[central.key.public], device_id="xa-a-02",
+                               groups=frozenset(["xa-a", "tinh"]), now=NOW, current_version=None)  # fmt: skip
+    items, _findings = parse_items({"items": list(manifest.items)}, BOX_ZONE)
+    week = expand(items, BOX_ZONE, NOW, NOW + timedelta(days=7))
+    assert [(occ.item.id, occ.start.astimezone(BOX_ZONE).time().isoformat()) for occ in week[:4]] == [
+        (f"bulletin-{own}", "06:00:20"), (f"bulletin-{province}", "06:01:20")] * 2  # fmt: skip
+    assert len(week) == 14
