@@ -45,6 +45,18 @@ def is_online(online: bool, last_seen: datetime | None, now: datetime, offline_a
     return online and last_seen is not None and now - last_seen <= offline_after
 
 
+# A box's verified cache holds central audio at storage.dir/audio/<sha256> (agent.audio_cache)
+_CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
+
+
+def audio_of(value: str) -> str:
+    """A play log's ``audio`` as the central shows and reports it: the sha256 of audio from the
+    box's verified cache (a box names a central command's audio by its cached file,
+    ``/var/lib/loa/audio/<sha256>``), else what the box said (a file of its own local schedule)."""
+    found = _CACHED.fullmatch(value)
+    return value if found is None else (found.group(1) or found.group(2)).lower()
+
+
 class Ingestor:
     def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.engine, self.clock = engine, clock
@@ -152,18 +164,6 @@ class Ingestor:
         conn.execute(
             db.upsert(self.engine, db.playlogs, ["device_id", "key"], columns, only_if_greater="seq"), row
         )
-
-
-# A box's verified cache holds central audio at storage.dir/audio/<sha256> (agent.audio_cache)
-_CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
-
-
-def audio_of(value: str) -> str:
-    """A play log's ``audio`` as the central shows and reports it: the sha256 of audio from the
-    box's verified cache (a box names a central command's audio by its cached file,
-    ``/var/lib/loa/audio/<sha256>``), else what the box said (a file of its own local schedule)."""
-    found = _CACHED.fullmatch(value)
-    return value if found is None else (found.group(1) or found.group(2)).lower()
 
 
 def _time(value: str | None) -> datetime | None:
