@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from central import bulletins, commands, db, manifests, registry
+from central import bulletins, collisions, commands, db, manifests, registry
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.auth import CentralDep, ScopeDep
@@ -134,6 +134,27 @@ def accept_bulletin(central: CentralDep, scope: ScopeDep, bulletin_id: int) -> d
 @router.post("/bulletins/{bulletin_id}/decline", tags=["bulletins"])
 def decline_bulletin(central: CentralDep, scope: ScopeDep, bulletin_id: int) -> dict[str, Any]:
     return bulletins.decide(central, scope, bulletin_id, accept=False)
+
+
+class OrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: str = Field(max_length=64, description="the commune whose boxes both bulletins reach")
+    first: int = Field(description="the bulletin that keeps its time")
+    then: int = Field(description="the bulletin that starts as the first ends")
+
+
+@router.get("/collisions", tags=["bulletins"])
+def list_collisions(central: CentralDep, scope: ScopeDep, unit: str | None = None) -> list[dict[str, Any]]:
+    """Priority bulletins of a commune colliding with another unit's on its boxes (next 31 days),
+    each with the order set, if any (Circular 39: the commune's operator sets it)."""
+    return collisions.listing(central, scope, unit)
+
+
+@router.post("/collisions/order", tags=["bulletins"])
+def order_collision(central: CentralDep, scope: ScopeDep, body: OrderBody) -> dict[str, Any]:
+    """The commune's order for two colliding priority bulletins: ``first`` keeps its time, ``then``
+    starts as it ends, in the manifests of the commune's boxes that have both."""
+    return collisions.set_order(central, scope, body.unit, body.first, body.then)
 
 
 # -- commands --------------------------------------------------------------------------------------

@@ -35,10 +35,6 @@ logger = logging.getLogger(__name__)
 
 LEVELS = ("normal", "priority", "emergency")
 
-# The pages and reports still read times in this zone; devices.timezone (default the same) is
-# what bulletins are checked in. TODO(integration): pass central.config.box_timezone to them.
-BOX_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
-
 
 @dataclass(frozen=True)
 class BulletinInput:

@@ -30,7 +30,7 @@ from foundation.errors import LoaError, UsageError, report
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path("/etc/loa-central/central.yaml")
+DEFAULT_CONFIG = Path("/etc/loa/central.yaml")
 PUBLIC_KEY_NAME = "central-signing-key.pub.pem"
 PASSWORD_NAME = "mqtt-password"
 

@@ -144,6 +144,19 @@ bulletin_targets = Table(
     Index("ix_bulletin_targets_device", "device_id", "status"),
 )
 
+# A commune operator's order for two of its boxes' colliding priority bulletins (Circular 39): in
+# the manifests of the commune's boxes, ``second`` starts ``shift_s`` later, as ``first`` ends.
+bulletin_orders = Table(
+    "bulletin_orders",
+    metadata,
+    Column("unit", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("first_id", Integer, ForeignKey("bulletins.id"), primary_key=True),
+    Column("second_id", Integer, ForeignKey("bulletins.id"), primary_key=True),
+    Column("shift_s", Integer, nullable=False),
+    Column("decided_by", String(128), nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+)
+
 manifests = Table(
     "manifests",
     metadata,

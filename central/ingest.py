@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -49,6 +50,18 @@ BATCH = 500  # messages stored in one transaction at most
 
 def is_online(online: bool, last_seen: datetime | None, now: datetime, offline_after: timedelta) -> bool:
     return online and last_seen is not None and now - last_seen <= offline_after
+
+
+# A box's verified cache holds central audio at storage.dir/audio/<sha256> (agent.audio_cache)
+_CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
+
+
+def audio_of(value: str) -> str:
+    """A play log's ``audio`` as the central shows and reports it: the sha256 of audio from the
+    box's verified cache (a box names a central command's audio by its cached file,
+    ``/var/lib/loa/audio/<sha256>``), else what the box said (a file of its own local schedule)."""
+    found = _CACHED.fullmatch(value)
+    return value if found is None else (found.group(1) or found.group(2)).lower()
 
 
 class Ingestor:
@@ -178,7 +191,7 @@ class Ingestor:
             "key": data["key"],
             "seq": record.seq,
             "item_id": data["item_id"],
-            "audio": data["audio"],
+            "audio": audio_of(data["audio"]),
             "level": data["level"],
             "zones": list(data["zones"]),
             "scheduled_start": _time(data["scheduled_start"]),

@@ -12,9 +12,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from central import db
 from central.context import Central
@@ -47,6 +48,24 @@ def item_spec(bulletin_id: int, bulletin: Mapping[str, Any], audio: Any) -> dict
     return item
 
 
+def shifted(item: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """The item starting ``seconds`` later: its ``at``, or its rule's ``dtstart`` (the box's wall
+    clock), moved; how a commune's order of colliding priority bulletins reaches its boxes with the
+    protocol's own fields (central.collisions)."""
+    if not seconds:
+        return item
+    moved = timedelta(seconds=seconds)
+    if "at" in item:
+        return item | {"at": (datetime.fromisoformat(item["at"]) + moved).isoformat()}
+    start = datetime.fromisoformat(str(item["dtstart"])) + moved  # naive stays naive, an offset stays
+    return item | {"dtstart": start.isoformat(sep=" ")}
+
+
+def row_spec(row: Row[Any], audio: Any) -> dict[str, Any]:
+    """A stored bulletin's row as the schedule item its boxes get (the report expands this too)."""
+    return item_spec(row.id, {str(key): value for key, value in row._mapping.items()}, audio)
+
+
 def notice_topic(device_id: str) -> str:
     return f"{PREFIX}/{device_id}/manifest"
 
@@ -60,14 +79,21 @@ def _items(central: Central, device_id: str) -> list[dict[str, Any]]:
     )
     with central.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        item_spec(
-            row.id,
-            {str(key): value for key, value in row._mapping.items()},
-            {"sha256": row.audio_sha256, "url": central.audio_url(row.audio_sha256)},
-        )
-        for row in rows
-    ]
+        shifts = _shifts(conn, device_id, {row.id for row in rows})
+    return [shifted(row_spec(row, {"sha256": row.audio_sha256, "url": central.audio_url(row.audio_sha256)}),
+                    shifts.get(row.id, 0)) for row in rows]  # fmt: skip
+
+
+def _shifts(conn: Any, device_id: str, scheduled: set[int]) -> dict[int, int]:
+    """Bulletin id -> seconds it starts later on this box, by its commune's order of colliding
+    priority bulletins (only where the box has both; after two firsts, it follows the later end)."""
+    unit = select(db.devices.c.unit).where(db.devices.c.id == device_id).scalar_subquery()
+    orders = select(db.bulletin_orders).where(db.bulletin_orders.c.unit == unit)
+    shifts: dict[int, int] = {}
+    for order in conn.execute(orders):
+        if order.first_id in scheduled and order.second_id in scheduled:
+            shifts[order.second_id] = max(shifts.get(order.second_id, 0), order.shift_s)
+    return shifts
 
 
 def rebuild(central: Central, device_ids: Iterable[str]) -> dict[str, int]:

@@ -14,15 +14,16 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import db, registry, web_session
-from central.auth import CentralDep
-from central.bulletins import BOX_ZONE
+from central.auth import CentralDep, WrongPassword, address_of, authenticate
 from central.context import Central
 from central.ingest import is_online
-from central.passwords import verify_password
+from central.login_throttle import Throttled
 from central.web_session import Browser, BrowserDep, CsrfChecked, PageScope, SignInNeeded
 from central.web_text import LEVEL_NAMES, translator
 
@@ -31,8 +32,14 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
 
-def local_time(value: datetime | None) -> str:
-    return "—" if value is None else value.astimezone(BOX_ZONE).strftime("%d/%m/%Y %H:%M:%S")
+@pass_context
+def local_time(context: Context, value: datetime | None) -> str:
+    """A moment on the boxes' wall clock (``devices.timezone`` of the server rendering the page; a
+    macro that shows times must be imported ``with context`` to see the request)."""
+    if value is None:
+        return "—"
+    central: Central = context["request"].app.state.central
+    return value.astimezone(central.config.box_timezone).strftime("%d/%m/%Y %H:%M:%S")
 
 
 templates.env.filters["local"] = local_time
@@ -50,6 +57,7 @@ def render(request: Request, browser: Browser, name: str, http_status: int = 200
     page = templates.TemplateResponse(request, name, {
         "t": t, "lang": browser.lang, "csrf": browser.csrf, "scope": browser.scope, "levels": LEVEL_NAMES,
         "user": browser.scope.user if browser.scope else None, "path": request.url.path,
+        "zone": central.config.box_timezone.key,
         **context}, status_code=http_status)  # fmt: skip
     web_session.remember(page, browser, secure(central))
     return page
@@ -72,15 +80,20 @@ async def login(request: Request, central: CentralDep, browser: BrowserDep) -> R
     form = await request.form()
     name, password = str(form.get("username", ""))[:128], str(form.get("password", ""))
     target = _local_path(str(form.get("next", "/boxes")))
-    found = registry.user_with_hash(central.engine, name)
-    if found is None or not verify_password(found[1], password):
-        registry.record_audit(central.engine, name, "login.failed", "web", {})
-        t = translator(browser.lang)
+    t = translator(browser.lang)
+    try:
+        user = authenticate(central, name, password, address_of(request), "web")
+    except WrongPassword:
         return render(request, browser, "login.html", 401, next=target,
                       error=t("Wrong user name or password."))  # fmt: skip
-    registry.record_audit(central.engine, found[0].name, "login", "web", {})
+    except Throttled as refused:
+        page = render(request, browser, "login.html", 429, next=target,
+                      error=t("login.throttled").format(
+                          seconds=refused.wait_s))  # fmt: skip
+        page.headers["Retry-After"] = str(refused.wait_s)
+        return page
     response = redirect(target)
-    web_session.sign_in(central, response, found[0], secure(central))
+    web_session.sign_in(central, response, user, secure(central))
     return web_session.remember(response, browser, secure(central))
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
-from central import bulletins, commands, db, registry, reports, upstream
+from central import bulletins, collisions, commands, db, registry, reports, upstream
 from central.access import Forbidden, Scope
 from central.audio_store import AudioRefused
 from central.auth import CentralDep
-from central.bulletins import BOX_ZONE, BulletinInput
+from central.bulletins import BulletinInput
 from central.commands import CommandError
 from central.context import Central
 from central.pages import redirect, render
@@ -79,19 +80,20 @@ async def _audio(central: Central, scope: Scope, form: FormData) -> tuple[str | 
     return (sha or None), None
 
 
-def _local(value: str, what: str) -> datetime:
+def _local(value: str, what: str, zone: ZoneInfo) -> datetime:
+    """A form's date and time, on the boxes' wall clock (``devices.timezone``)."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=BOX_ZONE)
+        return datetime.fromisoformat(value).replace(tzinfo=zone)
     except ValueError:
         raise BulletinError([f"{what}: expected a date and time"]) from None
 
 
-def _timing(form: FormData) -> dict[str, Any]:
+def _timing(form: FormData, zone: ZoneInfo) -> dict[str, Any]:
     if form.get("timing") != "recurring":
-        return {"at": _local(str(form.get("at", "")), "at")}
+        return {"at": _local(str(form.get("at", "")), "at", zone)}
     preset = str(form.get("rrule_preset", ""))
     rrule = str(form.get("rrule_custom", "")).strip() if preset == "custom" else preset
-    start = _local(str(form.get("dtstart", "")), "dtstart")
+    start = _local(str(form.get("dtstart", "")), "dtstart", zone)
     until = str(form.get("valid_until", "")).strip() or None
     return {"rrule": rrule, "dtstart": start.strftime("%Y-%m-%d %H:%M"), "valid_until": until}
 
@@ -133,7 +135,7 @@ async def bulletin_create(request: Request, central: CentralDep, browser: Browse
         sha, text = await _audio(central, scope, form)
         data = BulletinInput(title=str(form.get("title", "")).strip()[:300], level=str(form.get("level")),
                              targets=_targets(form), audio_sha256=sha, text=text, volume=_volume(form),
-                             **_timing(form))  # fmt: skip
+                             **_timing(form, central.config.box_timezone))  # fmt: skip
         if not data.title:
             raise BulletinError(["title: expected a title"])
         answer = bulletins.create(central, scope, data)
@@ -166,8 +168,27 @@ def schedule(request: Request, central: CentralDep, browser: BrowserDep, scope: 
             mine = {box: status for box, status in entry["targets"].items() if box in here}
             if mine:
                 entries.append(entry | {"mine": mine, "offered": "offered" in mine.values()})
+    clashes = collisions.listing(central, scope, chosen) if chosen is not None else []
     return render(request, browser, "schedule.html", places=places, chosen=chosen, entries=entries,
-                  created=created)  # fmt: skip
+                  created=created, collisions=clashes)  # fmt: skip
+
+
+@router.post("/schedule/order", dependencies=[CsrfChecked])
+async def order(request: Request, central: CentralDep, scope: PageScope) -> Response:
+    """The commune operator's choice of which colliding priority bulletin goes first."""
+    form = await request.form()
+    unit = str(form.get("unit", ""))
+    try:
+        first, then = int(str(form.get("first"))), int(str(form.get("then")))
+    except ValueError:
+        raise HTTPException(422, "first and then: expected bulletin numbers") from None
+    try:
+        collisions.set_order(central, scope, unit, first, then)
+    except REFUSALS as error:
+        raise HTTPException(
+            403 if isinstance(error, Forbidden) else 422, "; ".join(_problems(error))
+        ) from None
+    return redirect(f"/schedule?unit={quote(unit)}")
 
 
 @router.post("/schedule/{bulletin_id}/{decision}", dependencies=[CsrfChecked])
@@ -227,7 +248,7 @@ async def emergency_send(request: Request, central: CentralDep, browser: Browser
     t = translator(browser.lang)
     sha, text = (str(form.get("audio") or "") or None), (str(form.get("text") or "").strip() or None)
     try:
-        title = f"{t('Emergency')} {central.clock().astimezone(BOX_ZONE):%d/%m/%Y %H:%M}"
+        title = f"{t('Emergency')} {central.clock().astimezone(central.config.box_timezone):%d/%m/%Y %H:%M}"
         data = BulletinInput(title=title, level="emergency", targets=_targets(form), audio_sha256=sha,
                              text=text, volume=_volume(form))  # fmt: skip
         answer = bulletins.create(central, scope, data)
@@ -248,8 +269,8 @@ def command(request: Request, central: CentralDep, browser: BrowserDep, scope: P
 # -- reports ---------------------------------------------------------------------------------------
 
 
-def _period(start: str | None, end: str | None) -> tuple[date, date]:
-    today = datetime.now(BOX_ZONE).date()
+def _period(central: Central, start: str | None, end: str | None) -> tuple[date, date]:
+    today = central.clock().astimezone(central.config.box_timezone).date()
     try:
         return (date.fromisoformat(start) if start else today.replace(day=1),
                 date.fromisoformat(end) if end else today)  # fmt: skip
@@ -262,10 +283,12 @@ def report_page(request: Request, central: CentralDep, browser: BrowserDep, scop
                 start: str | None = None, end: str | None = None,
                 group_by: str = "commune") -> Response:  # fmt: skip
     rows, error = [], None
-    first, last = date.today(), date.today()
+    first = last = central.clock().astimezone(central.config.box_timezone).date()
     try:
-        first, last = _period(start, end)
-        rows = reports.broadcasts(central.engine, scope, first, last, group_by, central.clock())
+        first, last = _period(central, start, end)
+        rows = reports.broadcasts(
+            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone
+        )
     except reports.ReportError as refused:
         error = str(refused)
     return render(request, browser, "reports.html", rows=rows, error=error, start=first, end=last,
@@ -276,8 +299,10 @@ def report_page(request: Request, central: CentralDep, browser: BrowserDep, scop
 def report_csv(central: CentralDep, browser: BrowserDep, scope: PageScope, start: str | None = None,
                end: str | None = None, group_by: str = "commune") -> Response:  # fmt: skip
     try:
-        first, last = _period(start, end)
-        rows = reports.broadcasts(central.engine, scope, first, last, group_by, central.clock())
+        first, last = _period(central, start, end)
+        rows = reports.broadcasts(
+            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone
+        )
     except reports.ReportError as refused:
         raise HTTPException(422, str(refused)) from None
     name = f"bao-cao-phat-thanh-{first.isoformat()}-{last.isoformat()}-{group_by}.csv"

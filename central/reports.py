@@ -29,12 +29,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
 from central import db, manifests, registry
 from central.access import Scope
-from central.bulletins import BOX_ZONE
 from foundation.errors import LoaError
 from scheduler.items import parse_items
 from scheduler.recurrence import expand
@@ -78,14 +78,15 @@ class UnitReport:
         }  # fmt: skip
 
 
-def period(start: date, end: date) -> tuple[datetime, datetime]:
-    """``[start 00:00, the day after end 00:00)`` in the boxes' zone; ReportError if backwards or long."""
+def period(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start 00:00, the day after end 00:00)`` in the boxes' zone (``devices.timezone``);
+    ReportError if backwards or long."""
     if end < start:
         raise ReportError(f"to {end.isoformat()} is before from {start.isoformat()}")
     if (end - start).days > MAX_DAYS:
         raise ReportError(f"from {start.isoformat()} to {end.isoformat()}: at most {MAX_DAYS} days at once")
-    return (datetime.combine(start, time(), BOX_ZONE),
-            datetime.combine(end + timedelta(days=1), time(), BOX_ZONE))  # fmt: skip
+    return (datetime.combine(start, time(), zone),
+            datetime.combine(end + timedelta(days=1), time(), zone))  # fmt: skip
 
 
 def levels(units: dict[str, registry.Unit]) -> list[str]:
@@ -97,13 +98,14 @@ def levels(units: dict[str, registry.Unit]) -> list[str]:
 
 
 def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: str,
-               now: datetime) -> list[dict[str, Any]]:  # fmt: skip
-    """The report's rows, one per unit at ``group_by`` that has a box the caller sees, by name."""
+               now: datetime, zone: ZoneInfo) -> list[dict[str, Any]]:  # fmt: skip
+    """The report's rows, one per unit at ``group_by`` that has a box the caller sees, by name; days
+    and a bulletin's naive times are read in ``zone``, the boxes' (``devices.timezone``)."""
     units = scope.units
     if group_by not in levels(units):
         known = ", ".join(levels(units)) or "none yet"
         raise ReportError(f"group_by {group_by!r}: no unit has that level (levels: {known})")
-    since, until = period(start, end)
+    since, until = period(start, end, zone)
     with engine.connect() as conn:
         devices = conn.execute(select(db.devices.c.id, db.devices.c.unit)).all()
         durations = {row.sha256: float(row.duration_s)
@@ -113,7 +115,7 @@ def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: s
         if scope.sees_unit(unit):
             report.add_box(device, unit)
     report.count_logs(engine, since, until)
-    for item_id, level, audio, starts, boxes in expected(engine, since, min(until, now - GRACE)):
+    for item_id, level, audio, starts, boxes in expected(engine, since, min(until, now - GRACE), zone):
         report.count_expected(item_id, level, audio, starts, boxes)
     return report.rows()
 
@@ -166,7 +168,7 @@ class _Report:
 
 
 def expected(
-    engine: Engine, since: datetime, until: datetime
+    engine: Engine, since: datetime, until: datetime, zone: ZoneInfo
 ) -> Iterator[tuple[str, str, str, int, list[str]]]:
     """``(item id, level, audio, starts, boxes)`` for each bulletin scheduled for boxes: how many
     times it starts in ``[since, until)``, expanded by the boxes' own scheduler."""
@@ -181,24 +183,14 @@ def expected(
     for row in rows:
         boxes.setdefault(row.id, []).append(row.device_id)
     for row in {row.id: row for row in rows}.values():
-        items, findings = parse_items({"items": [_timing(row)]}, BOX_ZONE)
+        # the very item the boxes get (central.manifests), so the report expands what they expand
+        spec = manifests.row_spec(row, row.audio_sha256)
+        items, findings = parse_items({"items": [spec]}, zone)
         if findings:  # checked when it was made: only a rule changed since could land here
             continue
-        starts = len(expand(items, BOX_ZONE, since, until))
+        starts = len(expand(items, zone, since, until))
         if starts:
             yield manifests.item_id(row.id), row.level, row.audio_sha256, starts, boxes[row.id]
-
-
-def _timing(row: Any) -> dict[str, Any]:
-    """The bulletin as a schedule item as far as when it plays (central.manifests.item_spec makes
-    the whole item the boxes get; the id and the times here are the same)."""
-    spec: dict[str, Any] = {"id": manifests.item_id(row.id), "audio": row.audio_sha256, "priority": row.level}
-    if row.at is not None:
-        spec["at"] = row.at.isoformat()
-    else:
-        spec["rrule"], spec["dtstart"] = row.rrule, row.dtstart
-    spec |= {key: getattr(row, key) for key in ("valid_from", "valid_until") if getattr(row, key) is not None}
-    return spec
 
 
 def _group_of(units: dict[str, registry.Unit], unit: str, level: str) -> str | None:

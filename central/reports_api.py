@@ -27,7 +27,9 @@ def broadcasts(
     emergency, scheduled and played minutes and their ratio, for the boxes the caller sees.
     ``format=csv`` answers UTF-8 with a BOM and CRLF line ends (column headings in ``lang``)."""
     try:
-        rows = reports.broadcasts(central.engine, scope, start, end, group_by, central.clock())
+        rows = reports.broadcasts(
+            central.engine, scope, start, end, group_by, central.clock(), central.config.box_timezone
+        )
     except reports.ReportError as error:
         raise HTTPException(422, str(error)) from None
     if format == "csv":

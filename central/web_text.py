@@ -21,6 +21,9 @@ EN = {
     "levels.hint": "A normal bulletin for boxes below your own unit is offered to their commune, whose "
     "operator accepts it or not. A priority bulletin is scheduled as you set it. An emergency without a "
     "time plays at once.",
+    "login.throttled": "Too many wrong passwords: try again in {seconds} s.",
+    "collisions.hint": "A priority bulletin of a higher unit plays while one of the commune's own is due. "
+    "Choose which plays first: it keeps its time, and the other starts as it ends.",
     "emergency.hint": "An emergency interrupts whatever the boxes play and plays at once. You will be "
     "asked to confirm.",
 }
@@ -55,6 +58,7 @@ VI = {
     "User name": "Tên đăng nhập",
     "Password": "Mật khẩu",
     "Wrong user name or password.": "Sai tên đăng nhập hoặc mật khẩu.",
+    "login.throttled": "Nhập sai mật khẩu quá nhiều lần: hãy thử lại sau {seconds} giây.",
     "Not possible": "Không thực hiện được",
     "Back to the boxes": "Về danh sách cụm loa",
     # boxes
@@ -145,7 +149,7 @@ VI = {
     "Custom rule (RRULE)": "Quy tắc tùy chỉnh (RRULE)",
     "First time": "Lần đầu",
     "Until (included)": "Đến hết ngày",
-    "Times are Vietnam time (UTC+7).": "Giờ Việt Nam (UTC+7).",
+    "Times are the boxes' local time:": "Giờ theo múi giờ của cụm loa:",
     "Volume (0–100, empty: the box's own)": "Âm lượng (0–100, để trống: theo cụm loa)",
     "Create the bulletin": "Tạo bản tin",
     "Every day": "Hằng ngày",
@@ -162,6 +166,14 @@ VI = {
     "Accept": "Nhận và lên lịch",
     "Decline": "Không nhận",
     "Bulletins for these boxes": "Bản tin của các cụm loa",
+    "Colliding priority bulletins": "Bản tin ưu tiên trùng giờ",
+    "collisions.hint": "Bản tin ưu tiên của cấp trên phát trùng giờ với bản tin ưu tiên của xã. Chọn bản tin "
+    "phát trước: bản tin đó giữ giờ của mình, bản tin kia phát ngay khi bản tin đó kết thúc.",
+    "First collides at": "Trùng giờ lần đầu lúc",
+    "Plays first:": "Phát trước:",
+    "follows it": "phát tiếp theo",
+    "No order set: the earlier start plays first.": "Chưa chọn thứ tự: bản tin bắt đầu sớm hơn phát trước.",
+    "Play first:": "Phát trước:",
     "No bulletin yet.": "Chưa có bản tin.",
     "By": "Theo",
     "at once": "phát ngay",

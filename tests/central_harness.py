@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,6 +23,7 @@ from central.tts import EspeakNg
 
 BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "correct horse battery"
+BOX_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # devices.timezone by default: the configs below leave it
 
 
 def loa_central(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -77,11 +79,14 @@ class RecordingPublisher:
         return [self.publish(topic, payload) for topic, payload in messages]
 
 
-def make_central(directory: Path, publisher: Any, database_url: str | None = None, **ports: int) -> Central:
+def make_central(
+    directory: Path, publisher: Any, database_url: str | None = None, extra: str = "", **ports: int
+) -> Central:
     """A Central over an initialized config in ``directory`` (admin ``admin``), boxes of two communes:
     xa-a-01, xa-a-02 in xa-a and xa-b-01 in xa-b, all in province tinh; operators op-a (xa-a),
-    op-tinh (tinh) and viewer-a (viewer of xa-a), each with password ADMIN_PASSWORD."""
-    extra = f"database: {{url: '{database_url}'}}\n" if database_url else ""
+    op-tinh (tinh) and viewer-a (viewer of xa-a), each with password ADMIN_PASSWORD; ``extra`` is
+    more config text (``devices: {timezone: ...}``)."""
+    extra += f"database: {{url: '{database_url}'}}\n" if database_url else ""
     config_path = write_central_config(directory, extra=extra, **ports)
     password = directory / "admin-password"
     password.write_text(ADMIN_PASSWORD + "\n", encoding="utf-8")

@@ -21,12 +21,12 @@ from sqlalchemy import select
 
 from central import db
 from central.app import create_app
-from central.bulletins import BOX_ZONE, register_audio
+from central.bulletins import register_audio
 from central.context import Central
 from central.mqtt_link import CentralLink
 from protocol.commands import verify_command
 from tests.audio_fixtures import tone_file
-from tests.central_harness import ADMIN_PASSWORD, make_central
+from tests.central_harness import ADMIN_PASSWORD, BOX_ZONE, make_central
 from tests.central_records import ingest, playlog
 from tests.mqtt_broker import Broker, free_port, run_broker
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from central.cli import DEFAULT_CONFIG
 from central.config import load_central_config
 from foundation.errors import ConfigError
+from tests.test_units import directives
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +67,18 @@ def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
     path.write_text("public_url: http://a:1\npublic_url: http://b:1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"central.yaml:2"):
         load_central_config(path)
+
+
+def test_the_example_the_commands_and_the_units_agree_on_paths() -> None:
+    """The config the units run with is the commands' default and the example's home; the example's
+    storage.dir is the unit's StateDirectory (the one place the service may write)."""
+    serve = directives(ROOT / "systemd" / "loa-central.service")
+    feeds = directives(ROOT / "systemd" / "loa-central-feeds.service")
+    for unit in (serve, feeds):
+        [command] = unit["ExecStart"]
+        assert f"--config {DEFAULT_CONFIG} " in command
+    assert str(DEFAULT_CONFIG) == "/etc/loa/central.yaml"
+    example = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
+    assert f"loa-central --config {DEFAULT_CONFIG} check-config" in example
+    [state] = serve["StateDirectory"]
+    assert load_central_config(ROOT / "central.example.yaml").storage_dir == Path("/var/lib") / state

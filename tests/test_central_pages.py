@@ -18,12 +18,11 @@ from sqlalchemy import select
 
 from central import db
 from central.app import create_app
-from central.bulletins import BOX_ZONE
 from central.context import Central
 from central.mqtt_link import Incoming
 from central.web_text import EN, VI
 from tests.audio_fixtures import tone_file
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
+from tests.central_harness import ADMIN_PASSWORD, BOX_ZONE, RecordingPublisher, make_central
 from tests.central_records import ingest, playlog
 from tests.test_central_api import login as api_login
 from tests.test_central_api import upload

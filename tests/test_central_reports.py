@@ -15,10 +15,9 @@ from fastapi.testclient import TestClient
 
 from central import cli, db
 from central.app import create_app
-from central.bulletins import BOX_ZONE
 from central.context import Central
 from tests.audio_fixtures import tone_file
-from tests.central_harness import RecordingPublisher, make_central
+from tests.central_harness import BOX_ZONE, RecordingPublisher, make_central
 from tests.central_records import ingest, playlog
 from tests.postgres_server import Postgres, run_postgres
 from tests.test_central_api import login, upload
@@ -174,3 +173,17 @@ def test_a_scheduled_occurrence_a_box_never_reported_counts_as_unreported(
         row for row in report(client, **{"from": "2099-03-01", "to": "2099-03-31"}) if row["unit"] == "xa-a"
     ]
     assert week["unreported"] == 7  # 8, 9, 10 and 11 March on two boxes, less the one reported
+
+
+def test_a_play_log_naming_the_boxs_cached_file_is_shown_and_counted_by_its_sha256(
+    client: TestClient, central: Central, sha: str
+) -> None:
+    cached = f"/var/lib/loa/audio/{sha}"  # how a box names a central command's audio: its cached file
+    ingest(central,
+           playlog("xa-a-01", 1, DAY, "completed", audio=cached, played_s=30.0),
+           playlog("xa-a-02", 1, DAY, "completed", audio="tin-rieng/sang.mp3", played_s=30.0))  # fmt: skip
+    logs = client.get("/api/v1/playlogs", headers=login(client)).json()
+    assert sorted(log["audio"] for log in logs) == sorted([sha, "tin-rieng/sang.mp3"])
+    [row] = [row for row in report(client) if row["unit"] == "xa-a"]
+    # the central's 60 s audio for the cached one; a box's own file counts what it played
+    assert row["scheduled_minutes"] == 1.5 and row["ratio"] == 0.6667
