@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-
+from agent.central_http import new_session, request_errors
 from foundation.errors import LoaError
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class AudioCache:
         except OSError as error:  # a read-only or full card: what is cached still plays
             logger.error("audio cache %s cannot be created (%s): nothing will be downloaded", self.dir, error)
         self.max_bytes = max_bytes
-        self._session = session if session is not None else requests.Session()
+        self._session = session  # made on the first download: requests is not loaded before
         self._clock = clock
         self._lock = threading.Lock()
         # sha256 -> (size, mtime_ns) of the file when it was last verified or used: a file whose
@@ -201,15 +204,21 @@ class AudioCache:
             partial = self.partial_dir / sha256
             try:
                 self._download(sha256, url, partial, timeout)
-            except requests.RequestException as e:
+            except request_errors() as e:
                 # the partial file keeps what arrived, for a Range resume next time
                 raise CacheError(f"audio {sha256} from {url}: download failed: {e}") from e
             return self._install(sha256, url, partial)
 
+    def _http(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                self._session = new_session()
+            return self._session
+
     def _download(self, sha256: str, url: str, partial: Path, timeout: float) -> None:
         offset = partial.stat().st_size if partial.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        with self._http().get(url, headers=headers, stream=True, timeout=timeout) as response:
             if response.status_code == 416 and offset:
                 # the partial file is no prefix the server knows: start again from nothing
                 partial.unlink(missing_ok=True)

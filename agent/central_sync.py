@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audio_cache import AudioCache, WrongContent, check_sha256
 from agent.audio_downloads import AUDIO_TIMEOUT, AudioDownloads, SyncNote
+from agent.central_http import new_session
 from agent.config import CentralConfig, Config
 from agent.events import EventKind
 from agent.manifest_origin import (
@@ -47,6 +47,9 @@ from agent.store import Store, iso
 from foundation.units import format_duration
 from protocol.manifest import ManifestRefused, Reason, version_number
 from scheduler.items import Item
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class CentralSync:
         self.urls: dict[str, str] = dict(urls) if isinstance(urls, dict) else {}  # replaced whole
         etag = store.get_state(ETAG_KEY)
         self._etag = etag if isinstance(etag, str) else None  # the manifest thread's
-        self._session = requests.Session()
+        self._session: requests.Session | None = None  # the manifest thread's, made when it first asks
         self._stop = threading.Event()
         self._manifest_wake = threading.Event()
         self._thread = threading.Thread(target=self._manifest_loop, name="central-manifest", daemon=True)
@@ -146,7 +149,7 @@ class CentralSync:
         if not self.downloads.stop(STOP_WAIT):
             logger.info("central-audio is still downloading; leaving it (the partial file is kept)")
         self._thread.join(timeout=STOP_WAIT)
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() and self._session is not None:
             self._session.close()
         logger.info("central sync stopped")
 
@@ -261,6 +264,8 @@ class CentralSync:
 
     def _check_manifest(self, api_url: str) -> None:
         try:
+            if self._session is None:
+                self._session = new_session()
             token, etag = fetch_manifest(self._session, api_url, self.config.device.id, self._etag)
         except NoManifest as none:
             logger.info("%s", none)

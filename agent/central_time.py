@@ -32,11 +32,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.central_http import new_session, request_errors
 from agent.events import EventKind
 from protocol.time_sync import (
     CONTENT_TYPE,
@@ -49,6 +49,9 @@ from protocol.time_sync import (
     time_url,
     verify_time_answer,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ def fetch_answer(session: requests.Session, url: str, timeout: float) -> str:
     """The body of a ``200`` answer, at most MAX_ANSWER_CHARS, within ``timeout`` in all (requests'
     own timeout is per read: a server trickling bytes would hold the thread); a failure raises
     (RequestException, OSError, or TimeRefused for an answer too long)."""
+    import requests  # loaded by agent.central_http, which made the session
+
     deadline = time.monotonic() + timeout
     with session.get(url, timeout=timeout, stream=True, headers={"Accept": CONTENT_TYPE}) as response:
         if response.status_code != 200:
@@ -119,7 +124,7 @@ class CentralTime:
         self.tolerance = tolerance
         self.set_clock = set_clock
         self._ntp_synced = ntp_synced
-        self._session = requests.Session()  # kept alive: a cold TLS connection makes a slow answer
+        self._session = new_session()  # kept alive: a cold TLS connection makes a slow answer
         self._fetch: Fetch = fetch or (lambda url, timeout: fetch_answer(self._session, url, timeout))
         self._step = step
         self._wall = wall
@@ -196,7 +201,7 @@ class CentralTime:
             body = self._fetch(time_url(self.api_url, self.device_id, nonce), timeout)
         except TimeRefused as refused:
             return refused
-        except (requests.RequestException, OSError, ValueError) as exc:
+        except (request_errors(), OSError, ValueError) as exc:
             return TimeRefused(TimeReason.UNREACHABLE, f"{type(exc).__name__}: {exc}")
         received, local = self._mono(), self._wall()
         try:

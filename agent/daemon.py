@@ -30,6 +30,7 @@ from agent.config import Config, load_config
 from agent.control import ControlServer, front_end
 from agent.events import EventKind
 from agent.health import HealthMonitor
+from agent.heap_trim import return_freed_heap
 from agent.instance_lock import InstanceLock
 from agent.runtime import Agent, Reload
 from agent.schedule_source import Schedule, check_audio
@@ -155,8 +156,13 @@ def run(
         if on_agent is not None:
             on_agent(agent)
         install_signals(stop, agent)
-        agent.run(stop, on_ready=lambda: notifier.ready(f"loa {VERSION} running"))
+        agent.run(stop, on_ready=lambda: _ready(notifier))
     logger.info("agent stopped")
+
+
+def _ready(notifier: Notifier) -> None:
+    return_freed_heap()  # start-up's freed heap, before the idle hours (agent/heap_trim.py)
+    notifier.ready(f"loa {VERSION} running")
 
 
 def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:

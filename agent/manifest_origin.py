@@ -17,11 +17,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.central_http import request_errors
 from agent.events import EventKind
 from agent.schedule_source import CENTRAL_ORIGIN, Schedule
 from agent.store import Store
@@ -35,6 +35,9 @@ from protocol.manifest import (
     version_number,
 )
 from scheduler.items import Item, parse_items
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def fetch_manifest(
                 raise ManifestFetchError(f"manifest {url}: HTTP {response.status_code}")
             body = response.raw.read(MAX_MANIFEST_CHARS + 1, decode_content=True)
             new_etag = response.headers.get("ETag")
-    except requests.RequestException as error:
+    except request_errors() as error:
         raise ManifestFetchError(f"manifest {url}: {error}") from None
     if len(body) > MAX_MANIFEST_CHARS:
         raise ManifestFetchError(f"manifest {url}: more than {MAX_MANIFEST_CHARS} bytes")

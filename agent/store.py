@@ -48,21 +48,43 @@ if TYPE_CHECKING:
 
 
 def _import_sqlite_utils() -> ModuleType:
-    """sqlite-utils without numpy and pandas.
+    """sqlite-utils without numpy and pandas, and without dateutil's parser until it is used.
 
-    sqlite-utils imports both whenever they are installed, only to convert their values, which the
-    store never passes it; numpy alone is about 12 MB of the daemon's RSS.  A box relaying FM
-    imports numpy itself, later or earlier, as usual.
+    sqlite-utils imports numpy and pandas whenever they are installed, only to convert their
+    values, which the store never passes it; numpy alone is about 12 MB of the daemon's RSS.  A box
+    relaying FM imports numpy itself, later or earlier, as usual.  Its date recipes import
+    ``dateutil.parser`` (with ``dateutil.tz``, about 2 MB) for ``sqlite-utils convert``, which the
+    store never runs: they get a stand-in that imports the real parser on first use.  The
+    scheduler's rules load the real one themselves when a rule has an UNTIL (dateutil.rrule does).
     """
     hidden = [name for name in ("numpy", "pandas") if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # import fails: sqlite-utils goes without
+    stand_in = _deferred_module(DATE_PARSER) if DATE_PARSER not in sys.modules else None
+    if stand_in is not None:
+        sys.modules[DATE_PARSER] = stand_in
     try:
         return importlib.import_module("sqlite_utils")
     finally:
         for name in hidden:
             if sys.modules.get(name, ...) is None:
                 del sys.modules[name]
+        if stand_in is not None and sys.modules.get(DATE_PARSER) is stand_in:
+            del sys.modules[DATE_PARSER]  # whoever imports it next gets the real module
+
+
+DATE_PARSER = "dateutil.parser"
+
+
+def _deferred_module(name: str) -> ModuleType:
+    """A module that imports ``name`` (once it is out of sys.modules) when an attribute is read."""
+    stand_in = ModuleType(name, f"stands in for {name} until it is used")
+
+    def forward(attribute: str) -> Any:
+        return getattr(importlib.import_module(name), attribute)
+
+    setattr(stand_in, "__getattr__", forward)  # noqa: B010  # PEP 562: read for missing attributes
+    return stand_in
 
 
 sqlite_utils = _import_sqlite_utils()

@@ -23,7 +23,9 @@ does, persistence off) and the real agent (``agent.daemon.run``), with gpiozero'
   reconciled against the cache (each item's next start within the horizon, then
   ``AudioCache.plan``).  Median of 5 runs, each on a fresh store.
 * idle: ``loa-agent run`` (libVLC, nothing due) with and without a ``central:`` section, the link
-  up, sampled from /proc as bench/agent_bench.py's footprint does.
+  up, sampled from /proc as bench/agent_bench.py's footprint does; then once more with an
+  ``api_url`` (a loopback server with no manifest for the box), so the manifest poll has loaded
+  requests.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -101,10 +104,18 @@ def _key(directory: Path) -> Ed25519PrivateKey:
     return private
 
 
-def _config(directory: Path, *, backend: str, central_url: str | None, out: Path | None = None) -> Path:
+def _config(
+    directory: Path,
+    *,
+    backend: str,
+    central_url: str | None,
+    out: Path | None = None,
+    api_url: str | None = None,
+) -> Path:
     vlc = f', vlc_args: ["--aout=afile", "--audiofile-file={out}", "--audiofile-wav"]' if out else ""
+    api = f", api_url: '{api_url}'" if api_url else ""
     central = (
-        f"central: {{mqtt_url: '{central_url}', signing_public_key_files: [central.pub]}}\n"
+        f"central: {{mqtt_url: '{central_url}'{api}, signing_public_key_files: [central.pub]}}\n"
         if central_url
         else ""
     )
@@ -574,17 +585,50 @@ def _idle(directory: Path, seconds: float, tree: Path) -> dict[str, float]:
     }
 
 
+class _NoManifestYet(BaseHTTPRequestHandler):
+    """The central API for a box it has no manifest for yet: every GET is a 404."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _api_server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoManifestYet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
-    """The idle daemon (of ``tree``; libVLC, nothing due) without a central link, then with the link up."""
+    """The idle daemon (of ``tree``; libVLC, nothing due) without a central link, then with the link
+    up, then (this tree only: the before revision had no manifest poll) with the link up and an
+    ``api_url`` whose manifest poll has loaded requests (the server has no manifest for it yet)."""
     result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp, _broker(Path(tmp)) as broker:
-        for name, url in (("no_link", None), ("link_up", broker.url)):
+    with (
+        tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp,
+        _broker(Path(tmp)) as broker,
+        _api_server() as api,
+    ):
+        runs = [("no_link", None, None), ("link_up", broker.url, None)]
+        if tree == ROOT:
+            runs.append(("link_up_polling", broker.url, api))
+        for name, url, api_url in runs:
             directory = Path(tmp) / name
             directory.mkdir()
             _key(directory)
-            _config(directory, backend="vlc", central_url=url, out=directory / "out.wav")
+            _config(directory, backend="vlc", central_url=url, out=directory / "out.wav", api_url=api_url)
             result[name] = _idle(directory, seconds, tree)
-    if not result["link_up"]["connected"]:
+    if not all(result[name]["connected"] for name, url, _ in runs if url):
         raise RuntimeError("the link was not up while the idle daemon was measured")
     return result
 

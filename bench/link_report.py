@@ -1,19 +1,35 @@
-"""Docs/BENCHMARKS.md's section "The central link" from one run of :func:`bench.link_bench.run`."""
+"""Docs/BENCHMARKS.md's section "The central link" from one run of :func:`bench.link_bench.run`.
+
+    .venv/bin/python -m bench.link_report [--idle 60] [--compare REV]
+
+rewrites only its subsection "The idle daemon with the link up", from a new run of the idle part
+(and of the before revision's, when ``--compare`` names one that git has).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import scale_bench
 from bench.link_bench import (
+    BASE_REV,
     COMMAND_TARGET_MS,
     IDLE_RSS_TARGET_MB,
     MANIFEST_TARGET_S,
     SPOOL_TARGET_S,
+    idle_footprint,
 )
 
 TITLE = "## The central link (issue 8)"
+IDLE_TITLE = "### The idle daemon with the link up"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 
 def _verdict(value: float, target: float) -> str:
@@ -182,16 +198,25 @@ start (scheduler/rules.py).  A manifest with a few hundred rules and one-off ite
 half the target."""
 
 
+IDLE_ROWS = (
+    ("no_link", "no `central:`"),
+    ("link_up", "link up"),
+    ("link_up_polling", "link up, `api_url` polled"),
+)
+
+
 def _render_idle(result: dict[str, Any]) -> str:
     lines = []
     for key, when in (("idle_before", f"before (`{result.get('before_rev')}`)"), ("idle", "after")):
         if key not in result:
             continue
-        for name, label in (("no_link", "no `central:`"), ("link_up", "link up")):
+        for name, label in IDLE_ROWS:
+            if name not in result[key]:
+                continue
             m = result[key][name]
             target = (
                 f"≤ {IDLE_RSS_TARGET_MB:g} MB: {_verdict(m['rss_peak_mb'], IDLE_RSS_TARGET_MB)}"
-                if (key == "idle" and name == "link_up")
+                if (key == "idle" and name != "no_link")
                 else ""
             )
             lines.append(
@@ -199,29 +224,105 @@ def _render_idle(result: dict[str, Any]) -> str:
                 f"| {m['cpu_percent_of_one_core']} % | {target} |"
             )
     seconds = result["idle"]["link_up"]["seconds"]
-    return f"""### The idle daemon with the link up
+    return f"""{IDLE_TITLE}
 
 `loa-agent run` (libVLC loaded and warmed up, nothing due) sampled from /proc every second for
-{seconds} s after start-up, without a `central:` section and with the link up (connected to the
-broker, its retained state published, nothing to send).  Issue 2 measured the idle daemon at
-52.6 MB and 0.133 % (before the player's warm-up) and 61.1 MB and 0.117 % ("Idle footprint" above,
-18:15 UTC, with numpy loaded).
+{seconds} s after start-up, without a `central:` section, with the link up (connected to the
+broker, its retained state published, nothing to send), and with the link up and an `api_url`
+(a loopback server with no manifest for the box yet: the manifest poll has loaded requests).
+Issue 2 measured the idle daemon at 52.6 MB and 0.133 % (before the player's warm-up) and
+61.1 MB and 0.117 % ("Idle footprint" above, 18:15 UTC, with numpy loaded).
 
 | daemon | RSS peak | RSS mean | CPU (share of one core) | target |
 |---|---|---|---|---|
 {chr(10).join(lines)}
 
-The link adds paho-mqtt, PyJWT and the `cryptography` bindings (Ed25519) and two threads
-(about 11-12 MB).  requests, which the audio cache and the manifest fetch use, is not loaded by
-this daemon yet: importing it adds about 4.6 MB more, past the 60 MB target, whereas the
-standard library's `urllib.request` and `http.client` are loaded already (by PyJWT).  The
-daemon used to load numpy, which sqlite-utils imports whenever it is installed only to convert
-numpy values; the store now imports sqlite-utils without it (about 11 MB less).  A box relaying FM
-still loads numpy for its receiver.
+{_idle_provenance(result)}
+
+{IDLE_NOTES}"""
+
+
+IDLE_NOTES = """Where the link's memory goes (imports measured one after another in one interpreter, and
+`/proc/PID/smaps` of both daemons): the `cryptography` bindings for Ed25519 about 6 MB (most of it
+the mapped pages of its Rust library), `ssl`, `http.client` and `urllib.request` (which paho-mqtt
+and PyJWT import) about 2 MB, PyJWT with the x509 and serialization modules it imports about 2 MB,
+paho-mqtt about 1 MB, the agent's own link modules about 1-2 MB, and the link's four threads
+little.  requests costs about 4.6 MB with what it imports: charset_normalizer about 2 MB (requests
+uses it only to guess the encoding of a text body whose server named none; the agent reads bytes,
+ASCII tokens and UTF-8 JSON), urllib3, idna and requests itself the rest.  `agent.central_http` now
+loads requests on the box's first HTTP request to the central server, not at start, and always
+without charset_normalizer, so a box linked by MQTT alone never loads it and one with an `api_url`
+loads about 2.3 MB of it.  The daemon also gives the C heap that start-up freed back to the kernel
+once it is ready (`agent.heap_trim`, about 1-1.5 MB), and the store no longer loads dateutil's date
+parser for sqlite-utils' date recipes, which it never uses.  The standard library's `http.client`
+is loaded anyway (by paho-mqtt and PyJWT): fetching with it instead of requests would save the rest
+of requests' 2.3 MB on boxes with an `api_url`, but the issue asks for requests.  The daemon used
+to load numpy, which sqlite-utils imports whenever it is installed only to convert numpy values;
+the store imports sqlite-utils without it (about 11 MB less).  A box relaying FM still loads numpy
+for its receiver.
 """
+
+
+def _idle_minutes(result: dict[str, Any]) -> int:
+    daemons = len(result["idle"]) + len(result.get("idle_before", {}))
+    return max(1, round(daemons * (result["idle"]["link_up"]["seconds"] + 8) / 60))
+
+
+def _idle_provenance(result: dict[str, Any]) -> str:
+    again = f"`.venv/bin/python -m bench.link_report` (about {_idle_minutes(result)} minutes)"
+    if not result.get("idle_alone"):
+        return f"Rewrite this subsection alone with {again}."
+    return textwrap.fill(
+        f"This subsection was measured on its own, {result['measured']}, with {again}; load"
+        f" average (1 min) before → after: {_loads(result, *result['load'])}.",
+        width=100,
+    )
+
+
+def with_idle(document: str, subsection: str) -> str:
+    """``document`` with its idle subsection replaced by ``subsection``."""
+    pattern = re.compile(rf"^{re.escape(IDLE_TITLE)}\n.*?(?=^##|\Z)", re.MULTILINE | re.DOTALL)
+    if not pattern.search(document):
+        raise ValueError(f"{DOC} has no {IDLE_TITLE!r}: write the whole section (bench.run_all --only link)")
+    return pattern.sub(lambda _: subsection.rstrip("\n") + "\n", document, count=1)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _on_revision(rev: str, seconds: float) -> dict[str, Any]:
+    with scale_bench.exported(rev) as tree:
+        return idle_footprint(seconds, tree)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.link_report", description=__doc__)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds each daemon is sampled")
+    parser.add_argument("--compare", default=BASE_REV, help="git revision for the before rows ('' for none)")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "load": {}}
+    result["idle_alone"] = True
+    parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [("idle", lambda: idle_footprint(args.idle))]
+    if args.compare and scale_bench.have(args.compare):
+        result["before_rev"] = args.compare
+        parts.append(("idle_before", lambda: _on_revision(args.compare, args.idle)))
+    for name, measure in parts:
+        before = _load()
+        result[name] = measure()
+        result["load"][name] = (before, _load())
+        print(name, result[name], flush=True)
+    DOC.write_text(with_idle(DOC.read_text(encoding="utf-8"), _render_idle(result)), encoding="utf-8")
+    print(f"rewrote {IDLE_TITLE!r} in {DOC}")
+    return 0
 
 
 def _minutes(result: dict[str, Any]) -> int:
     idle = result["idle"]["link_up"]["seconds"] + 5
     runs = 2 if "idle_before" in result else 1
-    return max(1, round((2 * idle * runs + 60 * runs + result["command"]["commands"] * 0.8 + 40) / 60))
+    daemons = len(result["idle"]) + (len(result["idle_before"]) if runs == 2 else 0)  # idle ones
+    return max(1, round((idle * daemons + 60 * runs + result["command"]["commands"] * 0.8 + 40) / 60))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -133,3 +133,31 @@ print(numpy.zeros(2).sum())
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0.0"
+
+
+def test_the_store_defers_dateutils_parser_until_something_uses_it(tmp_path: Path) -> None:
+    # sqlite-utils' date recipes import dateutil.parser (with dateutil.tz, about 2 MB of RSS).
+    script = f"""
+import sys
+from datetime import datetime
+from agent.store import Store, sqlite_utils
+store = Store.open(__import__("pathlib").Path({str(tmp_path)!r}))
+store.put_state("k", "v")
+assert "dateutil.parser" not in sys.modules and "dateutil.tz" not in sys.modules, sorted(sys.modules)
+from scheduler.rules import base_rule
+rule = base_rule("FREQ=DAILY;BYHOUR=6;BYMINUTE=0;UNTIL=20261231T000000", datetime(2026, 1, 1))
+print(rule.after(datetime(2026, 11, 26)))  # UNTIL made dateutil load its real parser
+import dateutil.parser
+assert sys.modules["dateutil.parser"] is dateutil.parser and hasattr(dateutil.parser, "isoparse")
+from sqlite_utils import recipes
+print(recipes.parsedate("26/11/2026", dayfirst=True))  # the recipe's stand-in reaches the parser
+try:
+    recipes.parsedate("not a date")
+except ValueError as error:
+    print(type(error).__name__)
+"""
+    repo = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2026-11-26", "06:00:00", "2026-11-26", "ParserError"]
