@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
+from scheduler.daily_rule import daily_rule
 from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
 from scheduler.rule_spacing import too_close
 
@@ -85,8 +86,10 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
 def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | None:
     """The checks that need the parsed rule; cached, as a file is read again on every reload."""
     try:
-        rule = base_rule(body, dtstart)
         parts = rule_parts(body)
+        if daily_rule(body, parts, dtstart) is not None:  # no COUNT, no UNTIL: it starts within INTERVAL days
+            return _interval_problem(parts) or too_close(parts, dtstart)
+        rule = base_rule(body, dtstart)
         return (
             _bounds_problem(rule, parts) or too_close(parts, dtstart) or _start_problem(rule, parts, dtstart)
         )
@@ -94,9 +97,15 @@ def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | Non
         return (_VALID, str(exc) or type(exc).__name__)
 
 
-def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
+def _interval_problem(parts: dict[str, str]) -> tuple[str, str | None] | None:
     if not 1 <= int(parts.get("INTERVAL") or 1) <= MAX_INTERVAL:
         return (f"INTERVAL from 1 to {MAX_INTERVAL}", None)
+    return None
+
+
+def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
+    if problem := _interval_problem(parts):
+        return problem
     if "COUNT" in parts and not 1 <= int(parts["COUNT"]) <= MAX_COUNT:
         return (f"COUNT from 1 to {MAX_COUNT}", "for a longer series use UNTIL, or 'valid_until'")
     until = vars(rule).get("_until")
@@ -189,6 +198,16 @@ def _last_start(body: str, dtstart_local: datetime) -> datetime | None:
         if last.date() > LAST_DAY:
             break
     return last
+
+
+def local_starts(text: str, dtstart_local: datetime, lo: datetime, hi: datetime) -> list[datetime]:
+    """The rule's starts in ``[lo, hi]``, all naive local wall time, sorted: a daily rule at fixed
+    times by arithmetic (scheduler.daily_rule), any other through dateutil (:func:`rule_near`)."""
+    body = rule_body(text)
+    daily = daily_rule(body, rule_parts(body), dtstart_local)
+    if daily is not None:
+        return daily.between(lo, hi)
+    return list(rule_near(body, dtstart_local, lo).between(lo, hi, inc=True))
 
 
 def rule_near(text: str, dtstart_local: datetime, not_after: datetime) -> rrule:
