@@ -118,6 +118,28 @@ def test_a_good_header_does_not_excuse_a_bad_payload_or_segment_count() -> None:
     header, payload, signature = sign_command(claims(), KEY).split(".")
     assert refused(f"{header}.{payload}!.{signature}") == Reason.MALFORMED
     assert refused(f"{header}.{payload}") == Reason.MALFORMED
+
+
+def test_segments_are_read_as_strictly_as_pyjwt_reads_them() -> None:
+    """Padding that completes a segment is accepted; anything else that decodes is not."""
+    header, payload, signature = sign_command(claims(), KEY).split(".")
+    padded = f"{header}.{payload}" + "=" * (-len(payload) % 4)
+    assert padded.endswith("=") and verify(f"{padded}.{b64(KEY.sign(padded.encode()))}").id == "cmd-1"
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other_bits = last[last.index(signature[-1]) ^ 1]  # the same bytes, unused bits changed
+    for bad in (
+        f"{header}.{payload}.{signature[:-1]}{other_bits}",
+        f"{header}.{payload}===.{signature}",
+        f"{header}.{payload}+.{signature}",
+        f"{header}.{payload} .{signature}",
+        f"{header}.{payload}.{signature}.{signature}",
+    ):
+        assert refused(bad) == Reason.MALFORMED, bad
+    # PyJWT agrees on each of them.
+    with pytest.raises(jwt.DecodeError):
+        jwt.PyJWS().decode_complete(
+            f"{header}.{payload}.{signature[:-1]}{other_bits}", KEY.public_key(), ["EdDSA"]
+        )
     assert refused(f"{header}.{payload}.{signature}.{signature}") == Reason.MALFORMED
     assert refused(f"{header}") == Reason.MALFORMED
 
