@@ -16,59 +16,63 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-_SPELLING = re.compile(r"FREQ=DAILY(;(INTERVAL|BYHOUR|BYMINUTE|BYSECOND)=\d{1,4}(,\d{1,4})*)*", re.IGNORECASE)
-_LIMITS = {"BYHOUR": 23, "BYMINUTE": 59, "BYSECOND": 59}
+_SPELLING = re.compile(
+    r"FREQ=DAILY((;(INTERVAL|BYHOUR|BYMINUTE|BYSECOND)=\d{1,4}(,\d{1,4})*)*)", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
 class DailyRule:
-    """Starts every ``interval`` days from dtstart's date, at ``times`` (sorted), not before ``dtstart``."""
+    """Starts every ``interval`` days from dtstart's date, at ``seconds`` into the day (sorted),
+    never before ``dtstart``."""
 
     dtstart: datetime
     interval: int
-    times: tuple[time, ...]
+    seconds: tuple[int, ...]
 
     def between(self, lo: datetime, hi: datetime) -> list[datetime]:
         """The starts in ``[lo, hi]`` (naive local wall time), sorted; as ``rrule.between(inc=True)``."""
         first_day = self.dtstart.date()
-        lo_day = max(lo.date(), first_day)
-        behind = (lo_day - first_day).days
-        day = first_day + timedelta(days=-(-behind // self.interval) * self.interval)
+        behind = (max(lo.date(), first_day) - first_day).days
         step = timedelta(days=self.interval)
-        last_day = min(hi.date(), date.max - step)  # no OverflowError past the year 9999
+        day = datetime.combine(first_day, time()) + -(-behind // self.interval) * step
+        last_day = datetime.combine(min(hi.date(), date.max - step), time())  # no OverflowError
         found = []
         while day <= last_day:
-            for moment in _on(day, self.times):
+            for second in self.seconds:
+                moment = day + timedelta(seconds=second)
                 if lo <= moment <= hi and moment >= self.dtstart:
                     found.append(moment)
             day += step
         return found
 
 
-def _on(day: date, times: tuple[time, ...]) -> list[datetime]:
-    return [datetime.combine(day, at) for at in times]
+def daily_rule(body: str, dtstart: datetime) -> DailyRule | None:
+    """``body`` (without ``RRULE:``) as a DailyRule, or None when only dateutil can say what it
+    means; ``dtstart`` is naive local wall time."""
+    if dtstart.microsecond or dtstart.tzinfo is not None:
+        return None
+    spelled = _SPELLING.fullmatch(body)
+    if spelled is None:
+        return None
+    chunks = spelled.group(1).split(";")[1:]
+    given = {name.upper(): text for name, _, text in (chunk.partition("=") for chunk in chunks)}
+    if len(given) != len(chunks):  # a part given twice
+        return None
+    interval = given.pop("INTERVAL", "1")
+    if not interval.isdigit() or int(interval) < 1:  # dateutil refuses a list; scheduler.rules refuses 0
+        return None
+    hours = _numbers(given.get("BYHOUR"), dtstart.hour, 23)
+    minutes = _numbers(given.get("BYMINUTE"), dtstart.minute, 59)
+    seconds = _numbers(given.get("BYSECOND"), dtstart.second, 59)
+    if hours is None or minutes is None or seconds is None:
+        return None
+    of_day = {h * 3600 + m * 60 + s for h in hours for m in minutes for s in seconds}
+    return DailyRule(dtstart, int(interval), tuple(sorted(of_day)))
 
 
-def daily_rule(body: str, parts: dict[str, str], dtstart: datetime) -> DailyRule | None:
-    """``body`` (its ``parts``, as scheduler.rules.rule_parts reads them) as a DailyRule, or None
-    when only dateutil can say what it means; ``dtstart`` is naive local wall time."""
-    if dtstart.microsecond or dtstart.tzinfo is not None or not _SPELLING.fullmatch(body):
-        return None
-    if body.count(";") + 1 != len(parts):  # a part given twice
-        return None
-    values = {}
-    for name, limit in _LIMITS.items():
-        numbers = sorted({int(value) for value in parts[name].split(",")}) if name in parts else None
-        if numbers is not None and numbers[-1] > limit:
-            return None
-        values[name] = numbers or [getattr(dtstart, name.removeprefix("BY").lower())]
-    interval = int(parts.get("INTERVAL", "1"))
-    if interval < 1:  # dateutil reads it; scheduler.rules refuses it
-        return None
-    times = tuple(
-        time(hour, minute, second)
-        for hour in values["BYHOUR"]
-        for minute in values["BYMINUTE"]
-        for second in values["BYSECOND"]
-    )
-    return DailyRule(dtstart, interval, times)
+def _numbers(text: str | None, default: int, top: int) -> list[int] | None:
+    if text is None:
+        return [default]
+    numbers = [int(value) for value in text.split(",")]
+    return None if max(numbers) > top else numbers

@@ -26,7 +26,7 @@ from dateutil.rrule import rrule, rrulestr
 
 from scheduler.daily_rule import daily_rule
 from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
-from scheduler.rule_spacing import too_close
+from scheduler.rule_spacing import daily_too_close, too_close
 
 UNSAFE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
 MAX_RULE_CHARS = 1000
@@ -86,9 +86,10 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
 def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | None:
     """The checks that need the parsed rule; cached, as a file is read again on every reload."""
     try:
+        daily = daily_rule(body, dtstart)
+        if daily is not None:  # no COUNT, no UNTIL: it starts within INTERVAL days
+            return _interval_problem(daily.interval) or daily_too_close(daily.seconds, daily.interval)
         parts = rule_parts(body)
-        if daily_rule(body, parts, dtstart) is not None:  # no COUNT, no UNTIL: it starts within INTERVAL days
-            return _interval_problem(parts) or too_close(parts, dtstart)
         rule = base_rule(body, dtstart)
         return (
             _bounds_problem(rule, parts) or too_close(parts, dtstart) or _start_problem(rule, parts, dtstart)
@@ -97,14 +98,14 @@ def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | Non
         return (_VALID, str(exc) or type(exc).__name__)
 
 
-def _interval_problem(parts: dict[str, str]) -> tuple[str, str | None] | None:
-    if not 1 <= int(parts.get("INTERVAL") or 1) <= MAX_INTERVAL:
+def _interval_problem(interval: int) -> tuple[str, str | None] | None:
+    if not 1 <= interval <= MAX_INTERVAL:
         return (f"INTERVAL from 1 to {MAX_INTERVAL}", None)
     return None
 
 
 def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
-    if problem := _interval_problem(parts):
+    if problem := _interval_problem(int(parts.get("INTERVAL") or 1)):
         return problem
     if "COUNT" in parts and not 1 <= int(parts["COUNT"]) <= MAX_COUNT:
         return (f"COUNT from 1 to {MAX_COUNT}", "for a longer series use UNTIL, or 'valid_until'")
@@ -204,7 +205,7 @@ def local_starts(text: str, dtstart_local: datetime, lo: datetime, hi: datetime)
     """The rule's starts in ``[lo, hi]``, all naive local wall time, sorted: a daily rule at fixed
     times by arithmetic (scheduler.daily_rule), any other through dateutil (:func:`rule_near`)."""
     body = rule_body(text)
-    daily = daily_rule(body, rule_parts(body), dtstart_local)
+    daily = daily_rule(body, dtstart_local)
     if daily is not None:
         return daily.between(lo, hi)
     return list(rule_near(body, dtstart_local, lo).between(lo, hi, inc=True))
