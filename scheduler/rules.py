@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
-from scheduler.daily_rule import daily_rule
+from scheduler.daily_rule import daily_rule, daily_spelling
 from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
 from scheduler.rule_spacing import daily_too_close, too_close
 
@@ -66,6 +66,15 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
     body = rule_body(text)
     if len(body) > MAX_RULE_CHARS:
         return (f"a rule of at most {MAX_RULE_CHARS} characters", None)
+    problem = None if daily_spelling(body) else _text_problem(body)  # a daily rule has none of them
+    if problem is not None:
+        return problem
+    if not in_date_range(dtstart):
+        return (f"a dtstart {DATE_SPAN}", None)
+    return _local_problem(body, local_naive(dtstart, tz))
+
+
+def _text_problem(body: str) -> tuple[str, str | None] | None:
     if "\n" in body or ":" in body:
         return ("a single RRULE line, e.g. FREQ=DAILY;BYHOUR=6;BYMINUTE=0", "put the first time in 'dtstart'")
     parts = rule_parts(body)
@@ -77,9 +86,7 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
         return ("COUNT or UNTIL, not both", None)
     if parts.get("UNTIL", "").endswith("Z"):
         return ("UNTIL in device local time (no Z)", "or use 'valid_until' with a UTC offset")
-    if not in_date_range(dtstart):
-        return (f"a dtstart {DATE_SPAN}", None)
-    return _local_problem(body, local_naive(dtstart, tz))
+    return None
 
 
 @lru_cache(maxsize=4096)
