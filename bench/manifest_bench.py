@@ -1,7 +1,7 @@
 """A 10,000-item manifest verified and reconciled against the cache (issue 8): the one manifest bench.
 
     .venv/bin/python -m bench.run_all --only manifest    rewrites its section of docs/BENCHMARKS.md
-    .venv/bin/python -m bench.manifest_bench             the same
+    .venv/bin/python -m bench.manifest_bench [--compare REV]   the same (REV '' for no before rows)
 
 The real code of the running agent without its threads, each run on a fresh box (config, store,
 cache): ``ManifestOrigin.check`` (signature, claims, every item through the schedule file's reader:
@@ -19,9 +19,14 @@ another: the costly case, and the target's), and 300 daily rules with one-off it
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +43,7 @@ from agent.central_sync import CentralSync, ManifestChecked
 from agent.config import load_config
 from agent.schedule_source import Schedule
 from agent.store import Store
+from bench import scale_bench
 from protocol.manifest import sign_manifest, verify_manifest
 
 ITEMS = 10_000
@@ -47,6 +53,9 @@ TARGET_S = 1.0
 DEVICE = "bench-box-01"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 HEADING = "## A 10,000-item manifest (issue 8)"
+BEFORE_REV = (
+    "190fb92"  # main before issue 8's scheduler work: dateutil for every rule, PyJWT reading the payload
+)
 _DAY = 86_400
 
 
@@ -168,37 +177,73 @@ def measure(rules: int, runs: int = RUNS) -> dict[str, Any]:
             "total_max_ms": round(max(r["total_ms"] for r in results))}  # fmt: skip
 
 
-def run() -> dict[str, Any]:
-    """Both manifests, with the load average (1 min) before and after each."""
+def _measure_on(rev: str, rules: int) -> dict[str, Any]:
+    """:func:`measure` on git revision ``rev``, with this very bench, in a fresh interpreter."""
+    with scale_bench.exported(rev) as tree:
+        shutil.copy(Path(__file__), tree / "bench" / "manifest_bench.py")
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.manifest_bench", "--measure", str(rules)],
+            cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def run(compare: str | None = BEFORE_REV) -> dict[str, Any]:
+    """Both manifests on this tree, and on ``compare`` (when given and present) first, in the same
+    run; the load average (1 min) before and after each."""
     result: dict[str, Any] = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "runs": RUNS}
+    if compare is not None and scale_bench.have(compare):
+        result["before_rev"] = compare
     for name, rules in (("rules", ITEMS), ("mixed", MIXED_RULES)):
-        before = os.getloadavg()[0]
-        result[name] = measure(rules)
-        result[name]["load"] = (round(before, 2), round(os.getloadavg()[0], 2))
+        if compare is not None and "before_rev" in result:
+            result[f"{name}_before"] = _loaded(partial(_measure_on, compare, rules))
+            print(f"{name}_before", result[f"{name}_before"], flush=True)
+        result[name] = _loaded(partial(measure, rules))
+        print(name, result[name], flush=True)
     return result
 
 
-def _row(label: str, m: dict[str, Any]) -> str:
-    verdict = "met" if m["total_ms"] <= TARGET_S * 1000 else "**NOT met**"
+def _loaded(measured: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    result = measured()
+    result["load"] = (round(load, 2), round(os.getloadavg()[0], 2))
+    return result
+
+
+def _row(label: str, m: dict[str, Any], target: bool = True) -> str:
+    verdict = ("met" if m["total_ms"] <= TARGET_S * 1000 else "**NOT met**") if target else ""
     return (
-        f"| {label} ({m['token_kb']} KB) | {m['verify_ms']} ms | {m['check_ms']} ms | {m['apply_ms']} ms "
+        f"| {label} | {m['verify_ms']} ms | {m['check_ms']} ms | {m['apply_ms']} ms "
         f"| {m['round_ms']} ms | **{m['total_ms']} ms** ({m['total_cpu_ms']} ms CPU; "
         f"worst {m['total_max_ms']} ms) "
-        f"| {verdict} | {m['newer_ms']} ms | {m['steady_ms']} ms |"
+        f"| {verdict} | {m['newer_ms']} ms | {m['steady_ms']} ms | {m['load'][0]} → {m['load'][1]} |"
     )
 
 
-def render(result: dict[str, Any]) -> str:
-    from bench.run_all import machine
+def _rows(result: dict[str, Any]) -> str:
+    rows = []
+    for name, label in (
+        ("rules", "10,000 daily rules, each at its own time"),
+        ("mixed", "300 daily rules, 9,700 one-off items"),
+    ):
+        kb = result[name]["token_kb"]
+        if f"{name}_before" in result:
+            rows.append(
+                _row(f"{label} ({kb} KB), before (`{result['before_rev']}`)", result[f"{name}_before"], False)
+            )
+        rows.append(_row(f"{label} ({kb} KB)", result[name]))
+    return "\n".join(rows)
 
-    rules, mixed = result["rules"], result["mixed"]
+
+def render(result: dict[str, Any]) -> str:
+    rules = result["rules"]
     return f"""{HEADING}
 
-Measured {result["measured"]} on {machine()}, load average (1 min) {rules["load"][0]} → \
-{rules["load"][1]} (10,000 rules) and {mixed["load"][0]} → {mixed["load"][1]} (300 rules); the
-machine has {os.cpu_count()} cores shared with other work, and a higher load inflates every figure.
-Reproduce with `.venv/bin/python -m bench.run_all --only manifest` (about a minute; it rewrites
-this section only).
+Measured {result["measured"]} on {scale_bench.machine()}; the machine has {os.cpu_count()}
+cores shared with other work, and a higher load inflates every figure (load average, 1 min,
+before → after each row).  Reproduce with `.venv/bin/python -m bench.run_all --only manifest`
+(about {_minutes(result)} minutes; it rewrites this section only, and measures commit \
+`{BEFORE_REV}` with the same bench first).
 
 `bench/manifest_bench.py` runs the agent's own code without its threads, each run on a fresh box:
 a signed manifest (EdDSA) of 10,000 items is checked as the `central-manifest` thread does
@@ -212,27 +257,41 @@ next starts are found again); "later round" is a round with nothing new.  Median
 {result["runs"]} boxes; "signature alone" is part of "check".
 
 | manifest | signature alone | check | put in force | first round | verified and reconciled \
-| ≤ {TARGET_S:g} s | newer version | later round |
-|---|---|---|---|---|---|---|---|---|
-{_row("10,000 daily rules, each at its own time", rules)}
-{_row("300 daily rules, 9,700 one-off items", mixed)}
+| ≤ {TARGET_S:g} s | newer version | later round | load |
+|---|---|---|---|---|---|---|---|---|---|
+{_rows(result)}
 
-Daily rules at fixed times of day (`FREQ=DAILY` with INTERVAL, BYHOUR, BYMINUTE, BYSECOND: what a
-commune writes) are checked and expanded by arithmetic (`scheduler/daily_rule.py`), each once per
-check and once per next start, so nothing is cached between them and the idle daemon holds no
-parsed rules; every other rule goes through dateutil as before.  The signature is checked over the
-payload segment read once with one regular expression (`protocol.commands.verified_payload`).
-Before these changes (the same manifests, 2026-11-26 at load 2, `bench/link_bench.py` then):
-1346 ms with 10,000 rules, 480 ms with 300 rules.
+Daily and weekly rules at fixed times of day (`FREQ=DAILY` or `WEEKLY` with INTERVAL, BYDAY,
+BYHOUR, BYMINUTE, BYSECOND: what a commune writes) are checked and expanded by arithmetic
+(`scheduler/plain_rule.py`), each read once for its check and once for its next start: nothing is
+kept between them, so the idle daemon holds no parsed rules.  Every other rule goes through
+dateutil as before.  An item read by the schedule's reader no longer checks its rule a second
+time, and a signed payload is read with one regular expression where PyJWT checked each
+character in Python (`protocol.commands.verified_payload`).  With 10,000 distinct rules,
+{rules["total_ms"]} ms of the target's {TARGET_S * 1000:g} ms.
 """
 
 
+def _minutes(result: dict[str, Any]) -> int:
+    return 2 if "before_rev" in result else 1
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.manifest_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--measure", type=int, metavar="RULES", help="print measure(RULES) as JSON only")
+    parser.add_argument(
+        "--compare", default=BEFORE_REV, help="git revision for the before rows ('' for none)"
+    )
+    args = parser.parse_args()
+    if args.measure is not None:
+        print(json.dumps(measure(args.measure)))
+        return 0
     from bench.run_all import OUT, with_section
 
-    result = run()
-    print(result)
+    result = run(args.compare or None)
     OUT.write_text(with_section(OUT.read_text(encoding="utf-8"), HEADING, render(result)), encoding="utf-8")
+    print(f"rewrote {HEADING!r} in {OUT}")
     return 0
 
 

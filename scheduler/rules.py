@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
-from scheduler.daily_rule import daily_rule, daily_spelling
 from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
+from scheduler.plain_rule import plain_rule, plain_spelling
 from scheduler.rule_spacing import daily_too_close, too_close
 
 UNSAFE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
@@ -66,7 +66,7 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
     body = rule_body(text)
     if len(body) > MAX_RULE_CHARS:
         return (f"a rule of at most {MAX_RULE_CHARS} characters", None)
-    problem = None if daily_spelling(body) else _text_problem(body)  # a daily rule has none of them
+    problem = None if plain_spelling(body) else _text_problem(body)  # a plain rule has none of them
     if problem is not None:
         return problem
     if not in_date_range(dtstart):
@@ -93,9 +93,11 @@ def _text_problem(body: str) -> tuple[str, str | None] | None:
 def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | None:
     """The checks that need the parsed rule; cached, as a file is read again on every reload."""
     try:
-        daily = daily_rule(body, dtstart)
-        if daily is not None:  # no COUNT, no UNTIL: it starts within INTERVAL days
-            return _interval_problem(daily.interval) or daily_too_close(daily.seconds, daily.interval)
+        plain = plain_rule(body, dtstart)
+        if plain is not None:  # no COUNT, no UNTIL: it starts within INTERVAL periods, a year at most
+            if plain.weekly:
+                return too_close(rule_parts(body), dtstart)
+            return _interval_problem(plain.interval) or daily_too_close(plain.offsets, plain.interval)
         parts = rule_parts(body)
         rule = base_rule(body, dtstart)
         return (
@@ -209,12 +211,12 @@ def _last_start(body: str, dtstart_local: datetime) -> datetime | None:
 
 
 def local_starts(text: str, dtstart_local: datetime, lo: datetime, hi: datetime) -> list[datetime]:
-    """The rule's starts in ``[lo, hi]``, all naive local wall time, sorted: a daily rule at fixed
-    times by arithmetic (scheduler.daily_rule), any other through dateutil (:func:`rule_near`)."""
+    """The rule's starts in ``[lo, hi]``, all naive local wall time, sorted: a daily or weekly rule at
+    fixed times by arithmetic (scheduler.plain_rule), any other through dateutil (:func:`rule_near`)."""
     body = rule_body(text)
-    daily = daily_rule(body, dtstart_local)
-    if daily is not None:
-        return daily.between(lo, hi)
+    plain = plain_rule(body, dtstart_local)
+    if plain is not None:
+        return plain.between(lo, hi)
     return list(rule_near(body, dtstart_local, lo).between(lo, hi, inc=True))
 
 

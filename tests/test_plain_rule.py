@@ -1,6 +1,6 @@
-"""Daily rules at fixed times, expanded without dateutil, give what dateutil gives.
+"""Daily and weekly rules at fixed times, expanded without dateutil, give what dateutil gives.
 
-scheduler.daily_rule takes only the rules whose meaning it knows; these tests draw such rules and
+scheduler.plain_rule takes only the rules whose meaning it knows; these tests draw such rules and
 near misses (other spellings, other parts, values out of range), and check its starts and its
 verdict against dateutil's own expansion and the general check.
 """
@@ -15,7 +15,7 @@ from dateutil.rrule import rrulestr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.daily_rule import daily_rule
+from scheduler.plain_rule import MAX_WEEKLY_INTERVAL, plain_rule
 from scheduler.rule_spacing import too_close
 from scheduler.rules import _bounds_problem, _start_problem, base_rule, local_starts, rule_parts, rule_problem
 
@@ -27,16 +27,24 @@ _DTSTARTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2199
 
 
 @st.composite
-def daily_rules(draw: st.DrawFn, max_interval: int = 30) -> str:
-    """``FREQ=DAILY`` with some of INTERVAL, BYHOUR, BYMINUTE, BYSECOND, in any order and case."""
+def plain_rules(draw: st.DrawFn, max_interval: int = 30) -> str:
+    """``FREQ=DAILY`` or ``WEEKLY`` with some of INTERVAL, BYDAY (weekly), BYHOUR, BYMINUTE,
+    BYSECOND, in any order and case."""
+    weekly = draw(st.booleans())
     parts = []
-    for name, top in (("INTERVAL", max_interval), ("BYHOUR", 23), ("BYMINUTE", 59), ("BYSECOND", 59)):
+    intervals = min(max_interval, MAX_WEEKLY_INTERVAL) if weekly else max_interval
+    for name, top in (("INTERVAL", intervals), ("BYHOUR", 23), ("BYMINUTE", 59), ("BYSECOND", 59)):
         if draw(st.booleans()):
             low = 1 if name == "INTERVAL" else 0
             values = draw(st.lists(st.integers(low, top), min_size=1, max_size=1 if low else 4))
             parts.append(f"{name}={','.join(str(value) for value in values)}")
+    if weekly and draw(st.booleans()):
+        days = draw(
+            st.lists(st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"]), min_size=1, max_size=4)
+        )
+        parts.append(f"BYDAY={','.join(days)}")
     order = draw(st.permutations(parts))
-    rule = ";".join(["FREQ=DAILY", *order])
+    rule = ";".join(["FREQ=WEEKLY" if weekly else "FREQ=DAILY", *order])
     return rule.lower() if draw(st.booleans()) else rule
 
 
@@ -55,24 +63,28 @@ def daily_rules(draw: st.DrawFn, max_interval: int = 30) -> str:
         "FREQ=DAILY; BYHOUR=6",
         "FREQ=DAILY;",
         "BYHOUR=6;FREQ=DAILY",
-        "FREQ=WEEKLY;BYHOUR=6",
+        "FREQ=WEEKLY;BYDAY=1MO",
+        "FREQ=WEEKLY;BYDAY=MO;WKST=SU",
+        "FREQ=WEEKLY;BYDAY=XX",
+        f"FREQ=WEEKLY;INTERVAL={MAX_WEEKLY_INTERVAL + 1}",
+        "FREQ=MONTHLY;BYHOUR=6",
         "FREQ=DAILY;BYHOUR=-1",
         "FREQ=DAILY;BYHOUR=",
     ],
 )
 def test_other_rules_are_left_to_dateutil(rule: str) -> None:
-    assert daily_rule(rule, DTSTART) is None
+    assert plain_rule(rule, DTSTART) is None
 
 
 def test_a_dtstart_with_microseconds_or_an_offset_is_left_to_dateutil() -> None:
-    assert daily_rule("FREQ=DAILY", DTSTART.replace(microsecond=5)) is None
-    assert daily_rule("FREQ=DAILY", DTSTART.replace(tzinfo=UTC)) is None
+    assert plain_rule("FREQ=DAILY", DTSTART.replace(microsecond=5)) is None
+    assert plain_rule("FREQ=DAILY", DTSTART.replace(tzinfo=UTC)) is None
 
 
 @settings(max_examples=300, deadline=None)
-@given(daily_rules(), _DTSTARTS, st.integers(-3000, 3000), st.integers(0, 40 * 24))
-def test_daily_starts_are_dateutils(rule: str, dtstart: datetime, offset_h: int, span_h: int) -> None:
-    parsed = daily_rule(rule, dtstart)
+@given(plain_rules(), _DTSTARTS, st.integers(-3000, 3000), st.integers(0, 40 * 24))
+def test_plain_starts_are_dateutils(rule: str, dtstart: datetime, offset_h: int, span_h: int) -> None:
+    parsed = plain_rule(rule, dtstart)
     assert parsed is not None, rule
     lo = dtstart + timedelta(hours=offset_h, minutes=offset_h % 61)
     hi = lo + timedelta(hours=span_h)
@@ -82,11 +94,11 @@ def test_daily_starts_are_dateutils(rule: str, dtstart: datetime, offset_h: int,
 
 
 @settings(max_examples=300, deadline=None)
-@given(daily_rules(max_interval=2000), _DTSTARTS)
+@given(plain_rules(max_interval=2000), _DTSTARTS)
 def test_the_fast_verdict_is_the_general_checks(rule: str, dtstart: datetime) -> None:
     """Dateutil's parse, the bounds, the spacing and the first start give the same verdict."""
     parts = rule_parts(rule)
-    assert daily_rule(rule, dtstart) is not None
+    assert plain_rule(rule, dtstart) is not None
     general = base_rule(rule, dtstart)
     expected = (
         _bounds_problem(general, parts)
