@@ -276,14 +276,14 @@ def _minutes(result: dict[str, Any]) -> int:
     return 2 if "before_rev" in result else 1
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.manifest_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--measure", type=int, metavar="RULES", help="print measure(RULES) as JSON only")
     parser.add_argument(
         "--compare", default=BEFORE_REV, help="git revision for the before rows ('' for none)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.measure is not None:
         print(json.dumps(measure(args.measure)))
         return 0

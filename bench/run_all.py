@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.only == "manifest":
-        return manifest_bench.main()
+        return manifest_bench.main([])
     if args.only == "link":
         link = link_bench.run()
         OUT.write_text(
