@@ -15,7 +15,7 @@ value out of range, a part given twice, blanks) returns None and goes to dateuti
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 _SECOND, _DAY = timedelta(seconds=1), 86_400
@@ -77,8 +77,11 @@ def plain_rule(body: str, dtstart: datetime) -> PlainRule | None:
     times = _times_of_day(given, dtstart)
     if days is None or times is None:
         return None
-    period_start = dtstart.date() - timedelta(days=dtstart.weekday() if weekly else 0)
-    origin = datetime.combine(period_start, time())
+    origin = dtstart.replace(hour=0, minute=0, second=0)
+    if weekly:
+        origin -= timedelta(days=dtstart.weekday())
+    if len(days) == len(times) == 1:  # the usual rule: one time on one day of its period
+        return PlainRule(dtstart, weekly, int(interval), origin, (days[0] * _DAY + times[0],))
     offsets = sorted({day * _DAY + second for day in days for second in times})
     return PlainRule(dtstart, weekly, int(interval), origin, tuple(offsets))
 

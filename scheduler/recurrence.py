@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from scheduler.items import Item
@@ -52,12 +53,17 @@ def item_starts(item: Item, tz: ZoneInfo, start: datetime, end: datetime) -> lis
     if item.at is not None:
         return [item.at.astimezone(UTC)] if lo <= item.at < hi else []
     assert item.rrule is not None and item.dtstart is not None  # guaranteed by Item
-    lo_local, hi_local = local_naive(lo, tz) - _MARGIN, local_naive(hi, tz) + _MARGIN
+    lo_local, hi_local = _local_window(lo, hi, tz)
     found = {
         local.replace(tzinfo=tz).astimezone(UTC)
         for local in local_starts(item.rrule, local_naive(item.dtstart, tz), lo_local, hi_local)
     }
     return sorted(t for t in found if lo <= t < hi)
+
+
+@lru_cache(maxsize=8)  # a round of the audio thread asks for the same window for every item
+def _local_window(lo: datetime, hi: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return local_naive(lo, tz) - _MARGIN, local_naive(hi, tz) + _MARGIN
 
 
 def expand(items: Iterable[Item], tz: ZoneInfo, start: datetime, end: datetime) -> list[Occurrence]:

@@ -17,7 +17,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.commands import MAX_LIFETIME, Command, CommandRefused, Reason, sign_command, verify_command
+from protocol.commands import (
+    MAX_LIFETIME,
+    Command,
+    CommandRefused,
+    Reason,
+    _segment,
+    sign_command,
+    verify_command,
+)
 
 NOW = datetime(2099, 1, 1, 12, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
@@ -234,3 +242,21 @@ def test_any_header_and_payload_are_refused_cleanly(header: Any, payload: Any) -
     token = ".".join([b64(raw[0]), b64(raw[1]), b64(b"x" * 64)])
     with pytest.raises(CommandRefused):
         verify(token)
+
+
+@settings(max_examples=500)
+@given(
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!. ", max_size=12)
+)
+def test_a_segment_is_read_exactly_as_pyjwt_reads_it(segment: str) -> None:
+    """Every segment PyJWT 2.15 accepts is read as the same bytes, and every one it refuses is refused."""
+    try:
+        expected: bytes | None = jwt.PyJWS._decode_base64url_segment(segment.encode(), "payload")
+    except jwt.DecodeError:
+        expected = None
+    try:
+        got: bytes | None = _segment(segment, "payload")
+    except CommandRefused as refused:
+        assert refused.reason == Reason.MALFORMED
+        got = None
+    assert got == expected
