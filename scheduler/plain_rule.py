@@ -107,5 +107,7 @@ def _times_of_day(given: dict[str, str], dtstart: datetime) -> list[int] | None:
 def _numbers(text: str | None, default: int, top: int) -> list[int] | None:
     if text is None:
         return [default]
+    if "," not in text:  # the usual part: one value
+        return [int(text)] if int(text) <= top else None
     numbers = [int(value) for value in text.split(",")]
     return None if max(numbers) > top else numbers
