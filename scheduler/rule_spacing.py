@@ -61,7 +61,7 @@ def too_close(parts: Mapping[str, str], dtstart: datetime) -> tuple[str, str] | 
 
 def daily_too_close(seconds: Sequence[int], interval: int) -> tuple[str, str] | None:
     """:func:`too_close` for a daily rule every ``interval`` days at ``seconds`` into the day
-    (sorted, distinct), as scheduler.daily_rule reads it."""
+    (sorted, distinct), as scheduler.plain_rule reads it."""
     return _verdict(_by_time_of_day(list(seconds), interval))
 
 
