@@ -10,7 +10,8 @@ what the ``central-manifest`` thread does), the checked manifest put in force by
 round of the ``central-audio`` thread without its downloads (every item's next start within 7
 days, which files the verified cache holds, the download plan, eviction).  Then a newer version
 that moves a tenth of the items by a minute (only their next starts are found again), and a later
-round with nothing new.  The signature check alone is timed apart as well (it is part of the check).
+round with nothing new.  The signature and claims alone (``verify_manifest``) are timed apart as
+well (they are part of the check).
 
 Two manifests of 10,000 items: daily rules each at its own time of day (none shares anything with
 another: the costly case, and the target's), and 300 daily rules with one-off items over the next
@@ -253,10 +254,11 @@ merge), and reconciled against the cache in one round of the `central-audio` thr
 downloads (each item's next start within 7 days, which files the verified cache holds, the
 download plan, eviction).  Every tenth item has its own audio, a third of those files cached.
 "Newer version" is the same for a manifest that moves a tenth of the items by a minute (only their
-next starts are found again); "later round" is a round with nothing new.  Medians of
-{result["runs"]} boxes; "signature alone" is part of "check".
+next starts are found again); "later round" is a round with nothing new.  "Verified and
+reconciled" (the target) is check + put in force + first round.  Medians of {result["runs"]}
+boxes; "signature and claims" (`protocol.manifest.verify_manifest` alone) is part of "check".
 
-| manifest | signature alone | check | put in force | first round | verified and reconciled \
+| manifest | signature and claims | check | put in force | first round | verified and reconciled \
 | ≤ {TARGET_S:g} s | newer version | later round | load |
 |---|---|---|---|---|---|---|---|---|---|
 {_rows(result)}
