@@ -26,6 +26,7 @@ _SPELLING = re.compile(
     rf"|;BYDAY={_DAYS}(?:,{_DAYS})*)*)",
     re.IGNORECASE,
 )
+_PART = re.compile(r";(\w+)=([^;]*)")
 MAX_WEEKLY_INTERVAL = 52  # the first start of a weekly rule then lies within a year of dtstart
 
 
@@ -66,9 +67,9 @@ def plain_rule(body: str, dtstart: datetime) -> PlainRule | None:
     if spelled is None:
         return None
     weekly = spelled.group(1).upper() == "WEEKLY"
-    chunks = spelled.group(2)[1:].upper().split(";") if spelled.group(2) else []
-    given = dict(chunk.split("=") for chunk in chunks)
-    if len(given) != len(chunks):  # a part given twice
+    pairs = _PART.findall(spelled.group(2).upper())
+    given = dict(pairs)
+    if len(given) != len(pairs):  # a part given twice
         return None
     interval = given.pop("INTERVAL", "1")
     if not interval.isdigit() or int(interval) < 1:  # dateutil refuses a list; scheduler.rules refuses 0

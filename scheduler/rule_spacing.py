@@ -62,6 +62,8 @@ def too_close(parts: Mapping[str, str], dtstart: datetime) -> tuple[str, str] | 
 def daily_too_close(seconds: Sequence[int], interval: int) -> tuple[str, str] | None:
     """:func:`too_close` for a daily rule every ``interval`` days at ``seconds`` into the day
     (sorted, distinct), as scheduler.plain_rule reads it."""
+    if len(seconds) == 1:  # one start a day at most: a day or more apart, far above MIN_GAP
+        return None
     return _verdict(_by_time_of_day(list(seconds), interval))
 
 
