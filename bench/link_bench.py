@@ -1,6 +1,6 @@
-"""The central link (issue 8): command latency, spooled delivery, a 10,000-item manifest, idle cost.
+"""The central link (issue 8): command latency, spooled delivery, idle cost.
 
-    .venv/bin/python -m bench.link_bench [--commands 120] [--records 10000] [--items 10000] [--idle 60]
+    .venv/bin/python -m bench.link_bench [--commands 120] [--records 10000] [--idle 60]
 
 Every figure comes from a real Mosquitto on a free loopback port (started as tests/mqtt_broker.py
 does, persistence off) and the real agent (``agent.daemon.run``), with gpiozero's MockFactory pins.
@@ -17,15 +17,12 @@ does, persistence off) and the real agent (``agent.daemon.run``), with gpiozero'
   store's play log was filled with ``--records`` completed rows (``Store.record_play``, as the
   agent writes them); then the broker and a subscriber start, and the subscriber counts the
   records until it has every seq once.
-* manifest: a signed manifest of ``--items`` daily items (distinct audio for every tenth item, a
-  third of it cached), verified (``protocol.manifest.verify_manifest``), put in force
-  (``agent.manifest_origin.ManifestOrigin.apply``: items parsed, the store's copy replaced), and
-  reconciled against the cache (each item's next start within the horizon, then
-  ``AudioCache.plan``).  Median of 5 runs, each on a fresh store.
 * idle: ``loa-agent run`` (libVLC, nothing due) with and without a ``central:`` section, the link
   up, sampled from /proc as bench/agent_bench.py's footprint does; then once more with an
   ``api_url`` (a loopback server with no manifest for the box), so the manifest poll has loaded
   requests.
+
+A 10,000-item manifest is measured by bench/manifest_bench.py.
 """
 
 from __future__ import annotations
@@ -49,28 +46,21 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jwt
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.audio_cache import AudioCache
 from agent.config import load_config
 from agent.control import request
 from agent.daemon import run as run_daemon
-from agent.manifest_origin import ManifestOrigin
 from agent.runtime import Agent
-from agent.schedule_source import Schedule
 from agent.store import PlayRecord, Store, iso
 from bench import scale_bench
 from drivers.wav_samples import tone, write_wav
 from foundation.errors import NotRunningError
 from protocol.commands import sign_command
-from protocol.manifest import sign_manifest, verify_manifest
 from protocol.messages import decode_ack, decode_status
-from scheduler.items import Item
-from scheduler.recurrence import item_starts
 from tests.mqtt_broker import MOSQUITTO, Broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,9 +71,7 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PREROLL_MS = 500
 COMMAND_TARGET_MS = 100  # over the pre-roll
 SPOOL_TARGET_S = 5.0
-MANIFEST_TARGET_S = 1.0
 IDLE_RSS_TARGET_MB = 60.0
-MIXED_RULES = 300  # the second manifest: 300 daily rules and one-off `at` items
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -423,136 +411,7 @@ def _spool_once(records: int, tree: Path) -> dict[str, Any]:
     }
 
 
-# -- 3. a manifest of 10,000 items verified and reconciled against the cache ------------------------
-
-
-def _manifest_claims(items: int, rules: int, now: datetime) -> tuple[dict[str, Any], list[str]]:
-    """``rules`` daily rules, each at its own time of day, then ``at`` items on the next 30 days;
-    every tenth item has its own audio."""
-    audio = [hashlib.sha256(f"bench audio {n}".encode()).hexdigest() for n in range(max(1, items // 10))]
-    day = 86_400
-    raw = []
-    for n in range(items):
-        sha256 = audio[n % len(audio)]
-        item: dict[str, Any] = {
-            "id": f"c{n:05d}",
-            "audio": {"sha256": sha256, "url": f"https://central.example.vn/audio/{sha256}"},
-        }
-        if n < rules:
-            second = (n * day) // rules
-            item["rrule"] = (
-                f"FREQ=DAILY;BYHOUR={second // 3600};BYMINUTE={second // 60 % 60};BYSECOND={second % 60}"
-            )
-            item["dtstart"] = "2025-01-01 00:00"
-        else:
-            moment = now + timedelta(minutes=5, seconds=(n - rules) * 30 * day // max(1, items - rules))
-            item["at"] = moment.astimezone(TZ).isoformat(timespec="seconds")
-        raw.append(item)
-    claims = {"v": 1, "aud": DEVICE, "iat": int(now.timestamp()) - 60, "version": "1", "items": raw}
-    return claims, audio
-
-
-HORIZON = timedelta(days=7)  # agent.audio_cache.DEFAULT_HORIZON
-
-
-def _next_start(item: Item, tz: ZoneInfo, now: datetime) -> datetime | None:
-    """The item's first start within the horizon: the next day first, where most items start."""
-    for start, end in ((now, now + timedelta(days=1)), (now + timedelta(days=1), now + HORIZON)):
-        starts = item_starts(item, tz, start, end)
-        if starts:
-            return starts[0]
-    return None
-
-
-def _reconcile_once(directory: Path, token: str, key: Ed25519PrivateKey, now: datetime) -> dict[str, float]:
-    """One fresh box: the manifest verified alone (for the breakdown), then put in force (verified
-    again, parsed, stored) and planned against the cache: the measured path."""
-    config = load_config(directory / "agent.yaml")
-    store = Store.open(config.storage.dir)
-    try:
-        schedule = Schedule(config)
-        schedule.load(store)
-        origin = ManifestOrigin(schedule, store, keys=[key.public_key()], device_id=DEVICE,
-                                groups=frozenset(), source="bench")  # fmt: skip
-        cache = AudioCache(config.storage.dir, max_bytes=1 << 30)
-        clock = _Stopwatch()
-        verify_manifest(token, keys=[key.public_key()], device_id=DEVICE, groups=frozenset(), now=now,
-                        current_version=None)  # fmt: skip
-        verify = clock.lap()
-        manifest = origin.apply(token, now)
-        apply = clock.lap()
-        wanted = []
-        for item in schedule.items:
-            url = manifest.audio_urls.get(item.audio)
-            start = _next_start(item, config.device.timezone, now) if url is not None else None
-            if start is not None:
-                wanted.append((item.audio, url, start))
-        missing = cache.plan(wanted, now, HORIZON)
-        plan = clock.lap()
-    finally:
-        store.close()
-    return {
-        "verify_ms": verify[0], "verify_cpu_ms": verify[1],
-        "apply_ms": apply[0], "apply_cpu_ms": apply[1],
-        "plan_ms": plan[0], "plan_cpu_ms": plan[1],
-        "total_ms": apply[0] + plan[0], "total_cpu_ms": apply[1] + plan[1],
-        "to_download": len(missing), "wanted": len(wanted),
-    }  # fmt: skip
-
-
-class _Stopwatch:
-    """Wall and CPU time (this process) in ms since the last lap: the machine is shared."""
-
-    def __init__(self) -> None:
-        self._at = (time.perf_counter(), time.process_time())
-
-    def lap(self) -> tuple[float, float]:
-        now = (time.perf_counter(), time.process_time())
-        wall, cpu = 1000 * (now[0] - self._at[0]), 1000 * (now[1] - self._at[1])
-        self._at = now
-        return wall, cpu
-
-
-def manifest_reconcile(items: int, rules: int | None = None, runs: int = 5) -> dict[str, Any]:
-    """A signed manifest of ``items`` items (``rules`` of them daily rules, by default all) put in
-    force and planned on ``runs`` fresh boxes."""
-    now = datetime.now(UTC)
-    rules = items if rules is None else rules
-    claims, audio = _manifest_claims(items, rules, now)
-    with tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp:
-        directory = Path(tmp)
-        key = _key(directory)
-        token = sign_manifest(claims, key)
-        results = []
-        for run in range(runs):
-            box = directory / f"run{run}"
-            box.mkdir()
-            _config(box, backend="null", central_url=None)
-            cached = box / "state" / "audio"
-            cached.mkdir(parents=True)
-            for sha256 in audio[: len(audio) // 3]:
-                (cached / sha256).write_bytes(b"")  # present: plan looks at names only
-            results.append(_reconcile_once(box, token, key, now))
-    median = {name: round(statistics.median(r[name] for r in results)) for name in results[0]}
-    whole_header = []  # what reading the header cost before: PyJWT checked the whole token for it
-    for _ in range(runs):
-        clock = _Stopwatch()
-        jwt.get_unverified_header(token)
-        whole_header.append(clock.lap()[0])
-    return {
-        "items": items,
-        "rules": rules,
-        "runs": runs,
-        "token_kb": round(len(token) / 1024),
-        "audio_files": len(audio),
-        **median,
-        "total_max_ms": round(max(r["total_ms"] for r in results)),
-        "header_over_whole_token_ms": round(statistics.median(whole_header)),
-        "load_average": round(os.getloadavg()[0], 2),
-    }
-
-
-# -- 4. the idle daemon with the link up ---------------------------------------------------------------
+# -- 3. the idle daemon with the link up ---------------------------------------------------------------
 
 
 def _proc_sample(pid: int) -> tuple[float, float]:
@@ -640,7 +499,6 @@ def _load() -> float:
 def run(
     commands: int = 120,
     records: int = 10_000,
-    items: int = 10_000,
     idle: float = 60.0,
     compare: str | None = BASE_REV,
 ) -> dict[str, Any]:
@@ -648,15 +506,13 @@ def run(
     ``compare`` (when given and present) in the same run; the load average around each part."""
     result: dict[str, Any] = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "load": {}}
     parts: list[tuple[str, Callable[[], Any]]] = [
-        ("manifest", lambda: manifest_reconcile(items)),
-        ("manifest_mixed", lambda: manifest_reconcile(items, rules=MIXED_RULES)),
         ("spool", lambda: spool_delivery(records)),
         ("command", lambda: command_latency(commands)),
         ("idle", lambda: idle_footprint(idle)),
     ]
     if compare is not None and scale_bench.have(compare):
         result["before_rev"] = compare
-        parts.insert(2, ("spool_before", lambda: _on_revision(compare, spool_delivery, records)))
+        parts.insert(0, ("spool_before", lambda: _on_revision(compare, spool_delivery, records)))
         parts.append(("idle_before", lambda: _on_revision(compare, idle_footprint, idle)))
     for name, measure in parts:
         before = _load()
@@ -679,9 +535,8 @@ def main() -> int:
     )
     parser.add_argument("--commands", type=int, default=120)
     parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=60.0)
-    parser.add_argument("--only", choices=["command", "spool", "manifest", "idle"])
+    parser.add_argument("--only", choices=["command", "spool", "idle"])
     parser.add_argument(
         "--compare", default=BASE_REV, help="git revision for the before figures ('' for none)"
     )
@@ -690,13 +545,10 @@ def main() -> int:
         print(json.dumps(command_latency(args.commands), indent=2))
     elif args.only == "spool":
         print(json.dumps(spool_delivery(args.records), indent=2))
-    elif args.only == "manifest":
-        print(json.dumps(manifest_reconcile(args.items), indent=2))
-        print(json.dumps(manifest_reconcile(args.items, rules=MIXED_RULES), indent=2))
     elif args.only == "idle":
         print(json.dumps(idle_footprint(args.idle), indent=2))
     else:
-        result = run(args.commands, args.records, args.items, args.idle, args.compare or None)
+        result = run(args.commands, args.records, args.idle, args.compare or None)
         print(json.dumps(result, indent=2))
     return 0
 

@@ -22,7 +22,6 @@ from bench.link_bench import (
     BASE_REV,
     COMMAND_TARGET_MS,
     IDLE_RSS_TARGET_MB,
-    MANIFEST_TARGET_S,
     SPOOL_TARGET_S,
     idle_footprint,
 )
@@ -55,7 +54,6 @@ def render(result: dict[str, Any]) -> str:
             _render_head(result),
             _render_command(result["command"]),
             _render_spool(result),
-            _render_manifest(result),
             _render_idle(result),
         ]
     )
@@ -70,7 +68,8 @@ does, persistence off), the real agent (`agent.daemon`) with gpiozero's MockFact
 paho client standing in for the central server.  Reproduce this section alone with
 `.venv/bin/python -m bench.run_all --only link` (about {_minutes(result)} minutes; it rewrites this
 section only); one part alone, printed as JSON: `.venv/bin/python -m bench.link_bench --only
-command` (or `spool`, `manifest`, `idle`).  The machine has {os.cpu_count()} cores shared with other
+command` (or `spool`, `idle`); the 10,000-item manifest is measured in its own section above
+("A 10,000-item manifest").  The machine has {os.cpu_count()} cores shared with other
 work; load average (1 min) before → after each part: {_loads(result, *result["load"])}.
 """
 
@@ -148,54 +147,6 @@ next 100 rows to send one, and counted every waiting record for the status board
 that queue up during a pass share the next one (up to 100), a pass reads only the rows it can
 send, and the spool depth shown by `loa status` is counted at most once a second.
 """
-
-
-def _render_manifest(result: dict[str, Any]) -> str:
-    rows = []
-    for key, label in (("manifest", "daily rules only"), ("manifest_mixed", "rules and one-off items")):
-        m = result[key]
-        rows.append(
-            f"| {m['items']:,} items: {m['rules']:,} {label} | {m['token_kb']} KB | {m['verify_ms']} ms "
-            f"| {m['apply_ms']} ms | {m['plan_ms']} ms | {m['total_ms']} ms ({m['total_cpu_ms']} ms CPU) "
-            f"| ≤ {MANIFEST_TARGET_S * 1000:g} ms: {_verdict(m['total_ms'], MANIFEST_TARGET_S * 1000)} |"
-        )
-    worst = result["manifest"]
-    return f"""### A {worst["items"]:,}-item manifest verified and reconciled against the cache
-
-A signed manifest (EdDSA, `protocol.manifest.sign_manifest`) put in force on a fresh box by
-`ManifestOrigin.apply` (signature and claims verified, every item checked by the schedule file's
-own reader, the store's copy replaced in one transaction), then reconciled against the cache: each
-item's next start within the 7-day horizon (`scheduler.recurrence.item_starts`, the next day
-first) and `AudioCache.plan` of what to download ({worst["audio_files"]:,} distinct audio files, a
-third of them cached: {worst["to_download"]} to download).  Median of {worst["runs"]} boxes; "verify
-alone" is measured separately and is part of "apply".  The rules are daily, each at its own time
-of day (none shares a parsed rule: the costly case); the one-off items are `at` items over the
-next 30 days.
-
-| manifest | token | verify alone | apply | reconcile | total | target |
-|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-With distinct rules the time goes to the schedule reader's checks of each rule (parsing it with
-dateutil, its spacing, its first start; about half of "apply") and to each rule's next start
-("reconcile"); the signature check reads the {worst["token_kb"]} KB token once (PyJWT checks it
-character by character).  Before this issue's fix the header was read by PyJWT over the whole
-token as well, which costs {worst["header_over_whole_token_ms"]} ms more on this token; it is now
-read from the header segment alone.{_manifest_shortfall(worst)}
-"""
-
-
-def _manifest_shortfall(worst: dict[str, Any]) -> str:
-    if worst["total_ms"] <= MANIFEST_TARGET_S * 1000:
-        return ""
-    return """
-
-Not met with 10,000 distinct rules, and not within the link's reach: what is left is the
-scheduler's own work on each rule, which the local schedule file gets as well (dateutil parses each
-rule for its check and again for its next start, as the parsed-rule cache is kept small for
-memory).  Meeting it would take a cheaper rule check or one parse shared by the check and the next
-start (scheduler/rules.py).  A manifest with a few hundred rules and one-off items takes under
-half the target."""
 
 
 IDLE_ROWS = (

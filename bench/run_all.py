@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         central_bench.write(central)
         return 0
     if args.only == "manifest":
-        return manifest_bench.main()
+        return manifest_bench.main([])
     if args.only == "link":
         link = link_bench.run()
         OUT.write_text(

@@ -124,7 +124,7 @@ def verify_manifest(
     """The manifest ``token`` carries, if it is signed, for this box and newer than ``current_version``."""
     try:
         try:
-            payload = verified_payload(token, keys, max_chars=MAX_MANIFEST_CHARS)
+            payload = verified_payload(token, keys, max_chars=MAX_MANIFEST_CHARS, bulk=True)
         except CommandRefused as refused:
             raise ManifestRefused(Reason(refused.reason.value), refused.problems) from None
         try:

@@ -8,7 +8,7 @@ Items with a finding are dropped; the caller decides whether a partly bad file i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from zoneinfo import ZoneInfo
@@ -70,9 +70,12 @@ class Item:
     dtstart: datetime | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    # True from parse_items, which has just checked the rule in the device's time zone: checking it
+    # again here would cost as much again for a manifest of 10,000 rules.  Not a field.
+    rule_checked: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
-        problems = _invariant_problems(self)
+    def __post_init__(self, rule_checked: bool) -> None:
+        problems = _invariant_problems(self, rule_checked)
         if problems:
             raise ScheduleError([f"schedule item {self.id!r}: {p}" for p in problems])
 
@@ -81,7 +84,7 @@ class Item:
         return all_zones if self.zones is None else self.zones
 
 
-def _invariant_problems(item: Item) -> list[str]:
+def _invariant_problems(item: Item, rule_checked: bool) -> list[str]:
     problems = []
     if (item.at is None) == (item.rrule is None):
         problems.append("needs exactly one of 'at' or 'rrule'")
@@ -97,7 +100,7 @@ def _invariant_problems(item: Item) -> list[str]:
         problems.append(f"volume {item.volume} outside 0..100")
     if item.valid_from and item.valid_until and item.valid_until <= item.valid_from:
         problems.append("'valid_until' must be after 'valid_from'")
-    if item.rrule is not None and item.dtstart is not None:
+    if item.rrule is not None and item.dtstart is not None and not rule_checked:
         problem = rule_problem(item.rrule, item.dtstart, ZoneInfo("UTC"))
         if problem is not None:
             problems.append(f"rrule {item.rrule!r}: expected {problem[0]}")
@@ -167,7 +170,7 @@ def _parse_item(
     timing = _parse_timing(entry, path, tz, findings)
     if len(findings.items) > mark or ident is None or audio is None or level is None:
         return None
-    return Item(ident, audio, level, zones, volume, **vars(timing))
+    return Item(ident, audio, level, zones, volume, **vars(timing), rule_checked=True)
 
 
 def _parse_timing(entry: Mapping[str, object], path: KeyPath, tz: ZoneInfo, findings: FindingList) -> _Timing:

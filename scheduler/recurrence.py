@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from scheduler.items import Item
-from scheduler.rules import local_naive, rule_near
+from scheduler.rules import local_naive, local_starts
 
 # Local wall time and UTC differ by at most a day; a DST change moves a local instant by hours.
 _MARGIN = timedelta(hours=3)
@@ -52,13 +53,17 @@ def item_starts(item: Item, tz: ZoneInfo, start: datetime, end: datetime) -> lis
     if item.at is not None:
         return [item.at.astimezone(UTC)] if lo <= item.at < hi else []
     assert item.rrule is not None and item.dtstart is not None  # guaranteed by Item
-    lo_local = local_naive(lo, tz) - _MARGIN
-    rule = rule_near(item.rrule, local_naive(item.dtstart, tz), lo_local)
+    lo_local, hi_local = _local_window(lo, hi, tz)
     found = {
         local.replace(tzinfo=tz).astimezone(UTC)
-        for local in rule.between(lo_local, local_naive(hi, tz) + _MARGIN, inc=True)
+        for local in local_starts(item.rrule, local_naive(item.dtstart, tz), lo_local, hi_local)
     }
     return sorted(t for t in found if lo <= t < hi)
+
+
+@lru_cache(maxsize=8)  # a round of the audio thread asks for the same window for every item
+def _local_window(lo: datetime, hi: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return local_naive(lo, tz) - _MARGIN, local_naive(hi, tz) + _MARGIN
 
 
 def expand(items: Iterable[Item], tz: ZoneInfo, start: datetime, end: datetime) -> list[Occurrence]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,7 +56,18 @@ def too_close(parts: Mapping[str, str], dtstart: datetime) -> tuple[str, str] | 
 
     ``parts`` are those of a rule dateutil has accepted with this ``dtstart`` (local wall time).
     """
-    closest = closest_starts(parts, dtstart)
+    return _verdict(closest_starts(parts, dtstart))
+
+
+def daily_too_close(seconds: Sequence[int], interval: int) -> tuple[str, str] | None:
+    """:func:`too_close` for a daily rule every ``interval`` days at ``seconds`` into the day
+    (sorted, distinct), as scheduler.plain_rule reads it."""
+    if len(seconds) == 1:  # one start a day at most: a day or more apart, far above MIN_GAP
+        return None
+    return _verdict(_by_time_of_day(list(seconds), interval))
+
+
+def _verdict(closest: CloseStarts | None) -> tuple[str, str] | None:
     if closest is None or closest.gap >= MIN_GAP.total_seconds():
         return None
     return (f"starts at least {format_duration(MIN_GAP)} apart", closest.describe())

@@ -13,6 +13,9 @@ dtstart.  dateutil walks a rule's periods until one yields a start, up to the ye
 that never starts would cost that walk on every expansion, and finding out costs it once, so the
 probe runs on a copy of the rule moved to years near 9999 whose calendars (weekdays, leap years) are
 those of the years after dtstart; the walk then ends within decades.
+
+Daily and weekly rules at fixed times of day, nearly every rule a commune writes, are checked and
+expanded by arithmetic instead (:mod:`scheduler.plain_rule`), with the same verdicts and starts.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rrule, rrulestr
 
 from scheduler.fields import DATE_SPAN, LAST_DAY, in_date_range
-from scheduler.rule_spacing import too_close
+from scheduler.plain_rule import plain_rule, plain_spelling
+from scheduler.rule_spacing import daily_too_close, too_close
 
 UNSAFE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
 MAX_RULE_CHARS = 1000
@@ -65,6 +69,15 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
     body = rule_body(text)
     if len(body) > MAX_RULE_CHARS:
         return (f"a rule of at most {MAX_RULE_CHARS} characters", None)
+    problem = None if plain_spelling(body) else _text_problem(body)  # a plain rule has none of them
+    if problem is not None:
+        return problem
+    if not in_date_range(dtstart):
+        return (f"a dtstart {DATE_SPAN}", None)
+    return _local_problem(body, local_naive(dtstart, tz))
+
+
+def _text_problem(body: str) -> tuple[str, str | None] | None:
     if "\n" in body or ":" in body:
         return ("a single RRULE line, e.g. FREQ=DAILY;BYHOUR=6;BYMINUTE=0", "put the first time in 'dtstart'")
     parts = rule_parts(body)
@@ -76,17 +89,20 @@ def rule_problem(text: str, dtstart: datetime, tz: ZoneInfo) -> tuple[str, str |
         return ("COUNT or UNTIL, not both", None)
     if parts.get("UNTIL", "").endswith("Z"):
         return ("UNTIL in device local time (no Z)", "or use 'valid_until' with a UTC offset")
-    if not in_date_range(dtstart):
-        return (f"a dtstart {DATE_SPAN}", None)
-    return _local_problem(body, local_naive(dtstart, tz))
+    return None
 
 
 @lru_cache(maxsize=4096)
 def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | None:
     """The checks that need the parsed rule; cached, as a file is read again on every reload."""
     try:
-        rule = base_rule(body, dtstart)
+        plain = plain_rule(body, dtstart)
+        if plain is not None:  # no COUNT, no UNTIL: it starts within INTERVAL periods, a year at most
+            if plain.weekly:
+                return too_close(rule_parts(body), dtstart)
+            return _interval_problem(plain.interval) or daily_too_close(plain.offsets, plain.interval)
         parts = rule_parts(body)
+        rule = base_rule(body, dtstart)
         return (
             _bounds_problem(rule, parts) or too_close(parts, dtstart) or _start_problem(rule, parts, dtstart)
         )
@@ -94,9 +110,15 @@ def _local_problem(body: str, dtstart: datetime) -> tuple[str, str | None] | Non
         return (_VALID, str(exc) or type(exc).__name__)
 
 
-def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
-    if not 1 <= int(parts.get("INTERVAL") or 1) <= MAX_INTERVAL:
+def _interval_problem(interval: int) -> tuple[str, str | None] | None:
+    if not 1 <= interval <= MAX_INTERVAL:
         return (f"INTERVAL from 1 to {MAX_INTERVAL}", None)
+    return None
+
+
+def _bounds_problem(rule: rrule, parts: dict[str, str]) -> tuple[str, str | None] | None:
+    if problem := _interval_problem(int(parts.get("INTERVAL") or 1)):
+        return problem
     if "COUNT" in parts and not 1 <= int(parts["COUNT"]) <= MAX_COUNT:
         return (f"COUNT from 1 to {MAX_COUNT}", "for a longer series use UNTIL, or 'valid_until'")
     until = vars(rule).get("_until")
@@ -189,6 +211,16 @@ def _last_start(body: str, dtstart_local: datetime) -> datetime | None:
         if last.date() > LAST_DAY:
             break
     return last
+
+
+def local_starts(text: str, dtstart_local: datetime, lo: datetime, hi: datetime) -> list[datetime]:
+    """The rule's starts in ``[lo, hi]``, all naive local wall time, sorted: a daily or weekly rule at
+    fixed times by arithmetic (scheduler.plain_rule), any other through dateutil (:func:`rule_near`)."""
+    body = rule_body(text)
+    plain = plain_rule(body, dtstart_local)
+    if plain is not None:
+        return plain.between(lo, hi)
+    return list(rule_near(body, dtstart_local, lo).between(lo, hi, inc=True))
 
 
 def rule_near(text: str, dtstart_local: datetime, not_after: datetime) -> rrule:

@@ -17,7 +17,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.commands import MAX_LIFETIME, Command, CommandRefused, Reason, sign_command, verify_command
+from protocol.commands import (
+    MAX_LIFETIME,
+    Command,
+    CommandRefused,
+    Reason,
+    _segment,
+    sign_command,
+    verified_payload,
+    verify_command,
+)
 
 NOW = datetime(2099, 1, 1, 12, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
@@ -118,6 +127,28 @@ def test_a_good_header_does_not_excuse_a_bad_payload_or_segment_count() -> None:
     header, payload, signature = sign_command(claims(), KEY).split(".")
     assert refused(f"{header}.{payload}!.{signature}") == Reason.MALFORMED
     assert refused(f"{header}.{payload}") == Reason.MALFORMED
+
+
+def test_segments_are_read_as_strictly_as_pyjwt_reads_them() -> None:
+    """Padding that completes a segment is accepted; anything else that decodes is not."""
+    header, payload, signature = sign_command(claims(), KEY).split(".")
+    padded = f"{header}.{payload}" + "=" * (-len(payload) % 4)
+    assert padded.endswith("=") and verify(f"{padded}.{b64(KEY.sign(padded.encode()))}").id == "cmd-1"
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other_bits = last[last.index(signature[-1]) ^ 1]  # the same bytes, unused bits changed
+    for bad in (
+        f"{header}.{payload}.{signature[:-1]}{other_bits}",
+        f"{header}.{payload}===.{signature}",
+        f"{header}.{payload}+.{signature}",
+        f"{header}.{payload} .{signature}",
+        f"{header}.{payload}.{signature}.{signature}",
+    ):
+        assert refused(bad) == Reason.MALFORMED, bad
+    # PyJWT agrees on each of them.
+    with pytest.raises(jwt.DecodeError):
+        jwt.PyJWS().decode_complete(
+            f"{header}.{payload}.{signature[:-1]}{other_bits}", KEY.public_key(), ["EdDSA"]
+        )
     assert refused(f"{header}.{payload}.{signature}.{signature}") == Reason.MALFORMED
     assert refused(f"{header}") == Reason.MALFORMED
 
@@ -212,3 +243,45 @@ def test_any_header_and_payload_are_refused_cleanly(header: Any, payload: Any) -
     token = ".".join([b64(raw[0]), b64(raw[1]), b64(b"x" * 64)])
     with pytest.raises(CommandRefused):
         verify(token)
+
+
+@settings(max_examples=500)
+@given(
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!. ", max_size=12)
+)
+def test_a_segment_is_read_exactly_as_pyjwt_reads_it(segment: str) -> None:
+    """Every segment PyJWT 2.15 accepts is read as the same bytes, and every one it refuses is refused."""
+    try:
+        expected: bytes | None = jwt.PyJWS._decode_base64url_segment(segment.encode(), "payload")
+    except jwt.DecodeError:
+        expected = None
+    try:
+        got: bytes | None = _segment(segment, "payload")
+    except CommandRefused as refused:
+        assert refused.reason == Reason.MALFORMED
+        got = None
+    assert got == expected
+
+
+def test_the_bulk_reader_for_manifests_refuses_and_accepts_what_pyjwt_does() -> None:
+    """Commands are verified by PyJWT; manifests (megabytes) by the bulk reader: the same verdicts."""
+    header, payload, signature = sign_command(claims(), KEY).split(".")
+    keys = [KEY.public_key()]
+    good = f"{header}.{payload}.{signature}"
+    assert verified_payload(good, keys, bulk=True) == verified_payload(good, keys)
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other_bits = last[last.index(signature[-1]) ^ 1]
+    flipped = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    flipped[0] ^= 1
+    for bad, reason in (
+        (f"{header}.{payload}.{signature[:-1]}{other_bits}", Reason.MALFORMED),
+        (f"{header}.{payload}===.{signature}", Reason.MALFORMED),
+        (f"{header}.{payload}+.{signature}", Reason.MALFORMED),
+        (f"{header}.{payload}.{signature}.{signature}", Reason.MALFORMED),
+        (f"{header}.{payload}", Reason.MALFORMED),
+        (f"{header}.{payload}.{b64(bytes(flipped))}", Reason.BAD_SIGNATURE),
+    ):
+        for bulk in (False, True):
+            with pytest.raises(CommandRefused) as error:
+                verified_payload(bad, keys, bulk=bulk)
+            assert error.value.reason == reason, (bad, bulk)
