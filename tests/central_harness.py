@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central import cli, db
@@ -109,6 +113,47 @@ def make_central(
         AudioStore(config.audio_dir, config.audio_max_bytes),
         EspeakNg("vi"),
     )
+
+
+@contextmanager
+def central_on_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
+    """``make_central`` on a SQLite file, or on the module's PostgreSQL when ``request.param`` says
+    ``postgresql`` (its tables dropped afterwards); for fixtures parametrized over both."""
+    url = request.getfixturevalue("postgres").url if request.param == "postgresql" else None
+    made = make_central(tmp_path, RecordingPublisher(), url)
+    try:
+        yield made
+    finally:
+        if url is not None:
+            db.metadata.drop_all(made.engine)
+        made.engine.dispose()
+
+
+def login(client: TestClient, name: str = "admin") -> dict[str, str]:
+    """A bearer token for ``name`` (password ADMIN_PASSWORD) from the REST API; its header."""
+    answer = client.post("/api/v1/auth/token", data={"username": name, "password": ADMIN_PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def upload(client: TestClient, headers: dict[str, str], path: Path, mime: str = "audio/wav") -> Any:
+    with path.open("rb") as source:
+        return client.post("/api/v1/audio", headers=headers, files={"file": (path.name, source, mime)})
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def sign_in(client: TestClient, name: str = "admin") -> str:
+    """Sign in through the form; the CSRF token the next forms carry."""
+    token = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"username": name, "password": ADMIN_PASSWORD, "csrf": token,
+                                         "next": "/boxes"})  # fmt: skip
+    assert answer.status_code == 303 and answer.headers["location"] == "/boxes", answer.text
+    return token
 
 
 class MqttClient:

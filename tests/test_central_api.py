@@ -22,42 +22,19 @@ from central.context import Central
 from protocol.commands import verify_command
 from protocol.manifest import verify_manifest
 from tests.audio_fixtures import tone_file
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
-from tests.postgres_server import Postgres, run_postgres
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    yield from run_postgres()
+from tests.central_harness import RecordingPublisher, central_on_database, login, upload
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    url = request.getfixturevalue("postgres").url if request.param == "postgresql" else None
-    made = make_central(tmp_path, RecordingPublisher(), url)
-    try:
+    with central_on_database(request, tmp_path) as made:
         yield made
-    finally:
-        if url is not None:
-            db.metadata.drop_all(made.engine)
-        made.engine.dispose()
 
 
 @pytest.fixture
 def client(central: Central) -> Iterator[TestClient]:
     with TestClient(create_app(central)) as test_client:
         yield test_client
-
-
-def login(client: TestClient, name: str = "admin") -> dict[str, str]:
-    answer = client.post("/api/v1/auth/token", data={"username": name, "password": ADMIN_PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-def upload(client: TestClient, headers: dict[str, str], path: Path, mime: str = "audio/wav") -> Any:
-    with path.open("rb") as source:
-        return client.post("/api/v1/audio", headers=headers, files={"file": (path.name, source, mime)})
 
 
 def published(central: Central) -> list[tuple[str, str, bool]]:

@@ -27,7 +27,7 @@ from foundation.errors import ConfigError
 from protocol.messages import decode_record, decode_state
 from protocol.topics import Kind
 from tests.agent_harness import running_agent, write_config, write_schedule
-from tests.mqtt_broker import Broker, run_broker
+from tests.mqtt_broker import Broker
 from tests.time_server import TimeServer, run_time_server
 
 DEVICE = "test-box-01"
@@ -87,19 +87,6 @@ def test_the_daemon_asks_the_central_server_only_with_an_api_url_and_a_required_
             if clock.central is not None:
                 assert clock.central.set_clock == ("time_set_clock: false" not in text)
                 assert clock.central.keys and clock.central.api_url == "http://127.0.0.1:9/api"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from run_broker(tmp_path)
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    private = Ed25519PrivateKey.generate()
-    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "central.pub").write_bytes(pem)
-    return private
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ from protocol.manifest import verify_manifest
 from scheduler.items import parse_items
 from scheduler.recurrence import expand
 from tests.audio_fixtures import tone_file
-from tests.central_harness import BOX_ZONE, RecordingPublisher, make_central
-from tests.test_central_api import login, upload
-from tests.test_central_pages import csrf_of, sign_in
+from tests.central_harness import BOX_ZONE, RecordingPublisher, csrf_of, login, make_central, sign_in, upload
 
 NOW = datetime(2099, 3, 9, 12, 0, tzinfo=BOX_ZONE)
 SIX = datetime(2099, 3, 10, 6, 0, tzinfo=BOX_ZONE)

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
@@ -26,25 +25,21 @@ from protocol.messages import decode_ack, decode_record
 from protocol.topics import Kind
 from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
-from tests.mqtt_broker import Broker, run_broker
-from tests.test_central_sync import Http, audio, configure, item, manifest, row_of
-from tests.test_central_sync import http as http  # the fixture
-from tests.test_link import DEVICE, TOPIC, Central, claims
+from tests.central_stand_in import (
+    DEVICE,
+    TOPIC,
+    Central,
+    Http,
+    audio,
+    claims,
+    configure,
+    item,
+    manifest,
+    row_of,
+)
+from tests.mqtt_broker import Broker
 
 ALL_ZONES = ("zone-1", "zone-2")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from run_broker(tmp_path)
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    private = Ed25519PrivateKey.generate()
-    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "central.pub").write_bytes(pem)
-    return private
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from tests.agent_harness import running_agent, write_config, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.central_harness import ADMIN_PASSWORD, BIN, MqttClient, initialized, loa_central
 from tests.mqtt_broker import Broker, free_port, run_broker
-from tests.postgres_server import Postgres, run_postgres
+from tests.postgres_server import Postgres
 
 DEVICE = "test-box-01"
 
@@ -200,11 +200,6 @@ def completed(server: Server, item_id: str, timeout: float = 20) -> Any:
 @pytest.fixture
 def external_broker(tmp_path: Path) -> Iterator[Broker]:
     yield from run_broker(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    yield from run_postgres()
 
 
 def test_postgresql_and_an_external_broker_by_config_alone(

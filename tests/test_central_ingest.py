@@ -23,27 +23,15 @@ from central.mqtt_link import Incoming
 from central.registry import User, all_units
 from protocol.messages import Ack, AckResult, Record, StateMessage, StatusMessage
 from protocol.topics import Kind
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
-from tests.postgres_server import Postgres, run_postgres
+from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, central_on_database, make_central
 
 AT = datetime(2099, 1, 1, 6, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    yield from run_postgres()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    url = request.getfixturevalue("postgres").url if request.param == "postgresql" else None
-    made = make_central(tmp_path, RecordingPublisher(), url)
-    try:
+    with central_on_database(request, tmp_path) as made:
         yield made
-    finally:
-        if url is not None:
-            db.metadata.drop_all(made.engine)
-        made.engine.dispose()
 
 
 def message(device: str, kind: str, payload: str | bytes) -> Incoming:

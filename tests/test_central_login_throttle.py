@@ -22,8 +22,7 @@ from central.login_throttle import (
     LoginThrottle,
     Throttled,
 )
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
-from tests.test_central_pages import csrf_of
+from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, csrf_of, make_central
 
 
 class Clock:

@@ -22,10 +22,17 @@ from central.context import Central
 from central.mqtt_link import Incoming
 from central.web_text import EN, VI
 from tests.audio_fixtures import tone_file
-from tests.central_harness import ADMIN_PASSWORD, BOX_ZONE, RecordingPublisher, make_central
+from tests.central_harness import (
+    ADMIN_PASSWORD,
+    BOX_ZONE,
+    RecordingPublisher,
+    csrf_of,
+    make_central,
+    sign_in,
+    upload,
+)
+from tests.central_harness import login as api_login
 from tests.central_records import ingest, playlog
-from tests.test_central_api import login as api_login
-from tests.test_central_api import upload
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "central" / "templates"
 
@@ -41,21 +48,6 @@ def central(tmp_path: Path) -> Iterator[Central]:
 def client(central: Central) -> Iterator[TestClient]:
     with TestClient(create_app(central), follow_redirects=False) as test_client:
         yield test_client
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page[:500]
-    return found.group(1)
-
-
-def sign_in(client: TestClient, name: str = "admin") -> str:
-    """Sign in through the form; the CSRF token the next forms carry."""
-    token = csrf_of(client.get("/login").text)
-    answer = client.post("/login", data={"username": name, "password": ADMIN_PASSWORD, "csrf": token,
-                                         "next": "/boxes"})  # fmt: skip
-    assert answer.status_code == 303 and answer.headers["location"] == "/boxes", answer.text
-    return token
 
 
 def test_every_phrase_the_templates_write_is_translated() -> None:

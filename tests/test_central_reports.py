@@ -13,39 +13,26 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from central import cli, db
+from central import cli
 from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
-from tests.central_harness import BOX_ZONE, RecordingPublisher, make_central
+from tests.central_harness import BOX_ZONE, central_on_database, login, upload
 from tests.central_records import ingest, playlog
-from tests.postgres_server import Postgres, run_postgres
-from tests.test_central_api import login, upload
 
 DAY = datetime(2099, 3, 10, 6, 0, tzinfo=BOX_ZONE)
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    yield from run_postgres()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    url = request.getfixturevalue("postgres").url if request.param == "postgresql" else None
-    made = make_central(tmp_path, RecordingPublisher(), url)
-    # an old record: a box in a commune under a district, in the same province
-    config = f"--config={tmp_path / 'central.yaml'}"
-    assert cli.main([config, "device", "add", "xa-c-01", "--province", "tinh",
-                     "--district", "huyen-d", "--district-name", "Huyện Đông", "--commune", "xa-c",
-                     "--commune-name", "Xã Cẩm Phước", "--out", str(tmp_path / "c"),
-                     "--box-dir", str(tmp_path / "c")]) == 0  # fmt: skip
-    try:
+    with central_on_database(request, tmp_path) as made:
+        # an old record: a box in a commune under a district, in the same province
+        config = f"--config={tmp_path / 'central.yaml'}"
+        assert cli.main([config, "device", "add", "xa-c-01", "--province", "tinh",
+                         "--district", "huyen-d", "--district-name", "Huyện Đông", "--commune", "xa-c",
+                         "--commune-name", "Xã Cẩm Phước", "--out", str(tmp_path / "c"),
+                         "--box-dir", str(tmp_path / "c")]) == 0  # fmt: skip
         yield made
-    finally:
-        if url is not None:
-            db.metadata.drop_all(made.engine)
-        made.engine.dispose()
 
 
 @pytest.fixture

@@ -10,12 +10,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from central import db
-from tests.postgres_server import Postgres, run_postgres
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    yield from run_postgres()
+from tests.postgres_server import Postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,19 +12,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.central_sync import NOT_CACHED
@@ -33,87 +29,15 @@ from agent.status import offline_status, render
 from agent.store import Store
 from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
-from protocol.manifest import ManifestNotice, sign_manifest
+from protocol.manifest import ManifestNotice
 from protocol.messages import decode_ack
-from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
+from tests.agent_harness import RunningAgent, at, running_agent, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
-from tests.mqtt_broker import Broker, run_broker
+from tests.central_stand_in import DEVICE, TOPIC, Http, audio, configure, item, manifest, ref, row_of
+from tests.mqtt_broker import Broker
 from tests.test_storage_faults import remount, tmpfs
 
-DEVICE = "test-box-01"
-TOPIC = f"loa/v1/{DEVICE}"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Http:
-    """The central server's HTTP side: this box's manifest (ETag, 304, 404 before there is one) and audio."""
-
-    token: str = ""
-    audio: dict[str, bytes] = field(default_factory=dict)
-    gets: list[str] = field(default_factory=list)
-    manifest_answers: list[tuple[str | None, int]] = field(default_factory=list)  # If-None-Match, status
-    url: str = ""
-
-    def manifest_gets(self) -> int:
-        return sum(1 for path in self.gets if path.endswith("/manifest"))
-
-    def audio_gets(self, sha256: str) -> int:
-        return self.gets.count(f"/audio/{sha256}")
-
-
-def _handler(http: Http) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            http.gets.append(self.path)
-            status, body, etag = 404, b"", None
-            if self.path == f"/v1/devices/{DEVICE}/manifest" and http.token:
-                etag = '"' + hashlib.sha256(http.token.encode()).hexdigest()[:16] + '"'
-                if self.headers.get("If-None-Match") == etag:
-                    status = 304
-                else:
-                    status, body = 200, http.token.encode()
-            elif self.path.startswith("/audio/") and self.path[7:] in http.audio:
-                status, body = 200, http.audio[self.path[7:]]
-            if self.path.endswith("/manifest"):
-                http.manifest_answers.append((self.headers.get("If-None-Match"), status))
-            self.send_response(status)
-            if etag:
-                self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def http() -> Iterator[Http]:
-    state = Http()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from run_broker(tmp_path)
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    private = Ed25519PrivateKey.generate()
-    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "central.pub").write_bytes(pem)
-    return private
 
 
 class Central:
@@ -144,43 +68,6 @@ class Central:
         self.client.loop_stop()
 
 
-def audio(tmp_path: Path, frequency: float = 440, seconds: float = 1.0) -> tuple[str, bytes]:
-    data = tone_file(tmp_path, frequency, seconds).read_bytes()
-    return hashlib.sha256(data).hexdigest(), data
-
-
-def manifest(key: Ed25519PrivateKey, version: str, *items: dict[str, Any]) -> str:
-    claims = {"v": 1, "aud": DEVICE, "iat": int(time.time()), "version": version, "items": list(items)}
-    return sign_manifest(claims, key)
-
-
-def ref(http: Http, sha256: str) -> dict[str, str]:
-    return {"sha256": sha256, "url": f"{http.url}/audio/{sha256}"}
-
-
-def item(ident: str, http: Http, sha256: str, start: str, **more: Any) -> dict[str, Any]:
-    return {"id": ident, "audio": ref(http, sha256), "at": start, **more}
-
-
-def configure(
-    tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", extra_storage: str = "", **options: Any
-) -> Path:
-    write_schedule(
-        tmp_path, f"{{id: local-1, audio: {tone_file(tmp_path, 330, 0.5).name}, at: '{at(3600)}'}}"
-    )
-    extra = (
-        f"central: {{mqtt_url: '{broker.url}', api_url: '{http.url}', manifest_poll: {poll},"
-        " signing_public_key_files: [central.pub], groups: [xa-test]}"
-    )
-    path = write_config(tmp_path, extra=extra, **options)
-    if extra_storage:
-        text = path.read_text(encoding="utf-8").replace(
-            "storage: {dir: state}", f"storage: {{dir: state, {extra_storage}}}"
-        )
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 def events(running: RunningAgent, kind: str) -> list[str]:
     store = Store.open_readonly(running.config.storage.dir)
     try:
@@ -188,11 +75,6 @@ def events(running: RunningAgent, kind: str) -> list[str]:
         return [str(row["detail"]) for row in reversed(newest_first) if row["kind"] == kind]
     finally:
         store.close()
-
-
-def row_of(running: RunningAgent, item_id: str) -> Any:
-    rows = [row for row in running.play_log() if row.item_id == item_id]
-    return rows[-1] if rows else None
 
 
 def seconds_between(first: str, second: str) -> float:

@@ -17,10 +17,8 @@ from central import db
 from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
-from tests.central_harness import RecordingPublisher, make_central
+from tests.central_harness import RecordingPublisher, login, make_central, sign_in, upload
 from tests.central_records import ingest, playlog
-from tests.test_central_api import login, upload
-from tests.test_central_pages import sign_in
 
 NEW_YORK = ZoneInfo("America/New_York")
 

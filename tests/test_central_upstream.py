@@ -22,9 +22,7 @@ from central import cli, db, upstream
 from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
-from tests.test_central_api import login
-from tests.test_central_pages import sign_in
+from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, login, make_central, sign_in
 
 
 class Quiet(SimpleHTTPRequestHandler):

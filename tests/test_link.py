@@ -16,7 +16,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.control import request
@@ -27,74 +26,8 @@ from protocol.messages import AckResult, decode_ack, decode_record, decode_state
 from protocol.topics import Kind
 from tests.agent_harness import RunningAgent, running_agent, write_config, write_schedule
 from tests.audio_fixtures import tone_file
-from tests.mqtt_broker import Broker, run_broker
-
-DEVICE = "test-box-01"
-TOPIC = f"loa/v1/{DEVICE}"
-
-
-class Central:
-    """A test subscriber standing in for the central server: sends commands, collects what comes."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.seen: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-central", clean_session=False,
-                                  protocol=mqtt.MQTTv311)  # fmt: skip
-        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{TOPIC}/#", qos=1)
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect_async("127.0.0.1", port)
-        self.client.loop_start()
-
-    def send(self, token: str) -> None:
-        self.client.publish(f"{TOPIC}/cmd", token, qos=1).wait_for_publish(5)
-
-    def wait(self, what: Any, timeout: float = 10) -> tuple[str, bytes]:
-        """The first message (seen before or arriving within ``timeout``) that ``what`` accepts."""
-        for message in self.seen:
-            if what(*message):
-                return message
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                message = self.messages.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(message)
-            if what(*message):
-                return message
-        raise AssertionError(f"no such message within {timeout} s; seen: {self.seen}")
-
-    def acks(self, ident: str, timeout: float = 10, count: int = 1) -> list[str]:
-        results: list[str] = []
-        for index in range(count):
-            self.wait(lambda t, p, n=index: t == f"{TOPIC}/ack" and _ack_matches(p, ident, n), timeout)
-        for topic, payload in self.seen:
-            if topic == f"{TOPIC}/ack" and decode_ack(payload).id == ident:
-                results.append(decode_ack(payload).result.value)
-        return results
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _ack_matches(payload: bytes, ident: str, index: int) -> bool:
-    return decode_ack(payload).id == ident and True
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from run_broker(tmp_path)
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    private = Ed25519PrivateKey.generate()
-    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "central.pub").write_bytes(pem)
-    return private
+from tests.central_stand_in import DEVICE, TOPIC, Central, claims
+from tests.mqtt_broker import Broker
 
 
 @pytest.fixture
@@ -120,11 +53,6 @@ def cached_audio(running: RunningAgent, tmp_path: Path) -> str:
     audio.mkdir(parents=True, exist_ok=True)
     (audio / sha256).write_bytes(source.read_bytes())
     return sha256
-
-
-def claims(jti: str, **fields: Any) -> dict[str, Any]:
-    now = int(time.time())
-    return {"jti": jti, "aud": DEVICE, "iat": now, "exp": now + 600, **fields}
 
 
 def central_plays(running: RunningAgent) -> list[Any]:

@@ -1,0 +1,44 @@
+"""Fixtures the agent and central tests share: the suite's Mosquitto, its PostgreSQL, the central's key
+and HTTP side.
+
+A module that needs another shape defines a fixture of the same name, which takes precedence here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.central_stand_in import Http, serve_http
+from tests.mqtt_broker import Broker, run_broker
+from tests.postgres_server import Postgres, run_postgres
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server per test module (starting one takes seconds)."""
+    yield from run_postgres()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Mosquitto of this test's own."""
+    yield from run_broker(tmp_path)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Ed25519PrivateKey:
+    """The central server's signing key; its public half is ``central.pub`` beside the agent's config."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "central.pub").write_bytes(pem)
+    return private
+
+
+@pytest.fixture
+def http() -> Iterator[Http]:
+    """The central server's HTTP side (manifests and audio) on a free port."""
+    yield from serve_http()
