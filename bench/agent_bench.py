@@ -36,6 +36,7 @@ from agent.daemon import run
 from agent.demo import write_fm_recording
 from agent.runtime import Agent
 from agent.store import Store
+from bench.proc_usage import watch
 from drivers.vlc_player import BASE_ARGS, load_libvlc
 from drivers.wav_samples import tone, write_wav
 
@@ -179,17 +180,6 @@ def start_accuracy(starts: int, spacing: float = 1.0) -> dict[str, Any]:
     }
 
 
-def _proc_sample(pid: int) -> tuple[float, float]:
-    """(RSS in MB, CPU seconds) of ``pid`` from /proc."""
-    rss_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
-
-
 FM_SECTION = """fm:
   backend: iq_file
   frequency: 99.1MHz
@@ -215,22 +205,15 @@ def footprint(seconds: float, relay_fm: bool = False) -> dict[str, Any]:
         proc = subprocess.Popen([str(agent_bin), "--config", str(config), "run"])
         try:
             time.sleep(3)  # start-up (imports, libVLC plugin scan) is not idle time
-            rss: list[float] = []
-            _, cpu_start = _proc_sample(proc.pid)
-            wall_start = time.monotonic()
-            while time.monotonic() - wall_start < seconds:
-                time.sleep(1)
-                rss.append(_proc_sample(proc.pid)[0])
-            _, cpu_end = _proc_sample(proc.pid)
-            wall = time.monotonic() - wall_start
+            watched = watch(proc.pid, seconds)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
     return {
-        "seconds": round(wall, 1),
-        "rss_peak_mb": round(max(rss), 1),
-        "rss_mean_mb": round(statistics.fmean(rss), 1),
-        "cpu_percent_of_one_core": round(100 * (cpu_end - cpu_start) / wall, 3),
+        "seconds": round(watched.wall_s, 1),
+        "rss_peak_mb": round(max(watched.rss_mb), 1),
+        "rss_mean_mb": round(statistics.fmean(watched.rss_mb), 1),
+        "cpu_percent_of_one_core": round(watched.cpu_percent_of_one_core, 3),
     }
 
 

@@ -53,6 +53,7 @@ from sqlalchemy import func, select
 
 from bench import central_fleet, central_report
 from bench.central_fleet import AUDIO, BoxAccount, CommandSeen, Counts
+from bench.proc_usage import usage
 from central import db, registry
 from central.config import load_central_config
 from central.passwords import mosquitto_hash
@@ -156,14 +157,6 @@ class Sample:
     broker_rss_mb: float
 
 
-def _proc(pid: int) -> tuple[float, float]:
-    """(CPU seconds, RSS in MB) of ``pid`` from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:"))  # fmt: skip
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), rss / 1024
-
-
 class Sampler:
     """CPU and RSS of the server and its broker, every second, on a thread of its own."""
 
@@ -177,8 +170,10 @@ class Sampler:
     def _run(self) -> None:
         while True:
             try:
-                (c_cpu, c_rss), (b_cpu, b_rss) = _proc(self.pids[0]), _proc(self.pids[1])
-                self.samples.append(Sample(time.time(), c_cpu, c_rss, b_cpu, b_rss))
+                central, broker = usage(self.pids[0]), usage(self.pids[1])
+                self.samples.append(
+                    Sample(time.time(), central.cpu_s, central.rss_mb, broker.cpu_s, broker.rss_mb)
+                )
             except OSError:  # a process gone (stopping, or a broker restarted): reported as a gap
                 self.gaps += 1
             if self.stop.wait(1.0):

@@ -57,6 +57,7 @@ from agent.daemon import run as run_daemon
 from agent.runtime import Agent
 from agent.store import PlayRecord, Store, iso
 from bench import scale_bench
+from bench.proc_usage import usage, watch
 from drivers.wav_samples import tone, write_wav
 from foundation.errors import NotRunningError
 from protocol.commands import sign_command
@@ -380,13 +381,13 @@ def _spool_once(records: int, tree: Path) -> dict[str, Any]:
                 # offline for a while: the link has tried at 0, 1 and 3 s and backs off to its next
                 # attempt at 7 s, well after the subscriber (a few ms after the broker) is there
                 time.sleep(5.0)
-                cpu_before = _proc_sample(proc.pid)[1]
+                cpu_before = usage(proc.pid).cpu_s
                 broker.start()
                 broker_up = time.monotonic()
                 central = Central(broker.port, listen)
                 try:
                     done = complete.wait(120)
-                    cpu_s = _proc_sample(proc.pid)[1] - cpu_before
+                    cpu_s = usage(proc.pid).cpu_s - cpu_before
                     if not done:
                         missing = sorted(set(range(1, records + 1)) - set(counts))
                         raise RuntimeError(
@@ -414,32 +415,16 @@ def _spool_once(records: int, tree: Path) -> dict[str, Any]:
 # -- 3. the idle daemon with the link up ---------------------------------------------------------------
 
 
-def _proc_sample(pid: int) -> tuple[float, float]:
-    rss_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _idle(directory: Path, seconds: float, tree: Path) -> dict[str, float]:
     with _daemon_process(directory, tree) as proc:
         time.sleep(3)  # start-up (imports, libVLC plugin scan, connecting) is not idle time
-        rss: list[float] = []
-        _, cpu_start = _proc_sample(proc.pid)
-        wall_start = time.monotonic()
-        while time.monotonic() - wall_start < seconds:
-            time.sleep(1)
-            rss.append(_proc_sample(proc.pid)[0])
-        _, cpu_end = _proc_sample(proc.pid)
-        wall = time.monotonic() - wall_start
+        watched = watch(proc.pid, seconds)
         connected = request(directory / "agent.sock", "status").get("link", {}).get("connected")
     return {
-        "seconds": round(wall, 1),
-        "rss_peak_mb": round(max(rss), 1),
-        "rss_mean_mb": round(statistics.fmean(rss), 1),
-        "cpu_percent_of_one_core": round(100 * (cpu_end - cpu_start) / wall, 3),
+        "seconds": round(watched.wall_s, 1),
+        "rss_peak_mb": round(max(watched.rss_mb), 1),
+        "rss_mean_mb": round(statistics.fmean(watched.rss_mb), 1),
+        "cpu_percent_of_one_core": round(watched.cpu_percent_of_one_core, 3),
         "connected": connected,
     }
 

@@ -43,6 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.control import request
+from bench.proc_usage import watch
 from drivers.wav_samples import tone, write_wav
 from foundation.errors import NotRunningError
 
@@ -89,18 +90,6 @@ logging: {level: warning}
         encoding="utf-8",
     )
     return path
-
-
-def _proc(pid: int) -> dict[str, float]:
-    """RSS and peak RSS (MB) and CPU seconds (user + system) of ``pid``."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            found[name] = int(value.split()[0]) / 1024
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    found["cpu"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
 
 
 def _ready(socket: Path) -> bool:
@@ -157,24 +146,17 @@ def measure(tree: Path, items: int, idle: float, settle: float = 5.0) -> dict[st
         _config(directory)
         with _daemon(tree, directory) as (proc, startup):
             time.sleep(settle)  # start-up work (the first chunk's expansion, imports) is not idle
-            first = _proc(proc.pid)
-            wall_start = time.monotonic()
-            rss = []
-            while time.monotonic() - wall_start < idle:
-                time.sleep(1.0)
-                rss.append(_proc(proc.pid)["VmRSS"])
-            last = _proc(proc.pid)
-            wall = time.monotonic() - wall_start
+            watched = watch(proc.pid, idle)
             socket_ms, cli_ms = _status_times(tree, directory)
             answered = request(directory / "agent.sock", "status")
     return {
         "items": answered["schedule"]["items"],
         "startup_s": round(startup, 2),
-        "idle_s": round(wall, 1),
-        "cpu_percent_of_one_core": round(100 * (last["cpu"] - first["cpu"]) / wall, 3),
-        "rss_peak_mb": round(last["VmHWM"], 1),
-        "rss_idle_mean_mb": round(statistics.fmean(rss), 1),
-        "rss_idle_max_mb": round(max(rss), 1),
+        "idle_s": round(watched.wall_s, 1),
+        "cpu_percent_of_one_core": round(watched.cpu_percent_of_one_core, 3),
+        "rss_peak_mb": round(watched.last.rss_peak_mb, 1),
+        "rss_idle_mean_mb": round(statistics.fmean(watched.rss_mb), 1),
+        "rss_idle_max_mb": round(max(watched.rss_mb), 1),
         "status_socket_p50_ms": round(statistics.median(socket_ms), 2),
         "status_socket_max_ms": round(max(socket_ms), 2),
         "status_cli_p50_ms": round(statistics.median(cli_ms), 1),
