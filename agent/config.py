@@ -19,15 +19,11 @@ from zoneinfo import ZoneInfo
 from fm_receiver import sample_rates  # the demodulator's own rule, without numpy
 from foundation import config_reader as read
 from foundation import units
-from foundation.errors import ConfigError
 from foundation.units import ClockWindow
 from foundation.yaml_source import (
     NO_VALUE,
     YamlDocument,
     format_key_path,
-    load_yaml,
-    load_yaml_text,
-    reading,
 )
 
 AudioBackend = Literal["vlc", "null"]
@@ -216,24 +212,17 @@ class Config:
 
 def load_config(path: Path) -> Config:
     """Load and validate the configuration at ``path``; raises ConfigError listing every problem."""
-    with reading(path, ConfigError):
-        return parse_config(load_yaml(path))
+    return read.load_file(path, _config)
 
 
 def load_config_text(text: str, path: Path) -> Config:
     """Like :func:`load_config` for text in memory that pretends to live at ``path``."""
-    with reading(path, ConfigError):
-        return parse_config(load_yaml_text(text, str(path)))
+    return read.load_text(text, path, _config)
 
 
 def parse_config(document: YamlDocument) -> Config:
     """Validate an already loaded document; relative paths are taken from its directory."""
-    reader = read.Reader(document)
-    config = _config(reader)
-    problems = reader.finish()
-    if problems:
-        raise ConfigError([*problems])
-    return config
+    return read.parse_document(document, _config)
 
 
 def _gain(value: object, text: str) -> float | None:

@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from foundation import config_reader as read
-from foundation.errors import ConfigError
-from foundation.yaml_source import YamlDocument, load_yaml, load_yaml_text, reading
+from foundation.yaml_source import YamlDocument
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 EMBEDDED = "embedded"
@@ -114,22 +113,15 @@ class CentralServerConfig:
 
 def load_central_config(path: Path) -> CentralServerConfig:
     """The configuration at ``path``; ConfigError listing every problem with its line."""
-    with reading(path, ConfigError):
-        return parse_central_config(load_yaml(path))
+    return read.load_file(path, _config)
 
 
 def load_central_config_text(text: str, path: Path) -> CentralServerConfig:
-    with reading(path, ConfigError):
-        return parse_central_config(load_yaml_text(text, str(path)))
+    return read.load_text(text, path, _config)
 
 
 def parse_central_config(document: YamlDocument) -> CentralServerConfig:
-    reader = read.Reader(document)
-    config = _config(reader)
-    problems = reader.finish()
-    if problems:
-        raise ConfigError([*problems])
-    return config
+    return read.parse_document(document, _config)
 
 
 def _config(reader: read.Reader) -> CentralServerConfig:

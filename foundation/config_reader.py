@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
 from foundation import units
+from foundation.errors import ConfigError
 from foundation.units import ClockWindow
 from foundation.yaml_source import (
     MISSING,
@@ -38,7 +39,10 @@ from foundation.yaml_source import (
     YamlDocument,
     did_you_mean,
     glued_hint,
+    load_yaml,
+    load_yaml_text,
     plain_type,
+    reading,
     split_glued,
 )
 
@@ -117,6 +121,28 @@ class Reader:
                 better = self.missing_space(self.document.scalar_lines.get(path), section.path, glued)
                 self.problems = [better if p is problem else p for p in self.problems]
         return sorted(self.problems, key=lambda problem: problem.line or 0)
+
+
+def parse_document(document: YamlDocument, build: Callable[[Reader], T]) -> T:
+    """``build`` run over an already loaded document; ConfigError listing every problem in file order."""
+    reader = Reader(document)
+    config = build(reader)
+    problems = reader.finish()
+    if problems:
+        raise ConfigError([*problems])
+    return config
+
+
+def load_file(path: Path, build: Callable[[Reader], T]) -> T:
+    """The config file at ``path`` read by ``build``; ConfigError listing every problem."""
+    with reading(path, ConfigError):
+        return parse_document(load_yaml(path), build)
+
+
+def load_text(text: str, path: Path, build: Callable[[Reader], T]) -> T:
+    """Like :func:`load_file` for text in memory that pretends to live at ``path``."""
+    with reading(path, ConfigError):
+        return parse_document(load_yaml_text(text, str(path)), build)
 
 
 class Section:
