@@ -8,13 +8,13 @@ received, and can be made to answer garbage, stay silent, or be unplugged (the p
 from __future__ import annotations
 
 import os
-import select
-import threading
+
+from foundation.pty_device import PtyDevice
 
 __all__ = ["FakeModemDevice"]
 
 
-class FakeModemDevice:
+class FakeModemDevice(PtyDevice):
     """Serves AT commands on a pty; ``port`` is the path a client opens."""
 
     def __init__(
@@ -32,46 +32,13 @@ class FakeModemDevice:
         # "answer"; "noise" (bytes, never OK: a wrong baud rate); "garbage" (OK after malformed
         # lines); "silent"
         self.mode = "answer"
-        self.received: list[str] = []
-        self._master, self._slave = os.openpty()
-        self.port = os.ttyname(self._slave)
-        self._stop = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="fake-modem", daemon=True)
-
-    def start(self) -> FakeModemDevice:
-        self._thread.start()
-        return self
+        super().__init__("fake-modem")
 
     def unplug(self) -> None:
         """The modem is gone: its pty closes, so the client's next read or write fails."""
         self.stop()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
-        if not self._closed:
-            self._closed = True
-            os.close(self._master)
-            os.close(self._slave)
-
-    def _serve(self) -> None:
-        pending = b""
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                pending += os.read(self._master, 1024)
-            except OSError:
-                return
-            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-            for raw in lines:
-                if raw.strip():
-                    self._handle(raw.decode("ascii", "replace").strip())
-
-    def _handle(self, command: str) -> None:
+    def handle(self, command: str) -> None:
         self.received.append(command)
         if self.mode == "silent":
             return

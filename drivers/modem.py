@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from foundation import at_exchange
 from foundation.errors import HardwareError
 
 __all__ = ["Modem", "ModemError", "ModemReading", "csq_to_dbm", "parse_cops", "parse_csq", "parse_reg"]
@@ -218,30 +218,19 @@ class Modem:
         if port is None:
             raise ModemError(f"modem on {self.port}: not open")
         try:
-            port.reset_input_buffer()  # drop a late answer to an earlier, timed-out attempt
-            port.write(f"{line}\r".encode("ascii"))
-            return self._collect(port, line)
-        except ModemError:
-            raise
+            answer = at_exchange.exchange(
+                port, line, ending="\r", timeout_s=self.timeout_s, is_error=_refusal, max_line=MAX_LINE
+            )
+        except at_exchange.LineTooLong as exc:
+            raise ModemError(f"modem on {self.port} answered garbage to {line!r}: a line of noise") from exc
         except Exception as exc:  # pyserial's SerialException or an OSError from an unplugged tty
             raise ModemError(f"modem on {self.port}: I/O error on {line!r}: {exc} - unplugged?") from exc
+        if answer.final is None:
+            return False, answer.info
+        if answer.final != "OK":
+            raise ModemError(f"modem on {self.port}: {line!r} refused ({answer.final})")
+        return True, answer.info
 
-    def _collect(self, port: Any, line: str) -> tuple[bool, list[str]]:
-        info: list[str] = []
-        partial = b""
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            partial += port.readline(MAX_LINE + 1)
-            if len(partial) > MAX_LINE:
-                raise ModemError(f"modem on {self.port} answered garbage to {line!r}: a line of noise")
-            if not partial.endswith(b"\n"):  # read timed out mid-line: keep what came
-                continue
-            text, partial = partial.decode("ascii", "replace").strip(), b""
-            if not text or text == line:  # blank line, or the modem echoing the command
-                continue
-            if text == "OK":
-                return True, info
-            if text == "ERROR" or text.startswith(("+CME ERROR", "+CMS ERROR")):
-                raise ModemError(f"modem on {self.port}: {line!r} refused ({text})")
-            info.append(text)
-        return False, info
+
+def _refusal(text: str) -> bool:
+    return text == "ERROR" or text.startswith(("+CME ERROR", "+CMS ERROR"))

@@ -8,13 +8,14 @@ silent for a number of commands (to exercise timeouts and retries).
 from __future__ import annotations
 
 import os
-import select
 import threading
+
+from foundation.pty_device import PtyDevice
 
 __all__ = ["FakeTunerDevice"]
 
 
-class FakeTunerDevice:
+class FakeTunerDevice(PtyDevice):
     """Serves AT commands on a pty; ``port`` is the path a client opens."""
 
     def __init__(self, *, rssi: int = 45, snr: int = 30, ignore_commands: int = 0) -> None:
@@ -26,11 +27,7 @@ class FakeTunerDevice:
         self.muted = False
         self.volume = 8
         self.deemphasis_us = 75
-        self.received: list[str] = []
-        self._master, self._slave = os.openpty()
-        self.port = os.ttyname(self._slave)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-tuner", daemon=True)
+        super().__init__("fake-tuner")
 
     @property
     def ignore_commands(self) -> int:
@@ -42,32 +39,7 @@ class FakeTunerDevice:
         with self._ignore_lock:
             self._ignore_commands = count
 
-    def start(self) -> FakeTunerDevice:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        os.close(self._master)
-        os.close(self._slave)
-
-    def _serve(self) -> None:
-        pending = b""
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                pending += os.read(self._master, 1024)
-            except OSError:
-                return
-            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-            for raw in lines:
-                if raw.strip():
-                    self._handle(raw.decode("ascii", "replace").strip())
-
-    def _handle(self, command: str) -> None:
+    def handle(self, command: str) -> None:
         self.received.append(command)
         with self._ignore_lock:
             ignore = self._ignore_commands > 0

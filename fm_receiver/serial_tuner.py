@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from fm_receiver.source_health import SourceFault
+from foundation import at_exchange
 
 __all__ = ["FM_BAND_HZ", "SerialTuner", "TunerError", "TunerNotAnswering"]
 
@@ -155,28 +155,17 @@ class SerialTuner:
         if port is None:
             raise TunerError(f"FM tuner on {self.port}: not open")
         try:
-            port.reset_input_buffer()  # drop a late answer to an earlier, timed-out attempt
-            port.write(f"{line}\r\n".encode("ascii"))
-            return self._collect(port, line)
-        except TunerError:
-            raise
+            answer = at_exchange.exchange(
+                port,
+                line,
+                ending="\r\n",
+                timeout_s=self.timeout_s,
+                is_error=lambda text: text.startswith("ERROR"),
+            )
         except Exception as exc:  # pyserial's SerialException or an OSError from the tty
             raise TunerError(f"FM tuner on {self.port}: I/O error on {line!r}: {exc}") from exc
-
-    def _collect(self, port: Any, line: str) -> list[str] | None:
-        info: list[str] = []
-        partial = b""
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            partial += port.readline()
-            if not partial.endswith(b"\n"):  # read timed out mid-line: keep what came
-                continue
-            text, partial = partial.decode("ascii", "replace").strip(), b""
-            if not text or text == line:  # blank line, or the module echoing the command
-                continue
-            if text == "OK":
-                return info
-            if text.startswith("ERROR"):
-                raise TunerError(f"FM tuner on {self.port}: {line!r} refused ({text})")
-            info.append(text)
-        return None
+        if answer.final is None:
+            return None
+        if answer.final != "OK":
+            raise TunerError(f"FM tuner on {self.port}: {line!r} refused ({answer.final})")
+        return answer.info
