@@ -159,16 +159,31 @@ def item(ident: str, http: Http, sha256: str, start: str, **more: Any) -> dict[s
     return {"id": ident, "audio": ref(http, sha256), "at": start, **more}
 
 
+def central_section(broker: Broker, **keys: str) -> str:
+    """The agent's ``central:`` section for ``broker``, trusting ``central.pub`` (the ``key`` fixture
+    writes it beside the config), with ``keys`` as YAML values."""
+    more = "".join(f", {name}: {value}" for name, value in keys.items())
+    return f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub]{more}}}"
+
+
+def linked_config(tmp_path: Path, broker: Broker, **options: Any) -> Path:
+    """An agent config with the default schedule and a ``central:`` section for ``broker``."""
+    write_schedule(tmp_path)
+    return write_config(tmp_path, extra=central_section(broker), **options)
+
+
+def wait_linked(running: RunningAgent) -> None:
+    """Until the agent's link to the broker is up (10 s at most)."""
+    running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
+
+
 def configure(
     tmp_path: Path, broker: Broker, http: Http, poll: str = "1h", extra_storage: str = "", **options: Any
 ) -> Path:
     write_schedule(
         tmp_path, f"{{id: local-1, audio: {tone_file(tmp_path, 330, 0.5).name}, at: '{at(3600)}'}}"
     )
-    extra = (
-        f"central: {{mqtt_url: '{broker.url}', api_url: '{http.url}', manifest_poll: {poll},"
-        " signing_public_key_files: [central.pub], groups: [xa-test]}"
-    )
+    extra = central_section(broker, api_url=f"'{http.url}'", manifest_poll=poll, groups="[xa-test]")
     path = write_config(tmp_path, extra=extra, **options)
     if extra_storage:
         text = path.read_text(encoding="utf-8").replace(

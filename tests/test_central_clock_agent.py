@@ -27,10 +27,10 @@ from foundation.errors import ConfigError
 from protocol.messages import decode_record, decode_state
 from protocol.topics import Kind
 from tests.agent_harness import running_agent, write_config, write_schedule
+from tests.central_stand_in import DEVICE, central_section
 from tests.mqtt_broker import Broker
 from tests.time_server import TimeServer, run_time_server
 
-DEVICE = "test-box-01"
 BASE = "device: {id: xa-01-box}\ngpio: {amplifiers: [{name: zone-1, pin: 17}]}\n"
 
 
@@ -102,9 +102,8 @@ def test_an_agent_without_ntp_trusts_the_clock_from_the_central_server(
     tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, server: TimeServer
 ) -> None:
     write_schedule(tmp_path)
-    extra = (
-        f"central: {{mqtt_url: '{broker.url}', api_url: '{server.api_url}',"
-        " signing_public_key_files: [central.pub], telemetry_interval: 1s, time_set_clock: false}"
+    extra = central_section(
+        broker, api_url=f"'{server.api_url}'", telemetry_interval="1s", time_set_clock="false"
     )
     path = write_config(tmp_path, require_sync=True, extra=extra)
     config = load_config_text(path.read_text(encoding="utf-8"), path)

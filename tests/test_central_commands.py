@@ -23,7 +23,7 @@ from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
 from protocol.messages import decode_ack, decode_record
 from protocol.topics import Kind
-from tests.agent_harness import RunningAgent, at, running_agent, write_config, write_schedule
+from tests.agent_harness import RunningAgent, at, running_agent
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.central_stand_in import (
     DEVICE,
@@ -34,8 +34,10 @@ from tests.central_stand_in import (
     claims,
     configure,
     item,
+    linked_config,
     manifest,
     row_of,
+    wait_linked,
 )
 from tests.mqtt_broker import Broker
 
@@ -47,12 +49,6 @@ def central(broker: Broker) -> Iterator[Central]:
     client = Central(broker.port)
     yield client
     client.close()
-
-
-def linked_config(tmp_path: Path, broker: Broker, **options: Any) -> Path:
-    write_schedule(tmp_path)
-    extra = f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub]}}"
-    return write_config(tmp_path, extra=extra, **options)
 
 
 def cache(running: RunningAgent, path: Path) -> str:
@@ -78,10 +74,6 @@ def ack_of(central: Central, ident: str, result: str, timeout: float = 10) -> An
 def results(central: Central, ident: str) -> list[str]:
     acks = [decode_ack(p) for t, p in central.seen if t == f"{TOPIC}/ack"]
     return [ack.result.value for ack in acks if ack.id == ident]
-
-
-def wait_linked(running: RunningAgent) -> None:
-    running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
 
 
 def test_an_emergency_plays_every_zone_at_its_volume_repeat_times_then_the_volume_returns(

@@ -33,7 +33,18 @@ from protocol.manifest import ManifestNotice
 from protocol.messages import decode_ack
 from tests.agent_harness import RunningAgent, at, running_agent, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
-from tests.central_stand_in import DEVICE, TOPIC, Http, audio, configure, item, manifest, ref, row_of
+from tests.central_stand_in import (
+    DEVICE,
+    TOPIC,
+    Http,
+    audio,
+    configure,
+    item,
+    manifest,
+    ref,
+    row_of,
+    wait_linked,
+)
 from tests.mqtt_broker import Broker
 from tests.test_storage_faults import remount, tmpfs
 
@@ -287,7 +298,7 @@ def test_sync_now_fetches_the_manifest_and_play_now_fetches_its_audio_or_is_reje
         )
 
     with running_agent(configure(tmp_path, broker, http)) as running:
-        running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
+        wait_linked(running)
         running.wait_for(lambda: http.manifest_gets() == 1, 10)
         http.token = manifest(key, "4", item("central-1", http, sha256, at(3600)))
         central.send(command("sync-1", "sync_now"))

@@ -26,21 +26,18 @@ from protocol.messages import AckResult, decode_ack, decode_record, decode_state
 from protocol.topics import Kind
 from tests.agent_harness import RunningAgent, running_agent, write_config, write_schedule
 from tests.audio_fixtures import tone_file
-from tests.central_stand_in import DEVICE, TOPIC, Central, claims
+from tests.central_stand_in import DEVICE, TOPIC, Central, central_section, claims, linked_config, wait_linked
 from tests.mqtt_broker import Broker
 
 
 @pytest.fixture
 def linked(tmp_path: Path, broker: Broker, key: Ed25519PrivateKey) -> Iterator[tuple[RunningAgent, Central]]:
     write_schedule(tmp_path)
-    extra = (
-        f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub], groups: [xa-test]}}"
-    )
-    config = write_config(tmp_path, extra=extra)
+    config = write_config(tmp_path, extra=central_section(broker, groups="[xa-test]"))
     central = Central(broker.port)
     try:
         with running_agent(config) as running:
-            running.wait_for(lambda: running.agent.link is not None and running.agent.link.up, 10)
+            wait_linked(running)
             yield running, central
     finally:
         central.close()
@@ -174,15 +171,13 @@ def test_the_jti_journal_survives_a_restart(
     broker: Broker,
     key: Ed25519PrivateKey,
 ) -> None:
-    write_schedule(tmp_path)
-    extra = f"central: {{mqtt_url: '{broker.url}', signing_public_key_files: [central.pub]}}"
-    config = write_config(tmp_path, extra=extra)
+    config = linked_config(tmp_path, broker)
     central = Central(broker.port)
     try:
         token = sign_command(claims("cmd-once", cmd="stop"), key)
         for expected in ("done", "duplicate"):
             with running_agent(config) as running:
-                running.wait_for(lambda r=running: r.agent.link is not None and r.agent.link.up, 10)
+                wait_linked(running)
                 central.send(token)
                 central.wait(lambda t, p, e=expected: t == f"{TOPIC}/ack" and decode_ack(p).result.value == e)
     finally:
