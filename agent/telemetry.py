@@ -31,6 +31,7 @@ from typing import Any
 
 from agent.link_state import StateFacts
 from agent.store import Store
+from drivers import board
 from foundation.findings import FindingList
 from protocol.messages import SECTION, TELEMETRY_KEYS, telemetry_section_problems
 
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 Provider = Callable[[], Mapping[str, Any] | None]
 THERMAL = Path("/sys/class/thermal")
 PROC = Path("/proc")
-CPU_ZONES = ("cpu-thermal", "cpu_thermal", "x86_pkg_temp", "soc_thermal")  # preferred, in order
 MB = 1 << 20
 
 
@@ -66,17 +66,8 @@ class SystemReadings:
         return readings
 
     def cpu_temp_c(self) -> float | None:
-        zones = {}
-        for zone in sorted(self.thermal.glob("thermal_zone*")):
-            try:
-                zones[(zone / "type").read_text(encoding="ascii").strip()] = zone
-            except (OSError, UnicodeError):
-                continue
-        if not zones:
-            return None
-        chosen = next((zones[name] for name in CPU_ZONES if name in zones), next(iter(zones.values())))
-        millidegrees = int((chosen / "temp").read_text(encoding="ascii").strip())
-        return max(-50.0, min(150.0, round(millidegrees / 1000, 1)))
+        celsius = board.cpu_temperature_c(thermal=self.thermal)  # the health monitor's reader too
+        return None if celsius is None else max(-50.0, min(150.0, round(celsius, 1)))
 
     def mem_used_pct(self) -> float:
         fields = {}

@@ -48,10 +48,15 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cpu_temperature_c(root: Path = Path("/")) -> float | None:
-    """The CPU's temperature: the zone typed ``cpu-thermal`` (a Pi) or else the first zone."""
-    zones = sorted((root / THERMAL).glob("thermal_zone*"))
-    preferred = [zone for zone in zones if _read(zone / "type") in ("cpu-thermal", "x86_pkg_temp")]
+CPU_ZONES = ("cpu-thermal", "cpu_thermal", "x86_pkg_temp", "soc_thermal")  # the CPU's zone, in order
+
+
+def cpu_temperature_c(root: Path = Path("/"), *, thermal: Path | None = None) -> float | None:
+    """The CPU's temperature: the first zone typed as in CPU_ZONES (``cpu-thermal`` on a Pi), else
+    the first zone that reads.  ``thermal`` is the thermal class directory (``root``'s by default)."""
+    zones = sorted((thermal or root / THERMAL).glob("thermal_zone*"))
+    typed = {_read(zone / "type"): zone for zone in reversed(zones)}  # the first zone of each type
+    preferred = [typed[name] for name in CPU_ZONES if name in typed]
     for zone in preferred + zones:
         text = _read(zone / "temp")
         if text is not None and text.lstrip("-").isdigit() and len(text) < 9:
