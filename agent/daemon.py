@@ -43,6 +43,8 @@ from drivers.player import Player, make_player
 from foundation.errors import LoaError, ScheduleError, report
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from agent.central_sync import CentralSync
     from agent.fm_relay import FmRelay
 
@@ -91,7 +93,8 @@ def run(
         stack.callback(lock.release)
         store = Store.open(config.storage.dir)
         stack.callback(store.close)
-        clock = clock or _clock_trust(config, stack)
+        keys = signing_keys(config)  # read once, for the clock, the manifests and the commands
+        clock = clock or _clock_trust(config, stack, keys)
         if clock.central is not None and clock.record is None:
             clock.record = store.add_event  # called from the main loop, the store's one writer
         factory = make_pin_factory(config.gpio.pin_factory)
@@ -115,7 +118,8 @@ def run(
         )
         health.start()
         stack.callback(health.close)
-        central = _central_sync(config, store, schedule, events)  # its stored manifest joins the schedule
+        # the central origin: its stored manifest joins the schedule
+        central = _central_sync(config, store, schedule, events, keys)
         agent = Agent(
             config,
             store=store,
@@ -136,10 +140,10 @@ def run(
         control.start()
         stack.callback(control.stop)
         if config.central is not None:
-            from agent.link import Link  # paho and the key loading only on boxes with a central link
+            from agent.link import Link  # paho only on boxes with a central link
             from agent.telemetry import on_battery
 
-            agent.link = Link(config, config.central, store, commands, agent.post)
+            agent.link = Link(config, config.central, store, commands, agent.post, keys)
             agent.link.telemetry.add_provider("health", health.readings)
             if config.health.mains is not None:
                 agent.link.telemetry.use_power(lambda: on_battery(health.readings()))
@@ -165,17 +169,25 @@ def _ready(notifier: Notifier) -> None:
     notifier.ready(f"loa {VERSION} running")
 
 
-def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
+def signing_keys(config: Config) -> list[Ed25519PublicKey]:
+    """The central server's public keys (``central.signing_public_key_files``); none without a link."""
+    if config.central is None:
+        return []
+    from agent.link import load_signing_keys  # the keys only on boxes with a central link
+
+    return load_signing_keys(config.central, config.source)
+
+
+def _clock_trust(config: Config, stack: ExitStack, keys: list[Ed25519PublicKey]) -> ClockTrust:
     """Clock trust from NTP, and from the central server's signed time when it has an api_url."""
     central = config.central
     if central is None or central.api_url is None or not config.clock.require_sync:
         return ClockTrust(config.clock.require_sync)
-    from agent.central_time import CentralTime  # requests and the keys only on linked boxes
-    from agent.link import load_signing_keys
+    from agent.central_time import CentralTime  # requests only on linked boxes
 
     clock = ClockTrust(True)
     clock.central = CentralTime(
-        central.api_url, config.device.id, load_signing_keys(central, config.source),
+        central.api_url, config.device.id, keys,
         max_round_trip=central.time_max_round_trip, tolerance=central.time_tolerance,
         set_clock=central.time_set_clock, ntp_synced=clock.ntp_vouches,
     )  # fmt: skip
@@ -185,16 +197,18 @@ def _clock_trust(config: Config, stack: ExitStack) -> ClockTrust:
 
 
 def _central_sync(
-    config: Config, store: Store, schedule: Schedule, events: queue.Queue[object]
+    config: Config,
+    store: Store,
+    schedule: Schedule,
+    events: queue.Queue[object],
+    keys: list[Ed25519PublicKey],
 ) -> CentralSync | None:
     """The central origin (manifest, audio cache), made before the agent so that the last good
     manifest in the store is in the engine's first schedule; its threads start later."""
     if config.central is None:
         return None
-    from agent.central_sync import CentralSync  # requests and the keys only on boxes with a central link
-    from agent.link import load_signing_keys
+    from agent.central_sync import CentralSync  # requests only on boxes with a central link
 
-    keys = load_signing_keys(config.central, config.source)
     return CentralSync(config, config.central, store, schedule, events.put, keys=keys)
 
 

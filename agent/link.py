@@ -108,14 +108,14 @@ class Link:
     sync: CentralSync | None = None  # the manifest and audio cache (agent.central_sync), set by the daemon
 
     def __init__(self, config: Config, central: CentralConfig, store: Store, commands: CommandHandler,
-                 post: Callable[[object], None]) -> None:  # fmt: skip
+                 post: Callable[[object], None], keys: list[Ed25519PublicKey]) -> None:  # fmt: skip
         self.config = config
         self.central = central
         self.store = store
         self.commands = commands
         self.device_id = config.device.id
         self.groups = frozenset(central.groups)
-        self.keys = load_signing_keys(central, config.source)
+        self.keys = keys  # the central server's, read once by the daemon (signing_keys)
         last = self.store.get_state(SESSION_KEY, 0)
         self.mqtt = MqttClient(
             self.device_id,

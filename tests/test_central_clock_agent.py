@@ -63,7 +63,7 @@ def test_the_central_keys_have_defaults_and_their_errors_name_file_and_line() ->
 def test_the_daemon_asks_the_central_server_only_with_an_api_url_and_a_required_sync(tmp_path: Path) -> None:
     from contextlib import ExitStack
 
-    from agent.daemon import _clock_trust
+    from agent.daemon import _clock_trust, signing_keys
 
     pem = (
         Ed25519PrivateKey.generate()
@@ -82,7 +82,7 @@ def test_the_daemon_asks_the_central_server_only_with_an_api_url_and_a_required_
     for text, asks in cases.items():
         config = load_config_text(BASE + text, tmp_path / "agent.yaml")
         with ExitStack() as stack:
-            clock = _clock_trust(config, stack)
+            clock = _clock_trust(config, stack, signing_keys(config))
             assert (clock.central is not None) == asks, text
             if clock.central is not None:
                 assert clock.central.set_clock == ("time_set_clock: false" not in text)
