@@ -150,7 +150,7 @@ checks once that the API shows the same acks.)
 - A command to boxes by id waited for the broker's PUBACK of each token before sending the next
   (about 3 ms each: 3 s for 1,000 boxes). The server now publishes them all, then waits
   (`CentralLink.publish_all`, tested with the real broker). Manifest notices after a bulletin
-  (`central/manifests.py`) are still sent one by one.
+  (`central/manifests.py`) go out the same way, retained.
 
 **10,000 boxes.** Offered load grows with the boxes: at the agent's real rate (telemetry once a
 minute, a few play-log rows a day) 10,000 boxes send about 170 records/s, close to this bench's

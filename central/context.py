@@ -21,8 +21,10 @@ class Publisher(Protocol):
 
     def publish(self, topic: str, payload: str, *, retain: bool = False, timeout: float = 5.0) -> bool: ...
 
-    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
-        """Many at once, not retained: each is sent without waiting for the one before."""
+    def publish_all(
+        self, messages: Sequence[tuple[str, str]], *, retain: bool = False, timeout: float = 5.0
+    ) -> list[bool]:
+        """Many at once: each is sent without waiting for the one before."""
         ...
 
 

@@ -99,10 +99,20 @@ def _shifts(conn: Any, device_id: str, scheduled: set[int]) -> dict[int, int]:
 def rebuild(central: Central, device_ids: Iterable[str]) -> dict[str, int]:
     """A new signed manifest for each box, and its notice; the version each box now has."""
     with _REBUILDING:
-        return {device_id: _rebuild_one(central, device_id) for device_id in sorted(set(device_ids))}
+        versions = {device_id: _rebuild_one(central, device_id) for device_id in sorted(set(device_ids))}
+        notices = [(notice_topic(device_id), json.dumps({"v": 1, "version": str(version)}))
+                   for device_id, version in versions.items()]  # fmt: skip
+        taken = central.publisher.publish_all(notices, retain=True)  # at once, not one wait per box
+    for (device_id, version), published in zip(versions.items(), taken, strict=True):
+        if not published:
+            logger.warning(
+                "manifest %d of %s: notice not published (the box polls hourly)", version, device_id
+            )
+    return versions
 
 
 def _rebuild_one(central: Central, device_id: str) -> int:
+    """Sign and store ``device_id``'s next manifest; its version (the notice goes out with the others)."""
     items = _items(central, device_id)
     now = central.clock()
     with central.engine.begin() as conn:
@@ -127,9 +137,6 @@ def _rebuild_one(central: Central, device_id: str) -> int:
         }
         columns = ["version", "token", "etag", "issued_at"]
         conn.execute(db.upsert(central.engine, db.manifests, ["device_id"], columns), row)
-    notice = json.dumps({"v": 1, "version": str(version)})
-    if not central.publisher.publish(notice_topic(device_id), notice, retain=True):
-        logger.warning("manifest %d of %s: notice not published (the box polls hourly)", version, device_id)
     return version
 
 

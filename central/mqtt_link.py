@@ -64,19 +64,14 @@ class CentralLink:
 
     def publish(self, topic: str, payload: str, *, retain: bool = False, timeout: float = 5.0) -> bool:
         """Publish at QoS 1 and wait until the broker has it; False if it did not in ``timeout``."""
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-            return False
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+        return self.publish_all([(topic, payload)], retain=retain, timeout=timeout)[0]
 
-    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
+    def publish_all(
+        self, messages: Sequence[tuple[str, str]], *, retain: bool = False, timeout: float = 5.0
+    ) -> list[bool]:
         """Publish each ``(topic, payload)`` at QoS 1 without waiting between them, then wait (``timeout``
-        in all) until the broker has each; one answer per message, as :meth:`publish` gives."""
-        infos = [self._client.publish(topic, payload, qos=1) for topic, payload in messages]
+        in all) until the broker has each; one answer per message: False if the broker did not take it."""
+        infos = [self._client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
         deadline = time.monotonic() + timeout
         taken = []
         for info in infos:

@@ -79,8 +79,10 @@ class RecordingPublisher:
         self.sent.append((topic, payload, retain))
         return True
 
-    def publish_all(self, messages: Sequence[tuple[str, str]], *, timeout: float = 5.0) -> list[bool]:
-        return [self.publish(topic, payload) for topic, payload in messages]
+    def publish_all(
+        self, messages: Sequence[tuple[str, str]], *, retain: bool = False, timeout: float = 5.0
+    ) -> list[bool]:
+        return [self.publish(topic, payload, retain=retain) for topic, payload in messages]
 
 
 def make_central(
