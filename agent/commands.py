@@ -8,6 +8,12 @@ the schedule is in force), ``rejected`` with the reason, or ``duplicate`` (an id
 effect).  Checks that need no agent state happen on the caller's thread; the rest is carried out
 by the agent's main loop (:meth:`agent.runtime.Agent.execute`), which resolves the command's
 :class:`Pending` answer.  Every outcome is logged and recorded as an event.
+
+A ``stop``, from any origin, also cancels a ``play`` whose caller was still fetching its audio
+when the stop came: the caller names the stops it had seen (:attr:`CommandHandler.stops`, read
+when its command arrived) and the play is refused as cancelled if another has been submitted
+since.  Both are decided under one lock, in the order their commands reach the main loop, so a
+play is either cancelled or stopped by the stop that followed it, never played after it.
 """
 
 from __future__ import annotations
@@ -153,6 +159,8 @@ class CommandHandler:
         self._wait = wait
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, Ack] = OrderedDict()
+        self._stops = 0  # stops submitted so far, from any origin
+        self._last_stop = ""  # which one, in words
         self._validators: dict[str, Validator] = {
             "reload": _no_params,
             "stop": _no_params,
@@ -166,6 +174,13 @@ class CommandHandler:
     def names(self) -> list[str]:
         return ["status", *self._validators]
 
+    @property
+    def stops(self) -> int:
+        """How many ``stop`` commands have been submitted: a caller that fetches a play's audio
+        reads it when the play arrives and passes it to :meth:`submit` as ``unless_stopped_since``."""
+        with self._lock:
+            return self._stops
+
     def submit(
         self,
         name: str,
@@ -174,11 +189,15 @@ class CommandHandler:
         origin: str,
         command_id: str | None = None,
         on_final: Callable[[Ack], None] | None = None,
+        wait: float | None = None,
+        unless_stopped_since: int | None = None,
     ) -> Ack:
-        """Check, hand to the main loop, and wait (bounded) for the outcome.
+        """Check, hand to the main loop, and wait (bounded: ``wait`` seconds, else the handler's
+        own) for the outcome; ``wait=0`` on the main loop's own thread, which must never wait.
 
         An ``accepted`` answer is not final: ``on_final`` (if given) is called with the final one
-        when the main loop resolves it.
+        when the main loop resolves it.  A ``play`` given ``unless_stopped_since`` (a count of
+        :attr:`stops`) is refused as cancelled when a stop has been submitted since.
         """
         command = Command(command_id or f"{origin}-{uuid.uuid4().hex[:12]}", name, dict(params), origin)
         with self._lock:  # taken under the lock: a resend racing the first is a duplicate too
@@ -187,11 +206,17 @@ class CommandHandler:
                 self._seen[command.id] = Ack(command.id, Result.ACCEPTED, "being carried out")
         if seen is not None:
             return Ack(command.id, Result.DUPLICATE, f"already answered {seen.result.value}")
-        ack = self._answer(command, on_final)
+        ack = self._answer(command, on_final, self._wait if wait is None else wait, unless_stopped_since)
         self._remember(command, ack)
         return ack
 
-    def _answer(self, command: Command, on_final: Callable[[Ack], None] | None = None) -> Ack:
+    def _answer(
+        self,
+        command: Command,
+        on_final: Callable[[Ack], None] | None,
+        wait: float,
+        unless_stopped_since: int | None,
+    ) -> Ack:
         if command.name == "status":
             return Ack(command.id, Result.DONE, detail={"status": self._status()})
         validator = self._validators.get(command.name)
@@ -203,8 +228,16 @@ class CommandHandler:
         except Refused as exc:
             return self._refused(command, str(exc))
         pending = Pending(Command(command.id, command.name, params, command.origin))
-        self._post(Execute(pending))
-        ack = pending.wait(self._wait)
+        with self._lock:  # a stop and a play reach the main loop in the order this lock decides
+            if unless_stopped_since is not None and self._stops != unless_stopped_since:
+                reason = f"cancelled: {self._last_stop} came while its audio was being fetched"
+                logger.warning("command %s %s from %s %s", command.id, command.name, command.origin, reason)
+                return Ack(command.id, Result.REJECTED, reason, {"cancelled": True})
+            if command.name == "stop":
+                self._stops += 1
+                self._last_stop = f"stop ({command.origin} command {command.id})"
+            self._post(Execute(pending))
+        ack = pending.wait(wait)
         if on_final is not None and ack.result is Result.ACCEPTED:
             pending.when_final(on_final)
         return ack

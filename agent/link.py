@@ -5,12 +5,14 @@
   groups, the wall clock and the jti journal kept in the store (replays are refused across
   restarts).  A refusal is acked ``rejected`` (a replay ``duplicate``), logged and recorded as a
   ``command.refused`` event; nothing plays.  An accepted command is acked ``accepted`` and carried
-  out through the front door (:class:`agent.commands.CommandHandler`) on a worker thread, which
-  fetches its audio if needed, waits for the answer and acks ``done`` or ``rejected``; an answer
-  that comes after the front door's wait (a command queued behind another) is acked when it
-  comes.  Emergencies have a worker of their own (``link-emergency``), so an emergency never
-  waits behind another command's download or answer; the rest share ``link-commands`` in order.
-  Acks go out in the order their answers come.
+  out through the front door (:class:`agent.commands.CommandHandler`), which answers ``done`` or
+  ``rejected`` when the main loop has carried it out (a command queued behind what plays is acked
+  when it starts).  ``stop``, ``set_volume`` and ``relay_test`` are handed over at once, from the
+  main thread, and never wait.  A ``play_now`` fetches its audio first on the ``link-play`` worker,
+  an ``emergency`` on a worker of its own (``link-emergency``), so an emergency never waits behind
+  a ``play_now``'s download.  A stop (central or local) that comes while a play's audio is still
+  being fetched cancels that play: it is acked ``rejected`` (``cancelled``) and never plays.  Acks
+  go out in the order their answers come.
 - Acks made while the link is down are spooled (in the store, in order, bounded) and sent after
   the next connect, before any newer ack.
 - The retained ``state`` (agent/link_state.py): on connecting, for ``status``, and on change.
@@ -64,6 +66,7 @@ COUNT_EVERY = 1.0  # seconds: the spool depth in status is counted at most this 
 UNKNOWN_ID = "unknown"  # the ack id of a command whose jti could not be read
 NOT_SUPPORTED = "not_supported"
 ACTION_REFUSED = "refused"
+CANCELLED = "cancelled"  # a play whose audio was still being fetched when a stop came
 STREAMS = {"events": Kind.EVENTS, "play_log": Kind.PLAYLOG, "telemetry": Kind.TELEMETRY}
 
 
@@ -131,14 +134,14 @@ class Link:
         self._seen: set[str] = set()  # this run's jtis, also while the store cannot be written
         self._in_flight: dict[int, tuple[str, int]] = {}  # mid -> (stream, seq)
         self._sent: dict[str, list[_InFlight]] = {stream: [] for stream in STREAMS}
-        self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()  # play_now
         self._urgent: queue.Queue[Callable[[], None] | None] = queue.Queue()  # emergencies only
         self._workers = [
             threading.Thread(target=self._work_loop, args=(lane,), name=name, daemon=True)
-            for lane, name in ((self._work, "link-commands"), (self._urgent, "link-emergency"))
+            for lane, name in ((self._work, "link-play"), (self._urgent, "link-emergency"))
         ]
         self.state = StatePublisher(self._send_state)
-        self._acks_lock = threading.Lock()  # ack() runs on the link-commands and main threads
+        self._acks_lock = threading.Lock()  # ack() runs on the link-play, link-emergency and main threads
         spooled = self.store.get_state(ACK_SPOOL_KEY, [])
         self._unsent: list[str] = [str(p) for p in spooled] if isinstance(spooled, list) else []
         self._unsent_changed = False
@@ -271,14 +274,13 @@ class Link:
             self.ack(
                 command.id, AckResult.DONE, message="state and outbox sent; manifest and audio check started"
             )
-        elif command.name == "stop":
-            self._work.put(lambda: self._submit(command.id, "stop", {}))
+        elif command.name == "stop":  # handed over at once: it also cancels plays still fetching
+            self._submit(command.id, "stop", {}, wait=0)
         elif command.name == "set_volume":
-            volume = {"volume": fields["volume"]}
-            self._work.put(lambda: self._submit(command.id, "set_volume", volume))
+            self._submit(command.id, "set_volume", {"volume": fields["volume"]}, wait=0)
         elif command.name == "relay_test":
             test = {"zones": list(fields.get("zones") or []), "seconds": fields.get("seconds", 10)}
-            self._work.put(lambda: self._submit(command.id, "relay_test", test))
+            self._submit(command.id, "relay_test", test, wait=0)
         elif command.name in ("play_now", "emergency"):
             self._carry_out_play(command)
         else:
@@ -295,9 +297,10 @@ class Link:
         }
         sha256, url = str(fields["audio"]["sha256"]), fields["audio"].get("url")
         lane = self._urgent if emergency else self._work
-        lane.put(lambda: self._play(command.id, sha256, url, play))
+        stops = self.commands.stops  # a stop submitted after this one arrived cancels it
+        lane.put(lambda: self._play(command.id, sha256, url, play, stops))
 
-    # -- the worker threads (link-commands, link-emergency) -----------------------------------------
+    # -- the worker threads (link-play, link-emergency) ---------------------------------------------
 
     def _work_loop(self, lane: queue.Queue[Callable[[], None] | None]) -> None:
         while (job := lane.get()) is not None:
@@ -306,8 +309,9 @@ class Link:
             except Exception:  # a bug in one command must not end the thread that serves the next
                 logger.exception("central command failed")
 
-    def _play(self, ident: str, sha256: str, url: str | None, play: dict[str, Any]) -> None:
-        """The audio from the verified cache (fetched first when it is not there), then the front door."""
+    def _play(self, ident: str, sha256: str, url: str | None, play: dict[str, Any], stops: int) -> None:
+        """The audio from the verified cache (fetched first when it is not there), then the front
+        door, which cancels the play if a stop came after it arrived (``stops`` then)."""
         if self.sync is None:
             self.ack(ident, AckResult.REJECTED, AUDIO_NOT_CACHED, "this box has no audio cache")
             return
@@ -317,20 +321,32 @@ class Link:
             logger.warning("central command %s: %s", ident, refused)
             self.ack(ident, AckResult.REJECTED, refused.reason, str(refused))
             return
-        self._submit(ident, "play", {"file": str(path), "sha256": sha256, **play})
+        self._submit(ident, "play", {"file": str(path), "sha256": sha256, **play}, unless_stopped_since=stops)
 
-    def _submit(self, ident: str, name: str, params: dict[str, Any]) -> None:
+    def _submit(
+        self,
+        ident: str,
+        name: str,
+        params: dict[str, Any],
+        *,
+        wait: float | None = None,
+        unless_stopped_since: int | None = None,
+    ) -> None:
         def final(answer: Answer) -> None:  # on the main thread, when a queued command resolves
             self._answered(ident, answer)
 
-        self._answered(ident, self.commands.submit(name, params, origin="central", command_id=ident,
-                                                   on_final=final))  # fmt: skip
+        answer = self.commands.submit(
+            name, params, origin="central", command_id=ident, on_final=final, wait=wait,
+            unless_stopped_since=unless_stopped_since,
+        )  # fmt: skip
+        self._answered(ident, answer)
 
     def _answered(self, ident: str, answer: Answer) -> None:
         if answer.result is Result.DONE:
             self.ack(ident, AckResult.DONE, message=answer.reason or None)
         elif answer.result is Result.REJECTED:
-            self.ack(ident, AckResult.REJECTED, ACTION_REFUSED, answer.reason)
+            reason = CANCELLED if answer.detail.get("cancelled") else ACTION_REFUSED
+            self.ack(ident, AckResult.REJECTED, reason, answer.reason)
         elif answer.result is Result.DUPLICATE:
             self.ack(ident, AckResult.DUPLICATE, Reason.DUPLICATE.value, answer.reason)
         # accepted: the link acked that already; the final answer comes through on_final

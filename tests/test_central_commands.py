@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.control import request
 from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
 from protocol.messages import decode_ack, decode_record
@@ -272,3 +273,63 @@ def test_an_item_whose_audio_is_missing_fails_without_closing_its_relays(
     assert row_of(running, "no-audio").reason == "audio not cached"
     # the relays closed only for the item that could play: after the failed one was logged
     assert closed_at and "before" not in closed_at and set(closed_at) == {"failed"}
+
+
+def send_fetching(
+    tmp_path: Path, slow: SlowAudio, central: Central, key: Ed25519PrivateKey, ident: str, cmd: str
+) -> tuple[str, bytes, dict[str, str]]:
+    """Send ``cmd`` (play_now or emergency) with audio that only ``slow`` serves; return once the
+    box has begun to fetch it: the sha256, the audio and the command's ``audio`` field."""
+    sha256, data = audio(tmp_path, 880, 0.5)
+    slow.audio[sha256] = data
+    ref = {"sha256": sha256, "url": f"{slow.url}/audio/{sha256}"}
+    central.send(sign_command(claims(ident, cmd=cmd, audio=ref), key))
+    assert slow.asked.wait(10), f"the {cmd}'s download began"
+    return sha256, data, ref
+
+
+def test_a_stop_cancels_a_play_now_still_fetching_its_audio_and_never_waits_for_the_download(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    slow = SlowAudio()
+    try:
+        with running_agent(linked_config(tmp_path, broker)) as running:
+            wait_linked(running)
+            sha_news, data, _ = send_fetching(tmp_path, slow, central, key, "cmd-slow", "play_now")
+            central.send(sign_command(claims("cmd-vol", cmd="set_volume", volume=40), key))
+            central.send(sign_command(claims("cmd-hush", cmd="stop"), key))
+            assert "volume 40" in (ack_of(central, "cmd-vol", "done", 5).message or "")
+            assert ack_of(central, "cmd-hush", "done", 5).message == "nothing was playing"
+            assert results(central, "cmd-slow") == ["accepted"], "still downloading"
+            slow.release.set()
+            cancelled = ack_of(central, "cmd-slow", "rejected", 15)
+            cached = running.config.storage.dir / "audio" / sha_news
+            running.wait_passes(2, 5)
+            played = list(running.agent.player.played)  # type: ignore[attr-defined]
+    finally:
+        slow.close()
+    assert cancelled.reason == "cancelled"
+    assert "stop (central command cmd-hush)" in (cancelled.message or "")
+    assert row_of(running, "central-command-cmd-slow") is None, "nothing played, nothing logged as played"
+    assert played == [] and cached.read_bytes() == data, "the fetched audio stays in the cache"
+
+
+def test_a_local_stop_cancels_an_emergency_still_fetching_its_audio_but_not_one_that_came_after(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    slow = SlowAudio()
+    try:
+        with running_agent(linked_config(tmp_path, broker)) as running:
+            wait_linked(running)
+            _, _, ref = send_fetching(tmp_path, slow, central, key, "cmd-false-alarm", "emergency")
+            reply = request(running.config.control.socket, "stop")  # the crew at the pole: loa stop
+            assert reply["result"] == "done"
+            slow.release.set()
+            cancelled = ack_of(central, "cmd-false-alarm", "rejected", 15)
+            central.send(sign_command(claims("cmd-real-alarm", cmd="emergency", audio=ref), key))
+            ack_of(central, "cmd-real-alarm", "done")
+    finally:
+        slow.close()
+    assert cancelled.reason == "cancelled" and "stop (local command" in (cancelled.message or "")
+    assert row_of(running, "central-command-cmd-false-alarm") is None
+    assert row_of(running, "central-command-cmd-real-alarm").level == "emergency"
