@@ -12,17 +12,25 @@ The thread stores what waits in the queue, up to ``BATCH`` messages, in one tran
 (one fsync) per batch instead of one or two per message, which is what lets one SQLite file keep
 up with a thousand boxes (docs/BENCHMARKS.md).  A batch whose transaction fails is stored again
 message by message, so a row the database refuses loses only its own message.
+
+Nothing is lost to a crash or to a database that fails for a while: a message is acknowledged to
+the broker (``done``, central.mqtt_link) only once it is stored or dropped on purpose.  One that
+could not be stored is kept and tried again: at once when others were stored beside it, after a
+growing pause (up to ``MAX_PAUSE``) when none could be (the database is away, or full).  Only a
+message the database refused ``STRIKES`` times while it took others is dropped, with an error in
+the log: that is the database refusing that row, not the database being away.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import logging
 import queue
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +54,14 @@ logger = logging.getLogger(__name__)
 
 RECORD_STREAMS = (Kind.TELEMETRY, Kind.EVENTS, Kind.PLAYLOG)
 BATCH = 500  # messages stored in one transaction at most
+STRIKES = 3  # times the database refuses a message while storing others before it is dropped
+FIRST_PAUSE, MAX_PAUSE = 0.5, 30.0  # seconds between tries while the database stores nothing
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    DROPPED = "dropped"  # not a registered box's valid message: logged, never stored
+    FAILED = "failed"  # the database did not take it (now): to be tried again
 
 
 def is_online(online: bool, last_seen: datetime | None, now: datetime, offline_after: timedelta) -> bool:
@@ -70,6 +86,7 @@ class Ingestor:
         self.known: set[str] = set()
         self.stored = 0  # messages taken into the store, for tests and benchmarks
         self.dropped = 0
+        self.failed = 0  # tries the database did not take (a message may fail more than once)
         # what a batch changes in each box's row (last seen, telemetry, state), written once at its end
         self._pending: dict[str, dict[str, Any]] = {}
         self._insert_record = db.insert_ignoring_duplicates(
@@ -77,37 +94,36 @@ class Ingestor:
         ).returning(db.records.c.seq_id)
 
     def handle(self, message: Incoming) -> bool:
-        """Store one message; False if it was dropped (unknown box, bad payload, unknown topic)."""
+        """Store one message; False if it was dropped (unknown box, bad payload, unknown topic) or
+        the database did not take it."""
         return self.handle_batch([message]) == 1
 
     def handle_batch(self, messages: list[Incoming]) -> int:
-        """Store ``messages`` in one transaction, in order; how many were stored (the rest dropped).
+        """Store ``messages`` (see :meth:`ingest`); how many were stored."""
+        return sum(outcome is Outcome.STORED for outcome in self.ingest(messages))
+
+    def ingest(self, messages: Sequence[Incoming]) -> list[Outcome]:
+        """Store ``messages`` in one transaction, in order; what became of each.
 
         If the batch fails, each message is stored again in a transaction of its own, so that a row the
-        database refuses (or a message that hits a bug) loses only itself."""
+        database refuses (or a message that hits a bug) fails alone."""
         self._pending.clear()
         try:
             with self.engine.begin() as conn:
-                results = [self._handle(conn, message) for message in messages]
+                outcomes = [self._handle(conn, message) for message in messages]
                 self._write_seen(conn)
         except Exception:  # the database refused a row, or a message hit a bug: find which one
             if len(messages) == 1:
-                raise
+                logger.exception("ingest of a message on %s failed", messages[0].topic)
+                self.failed += 1
+                return [Outcome.FAILED]
             logger.warning("a batch of %d messages failed: storing them one by one", len(messages))
-            return sum(self._handle_alone(message) for message in messages)
-        stored = sum(results)
-        self.stored += stored
-        self.dropped += len(results) - stored
-        return stored
+            return [self.ingest([message])[0] for message in messages]
+        self.stored += outcomes.count(Outcome.STORED)
+        self.dropped += outcomes.count(Outcome.DROPPED)
+        return outcomes
 
-    def _handle_alone(self, message: Incoming) -> bool:
-        try:
-            return self.handle(message)
-        except Exception:  # this one failed: log it, keep the others
-            logger.exception("ingest of a message on %s failed", message.topic)
-            return False
-
-    def _handle(self, conn: Connection, message: Incoming) -> bool:
+    def _handle(self, conn: Connection, message: Incoming) -> Outcome:
         try:
             topic = parse_topic(message.topic)
             device = topic.device_id
@@ -118,8 +134,8 @@ class Ingestor:
             logger.warning(
                 "dropped a message on %s: %s", message.topic, "; ".join(map(str, error.problems))[:300]
             )
-            return False
-        return True
+            return Outcome.DROPPED
+        return Outcome.STORED
 
     def _registered(self, conn: Connection, device: str) -> bool:
         if device not in self.known:
@@ -222,12 +238,20 @@ def _time(value: str | None) -> datetime | None:
 
 
 class IngestThread:
-    """Drains the link's queue into the store until stopped."""
+    """Drains the link's queue into the store until stopped; acknowledges (``done``) each message
+    once it is stored or dropped on purpose, and tries again those the database did not take."""
 
-    def __init__(self, ingestor: Ingestor, inbox: queue.Queue[Incoming]) -> None:
-        self.ingestor, self.inbox = ingestor, inbox
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        inbox: queue.Queue[Incoming],
+        done: Callable[[Sequence[Incoming]], object] = lambda _messages: None,
+    ) -> None:
+        self.ingestor, self.inbox, self.done = ingestor, inbox, done
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._again: list[tuple[Incoming, int]] = []  # not stored yet, with their strikes
+        self._pause = FIRST_PAUSE
 
     def start(self) -> None:
         self.thread.start()
@@ -235,21 +259,53 @@ class IngestThread:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                batch = [self.inbox.get(timeout=0.5)]
-            except queue.Empty:
+            batch = self._next_batch()
+            if not batch:
                 continue
-            while len(batch) < BATCH:  # what else waits goes into the same transaction
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
             try:
-                self.ingestor.handle_batch(batch)
-            except Exception:  # a database failure must not stop ingest: log it, take the next
-                logger.exception("ingest of %d messages (the first on %s) failed", len(batch), batch[0].topic)
+                outcomes = self.ingestor.ingest([message for message, _ in batch])
+            except Exception:  # a bug outside the database's work: nothing was stored, try again
+                logger.exception("ingest of %d messages failed", len(batch))
+                outcomes = [Outcome.FAILED] * len(batch)
+            self._settle(batch, outcomes)
+
+    def _next_batch(self) -> list[tuple[Incoming, int]]:
+        batch, self._again = self._again, []
+        if not batch:
+            try:
+                batch.append((self.inbox.get(timeout=0.5), 0))
+            except queue.Empty:
+                return []
+        while len(batch) < BATCH:  # what else waits goes into the same transaction
+            try:
+                batch.append((self.inbox.get_nowait(), 0))
+            except queue.Empty:
+                break
+        return batch
+
+    def _settle(self, batch: list[tuple[Incoming, int]], outcomes: list[Outcome]) -> None:
+        finished = [message for (message, _), outcome in zip(batch, outcomes, strict=True)
+                    if outcome is not Outcome.FAILED]  # fmt: skip
+        failed = [entry for entry, outcome in zip(batch, outcomes, strict=True) if outcome is Outcome.FAILED]
+        stored_some = Outcome.STORED in outcomes
+        for message, strikes in failed:
+            strikes += stored_some  # refused while the database took others: a strike against it
+            if strikes >= STRIKES:
+                logger.error("the database refused a message on %s %d times: dropped", message.topic, strikes)
+                self.ingestor.dropped += 1
+                finished.append(message)
+            else:
+                self._again.append((message, strikes))
+        if finished:
+            self.done(finished)
+        if failed and not stored_some:  # the database is away or full: wait before the next try
+            logger.warning("the database took none of %d messages: next try in %g s", len(batch), self._pause)
+            self.stopping.wait(self._pause)
+            self._pause = min(self._pause * 2, MAX_PAUSE)
+        else:
+            self._pause = FIRST_PAUSE
 
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=10)
-        logger.info("ingest stopped")
+        logger.info("ingest stopped (%d messages left to the broker to send again)", len(self._again))

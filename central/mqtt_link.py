@@ -4,6 +4,14 @@ The central server connects as its own user with a persistent session (``clean_s
 QoS 1 records that boxes send while it restarts wait at the broker.  paho calls back on its own
 network thread: :meth:`CentralLink._on_message` only puts the message on a queue, which the ingest
 thread (central.ingest) drains into the database.
+
+A message is acknowledged to the broker (PUBACK) only once it is stored, or deliberately dropped
+(:meth:`CentralLink.done`): paho's automatic ack on receipt would let a crash lose what waited in
+the queue, records each box had been told were delivered.  What is not acknowledged is sent again
+by the broker when the server reconnects (its session is persistent), and ingest stores a record
+sent twice once.  The broker holds back what lies beyond its in-flight window meanwhile.  An ack
+is sent only on the connection that received the message: after a reconnect the broker sends the
+message again, and the id it had may already name another one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ CLIENT_ID = "loa-central"
 class Incoming:
     topic: str
     payload: bytes
+    mid: int = 0  # the broker's packet id, for the ack once stored
+    qos: int = 0
+    connection: int = 0  # which connection received it: an ack is valid on that one only
 
 
 class CentralLink:
@@ -42,8 +53,10 @@ class CentralLink:
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=100_000)
         self.connected = threading.Event()
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
-        )
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )  # fmt: skip
+        self._connection = 0  # counts connections; set on paho's thread, read on the ingest thread
         if username is not None:
             self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(1, 30)
@@ -90,6 +103,7 @@ class CentralLink:
         if reason.is_failure:
             logger.error("broker refused the central server: %s", reason)
             return
+        self._connection += 1
         client.subscribe([(topic, 1) for topic in central_subscriptions()])
         self.connected.set()
         logger.info("central link up")
@@ -99,7 +113,19 @@ class CentralLink:
         logger.warning("central link down: %s", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        incoming = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self._connection)
         try:
-            self.inbox.put_nowait(Incoming(message.topic, bytes(message.payload)))
-        except queue.Full:
-            logger.error("ingest queue full: message on %s dropped", message.topic)
+            self.inbox.put_nowait(incoming)
+        except queue.Full:  # not acked: the broker sends it again after the next connect
+            logger.error("ingest queue full: message on %s left to the broker", message.topic)
+
+    def done(self, messages: Sequence[Incoming]) -> int:
+        """Acknowledge ``messages`` (stored, or dropped on purpose) to the broker, which then forgets
+        them; those a former connection received are left for the broker to send again.  How many
+        were acknowledged.  Thread-safe (paho queues the acks for its network thread)."""
+        current, acked = self._connection, 0
+        for message in messages:
+            if message.qos > 0 and message.connection == current:
+                self._client.ack(message.mid, message.qos)
+                acked += 1
+        return acked

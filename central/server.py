@@ -74,7 +74,7 @@ def serve(config: CentralServerConfig) -> None:
         stack.callback(link.stop)
         central = Central(config, engine, key, link, AudioStore(config.audio_dir, config.audio_max_bytes),
                           EspeakNg(config.tts_voice))  # fmt: skip
-        ingest = IngestThread(Ingestor(engine, central.clock), link.inbox)
+        ingest = IngestThread(Ingestor(engine, central.clock), link.inbox, link.done)
         ingest.start()
         stack.callback(ingest.stop)
         _run_http(create_app(central), config)

@@ -229,3 +229,59 @@ def test_a_row_the_database_refuses_loses_only_its_own_message(tmp_path: Path) -
         assert stored == ["xa-a-01:12", "xa-a-01:14"] and ingest.stored == 2
     finally:
         central.engine.dispose()
+
+
+def test_what_the_database_does_not_take_is_kept_acknowledged_only_once_stored(tmp_path: Path) -> None:
+    """The database away (here: refusing every record) loses nothing: ingest keeps the messages, leaves
+    them unacknowledged, tries again with a pause, and stores each once when it takes them again; a
+    message it refuses while taking others is dropped after three strikes, and only then acknowledged."""
+    central = make_central(tmp_path, RecordingPublisher())
+    refuse_all = "CREATE TRIGGER away BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    with central.engine.begin() as conn:
+        conn.exec_driver_sql(refuse_all)
+    acked: list[Incoming] = []
+    inbox: queue.Queue[Incoming] = queue.Queue()
+    thread = IngestThread(Ingestor(central.engine, lambda: AT), inbox, acked.extend)
+
+    def telemetry(seq: int) -> Incoming:
+        record = Record(Kind.TELEMETRY, "xa-a-01", seq, AT, {"load_1m": 0.1})
+        return message("xa-a-01", "telemetry", record.to_json())
+
+    def wait_for(what: Any, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, f"not within {timeout} s; acked: {acked}"
+            time.sleep(0.02)
+
+    thread.start()
+    try:
+        for seq in (1, 2, 3):
+            inbox.put(telemetry(seq))
+        wait_for(lambda: thread.ingestor.failed >= 2)  # tried, paused, tried again
+        assert acked == [] and count(central, db.records) == 0
+        with central.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER away")  # the database is back
+        wait_for(lambda: len(acked) == 3)
+        assert count(central, db.records) == 3
+        with central.engine.begin() as conn:  # now it refuses one row only, as a constraint would
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.record_id = 'xa-a-01:9' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        poison = telemetry(9)
+        inbox.put(poison)
+        seq = 10
+        while poison not in acked:  # others keep coming: each try beside them is a strike
+            assert seq < 200, "the refused message was never given up"
+            inbox.put(telemetry(seq))
+            seq += 1
+            time.sleep(0.05)
+        wait_for(lambda: len(acked) == 3 + 1 + (seq - 10))  # the last ones fed are stored too
+        with central.engine.connect() as conn:
+            stored = {row.record_id for row in conn.execute(select(db.records.c.record_id))}
+    finally:
+        thread.stop()
+        central.engine.dispose()
+    assert thread.ingestor.dropped == 1 and "xa-a-01:9" not in stored
+    assert stored == {f"xa-a-01:{n}" for n in (1, 2, 3, *range(10, seq))}
+    assert len({id(m) for m in acked}) == len(acked), "each message acknowledged once"
