@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
-	rtl-sdr librtlsdr0 sox espeak-ng systemd shellcheck
+	rtl-sdr librtlsdr0 sox lame espeak-ng systemd shellcheck
 
 .PHONY: test demo demo-agent lint typecheck imports pytest bench doc-examples system-deps clean
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,20 @@ def tone_file(directory: Path, frequency: float, seconds: float, rate: int = RAT
     path = directory / f"tone-{frequency:g}Hz-{seconds:g}s.wav"
     if not path.exists():
         write_wav(path, tone(frequency, seconds, rate), rate)
+    return path
+
+
+def encoded_tone(directory: Path, frequency: float, seconds: float, kind: str) -> Path:
+    """A tone as a real MP3 (``lame``, 128 kbit/s CBR) or Ogg Vorbis (``sox``) file, both installed
+    by ``make test`` (Makefile APT_PACKAGES), as a province's bulletins come."""
+    wav = tone_file(directory, frequency, seconds)
+    path = wav.with_suffix(f".{kind}")
+    if not path.exists():
+        command = {
+            "mp3": ["lame", "--quiet", "-b", "128", "--cbr", str(wav), str(path)],
+            "ogg": ["sox", str(wav), "-C", "4", str(path)],
+        }[kind]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
     return path
 
 

@@ -30,6 +30,7 @@ from tests.audio_fixtures import (
     EventLog,
     StuckStream,
     ToneStream,
+    encoded_tone,
     garbage_file,
     libvlc_missing,
     tone_file,
@@ -83,6 +84,17 @@ def test_output_has_the_files_pitch_and_length(
     samples = _play_and_read(player, log, out, "tone", tone_file(tmp_path, frequency, 1.5))
     assert abs(len(samples) / 44100 - 1.5) <= 0.050
     assert dominant_frequency(samples, 44100) == pytest.approx(frequency, rel=0.01)
+
+
+@pytest.mark.parametrize("kind", ["mp3", "ogg"])
+def test_an_mp3_or_ogg_bulletin_plays_at_its_pitch_and_length(
+    player: VlcPlayer, log: EventLog, out: Path, tmp_path: Path, kind: str
+) -> None:
+    samples = _play_and_read(player, log, out, kind, encoded_tone(tmp_path, 660, 2.0, kind))
+    # an MP3 encoder adds a frame or two of padding at each end (26 ms each at 44.1 kHz)
+    assert abs(len(samples) / 44100 - 2.0) <= 0.080, f"{len(samples) / 44100:.3f} s"
+    assert dominant_frequency(samples, 44100) == pytest.approx(660, rel=0.01)
+    assert log.kinds(kind) == ["playing", "ended"]
 
 
 @pytest.mark.parametrize("prepared", [False, True])
