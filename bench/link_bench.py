@@ -415,9 +415,11 @@ def _spool_once(records: int, tree: Path) -> dict[str, Any]:
 # -- 3. the idle daemon with the link up ---------------------------------------------------------------
 
 
-def _idle(directory: Path, seconds: float, tree: Path) -> dict[str, float]:
+def _idle(directory: Path, seconds: float, tree: Path, *, played: bool = False) -> dict[str, float]:
     with _daemon_process(directory, tree) as proc:
         time.sleep(3)  # start-up (imports, libVLC plugin scan, connecting) is not idle time
+        if played:
+            _play_each_kind(directory)
         watched = watch(proc.pid, seconds)
         connected = request(directory / "agent.sock", "status").get("link", {}).get("connected")
     return {
@@ -427,6 +429,26 @@ def _idle(directory: Path, seconds: float, tree: Path) -> dict[str, float]:
         "cpu_percent_of_one_core": round(watched.cpu_percent_of_one_core, 3),
         "connected": connected,
     }
+
+
+PLAYED_KINDS = ("wav", "ogg", "mp3")  # what a box plays in a day: its test tone, bulletins
+
+
+def _play_each_kind(directory: Path) -> None:
+    """Play a short WAV, Ogg Vorbis (sox) and MP3 (lame) tone through the running daemon (``loa
+    play``), each to its end: libVLC keeps the demuxers and decoders it loaded for them."""
+    wav = directory / "tone.wav"
+    write_wav(wav, tone(660.0, 1.0, 44100), 44100)
+    encoders = {"ogg": ["sox", str(wav), "-C", "4"], "mp3": ["lame", "--quiet", "-b", "128", str(wav)]}
+    for kind in PLAYED_KINDS:
+        path = wav.with_suffix(f".{kind}")
+        if kind in encoders:
+            subprocess.run([*encoders[kind], str(path)], check=True, capture_output=True, timeout=60)
+        socket = directory / "agent.sock"
+        reply = request(socket, "play", timeout=10.0, file=str(path), level="normal", zones=[])
+        if reply.get("result") != "done":
+            raise RuntimeError(f"the daemon did not play {path.name}: {reply}")
+        time.sleep(2.5)  # 1 s of audio, the relays' preroll, and the end
 
 
 class _NoManifestYet(BaseHTTPRequestHandler):
@@ -456,7 +478,8 @@ def _api_server() -> Iterator[str]:
 def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
     """The idle daemon (of ``tree``; libVLC, nothing due) without a central link, then with the link
     up, then (this tree only: the before revision had no manifest poll) with the link up and an
-    ``api_url`` whose manifest poll has loaded requests (the server has no manifest for it yet)."""
+    ``api_url`` whose manifest poll has loaded requests (the server has no manifest for it yet), and
+    the same once it has played a WAV, an Ogg Vorbis and an MP3 file."""
     result: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp,
@@ -465,13 +488,13 @@ def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
     ):
         runs = [("no_link", None, None), ("link_up", broker.url, None)]
         if tree == ROOT:
-            runs.append(("link_up_polling", broker.url, api))
+            runs += [("link_up_polling", broker.url, api), ("link_up_polling_played", broker.url, api)]
         for name, url, api_url in runs:
             directory = Path(tmp) / name
             directory.mkdir()
             _key(directory)
             _config(directory, backend="vlc", central_url=url, out=directory / "out.wav", api_url=api_url)
-            result[name] = _idle(directory, seconds, tree)
+            result[name] = _idle(directory, seconds, tree, played=name.endswith("_played"))
     if not all(result[name]["connected"] for name, url, _ in runs if url):
         raise RuntimeError("the link was not up while the idle daemon was measured")
     return result
