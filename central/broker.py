@@ -89,7 +89,20 @@ def config_text(config: CentralServerConfig) -> str:
         f"max_queued_messages {MAX_QUEUED}\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
-        f"listener {config.mqtt.listen_port} {config.mqtt.listen_host}\n"
+        f"listener {config.mqtt.listen_port} {config.mqtt.listen_host}\n" + _tls_listener(config)
+    )
+
+
+def _tls_listener(config: CentralServerConfig) -> str:
+    """The ``mqtts://`` listener boxes use over the internet, when ``mqtt.tls_listen`` is set: the
+    same accounts and ACL (``per_listener_settings false``); Mosquitto 2 takes TLS 1.2 or newer."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return ""
+    return (
+        f"listener {tls.port} {tls.host}\n"
+        f"certfile {tls.cert_file.absolute()}\n"
+        f"keyfile {tls.key_file.absolute()}\n"
     )
 
 

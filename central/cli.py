@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/loa/central.yaml")
 PUBLIC_KEY_NAME = "central-signing-key.pub.pem"
 PASSWORD_NAME = "mqtt-password"
+CA_NAME = "central-broker-ca.pem"  # the CA a box trusts the broker's TLS certificate by (mqtt.box_ca_file)
 
 
 def read_password_file(path: Path) -> str:
@@ -89,6 +90,8 @@ def device_add(config: CentralServerConfig, args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / PASSWORD_NAME, (password + "\n").encode(), mode=0o600)
     write_atomically(out / PUBLIC_KEY_NAME, config.public_key_file.read_bytes())
+    if config.mqtt.box_ca_file is not None:
+        write_atomically(out / CA_NAME, config.mqtt.box_ca_file.read_bytes())
     write_atomically(out / "central.yaml", central_section(config, args.id, groups, box_dir).encode())
     print(f"device {args.id} registered in {units[-1].id}; copy {out}/* to {box_dir} on the box")
 
@@ -105,6 +108,7 @@ def central_section(config: CentralServerConfig, device_id: str, groups: Sequenc
         f"  password_file: {box_dir / PASSWORD_NAME}\n"
         f"  signing_public_key_files: [{box_dir / PUBLIC_KEY_NAME}]\n"
         f"  groups: [{group_list}]\n"
+        + (f"  ca_file: {box_dir / CA_NAME}\n" if config.mqtt.box_ca_file is not None else "")
     )
 
 

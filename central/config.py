@@ -58,10 +58,22 @@ class MqttConfig:
     box_url: str | None = None  # what a box connects to; derived from public_url when absent
     username: str | None = None  # the central server's own user on an external broker
     password_file: Path | None = None
+    tls: TlsListener | None = None  # the embedded broker's TLS listener, for boxes
+    box_ca_file: Path | None = None  # the CA certificate boxes trust the broker by (copied by device add)
 
     @property
     def embedded(self) -> bool:
         return self.broker == EMBEDDED
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """The embedded broker's ``mqtts://`` listener: its certificate chain and key (PEM files)."""
+
+    host: str
+    port: int
+    cert_file: Path
+    key_file: Path
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ class CentralServerConfig:
         if not self.mqtt.embedded:
             return self.mqtt.broker
         host = urlsplit(self.public_url).hostname or "localhost"
+        if self.mqtt.tls is not None:  # boxes come over the internet: only ever by TLS
+            return f"mqtts://{host}:{self.mqtt.tls.port}"
         return f"mqtt://{host}:{self.mqtt.listen_port}"
 
     @property
@@ -162,7 +176,21 @@ def _mqtt(section: read.Section, base: Path) -> MqttConfig:
     box_url = section.optional("box_url", _BOX_MQTT_URL)
     username = section.optional("username", _USER)
     password_file = section.optional("password_file", read.file_path(base, "the path of a file"))
-    return MqttConfig(broker, listen_host, listen_port, box_url, username, password_file)
+    tls_listen = section.optional("tls_listen", _HOST_PORT)
+    pem = read.file_path(base, "the path of a PEM file")
+    cert_file, key_file = section.optional("tls_cert_file", pem), section.optional("tls_key_file", pem)
+    box_ca_file = section.optional("box_ca_file", pem)
+    tls = None
+    if tls_listen is not None:
+        for key, value in (("tls_cert_file", cert_file), ("tls_key_file", key_file)):
+            if value is None:
+                section.missing(key, "the path of a PEM file (required with mqtt.tls_listen)")
+        if cert_file is not None and key_file is not None:
+            tls_host, tls_port = _split(tls_listen)
+            tls = TlsListener(tls_host, tls_port, cert_file, key_file)
+    elif cert_file is not None or key_file is not None:
+        section.missing("tls_listen", "host:port such as 0.0.0.0:8883 (the TLS files are for its listener)")
+    return MqttConfig(broker, listen_host, listen_port, box_url, username, password_file, tls, box_ca_file)
 
 
 def _split(host_port: str) -> tuple[str, int]:

@@ -47,6 +47,7 @@ def write_central_config(
     mqtt_port: int = 1883,
     extra: str = "",
     broker: str = "embedded",
+    mqtt_extra: str = "",
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "central.yaml"
@@ -54,7 +55,7 @@ def write_central_config(
         f"storage: {{dir: {directory / 'data'}}}\n"
         f"http: {{listen: 127.0.0.1:{http_port}}}\n"
         f"public_url: http://127.0.0.1:{http_port}\n"
-        f"mqtt: {{broker: '{broker}', listen: 127.0.0.1:{mqtt_port}}}\n" + extra,
+        f"mqtt: {{broker: '{broker}', listen: 127.0.0.1:{mqtt_port}{mqtt_extra}}}\n" + extra,
         encoding="utf-8",
     )
     return path

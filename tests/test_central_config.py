@@ -29,7 +29,8 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     # every key the reader knows appears in the example (commented out or not)
     text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
     keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
-            "max_mb:", "offline_after:", "timezone:", "lifetime:", "voice:", "level:")  # fmt: skip
+            "max_mb:", "offline_after:", "timezone:", "lifetime:", "voice:", "level:", "tls_listen:",
+            "tls_cert_file:", "tls_key_file:", "box_ca_file:")  # fmt: skip
     for key in keys:
         assert key in text
 
@@ -60,6 +61,27 @@ def test_every_problem_is_named_with_its_line(tmp_path: Path) -> None:
     assert any(line.startswith(f"{path}:7") and "did you mean 'listen'" in line for line in lines)
     assert any(line.startswith(f"{path}:9") and "devices.offline_after" in line for line in lines)
     assert any("public_url" in line and "missing" in line for line in lines)
+
+
+def test_a_tls_listener_needs_its_certificate_and_key_and_makes_boxes_use_mqtts(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    base = "public_url: https://loa.example.vn\nmqtt:\n  listen: 127.0.0.1:1883\n"
+    path.write_text(base + "  tls_listen: 0.0.0.0:8883\n  tls_key_file: /etc/loa/tls/privkey.pem\n")
+    with pytest.raises(ConfigError) as caught:
+        load_central_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:2: mqtt.tls_cert_file: missing: expected the path of a PEM file"
+        " (required with mqtt.tls_listen)"
+    ]
+    path.write_text(base + "  tls_cert_file: fullchain.pem\n  tls_key_file: privkey.pem\n")
+    with pytest.raises(ConfigError, match=r"mqtt.tls_listen: missing: expected host:port"):
+        load_central_config(path)
+    path.write_text(
+        base + "  tls_listen: 0.0.0.0:8883\n  tls_cert_file: fullchain.pem\n  tls_key_file: k.pem\n"
+    )
+    config = load_central_config(path)
+    assert config.mqtt.tls is not None and config.mqtt.tls.cert_file == tmp_path / "fullchain.pem"
+    assert config.box_mqtt_url == "mqtts://loa.example.vn:8883"
 
 
 def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
