@@ -38,7 +38,7 @@ from typing import Any
 from agent.config import Config, load_config
 from agent.control import request
 from agent.crew_cli import add_crew_commands
-from agent.messages import LANGUAGES, choose_language, words
+from agent.messages import LANGUAGES, Words, choose_language, words
 from agent.status import NOT_ANSWERING, no_store_status, not_answering_status, offline_status, render
 from agent.store import PlayRecord, Store, iso
 from agent.version import VERSION
@@ -136,16 +136,15 @@ def _playlog_table(records: list[PlayRecord], config: Config) -> str:
     return "\n".join(rows)
 
 
-def cmd_reload(config: Config, _args: argparse.Namespace) -> int:
+def cmd_reload(config: Config, args: argparse.Namespace) -> int:
+    say: Words = args.say
     reply = request(config.control.socket, "reload", timeout=ANSWER_TIMEOUT)
     if reply.get("result") in ("accepted", "duplicate"):
-        return _print_ack(reply, "")
+        return _print_ack(reply, "", say)
     if reply.get("ok"):
-        print(f"schedule accepted: {reply.get('items')} items in force (version {reply.get('version')})")
+        print(say("answer.schedule_accepted", items=reply.get("items"), version=reply.get("version")))
         return 0
-    print(
-        f"schedule refused, the agent keeps the schedule it had: {reply.get('reason') or reply.get('error')}"
-    )
+    print(say("answer.schedule_refused", reason=say.reason(str(reply.get("reason") or reply.get("error")))))
     for problem in reply.get("problems") or []:
         print(f"  {problem}")
     return 2
@@ -157,23 +156,25 @@ def cmd_play(config: Config, args: argparse.Namespace) -> int:
     reply = request(
         config.control.socket, "play", timeout=ANSWER_TIMEOUT, file=str(file), level=args.level, zones=zones
     )
-    return _print_ack(reply, f"playing {file}")
+    return _print_ack(reply, args.say("answer.playing", what=file), args.say)
 
 
-def cmd_stop(config: Config, _args: argparse.Namespace) -> int:
-    return _print_ack(request(config.control.socket, "stop", timeout=ANSWER_TIMEOUT), "stopped")
+def cmd_stop(config: Config, args: argparse.Namespace) -> int:
+    reply = request(config.control.socket, "stop", timeout=ANSWER_TIMEOUT)
+    return _print_ack(reply, args.say("answer.stopped"), args.say)
 
 
-def _print_ack(reply: dict[str, Any], done: str) -> int:
-    """One plain line for a command's answer: done, accepted (and what it waits for), or refused."""
-    result, reason = reply.get("result"), reply.get("reason") or reply.get("error") or ""
-    words = {
+def _print_ack(reply: dict[str, Any], done: str, say: Words) -> int:
+    """One plain line for a command's answer, in the crew's words: done, accepted (and what it
+    waits for), or refused; the agent's own reasons translated where the catalogue knows them."""
+    result, reason = reply.get("result"), say.reason(str(reply.get("reason") or reply.get("error") or ""))
+    lines = {
         "done": reason or done,
-        "accepted": f"accepted: {reason}",
-        "duplicate": f"already done: {reason}",
+        "accepted": say("answer.accepted", reason=reason),
+        "duplicate": say("answer.duplicate", reason=reason),
     }
-    line = words.get(str(result), f"refused: {reason}")
-    print(f"{line} (command {reply.get('id')})" if reply.get("id") else line)
+    line = lines.get(str(result), say("refused", reason=reason))
+    print(say("command", line=line, id=reply.get("id")) if reply.get("id") else line)
     return 0 if reply.get("ok") else 1
 
 

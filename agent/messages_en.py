@@ -174,6 +174,13 @@ MESSAGES: dict[str, str] = {
     "test.tone.waiting": "tone {frequency} Hz for {seconds} s: {reason} (play log: {item})",
     "refused": "refused: {reason}",
     "command": "{line} (command {id})",
+    # -- loa play / loa stop / loa reload ------------------------------------------------------------
+    "answer.playing": "playing {what}",
+    "answer.stopped": "stopped",
+    "answer.accepted": "accepted: {reason}",
+    "answer.duplicate": "already done: {reason}",
+    "answer.schedule_accepted": "schedule accepted: {items} items in force (version {version})",
+    "answer.schedule_refused": "schedule refused, the agent keeps the schedule it had: {reason}",
     # -- loa logs ----------------------------------------------------------------------------------
     "logs.no_events": "(no events since {since})",
     "logs.why.no_journalctl": "journalctl is not installed",

@@ -3,6 +3,7 @@ scripts against a running agent, and command ids as the central link will send t
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,10 +23,14 @@ from tests.test_agent_fm import fm_section, relaying, write_iq
 BIN = Path(sys.executable).parent
 
 
-def loa(box: RunningAgent, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def loa(
+    box: RunningAgent, *args: str, cwd: Path | None = None, lang: str = "en"
+) -> subprocess.CompletedProcess[str]:
+    """``loa`` as a crew runs it; in English (``LOA_LANG``) unless ``lang`` says otherwise."""
     return subprocess.run(
         [str(BIN / "loa"), "--config", str(box.config.source), *args],
         capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
+        env={**os.environ, "LOA_LANG": lang},
     )  # fmt: skip
 
 
@@ -143,6 +148,25 @@ def test_loa_stop_interrupts_what_plays_and_names_the_command(tmp_path: Path) ->
     (row,) = box.play_log()
     assert row.reason.startswith(f"stopped by a local command ({command}) after ")
     assert again.returncode == 0 and again.stdout.startswith("nothing was playing (command local-")
+
+
+def test_the_crew_gets_its_answers_in_vietnamese_by_default(tmp_path: Path) -> None:
+    tone_file(tmp_path, 440, 6.0)
+    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-6s.wav, at: '{at(1.5)}'}}")
+    with running_agent(write_config(tmp_path)) as box:
+        box.wait_for(lambda: box.outcome("news") == "playing", timeout=6)
+        missing = loa(box, "play", str(tmp_path / "nope.wav"), lang="")  # LOA_LANG unset: Vietnamese
+        wrong_zone = loa(box, "play", "tone-440Hz-6s.wav", "--zones", "zone-9", cwd=tmp_path, lang="vi")
+        stopped = loa(box, "stop", lang="")
+        box.wait_for(lambda: box.outcome("news") == "interrupted", timeout=2)
+        again = loa(box, "stop", lang="vi")
+        reloaded = loa(box, "reload", lang="vi")
+    assert missing.returncode == 1
+    assert missing.stdout.startswith(f"bị từ chối: không tìm thấy tệp: {tmp_path / 'nope.wav'} (lệnh local-")
+    assert "không có âm ly cho vùng zone-9 (các vùng có: zone-1, zone-2)" in wrong_zone.stdout
+    assert stopped.returncode == 0 and stopped.stdout.startswith("đã dừng 'news' (lệnh local-")
+    assert again.stdout.startswith("không có gì đang phát (lệnh local-")
+    assert reloaded.stdout.startswith("đã nhận lịch: 1 mục đang áp dụng (phiên bản ")
 
 
 def test_loa_stop_during_fm_pauses_the_relay(tmp_path: Path) -> None:
