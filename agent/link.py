@@ -244,7 +244,9 @@ class Link:
         self._seen.add(command.id)
         self.store.remember_command(command.id, command.expires_at, MAX_LIFETIME + LEEWAY)
         logger.info("central command %s (%s) accepted", command.id, command.name)
-        self.store.add_event(EventKind.COMMAND, f"{command.id} {command.name} from central")
+        # the main loop records its own event when it carries the command out: this one is the receipt
+        verified = f"{command.id} {command.name} from central: signature verified"
+        self.store.add_event(EventKind.COMMAND, verified)
         self.ack(command.id, AckResult.ACCEPTED)
         self._carry_out(command)
 
