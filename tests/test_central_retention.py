@@ -1,0 +1,163 @@
+"""Retention: old ingested records go, stream by stream, in bounded transactions, on SQLite and on a real
+PostgreSQL; newer ones, the play log a yearly report needs and a box's latest telemetry stay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, insert, inspect, select, text
+
+from central import cli, db
+from central.config import RetentionConfig
+from central.context import Central
+from central.ingest import Ingestor
+from central.mqtt_link import Incoming
+from central.retention import Pruner, PruneThread
+from protocol.messages import Record
+from protocol.topics import Kind
+from tests.central_harness import central_on_database
+
+NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
+    with central_on_database(request, tmp_path) as made:
+        yield made
+
+
+def ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def add_records(central: Central, stream: str, *received: datetime, device: str = "xa-a-01") -> None:
+    """Records of ``stream`` received at each of ``received`` (the box said they were an hour older)."""
+    with central.engine.begin() as conn:
+        first = int(conn.execute(select(func.count()).select_from(db.records)).scalar_one())
+        rows = [{"stream": stream, "record_id": f"{device}:{first + index}", "device_id": device,
+                 "seq": first + index, "at": at - timedelta(hours=1), "data": {"n": first + index},
+                 "received_at": at} for index, at in enumerate(received)]  # fmt: skip
+        conn.execute(insert(db.records), rows)
+
+
+def add_plays(central: Central, *scheduled: datetime) -> None:
+    with central.engine.begin() as conn:
+        conn.execute(insert(db.playlogs), [
+            {"device_id": "xa-a-01", "key": f"sang@{at.isoformat()}", "seq": index, "item_id": "sang",
+             "audio": "a" * 64, "level": "normal", "zones": [], "scheduled_start": at, "actual_start": at,
+             "ended": at + timedelta(minutes=5), "outcome": "completed", "reason": "", "origin": "central"}
+            for index, at in enumerate(scheduled)
+        ])  # fmt: skip
+
+
+def received(central: Central, stream: str) -> list[datetime]:
+    with central.engine.connect() as conn:
+        query = select(db.records.c.received_at).where(db.records.c.stream == stream)
+        return sorted(conn.execute(query).scalars())
+
+
+def scheduled(central: Central) -> list[datetime]:
+    with central.engine.connect() as conn:
+        return sorted(conn.execute(select(db.playlogs.c.scheduled_start)).scalars())
+
+
+def test_each_stream_keeps_its_own_days(central: Central) -> None:
+    add_records(central, "telemetry", ago(29.9), ago(30.1), ago(200))
+    add_records(central, "events", ago(30.1), ago(399.9), ago(400.1))
+    add_records(central, "playlog", ago(30.1), ago(399.9), ago(400.1))
+    add_plays(central, ago(30), ago(399.9), ago(400.1), ago(800))
+    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW).prune()
+    assert received(central, "telemetry") == [ago(29.9)]
+    assert received(central, "events") == [ago(399.9), ago(30.1)]
+    assert received(central, "playlog") == [ago(399.9), ago(30.1)]
+    assert scheduled(central) == [ago(399.9), ago(30)]
+    assert [(p.target.name, p.rows) for p in pruned] == [
+        ("telemetry records", 2), ("events records", 1), ("playlog records", 1), ("play-log rows", 2)
+    ]  # fmt: skip
+
+
+def test_shorter_limits_are_taken_and_the_play_log_keeps_a_reporting_year(central: Central) -> None:
+    add_records(central, "telemetry", ago(1.5), ago(0.5))
+    add_records(central, "events", ago(10.5), ago(9.5))
+    add_plays(central, ago(364), ago(399.5), ago(400.5))  # last year's report still has its rows
+    Pruner(central.engine, RetentionConfig(telemetry_days=1, events_days=10), lambda: NOW).prune()
+    assert received(central, "telemetry") == [ago(0.5)]
+    assert received(central, "events") == [ago(9.5)]
+    assert scheduled(central) == [ago(399.5), ago(364)]
+
+
+def test_a_box_keeps_its_latest_telemetry_when_its_records_go(central: Central) -> None:
+    ingestor = Ingestor(central.engine, lambda: ago(40))
+    data = {"cpu_temp_c": 48.0, "relays_on": []}
+    payload = Record(Kind.TELEMETRY, "xa-a-01", 7, ago(40), data).to_json()
+    assert ingestor.handle(Incoming("loa/v1/xa-a-01/telemetry", payload.encode()))
+    assert received(central, "telemetry") == [ago(40)]
+    Pruner(central.engine, RetentionConfig(), lambda: NOW).prune()
+    assert received(central, "telemetry") == []
+    with central.engine.connect() as conn:
+        row = conn.execute(select(db.devices).where(db.devices.c.id == "xa-a-01")).one()
+    assert (row.telemetry, row.telemetry_at, row.last_seen) == (data, ago(40), ago(40))
+
+
+def test_rows_go_in_transactions_of_at_most_a_batch(central: Central) -> None:
+    add_records(central, "telemetry", *(ago(31 + n) for n in range(10)), ago(1))
+    add_plays(central, *(ago(401 + n) for n in range(5)))
+    commits: list[int] = []
+    event.listen(central.engine, "commit", lambda _conn: commits.append(1))
+    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=4, pause=0).prune()
+    by_name = {p.target.name: (p.rows, p.transactions) for p in pruned}
+    # 10 rows by 4: 4, 4, 2; 5 play-log rows: 4, 1; each stream with nothing to remove: one empty try
+    assert by_name == {"telemetry records": (10, 3), "events records": (0, 1), "playlog records": (0, 1),
+                       "play-log rows": (5, 2)}  # fmt: skip
+    assert len(commits) == 7
+    assert received(central, "telemetry") == [ago(1)] and scheduled(central) == []
+
+
+def test_a_database_made_before_gets_the_index_retention_deletes_by(central: Central) -> None:
+    def indexes() -> set[str]:
+        return {index["name"] or "" for index in inspect(central.engine).get_indexes("records")}
+
+    with central.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_records_stream_received"))
+    assert "ix_records_stream_received" not in indexes()
+    db.open_engine(central.config.database_url).dispose()  # what the next start does
+    assert "ix_records_stream_received" in indexes()
+
+
+def test_serve_s_thread_prunes_soon_after_start_and_stops_at_once(central: Central) -> None:
+    add_records(central, "telemetry", ago(31), ago(1))
+    thread = PruneThread(Pruner(central.engine, RetentionConfig(), lambda: NOW), first_after=0.01,
+                         every=3600)  # fmt: skip
+    thread.start()
+    try:
+        assert thread.passed.wait(20)
+        assert received(central, "telemetry") == [ago(1)]
+    finally:
+        thread.stop()
+    assert not thread.thread.is_alive() and thread.passes == 1
+
+
+def test_prune_on_the_command_line_counts_then_removes(
+    central: Central, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime.now(UTC)
+    with central.engine.begin() as conn:
+        conn.execute(insert(db.records), [
+            {"stream": "telemetry", "record_id": f"xa-b-01:{n}", "device_id": "xa-b-01", "seq": n,
+             "at": now - timedelta(days=days), "data": {}, "received_at": now - timedelta(days=days)}
+            for n, days in enumerate((100, 45, 2))
+        ])  # fmt: skip
+    config = f"--config={central.config.source}"
+    assert cli.main([config, "prune", "--dry-run"]) == 0
+    counted = capsys.readouterr().out.splitlines()
+    assert counted[0].startswith("would remove 2 telemetry records older than 30 days (before ")
+    assert counted[1].startswith("would remove 0 events records older than 400 days")
+    assert len(received(central, "telemetry")) == 3
+    assert cli.main([config, "prune"]) == 0
+    removed = capsys.readouterr().out.splitlines()
+    assert removed[0].startswith("removed 2 telemetry records older than 30 days"), removed
+    assert " in 1 transactions" in removed[0]
+    assert [at.date() for at in received(central, "telemetry")] == [(now - timedelta(days=2)).date()]
