@@ -8,9 +8,10 @@ by ``scheduled_start``, the time the yearly broadcast report selects on (config 
 touched; nor are commands, acks, bulletins or the audit log (a few rows per operator action).
 
 Each transaction deletes at most ``batch`` rows, chosen by an index on the time column, so the
-single writer SQLite allows is held for a short while only, and the pruner pauses between batches
-so that ingest, waiting on that lock, gets it.  On SQLite the freed pages are reused by later
-rows; the file does not shrink (docs/CENTRAL.md, "Retention").
+single writer SQLite allows is held for a short while only, and the pruner rests between batches
+as long as the batch took (at least ``PAUSE``), so that ingest, waiting on that lock, has the
+database at least half the time.  On SQLite the freed pages are reused by later rows; the file
+does not shrink (docs/CENTRAL.md, "Retention").
 
 ``loa-central serve`` runs a pass soon after start and then hourly (:class:`PruneThread`);
 ``loa-central prune [--dry-run]`` runs one pass, or counts what one would remove.
@@ -35,8 +36,8 @@ from central.context import utc_now
 
 logger = logging.getLogger(__name__)
 
-BATCH = 10_000  # rows deleted in one transaction at most
-PAUSE = 0.05  # seconds between two batches: ingest's turn at the database
+BATCH = 5_000  # rows deleted in one transaction at most
+PAUSE = 0.05  # seconds between two batches at least (and at least as long as the batch took)
 FIRST_AFTER = 60.0  # seconds after start: the backlog of a restart is ingested first
 EVERY = 3600.0  # seconds between passes
 
@@ -124,10 +125,12 @@ class Pruner:
             started = time.monotonic()
             with self.engine.begin() as conn:
                 removed = conn.execute(statement).rowcount
-            longest = max(longest, time.monotonic() - started)
+            took = time.monotonic() - started
+            longest = max(longest, took)
             rows += removed
             transactions += 1
-            if removed < self.batch or stop.wait(self.pause):
+            # rest at least as long as the batch took: ingest gets the database half the time or more
+            if removed < self.batch or stop.wait(max(self.pause, took)):
                 break
         return Pruned(target, rows, transactions, longest)
 
