@@ -75,6 +75,7 @@ class RetentionConfig:
     telemetry_days: int = 30
     events_days: int = 400
     playlog_days: int = 400
+    commands_days: int = 400  # commands, their targets and acks, by when the command was sent
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def _retention(section: read.Section) -> RetentionConfig:
         section.get("telemetry_days", days, default.telemetry_days),
         section.get("events_days", days, default.events_days),
         section.get("playlog_days", _PLAYLOG_DAYS, default.playlog_days),
+        section.get("commands_days", days, default.commands_days),
     )
 
 

@@ -178,6 +178,7 @@ commands = Table(
     Column("created_by", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_commands_created", "created_at"),  # retention deletes by it
 )
 
 command_targets = Table(
@@ -243,8 +244,6 @@ playlogs = Table(
     Index("ix_playlogs_scheduled", "scheduled_start"),
 )
 
-# Indexes added to tables that existing databases already have (see _add_later_indexes).
-LATER_INDEXES = [index for index in records.indexes if index.name == "ix_records_stream_received"]
 
 users = Table(
     "users",
@@ -278,6 +277,11 @@ audit = Table(
     Column("target", String(300), nullable=False),
     Column("detail", JSON, nullable=False),
 )
+
+
+# Indexes added to tables that existing databases already have (see _add_later_indexes).
+LATER_INDEXES = [index for table in (records, commands) for index in sorted(table.indexes, key=str)
+                 if index.name in ("ix_records_stream_received", "ix_commands_created")]  # fmt: skip
 
 
 def open_engine(url: str) -> Engine:

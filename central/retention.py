@@ -5,7 +5,9 @@ so the disk a stream takes is bounded whatever a box's clock said, and a box's b
 arrives late is kept for the whole period.  The play log as reports read it (``playlogs``) goes
 by ``scheduled_start``, the time the yearly broadcast report selects on (config refuses less than
 400 days for it).  A box's latest state and telemetry are on its ``devices`` row, which is never
-touched; nor are commands, acks, bulletins or the audit log (a few rows per operator action).
+touched.  Commands go with their targets' rows and acks (a command to a province is a row and
+two acks for each of its boxes) by when they were sent (``commands_days``).  Bulletins, audio,
+manifests, users and the audit log are kept (a few rows per operator action).
 
 Each transaction deletes at most ``batch`` rows, chosen by an index on the time column, so the
 single writer SQLite allows is held for a short while only, and the pruner rests between batches
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Engine, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Delete, Engine, delete, exists, func, select, tuple_
 
 from central import db
 from central.config import CentralServerConfig, RetentionConfig
@@ -75,7 +77,21 @@ def targets(retention: RetentionConfig, now: datetime) -> list[Target]:
     played = db.playlogs.c.scheduled_start < cutoff
     found.append(Target("play-log rows", retention.playlog_days, cutoff, db.playlogs, played,
                         ("device_id", "key")))  # fmt: skip
-    return found
+    return found + _command_targets(retention.commands_days, now - timedelta(days=retention.commands_days))
+
+
+def _command_targets(days: int, cutoff: datetime) -> list[Target]:
+    """A command sent before ``cutoff``: its acks, its targets' rows, then itself (their foreign key)."""
+    commands, targets_c = db.commands.c, db.command_targets.c
+    sent_old = commands.created_at < cutoff
+    old = select(commands.id).where(sent_old)
+    unreferenced = ~exists().where(targets_c.command_id == commands.id)
+    return [
+        Target("command acks", days, cutoff, db.acks, db.acks.c.command_id.in_(old), ("id",)),
+        Target("command targets", days, cutoff, db.command_targets, targets_c.command_id.in_(old),
+               ("command_id", "device_id")),
+        Target("commands", days, cutoff, db.commands, sent_old & unreferenced, ("id",)),
+    ]  # fmt: skip
 
 
 def _batch_delete(target: Target, batch: int) -> Delete:
@@ -148,9 +164,9 @@ class PruneThread:
     def start(self) -> None:
         self.thread.start()
         retention = self.pruner.retention
-        logger.info("retention started: telemetry %d days, events %d days, play log %d days; a pass every "
-                    "%g s", retention.telemetry_days, retention.events_days, retention.playlog_days,
-                    self.every)  # fmt: skip
+        logger.info("retention started: telemetry %d days, events %d days, play log %d days, commands %d "
+                    "days; a pass every %g s", retention.telemetry_days, retention.events_days,
+                    retention.playlog_days, retention.commands_days, self.every)  # fmt: skip
 
     def _run(self) -> None:
         wait = self.first_after

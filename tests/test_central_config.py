@@ -26,12 +26,14 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     assert config.offline_after == timedelta(minutes=3)
     assert config.box_timezone.key == "Asia/Ho_Chi_Minh"
     assert config.audio_max_bytes == 50 * 1024 * 1024
-    assert config.retention == RetentionConfig(telemetry_days=30, events_days=400, playlog_days=400)
+    assert config.retention == RetentionConfig(
+        telemetry_days=30, events_days=400, playlog_days=400, commands_days=400
+    )
     # every key the reader knows appears in the example (commented out or not)
     text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
     keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
             "max_mb:", "offline_after:", "timezone:", "lifetime:", "telemetry_days:", "events_days:",
-            "playlog_days:", "voice:", "level:")  # fmt: skip
+            "playlog_days:", "commands_days:", "voice:", "level:")  # fmt: skip
     for key in keys:
         assert key in text
 
@@ -88,9 +90,10 @@ def test_the_example_the_commands_and_the_units_agree_on_paths() -> None:
 
 def test_retention_takes_days_and_keeps_the_play_log_for_the_yearly_report(tmp_path: Path) -> None:
     path = tmp_path / "central.yaml"
-    path.write_text("public_url: http://a:1\nretention:\n  telemetry_days: 7\n  playlog_days: 1000\n",
+    path.write_text("public_url: http://a:1\nretention:\n  telemetry_days: 7\n  playlog_days: 1000\n"
+                    "  commands_days: 90\n",
                     encoding="utf-8")  # fmt: skip
-    assert load_central_config(path).retention == RetentionConfig(7, 400, 1000)
+    assert load_central_config(path).retention == RetentionConfig(7, 400, 1000, 90)
     path.write_text(
         "public_url: http://a:1\nretention:\n  telemetry_days: 0\n  events_days: '90'\n"
         "  playlog_days: 365\n  telemetry_dys: 3\n",

@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, insert, inspect, select, text
 
-from central import cli, db
+from central import cli, commands, db
+from central.access import Scope
 from central.config import RetentionConfig
 from central.context import Central
 from central.ingest import Ingestor
 from central.mqtt_link import Incoming
+from central.registry import User, all_units
 from central.retention import Pruner, PruneThread
-from protocol.messages import Record
+from protocol.messages import Ack, AckResult, Record
 from protocol.topics import Kind
 from tests.central_harness import central_on_database
 
@@ -59,6 +62,11 @@ def received(central: Central, stream: str) -> list[datetime]:
         return sorted(conn.execute(query).scalars())
 
 
+def count(central: Central, table: Any) -> int:
+    with central.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
 def scheduled(central: Central) -> list[datetime]:
     with central.engine.connect() as conn:
         return sorted(conn.execute(select(db.playlogs.c.scheduled_start)).scalars())
@@ -75,7 +83,8 @@ def test_each_stream_keeps_its_own_days(central: Central) -> None:
     assert received(central, "playlog") == [ago(399.9), ago(30.1)]
     assert scheduled(central) == [ago(399.9), ago(30)]
     assert [(p.target.name, p.rows) for p in pruned] == [
-        ("telemetry records", 2), ("events records", 1), ("playlog records", 1), ("play-log rows", 2)
+        ("telemetry records", 2), ("events records", 1), ("playlog records", 1), ("play-log rows", 2),
+        ("command acks", 0), ("command targets", 0), ("commands", 0)
     ]  # fmt: skip
 
 
@@ -111,20 +120,49 @@ def test_rows_go_in_transactions_of_at_most_a_batch(central: Central) -> None:
     by_name = {p.target.name: (p.rows, p.transactions) for p in pruned}
     # 10 rows by 4: 4, 4, 2; 5 play-log rows: 4, 1; each stream with nothing to remove: one empty try
     assert by_name == {"telemetry records": (10, 3), "events records": (0, 1), "playlog records": (0, 1),
-                       "play-log rows": (5, 2)}  # fmt: skip
-    assert len(commits) == 7
+                       "play-log rows": (5, 2), "command acks": (0, 1), "command targets": (0, 1),
+                       "commands": (0, 1)}  # fmt: skip
+    assert len(commits) == 10
     assert received(central, "telemetry") == [ago(1)] and scheduled(central) == []
 
 
+def test_a_command_goes_with_its_targets_and_acks_when_sent_before_the_limit(central: Central) -> None:
+    admin = Scope(User(1, "admin", "admin", None), all_units(central.engine))
+    sent = {}
+    for days in (401, 399):
+        central.clock = lambda days=days: ago(days)  # type: ignore[misc]
+        ident = commands.send(central, admin, "stop", {}, {"communes": ["xa-a"]})
+        ingestor = Ingestor(central.engine, central.clock)
+        for device in ("xa-a-01", "xa-a-02"):
+            for result, seconds in ((AckResult.ACCEPTED, 1), (AckResult.DONE, 2)):
+                ack = Ack(ident, result, ago(days) + timedelta(seconds=seconds)).to_json()
+                assert ingestor.handle(Incoming(f"loa/v1/{device}/ack", ack.encode()))
+        sent[days] = ident
+    assert [count(central, table) for table in (db.commands, db.command_targets, db.acks)] == [2, 4, 8]
+    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=3, pause=0).prune()
+    by_name = {p.target.name: (p.rows, p.transactions) for p in pruned}
+    assert [by_name[name] for name in ("command acks", "command targets", "commands")] == [
+        (4, 2), (2, 1), (1, 1)]  # fmt: skip
+    assert commands.status(central.engine, admin, sent[401]) is None
+    kept = commands.status(central.engine, admin, sent[399])
+    assert kept is not None and {a["result"] for a in kept["acks"].values()} == {"done"}
+    assert [count(central, table) for table in (db.commands, db.command_targets, db.acks)] == [1, 2, 4]
+    with central.engine.connect() as conn:
+        assert set(conn.execute(select(db.acks.c.command_id)).scalars()) == {sent[399]}
+
+
 def test_a_database_made_before_gets_the_index_retention_deletes_by(central: Central) -> None:
-    def indexes() -> set[str]:
-        return {index["name"] or "" for index in inspect(central.engine).get_indexes("records")}
+    def indexes(table: str) -> set[str]:
+        return {index["name"] or "" for index in inspect(central.engine).get_indexes(table)}
 
     with central.engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_records_stream_received"))
-    assert "ix_records_stream_received" not in indexes()
+        conn.execute(text("DROP INDEX ix_commands_created"))
+    assert "ix_records_stream_received" not in indexes("records")
+    assert "ix_commands_created" not in indexes("commands")
     db.open_engine(central.config.database_url).dispose()  # what the next start does
-    assert "ix_records_stream_received" in indexes()
+    assert "ix_records_stream_received" in indexes("records")
+    assert "ix_commands_created" in indexes("commands")
 
 
 def test_serve_s_thread_prunes_soon_after_start_and_stops_at_once(central: Central) -> None:
