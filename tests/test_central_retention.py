@@ -3,13 +3,15 @@ PostgreSQL; newer ones, the play log a yearly report needs and a box's latest te
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, inspect, select, text
+from sqlalchemy import create_engine, event, func, insert, inspect, select, text
 
 from central import cli, commands, db
 from central.access import Scope
@@ -176,6 +178,33 @@ def test_serve_s_thread_prunes_soon_after_start_and_stops_at_once(central: Centr
     finally:
         thread.stop()
     assert not thread.thread.is_alive() and thread.passes == 1
+
+
+def test_a_stop_ends_a_pass_between_two_batches(central: Central) -> None:
+    add_records(central, "telemetry", *(ago(31 + n) for n in range(10)))
+    stop = threading.Event()
+    event.listen(central.engine, "commit", lambda _conn: stop.set())
+    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=4, pause=0).prune(stop)
+    assert [(p.rows, p.transactions) for p in pruned] == [(4, 1)] + [(0, 0)] * 6
+    assert len(received(central, "telemetry")) == 6
+
+
+def test_a_failed_pass_is_logged_and_the_next_one_tries_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    away = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'central.db'}")
+    thread = PruneThread(Pruner(away, RetentionConfig(), lambda: NOW), first_after=0.01, every=0.05)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while thread.passes < 2 and time.monotonic() < deadline:
+            thread.passed.wait(1)
+            thread.passed.clear()
+    finally:
+        thread.stop()
+    assert thread.passes >= 2 and not thread.thread.is_alive()
+    failures = [r for r in caplog.records if r.getMessage().startswith("retention pass failed")]
+    assert len(failures) >= 2 and all(r.exc_info for r in failures)
 
 
 def test_prune_on_the_command_line_counts_then_removes(
