@@ -244,7 +244,6 @@ playlogs = Table(
     Index("ix_playlogs_scheduled", "scheduled_start"),
 )
 
-
 users = Table(
     "users",
     metadata,
@@ -280,8 +279,7 @@ audit = Table(
 
 
 # Indexes added to tables that existing databases already have (see _add_later_indexes).
-LATER_INDEXES = [index for table in (records, commands) for index in sorted(table.indexes, key=str)
-                 if index.name in ("ix_records_stream_received", "ix_commands_created")]  # fmt: skip
+LATER_INDEXES = ("ix_records_stream_received", "ix_commands_created")
 
 
 def open_engine(url: str) -> Engine:
@@ -298,8 +296,10 @@ def _add_later_indexes(engine: Engine) -> None:
     """Indexes added after a release: create_all makes them only with a new table, so a database
     made before gets them here (once; on a large table this takes a while at the first start)."""
     with engine.begin() as conn:
-        for index in LATER_INDEXES:
-            conn.execute(CreateIndex(index, if_not_exists=True))
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                if index.name in LATER_INDEXES:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

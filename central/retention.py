@@ -1,4 +1,4 @@
-"""Retention: ingested records older than ``retention.*_days`` are deleted, in bounded batches.
+"""Retention: what ingest stored, and commands, older than ``retention.*_days``, deleted in bounded batches.
 
 Telemetry, events and play-log records (``records``) go by ``received_at``, the central's own clock,
 so the disk a stream takes is bounded whatever a box's clock said, and a box's backlog that
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Engine, delete, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, Delete, Engine, Table, delete, exists, func, select, tuple_
 
 from central import db
 from central.config import CentralServerConfig, RetentionConfig
@@ -46,12 +46,12 @@ EVERY = 3600.0  # seconds between passes
 
 @dataclass(frozen=True)
 class Target:
-    """What one stream keeps: rows of ``table`` whose ``time`` is before ``cutoff`` go."""
+    """What one stream keeps: the rows of ``table`` that ``where`` picks, older than ``cutoff``, go."""
 
     name: str  # as logs and the CLI say it
     days: int
     cutoff: datetime
-    table: Any  # sqlalchemy Table
+    table: Table
     where: ColumnElement[bool]
     key: tuple[str, ...]  # the primary key's columns
 
