@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, func, insert, inspect, select, text
 
 from central import cli, commands, db
 from central.access import Scope
+from central.app import create_app
 from central.config import RetentionConfig
 from central.context import Central
 from central.ingest import Ingestor
@@ -23,7 +25,7 @@ from central.registry import User, all_units
 from central.retention import Pruner, PruneThread
 from protocol.messages import Ack, AckResult, Record
 from protocol.topics import Kind
-from tests.central_harness import central_on_database
+from tests.central_harness import central_on_database, login
 
 NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 
@@ -151,6 +153,26 @@ def test_a_command_goes_with_its_targets_and_acks_when_sent_before_the_limit(cen
     assert [count(central, table) for table in (db.commands, db.command_targets, db.acks)] == [1, 2, 4]
     with central.engine.connect() as conn:
         assert set(conn.execute(select(db.acks.c.command_id)).scalars()) == {sent[399]}
+
+
+def test_a_report_before_the_kept_play_log_is_refused_with_the_first_day_it_can_start(
+    central: Central,
+) -> None:
+    central.clock = lambda: NOW  # type: ignore[method-assign]
+    with TestClient(create_app(central)) as client:
+        headers = login(client)
+
+        def report(start: str) -> Any:
+            return client.get("/api/v1/reports/broadcasts", headers=headers,
+                              params={"from": start, "to": "2026-01-31"})  # fmt: skip
+
+        # 400 days before 2026-11-27 00:00 UTC is 2025-10-23 07:00 in the boxes' zone
+        refused = report("2025-10-23")
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == ("from 2025-10-23: the play log is kept 400 days "
+                                            "(retention.playlog_days): a report can start on 2025-10-24 or "
+                                            "later")  # fmt: skip
+        assert report("2025-10-24").status_code == 200
 
 
 def test_a_database_made_before_gets_the_index_retention_deletes_by(central: Central) -> None:
