@@ -42,6 +42,7 @@ BATCH = 5_000  # rows deleted in one transaction at most
 PAUSE = 0.05  # seconds between two batches at least (and at least as long as the batch took)
 FIRST_AFTER = 60.0  # seconds after start: the backlog of a restart is ingested first
 EVERY = 3600.0  # seconds between passes
+PROGRESS_EVERY = 300.0  # seconds between log lines of a long pass (the first on an old database)
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,10 @@ def _batch_delete(target: Target, batch: int) -> Delete:
 
 class Pruner:
     def __init__(self, engine: Engine, retention: RetentionConfig, clock: Callable[[], datetime] = utc_now,
-                 *, batch: int = BATCH, pause: float = PAUSE) -> None:  # fmt: skip
+                 *, batch: int = BATCH, pause: float = PAUSE, progress_every: float = PROGRESS_EVERY,
+                 ) -> None:  # fmt: skip
         self.engine, self.retention, self.clock = engine, retention, clock
-        self.batch, self.pause = batch, pause
+        self.batch, self.pause, self.progress_every = batch, pause, progress_every
 
     def count(self) -> list[tuple[Target, int]]:
         """What a pass now would remove, without removing it."""
@@ -131,12 +133,15 @@ class Pruner:
                             "the longest %.0f ms", pruned.rows, target.name, target.days,
                             target.cutoff.isoformat(timespec="seconds"), pruned.transactions,
                             pruned.longest_s * 1000)  # fmt: skip
+        if not any(pruned.rows for pruned in done):
+            logger.debug("retention: nothing older than the limits")
         return done
 
     def _prune(self, target: Target, stop: threading.Event) -> Pruned:
         statement = _batch_delete(target, self.batch)
         rows = transactions = 0
         longest = 0.0
+        noted = time.monotonic()
         while not stop.is_set():
             started = time.monotonic()
             with self.engine.begin() as conn:
@@ -145,6 +150,9 @@ class Pruner:
             longest = max(longest, took)
             rows += removed
             transactions += 1
+            if time.monotonic() - noted >= self.progress_every:
+                logger.info("retention: %d %s removed so far, going on", rows, target.name)
+                noted = time.monotonic()
             # rest at least as long as the batch took: ingest gets the database half the time or more
             if removed < self.batch or stop.wait(max(self.pause, took)):
                 break

@@ -3,6 +3,7 @@ PostgreSQL; newer ones, the play log a yearly report needs and a box's latest te
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -115,18 +116,29 @@ def test_a_box_keeps_its_latest_telemetry_when_its_records_go(central: Central) 
     assert (row.telemetry, row.telemetry_at, row.last_seen) == (data, ago(40), ago(40))
 
 
-def test_rows_go_in_transactions_of_at_most_a_batch(central: Central) -> None:
+def test_rows_go_in_transactions_of_at_most_a_batch(
+    central: Central, caplog: pytest.LogCaptureFixture
+) -> None:
     add_records(central, "telemetry", *(ago(31 + n) for n in range(10)), ago(1))
     add_plays(central, *(ago(401 + n) for n in range(5)))
     commits: list[int] = []
     event.listen(central.engine, "commit", lambda _conn: commits.append(1))
-    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=4, pause=0).prune()
+    caplog.set_level(logging.INFO, "central.retention")
+    pruner = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=4, pause=0, progress_every=0)
+    pruned = pruner.prune()
     by_name = {p.target.name: (p.rows, p.transactions) for p in pruned}
     # 10 rows by 4: 4, 4, 2; 5 play-log rows: 4, 1; each stream with nothing to remove: one empty try
     assert by_name == {"telemetry records": (10, 3), "events records": (0, 1), "playlog records": (0, 1),
                        "play-log rows": (5, 2), "command acks": (0, 1), "command targets": (0, 1),
                        "commands": (0, 1)}  # fmt: skip
     assert len(commits) == 10
+    logged = [record.getMessage() for record in caplog.records]
+    progress = [f"retention: {n} telemetry records removed so far, going on" for n in (4, 8, 10)]
+    assert logged[:4] == [
+        *progress,
+        "retention: removed 10 telemetry records older than 30 days (before 2026-10-28T00:00:00+00:00) in 3 "
+        f"transactions, the longest {pruned[0].longest_s * 1000:.0f} ms",
+    ]
     assert received(central, "telemetry") == [ago(1)] and scheduled(central) == []
 
 
