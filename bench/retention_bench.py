@@ -11,6 +11,7 @@ does: 100 records in one transaction, every 20 ms (about 5,000 records a second,
 boxes send).  Measured: rows removed a second, the pass's transactions and the longest, and how
 long each of the writer's transactions took from begin to commit during the pass (what ingest
 waits for the database), as p50, p99 and max, against the same writer with no pass running.
+Then as many new records are written again, to see the file take them in the pages the pass freed.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def run(rows: int = 1_000_000) -> dict[str, Any]:
         during = writer.finish()
         with engine.connect() as conn:
             left = conn.execute(select(func.count()).select_from(db.records)).scalar_one()
+        size_after = path.stat().st_size
+        _fill(engine, rows, NOW, 29, 3 * rows)  # as many new records: into the freed pages
+        size_refilled = path.stat().st_size
         engine.dispose()
         return {
             "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "rows": rows, "removed": telemetry.rows,
@@ -116,6 +120,7 @@ def run(rows: int = 1_000_000) -> dict[str, Any]:
             "rows_per_s": round(telemetry.rows / elapsed), "transactions": telemetry.transactions,
             "longest_ms": round(telemetry.longest_s * 1000, 1), "alone": _spread(alone),
             "during": _spread(during), "size_mb": round(size_before / 2**20),
+            "size_after_mb": round(size_after / 2**20), "size_refilled_mb": round(size_refilled / 2**20),
             "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
         }  # fmt: skip
 
@@ -144,6 +149,12 @@ for the pass's batch to end:
 |---|---|---|---|---|
 | alone (10 s) | {_row(alone)} |
 | during the pass | {_row(during)} |
+
+The file: {result["size_mb"]} MB before the pass, {result["size_after_mb"]} MB after it (SQLite does not
+shrink a file; the writer added its records), {result["size_refilled_mb"]} MB after {result["rows"]:,}
+new records were written into it: {result["size_refilled_mb"] - result["size_after_mb"]} MB more for
+records that took about {result["size_mb"] * result["rows"] // (result["rows"] + result["kept"])} MB
+when the file was first filled, since they went into the pages the pass freed.
 
 Why the rest grows with the batch: a first version with 10,000 rows a transaction and a fixed 50 ms
 rest, measured the same way (2026-11-26 23:24 UTC), removed 40,752 records a second, but the
