@@ -130,7 +130,7 @@ def render(result: dict[str, Any]) -> str:
     return f"""{HEADING}
 
 Measured {result["measured"]} with `bench/retention_bench.py` (reproduce with `.venv/bin/python -m
-bench.run_all --only retention`, about two minutes, which rewrites this section only); the machine
+bench.run_all --only retention`, about three minutes, which rewrites this section only); the machine
 has 2 cores shared with other work (load average, 1 min, {result["load_before"]} before the pass,
 {result["load_after"]} after). A real SQLite file as the server opens it (WAL, `synchronous=FULL`,
 {result["size_mb"]} MB) holds {result["rows"]:,} telemetry records received 31 to 60 days ago from
