@@ -5,7 +5,7 @@ Each figure comes from one run on this machine: percentiles and ratios, never si
     python -m bench.run_all               every section
     python -m bench.run_all --only fuzz   only "Hostile inputs", rewritten in place in the file
     python -m bench.run_all --only stall  only "A stalled player" (also: --only kills, --only manifest,
-                                          --only spool, --only central)
+                                          --only spool, --only central, --only retention)
     python -m bench.run_all --only link   only "The central link" (issue 8)
 """
 
@@ -30,6 +30,7 @@ from bench import (
     link_bench,
     link_report,
     manifest_bench,
+    retention_bench,
     scale_bench,
     spool_bench,
     stall_bench,
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="write docs/BENCHMARKS.md")
     parser.add_argument(
         "--only",
-        choices=["fuzz", "kills", "stall", "spool", "manifest", "link", "central"],
+        choices=["fuzz", "kills", "stall", "spool", "manifest", "link", "central", "retention"],
         help="run one section and rewrite it in place",
     )
     args = parser.parse_args(argv)
@@ -287,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "manifest":
         return manifest_bench.main([])
+    if args.only == "retention":
+        return retention_bench.main([])
     if args.only == "link":
         link = link_bench.run()
         OUT.write_text(
@@ -340,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     link = link_bench.run()
     document += "\n" + link_report.render(link)
     document += "\n" + central_report.render(central_bench.run())
+    document += "\n" + retention_bench.render(retention_bench.run())
     OUT.write_text(document, encoding="utf-8")
     print(f"wrote {OUT}")
     return 1 if fuzz["crashes"] else 0

@@ -7,6 +7,7 @@
     loa-central --config FILE user add NAME --role operator --unit U --password-file F
     loa-central --config FILE token add --user NAME --label L [--days 365]
     loa-central --config FILE serve
+    loa-central --config FILE prune [--dry-run]
 
 Errors are printed by foundation.errors.report with their exit codes; no password is ever printed
 or accepted on the command line (files only).
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from central import broker, db, registry, upstream_cli
+from central import broker, db, registry, retention, upstream_cli
 from central.config import CentralServerConfig, load_central_config
 from central.files import write_atomically
 from central.passwords import MIN_PASSWORD_CHARS, hash_password, mosquitto_hash, new_secret
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--days", type=int, default=365, help="valid this many days; 0: no expiry")
     sub.add_parser("serve", help="run the API and the embedded broker")
     upstream_cli.add_parsers(sub)  # feeds add|list|pull
+    retention.add_parser(sub)  # prune [--dry-run]
     return parser
 
 
@@ -176,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_central_config(args.config)
         if args.command == "feeds":
             return upstream_cli.run(config, args)
+        if args.command == "prune":
+            return retention.run(config, args)
         if args.command == "check-config":
             print(f"{args.config}: valid")
         elif args.command == "init":

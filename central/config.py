@@ -66,6 +66,20 @@ class MqttConfig:
         return self.broker == EMBEDDED
 
 
+MIN_PLAYLOG_DAYS = 400  # the yearly broadcast report covers a calendar year and is filed in December
+MAX_DAYS = 36500
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long ingested records are kept, in days (central.retention prunes what is older)."""
+
+    telemetry_days: int = 30
+    events_days: int = 400
+    playlog_days: int = 400
+    commands_days: int = 400  # commands, their targets and acks, by when the command was sent
+
+
 @dataclass(frozen=True)
 class TlsListener:
     """The embedded broker's ``mqtts://`` listener: its certificate chain and key (PEM files)."""
@@ -90,6 +104,7 @@ class CentralServerConfig:
     tts_voice: str
     log_level: LogLevel
     box_timezone: ZoneInfo  # the boxes' local time (a naive dtstart, dates)
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def api_url(self) -> str:
@@ -162,12 +177,38 @@ def _config(reader: read.Reader) -> CentralServerConfig:
         read.duration(timedelta(minutes=1), timedelta(hours=24), timedelta(hours=1)),
         timedelta(hours=1),
     )
+    retention = _retention(root.section("retention"))
     voice = root.section("tts").get("voice", read.text_matching("an espeak-ng voice such as vi"), "vi")
     level = root.section("logging").get("level", read.choice(LogLevel), "info")
     return CentralServerConfig(
         reader.document.path, storage_dir, HttpConfig(http_host, http_port), public_url.rstrip("/"), mqtt,
-        database_url, audio_mb * 1024 * 1024, offline_after, lifetime, voice, level, timezone,
+        database_url, audio_mb * 1024 * 1024, offline_after, lifetime, voice, level, timezone, retention,
     )  # fmt: skip
+
+
+def _retention(section: read.Section) -> RetentionConfig:
+    days = read.whole(1, MAX_DAYS, f"a whole number of days from 1 to {MAX_DAYS}")
+    default = RetentionConfig()
+    return RetentionConfig(
+        section.get("telemetry_days", days, default.telemetry_days),
+        section.get("events_days", days, default.events_days),
+        section.get("playlog_days", _PLAYLOG_DAYS, default.playlog_days),
+        section.get("commands_days", days, default.commands_days),
+    )
+
+
+def _playlog_days(value: object, text: str) -> int:
+    days = read.whole(1, MAX_DAYS).convert(value, text)
+    if days < MIN_PLAYLOG_DAYS:
+        raise ValueError(
+            f"is below {MIN_PLAYLOG_DAYS} days",
+            "the play log backs the yearly broadcast report, which covers a calendar year and is "
+            f"filed in December: keep it at least {MIN_PLAYLOG_DAYS} days",
+        )
+    return days
+
+
+_PLAYLOG_DAYS = read.Kind(f"a whole number of days from {MIN_PLAYLOG_DAYS} to {MAX_DAYS}", _playlog_days)
 
 
 def _mqtt(section: read.Section, base: Path) -> MqttConfig:

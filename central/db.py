@@ -34,6 +34,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.dml import Insert
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ commands = Table(
     Column("created_by", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_commands_created", "created_at"),  # retention deletes by it
 )
 
 command_targets = Table(
@@ -219,6 +221,7 @@ records = Table(
     Column("received_at", UtcDateTime, nullable=False),
     UniqueConstraint("stream", "record_id", name="uq_records_stream_id"),
     Index("ix_records_device_stream_at", "device_id", "stream", "at"),
+    Index("ix_records_stream_received", "stream", "received_at"),  # retention deletes by it
 )
 
 # The play log as reports read it: one row per occurrence (key), the record with the highest seq.
@@ -275,13 +278,28 @@ audit = Table(
 )
 
 
+# Indexes added to tables that existing databases already have (see _add_later_indexes).
+LATER_INDEXES = ("ix_records_stream_received", "ix_commands_created")
+
+
 def open_engine(url: str) -> Engine:
     """An engine for ``url`` with the tables created; SQLite in WAL mode with foreign keys on."""
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
+    _add_later_indexes(engine)
     return engine
+
+
+def _add_later_indexes(engine: Engine) -> None:
+    """Indexes added after a release: create_all makes them only with a new table, so a database
+    made before gets them here (once; on a large table this takes a while at the first start)."""
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                if index.name in LATER_INDEXES:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

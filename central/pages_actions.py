@@ -287,8 +287,9 @@ def report_page(request: Request, central: CentralDep, browser: BrowserDep, scop
     try:
         first, last = _period(central, start, end)
         rows = reports.broadcasts(
-            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone
-        )
+            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone,
+            kept_days=central.config.retention.playlog_days,
+        )  # fmt: skip
     except reports.ReportError as refused:
         error = str(refused)
     return render(request, browser, "reports.html", rows=rows, error=error, start=first, end=last,
@@ -301,8 +302,9 @@ def report_csv(central: CentralDep, browser: BrowserDep, scope: PageScope, start
     try:
         first, last = _period(central, start, end)
         rows = reports.broadcasts(
-            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone
-        )
+            central.engine, scope, first, last, group_by, central.clock(), central.config.box_timezone,
+            kept_days=central.config.retention.playlog_days,
+        )  # fmt: skip
     except reports.ReportError as refused:
         raise HTTPException(422, str(refused)) from None
     name = f"bao-cao-phat-thanh-{first.isoformat()}-{last.isoformat()}-{group_by}.csv"

@@ -98,14 +98,20 @@ def levels(units: dict[str, registry.Unit]) -> list[str]:
 
 
 def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: str,
-               now: datetime, zone: ZoneInfo) -> list[dict[str, Any]]:  # fmt: skip
+               now: datetime, zone: ZoneInfo, *,
+               kept_days: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """The report's rows, one per unit at ``group_by`` that has a box the caller sees, by name; days
-    and a bulletin's naive times are read in ``zone``, the boxes' (``devices.timezone``)."""
+    and a bulletin's naive times are read in ``zone``, the boxes' (``devices.timezone``).
+
+    ``kept_days``: how long the play log is kept (``retention.playlog_days``); a period that starts
+    before is refused, since its bulletins' occurrences would all count as unreported."""
     units = scope.units
     if group_by not in levels(units):
         known = ", ".join(levels(units)) or "none yet"
         raise ReportError(f"group_by {group_by!r}: no unit has that level (levels: {known})")
     since, until = period(start, end, zone)
+    if kept_days is not None:
+        _check_kept(start, since, now - timedelta(days=kept_days), kept_days, zone)
     with engine.connect() as conn:
         devices = conn.execute(select(db.devices.c.id, db.devices.c.unit)).all()
         durations = {row.sha256: float(row.duration_s)
@@ -118,6 +124,13 @@ def broadcasts(engine: Engine, scope: Scope, start: date, end: date, group_by: s
     for item_id, level, audio, starts, boxes in expected(engine, since, min(until, now - GRACE), zone):
         report.count_expected(item_id, level, audio, starts, boxes)
     return report.rows()
+
+
+def _check_kept(start: date, since: datetime, cutoff: datetime, kept_days: int, zone: ZoneInfo) -> None:
+    if since < cutoff:
+        first = cutoff.astimezone(zone).date() + timedelta(days=1)
+        raise ReportError(f"from {start.isoformat()}: the play log is kept {kept_days} days "
+                          f"(retention.playlog_days): a report can start on {first} or later")  # fmt: skip
 
 
 class _Report:

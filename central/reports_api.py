@@ -28,8 +28,9 @@ def broadcasts(
     ``format=csv`` answers UTF-8 with a BOM and CRLF line ends (column headings in ``lang``)."""
     try:
         rows = reports.broadcasts(
-            central.engine, scope, start, end, group_by, central.clock(), central.config.box_timezone
-        )
+            central.engine, scope, start, end, group_by, central.clock(), central.config.box_timezone,
+            kept_days=central.config.retention.playlog_days,
+        )  # fmt: skip
     except reports.ReportError as error:
         raise HTTPException(422, str(error)) from None
     if format == "csv":

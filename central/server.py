@@ -1,7 +1,7 @@
 """``loa-central serve``: the embedded broker, the MQTT link and ingest, then the HTTP server.
 
 Subsystems start in dependency order and stop in reverse in ``finally``: database and signing key,
-broker (embedded) → link → ingest → uvicorn, which runs until SIGINT or SIGTERM.
+broker (embedded) → link → ingest → retention → uvicorn, which runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from central.config import CentralServerConfig
 from central.context import Central
 from central.ingest import Ingestor, IngestThread
 from central.mqtt_link import CentralLink
+from central.retention import Pruner, PruneThread
 from central.signing import load_signing_key
 from central.tts import EspeakNg
 from foundation.errors import ConfigError, LoaError
@@ -77,6 +78,9 @@ def serve(config: CentralServerConfig) -> None:
         ingest = IngestThread(Ingestor(engine, central.clock), link.inbox, link.done)
         ingest.start()
         stack.callback(ingest.stop)
+        retention = PruneThread(Pruner(engine, config.retention, central.clock))
+        retention.start()
+        stack.callback(retention.stop)
         _run_http(create_app(central), config)
     logger.info("loa-central stopped")
 

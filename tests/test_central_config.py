@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from central.cli import DEFAULT_CONFIG
-from central.config import load_central_config
+from central.config import RetentionConfig, load_central_config
 from foundation.errors import ConfigError
 from tests.test_units import directives
 
@@ -26,11 +26,15 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     assert config.offline_after == timedelta(minutes=3)
     assert config.box_timezone.key == "Asia/Ho_Chi_Minh"
     assert config.audio_max_bytes == 50 * 1024 * 1024
+    assert config.retention == RetentionConfig(
+        telemetry_days=30, events_days=400, playlog_days=400, commands_days=400
+    )
     # every key the reader knows appears in the example (commented out or not)
     text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
     keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
-            "max_mb:", "offline_after:", "timezone:", "lifetime:", "voice:", "level:", "tls_listen:",
-            "tls_cert_file:", "tls_key_file:", "box_ca_file:")  # fmt: skip
+            "max_mb:", "offline_after:", "timezone:", "lifetime:", "telemetry_days:", "events_days:",
+            "playlog_days:", "commands_days:", "voice:", "level:", "tls_listen:", "tls_cert_file:",
+            "tls_key_file:", "box_ca_file:")  # fmt: skip
     for key in keys:
         assert key in text
 
@@ -104,3 +108,27 @@ def test_the_example_the_commands_and_the_units_agree_on_paths() -> None:
     assert f"loa-central --config {DEFAULT_CONFIG} check-config" in example
     [state] = serve["StateDirectory"]
     assert load_central_config(ROOT / "central.example.yaml").storage_dir == Path("/var/lib") / state
+
+
+def test_retention_takes_days_and_keeps_the_play_log_for_the_yearly_report(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text("public_url: http://a:1\nretention:\n  telemetry_days: 7\n  playlog_days: 1000\n"
+                    "  commands_days: 90\n",
+                    encoding="utf-8")  # fmt: skip
+    assert load_central_config(path).retention == RetentionConfig(7, 400, 1000, 90)
+    path.write_text(
+        "public_url: http://a:1\nretention:\n  telemetry_days: 0\n  events_days: '90'\n"
+        "  playlog_days: 365\n  telemetry_dys: 3\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_central_config(path)
+    lines = [str(problem) for problem in caught.value.problems]
+    assert lines[0] == (f"{path}:3: retention.telemetry_days: '0' is out of range: expected a whole number "
+                        "of days from 1 to 36500")  # fmt: skip
+    assert lines[1].startswith(f"{path}:4: retention.events_days: ") and "remove the quotes: 90" in lines[1]
+    assert lines[2].startswith(f"{path}:5: retention.playlog_days: '365' is below 400 days: expected a whole "
+                               "number of days from 400 to 36500 (the play log backs the yearly broadcast "
+                               "report")  # fmt: skip
+    assert lines[3] == f"{path}:6: retention.telemetry_dys: unknown key (did you mean 'telemetry_days'?)"
+    assert len(lines) == 4

@@ -110,7 +110,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
-    assert "embedded broker stopped" in running.log.read_text()
+    log = running.log.read_text()
+    assert "embedded broker stopped" in log
+    assert "retention started: telemetry 30 days, events 400 days, play log 400 days" in log
+    assert log.index("retention stopped") < log.index("ingest stopped")  # stopped in reverse order
 
 
 @pytest.mark.vlc
