@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,10 +29,13 @@ from tests.audio_fixtures import tone_file
 from tests.central_harness import (
     BOX_ZONE,
     MqttClient,
+    RecordingPublisher,
     central_on_database,
     initialized,
     loa_central,
     login,
+    make_central,
+    sign_in,
     upload,
 )
 from tests.central_records import ingest, playlog
@@ -202,6 +206,22 @@ def test_a_removed_box_stays_in_the_reports_but_nothing_new_reaches_it(
     assert client.get("/api/v1/devices/xa-a-02/manifest").status_code == 200
     time = client.get("/api/v1/time", params={"device": "xa-a-01", "nonce": "n" * 32})
     assert time.status_code == 410
+
+
+def test_the_pages_show_a_removed_box_as_removed_and_offer_it_to_no_form(tmp_path: Path) -> None:
+    central = make_central(tmp_path, RecordingPublisher())
+    remove(central, "xa-a-01")
+    with TestClient(create_app(central), follow_redirects=False) as client:
+        sign_in(client, "op-a")
+        page = client.get("/boxes").text
+        rows = dict(re.findall(r'<tr data-box="([^"]+)">.*?class="badge (\w+)"', page, re.S))
+        assert rows == {"xa-a-01": "removed", "xa-a-02": "offline"}
+        box = client.get("/boxes/xa-a-01").text
+        assert "đã ngừng sử dụng" in box and "/emergency?device=xa-a-01" not in box
+        assert "/emergency?device=xa-a-02" in client.get("/boxes/xa-a-02").text
+        form = client.get("/emergency").text
+        assert 'value="xa-a-02"' in form and 'value="xa-a-01"' not in form
+    central.engine.dispose()
 
 
 def test_a_database_made_before_removal_existed_gets_its_column_on_start(central: Central) -> None:
