@@ -208,6 +208,21 @@ def test_a_removed_box_stays_in_the_reports_but_nothing_new_reaches_it(
     assert time.status_code == 410
 
 
+def test_a_bulletin_offered_before_a_box_was_removed_is_accepted_for_the_others_only(
+    client: TestClient, central: Central, tmp_path: Path
+) -> None:
+    province = login(client, "op-tinh")
+    sha = upload(client, province, tone_file(tmp_path, 440, 1.0)).json()["sha256"]
+    offered = client.post("/api/v1/bulletins", headers=province, json={
+        "title": "Tin tỉnh", "audio_sha256": sha, "level": "normal", "targets": {"communes": ["xa-a"]},
+        "rrule": "FREQ=DAILY", "dtstart": "2099-01-01 06:00"})  # fmt: skip
+    assert offered.json()["targets"] == {"xa-a-01": "offered", "xa-a-02": "offered"}
+    remove(central, "xa-a-01")
+    accepted = client.post(f"/api/v1/bulletins/{offered.json()['id']}/accept", headers=login(client, "op-a"))
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["devices"] == ["xa-a-02"] and accepted.json()["manifests"] == {"xa-a-02": 1}
+
+
 def test_the_pages_show_a_removed_box_as_removed_and_offer_it_to_no_form(tmp_path: Path) -> None:
     central = make_central(tmp_path, RecordingPublisher())
     remove(central, "xa-a-01")
