@@ -66,8 +66,13 @@ def run(config: CentralServerConfig, args: argparse.Namespace) -> None:
 
 
 def _remove(config: CentralServerConfig, engine: Engine, device_id: str) -> None:
-    at = registry.remove_device(engine, device_id)
+    """Again for a box removed before, it writes the broker's files again: a removal cut short between
+    the database and the broker is finished by running it once more."""
+    at, now_removed = registry.remove_device(engine, device_id)
     update_broker(config, engine)
+    if not now_removed:
+        print(f"device {device_id} was removed from service on {at:%Y-%m-%d}; the broker refuses it")
+        return
     registry.record_audit(engine, CLI_USER, "device.remove", device_id, {"removed_at": at.isoformat()})
     print(f"device {device_id} removed from service: the broker refuses it; its records stay for the reports")
     _external_note(config, f"remove the account {device_id} from it")

@@ -140,15 +140,20 @@ def require_in_service(engine: Engine, device_id: str, doing: str) -> None:
         _in_service(conn, device_id, doing)
 
 
-def remove_device(engine: Engine, device_id: str) -> datetime:
-    """Take a box out of service: its broker account goes, its row and records stay; when it was."""
+def remove_device(engine: Engine, device_id: str) -> tuple[datetime, bool]:
+    """Take a box out of service: its broker account goes, its row and records stay.  When it was,
+    and whether it was in service until now (False: removed before, nothing changed)."""
     at = now()
     with engine.begin() as conn:
-        _in_service(conn, device_id, "remove")
+        found = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device_id)).first()
+        if found is None:
+            raise RegistryError(f"cannot remove device {device_id}: no such device is registered")
+        if found.removed_at is not None:
+            return found.removed_at, False
         conn.execute(delete(db.device_credentials).where(db.device_credentials.c.device_id == device_id))
         row = db.devices.c.id == device_id
         conn.execute(update(db.devices).where(row).values(removed_at=at, online=False))
-    return at
+    return at, True
 
 
 def removed_at(engine: Engine, device_id: str) -> datetime | None:
