@@ -48,5 +48,5 @@ def target_devices(
     reach = set().union(*(registry.subtree(units, name) for name in names))
     found = {device: unit for device, unit in rows.items() if unit in reach}
     if not found:
-        raise BulletinError([f"targets.{kind}: no box is registered in {', '.join(names)}"])
+        raise BulletinError([f"targets.{kind}: no box in service is registered in {', '.join(names)}"])
     return found

@@ -204,6 +204,10 @@ def test_a_removed_box_stays_in_the_reports_but_nothing_new_reaches_it(
         "at": "2099-03-10T17:00:00+07:00"})  # fmt: skip
     assert bulletin.status_code == 201, bulletin.text
     assert bulletin.json()["targets"] == {"xa-a-02": "scheduled", "xa-b-01": "scheduled"}
+    remove(central, "xa-b-01")
+    nobody = client.post("/api/v1/commands", headers=headers,
+                         json={"type": "stop", "targets": {"communes": ["xa-b"]}})  # fmt: skip
+    assert nobody.status_code == 422 and "no box in service is registered in xa-b" in nobody.text
     assert client.get("/api/v1/devices/xa-a-01/manifest").status_code == 410
     assert client.get("/api/v1/devices/xa-a-02/manifest").status_code == 200
     time = client.get("/api/v1/time", params={"device": "xa-a-01", "nonce": "n" * 32})
