@@ -164,11 +164,13 @@ def removed_at(engine: Engine, device_id: str) -> datetime | None:
 
 
 def set_device_password(engine: Engine, device_id: str, mqtt_hash: str) -> None:
-    """A box's new broker password (its $7$ hash); the old one is gone."""
+    """A box's new broker password (its $7$ hash); the old one is gone.  The box shows offline until
+    it connects with the new one: the broker cuts its connection, and sends no will for it."""
     with engine.begin() as conn:
         _in_service(conn, device_id, "rotate the password of")
         conn.execute(update(db.device_credentials).where(db.device_credentials.c.device_id == device_id)
                      .values(mqtt_password_hash=mqtt_hash, created_at=now()))  # fmt: skip
+        conn.execute(update(db.devices).where(db.devices.c.id == device_id).values(online=False))
 
 
 def device_credentials(engine: Engine) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import shutil
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from central.broker import CENTRAL_USER, central_password
 from central.config import CentralServerConfig
 from central.context import Central
 from central.ingest import Ingestor, Outcome
+from tests.agent_harness import running_agent, write_config, write_schedule
 from tests.audio_fixtures import tone_file
 from tests.central_harness import (
     BOX_ZONE,
@@ -39,7 +41,9 @@ from tests.central_harness import (
     upload,
 )
 from tests.central_records import ingest, playlog
+from tests.mqtt_broker import free_port
 from tests.test_central_broker import _central  # the running broker with three boxes added
+from tests.test_central_end_to_end import DEVICE, Server  # loa-central serve as a process
 
 DAY = datetime(2099, 3, 10, 6, 0, tzinfo=BOX_ZONE)
 
@@ -258,3 +262,34 @@ def test_a_database_made_before_removal_existed_gets_its_column_on_start(central
         assert sorted(name for name, _ in registry.device_credentials(engine)) == ["xa-a-02", "xa-b-01"]
     finally:
         engine.dispose()
+
+
+def test_a_real_box_is_cut_off_by_rotation_back_with_the_new_file_and_cut_off_by_removal(
+    tmp_path: Path,
+) -> None:
+    """``loa-central serve`` and the real agent: what a technician sees, end to end."""
+    http_port, mqtt_port = free_port(), free_port()
+    config = initialized(tmp_path / "central", http_port=http_port, mqtt_port=mqtt_port)
+    box = tmp_path / "box"
+    loa_central(config, "device", "add", DEVICE, "--province", "tinh", "--commune", "xa-test",
+                "--out", str(box), "--box-dir", str(box))  # fmt: skip
+    write_schedule(box)
+    agent_config = write_config(box, extra=(box / "central.yaml").read_text(encoding="utf-8"))
+    server = Server(config, http_port, mqtt_port)
+    try:
+        server.login()
+        with running_agent(agent_config) as running:
+            server.until(f"/devices/{DEVICE}", lambda device: device["online"])
+            loa_central(config, "device", "rotate-password", DEVICE, "--out", str(tmp_path / "new"))
+            running.wait_for(lambda: running.agent.link is not None and not running.agent.link.up, 10)
+            # offline at once: the broker sends no will for a connection it cuts on a reload
+            assert server.call("GET", f"/devices/{DEVICE}")["online"] is False
+        shutil.copy(tmp_path / "new" / "mqtt-password", box / "mqtt-password")  # what the technician does
+        with running_agent(agent_config) as running:
+            server.until(f"/devices/{DEVICE}", lambda device: device["online"])
+            loa_central(config, "device", "remove", DEVICE)
+            running.wait_for(lambda: running.agent.link is not None and not running.agent.link.up, 10)
+        device = server.call("GET", f"/devices/{DEVICE}")
+        assert device["removed_at"] is not None and device["online"] is False
+    finally:
+        server.stop()
