@@ -184,7 +184,9 @@ def _device_json(central: CentralDep, row: Any, *, full: bool) -> dict[str, Any]
     now = central.clock()
     value: dict[str, Any] = {
         "id": row.id, "unit": row.unit, "groups": row.groups,
-        "online": is_online(row.online, row.last_seen, now, central.config.offline_after),
+        "online": row.removed_at is None and is_online(row.online, row.last_seen, now,
+                                                       central.config.offline_after),
+        "removed_at": format_time(row.removed_at) if row.removed_at else None,  # out of service since
         "last_seen": format_time(row.last_seen) if row.last_seen else None,
         "playing": (row.state or {}).get("playing"),
         # the manifest version sent and the one the box says is in force: unequal, it has not taken it yet
@@ -233,6 +235,8 @@ def get_device(central: CentralDep, scope: ScopeDep, device_id: str) -> dict[str
 def get_manifest(central: CentralDep, device_id: str,
                  if_none_match: Annotated[str | None, Header()] = None) -> Response:  # fmt: skip
     """The box's signed manifest (``application/jwt``) with its ETag; 304 when it has it already."""
+    if registry.removed_at(central.engine, device_id) is not None:
+        raise HTTPException(410, f"box {device_id[:64]} was removed from service")
     found = manifests.manifest_of(central.engine, device_id)
     if found is None:
         raise HTTPException(404, f"no manifest for {device_id[:64]} yet")

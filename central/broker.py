@@ -7,8 +7,10 @@ edited by hand: each box has a user named by its device id (its password kept on
 a user of its own, ``loa-central``, which may read and write everything under ``loa/``.
 
 ``loa-central serve`` runs Mosquitto as a child (:class:`BrokerSupervisor`) and starts it again if it
-dies; ``device add`` rewrites the files and sends the running broker SIGHUP, which makes it reread
-the password file and the ACL without dropping a connection.
+dies; ``device add``, ``remove`` and ``rotate-password`` rewrite the files and send the running
+broker SIGHUP, which makes it reread the password file and the ACL: Mosquitto then disconnects each
+connected client whose account is gone or whose password no longer matches, and keeps every other
+connection.
 """
 
 from __future__ import annotations

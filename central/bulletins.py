@@ -148,7 +148,11 @@ def decide(central: Central, scope: Scope, bulletin_id: int, accept: bool) -> di
     query = (
         select(db.bulletin_targets.c.device_id, db.devices.c.unit)
         .join(db.devices, db.devices.c.id == db.bulletin_targets.c.device_id)
-        .where(db.bulletin_targets.c.bulletin_id == bulletin_id, db.bulletin_targets.c.status == "offered")
+        .where(
+            db.bulletin_targets.c.bulletin_id == bulletin_id,
+            db.bulletin_targets.c.status == "offered",
+            db.devices.c.removed_at.is_(None),
+        )  # a box removed from service takes nothing new
     )
     with central.engine.connect() as conn:
         offered = {row.device_id: row.unit for row in conn.execute(query)}

@@ -4,6 +4,8 @@
     loa-central --config FILE init --admin NAME --password-file F
     loa-central --config FILE device add ID --province P [--district D] --commune C --out DIR
         [--box-dir /etc/loa]
+    loa-central --config FILE device remove ID
+    loa-central --config FILE device rotate-password ID --out DIR
     loa-central --config FILE user add NAME --role operator --unit U --password-file F
     loa-central --config FILE token add --user NAME --label L [--days 365]
     loa-central --config FILE serve
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from central import broker, db, registry, retention, upstream_cli
+from central import broker, db, device_cli, registry, retention, upstream_cli
 from central.config import CentralServerConfig, load_central_config
 from central.files import write_atomically
 from central.passwords import MIN_PASSWORD_CHARS, hash_password, mosquitto_hash, new_secret
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("/etc/loa/central.yaml")
 PUBLIC_KEY_NAME = "central-signing-key.pub.pem"
-PASSWORD_NAME = "mqtt-password"
+PASSWORD_NAME = device_cli.PASSWORD_NAME
 CA_NAME = "central-broker-ca.pem"  # the CA a box trusts the broker's TLS certificate by (mqtt.box_ca_file)
 
 
@@ -82,14 +84,11 @@ def device_add(config: CentralServerConfig, args: argparse.Namespace) -> None:
         groups = [unit.id for unit in reversed(units)]  # the commune first, then up to the province
         password = new_secret()
         registry.add_device(engine, args.id, units[-1].id, groups, mosquitto_hash(password))
-        if config.mqtt.embedded:
-            broker.write_files(config, engine)
-            broker.reload(config)
+        device_cli.update_broker(config, engine)
     finally:
         engine.dispose()
     box_dir: Path = args.box_dir
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / PASSWORD_NAME, (password + "\n").encode(), mode=0o600)
+    device_cli.write_password(out, password)
     write_atomically(out / PUBLIC_KEY_NAME, config.public_key_file.read_bytes())
     if config.mqtt.box_ca_file is not None:
         write_atomically(out / CA_NAME, config.mqtt.box_ca_file.read_bytes())
@@ -147,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     init_parser = sub.add_parser("init", help="create the database, the signing key pair and the first admin")
     init_parser.add_argument("--admin", required=True, help="the first admin's user name")
     init_parser.add_argument("--password-file", type=Path, required=True, help="a file holding its password")
-    device = sub.add_parser("device", help="register boxes").add_subparsers(dest="action", required=True)
+    device = sub.add_parser("device", help="boxes").add_subparsers(dest="action", required=True)
     add = device.add_parser("add", help="register a box and write what it needs into --out")
     add.add_argument("id", help="the box's device.id, e.g. xa-quang-son-01")
     for level in ("province", "district", "commune"):
@@ -155,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         add.add_argument(f"--{level}-name", help=f"the {level}'s name, when it is new (default: its id)")
     add.add_argument("--out", type=Path, required=True, help="where to write the box's files")
     add.add_argument("--box-dir", type=Path, default=Path("/etc/loa"), help="where they go on the box")
+    device_cli.add_parsers(device)  # remove, rotate-password
     user = sub.add_parser("user", help="operators").add_subparsers(dest="action", required=True)
     user_parser = user.add_parser("add", help="add an operator scoped to a unit")
     user_parser.add_argument("name")
@@ -184,8 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.config}: valid")
         elif args.command == "init":
             init(config, args.admin, args.password_file)
-        elif args.command == "device":
+        elif args.command == "device" and args.action == "add":
             device_add(config, args)
+        elif args.command == "device":
+            device_cli.run(config, args)
         elif args.command == "user":
             user_add(config, args)
         elif args.command == "token":

@@ -227,7 +227,11 @@ def _boxes(central: Central, scope: Scope, unit: str | None) -> Iterable[tuple[s
         select(db.devices.c.id, db.devices.c.unit, db.bulletin_targets.c.bulletin_id)
         .join(db.bulletin_targets, db.bulletin_targets.c.device_id == db.devices.c.id)
         .join(db.bulletins, db.bulletins.c.id == db.bulletin_targets.c.bulletin_id)
-        .where(db.bulletin_targets.c.status == "scheduled", db.bulletins.c.level == "priority")
+        .where(
+            db.bulletin_targets.c.status == "scheduled",
+            db.bulletins.c.level == "priority",
+            db.devices.c.removed_at.is_(None),
+        )
         .order_by(db.devices.c.id)
     )
     boxes: dict[str, tuple[str, list[int]]] = {}

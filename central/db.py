@@ -32,6 +32,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
@@ -86,6 +88,9 @@ devices = Table(
     Column("state_at", UtcDateTime, nullable=True),
     Column("telemetry", JSON, nullable=True),
     Column("telemetry_at", UtcDateTime, nullable=True),
+    # taken out of service (loa-central device remove): no broker account, no commands or manifests,
+    # its messages dropped; the row and what it sent stay for the reports
+    Column("removed_at", UtcDateTime, nullable=True),
 )
 
 device_credentials = Table(
@@ -288,6 +293,7 @@ def open_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     _add_later_indexes(engine)
     return engine
 
@@ -300,6 +306,23 @@ def _add_later_indexes(engine: Engine) -> None:
             for index in table.indexes:
                 if index.name in LATER_INDEXES:
                     conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+# Columns added after a table's first release: create_all makes missing tables only, so a database
+# made by an older version gets each of these added on start (all nullable: old rows read as NULL).
+ADDED_COLUMNS = (("devices", "removed_at"),)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    for table_name, column_name in ADDED_COLUMNS:
+        present = {column["name"] for column in inspect(engine).get_columns(table_name)}
+        if column_name in present:
+            continue
+        column = metadata.tables[table_name].c[column_name]
+        kind = column.type.compile(dialect=engine.dialect)
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}"))
+        logger.info("database: added column %s.%s", table_name, column_name)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -6,7 +6,8 @@ unique by ``(stream, id)``, so one sent twice is stored once; a play-log record 
 its occurrence (``key``) only when its ``seq`` is higher.  ``status`` follows the protocol's session
 rule (a late will of an old session changes nothing), ``state`` and ``telemetry`` are kept as the
 box's latest, and every message from a box moves its ``last_seen``: a box silent for longer than
-``devices.offline_after`` shows offline (:func:`is_online`) whatever its last status said.
+``devices.offline_after`` shows offline (:func:`is_online`) whatever its last status said.  What a
+box removed from service (``loa-central device remove``) still sends is dropped, with a warning.
 
 The thread stores what waits in the queue, up to ``BATCH`` messages, in one transaction: one commit
 (one fsync) per batch instead of one or two per message, which is what lets one SQLite file keep
@@ -83,7 +84,8 @@ def audio_of(value: str) -> str:
 class Ingestor:
     def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.engine, self.clock = engine, clock
-        self.known: set[str] = set()
+        # the batch's boxes, registered ones only: when each was removed from service (None: in service)
+        self._boxes: dict[str, datetime | None] = {}
         self.stored = 0  # messages taken into the store, for tests and benchmarks
         self.dropped = 0
         self.failed = 0  # tries the database did not take (a message may fail more than once)
@@ -110,6 +112,7 @@ class Ingestor:
         self._pending.clear()
         try:
             with self.engine.begin() as conn:
+                self._boxes = self._boxes_of(conn, messages)
                 outcomes = [self._handle(conn, message) for message in messages]
                 self._write_seen(conn)
         except Exception:  # the database refused a row, or a message hit a bug: find which one
@@ -127,8 +130,11 @@ class Ingestor:
         try:
             topic = parse_topic(message.topic)
             device = topic.device_id
-            if device is None or not self._registered(conn, device):
+            if device is None or device not in self._boxes:
                 raise ProtocolError("topic", [f"{message.topic}: not a registered box's topic"])
+            removed = self._boxes[device]
+            if removed is not None:
+                raise ProtocolError("topic", [f"box {device} was removed from service on {removed:%Y-%m-%d}"])
             self._store(conn, topic.kind, device, message.payload)
         except ProtocolError as error:  # raised before the message wrote anything
             logger.warning(
@@ -137,12 +143,21 @@ class Ingestor:
             return Outcome.DROPPED
         return Outcome.STORED
 
-    def _registered(self, conn: Connection, device: str) -> bool:
-        if device not in self.known:
-            if conn.execute(select(db.devices.c.id).where(db.devices.c.id == device)).first() is None:
-                return False
-            self.known.add(device)
-        return True
+    @staticmethod
+    def _boxes_of(conn: Connection, messages: Sequence[Incoming]) -> dict[str, datetime | None]:
+        """The registered boxes among the senders of ``messages``, each with when it was removed from
+        service: one query per batch, so a box removed while the server runs is dropped from the next."""
+        senders = set()
+        for message in messages:
+            try:
+                senders.add(parse_topic(message.topic).device_id)
+            except ProtocolError:
+                continue  # _handle drops it, with the reason
+        senders.discard(None)
+        if not senders:
+            return {}
+        query = select(db.devices.c.id, db.devices.c.removed_at).where(db.devices.c.id.in_(senders))
+        return {row.id: row.removed_at for row in conn.execute(query)}
 
     def _store(self, conn: Connection, kind: Kind, device: str, payload: bytes) -> None:
         now = self.clock()

@@ -124,7 +124,10 @@ def style() -> FileResponse:
 
 
 def box_status(central: Central, row: Any) -> str:
-    """``playing``, ``online`` or ``offline``: offline whatever it said once it is silent too long."""
+    """``removed`` (from service), ``playing``, ``online`` or ``offline``: offline whatever it said once
+    it is silent too long."""
+    if row.removed_at is not None:
+        return "removed"
     if not is_online(row.online, row.last_seen, central.clock(), central.config.offline_after):
         return "offline"
     return "playing" if (row.state or {}).get("playing") else "online"

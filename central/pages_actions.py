@@ -44,7 +44,8 @@ def choices(central: Central, scope: Scope) -> dict[str, Any]:
         return [scope.units[up].name for up in reversed(registry.ancestry(scope.units, unit.id))]
 
     units = sorted((unit for unit in scope.units.values() if scope.sees_unit(unit.id)), key=path)
-    query = select(db.devices.c.id, db.devices.c.unit).order_by(db.devices.c.id)
+    query = select(db.devices.c.id, db.devices.c.unit).where(db.devices.c.removed_at.is_(None))
+    query = query.order_by(db.devices.c.id)
     with central.engine.connect() as conn:
         devices = [row for row in conn.execute(query) if scope.sees_unit(row.unit)]
         library = conn.execute(select(db.audio).order_by(db.audio.c.created_at.desc()).limit(100)).all()
@@ -156,8 +157,8 @@ async def bulletin_create(request: Request, central: CentralDep, browser: Browse
 def schedule(request: Request, central: CentralDep, browser: BrowserDep, scope: PageScope,
              unit: str | None = None, created: int | None = None) -> Response:  # fmt: skip
     with central.engine.connect() as conn:
-        boxes = {row.id: row.unit for row in conn.execute(select(db.devices.c.id, db.devices.c.unit))
-                 if scope.sees_unit(row.unit)}  # fmt: skip
+        in_service = select(db.devices.c.id, db.devices.c.unit).where(db.devices.c.removed_at.is_(None))
+        boxes = {row.id: row.unit for row in conn.execute(in_service) if scope.sees_unit(row.unit)}
     places = sorted({box_unit for box_unit in boxes.values()}, key=lambda u: scope.units[u].name)
     chosen = unit if unit in places else (scope.user.unit if scope.user.unit in places else None)
     chosen = chosen or (places[0] if places else None)

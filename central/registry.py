@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from central import db
 from central.passwords import token_digest
@@ -107,7 +107,14 @@ def add_device(engine: Engine, device_id: str, unit: str, groups: Sequence[str],
         raise RegistryError(f"device id {device_id!r}: expected lowercase letters, digits and '-', 3 to 64")
     at = now()
     with engine.begin() as conn:
-        if conn.execute(select(db.devices.c.id).where(db.devices.c.id == device_id)).first():
+        found = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device_id)).first()
+        if found is not None and found.removed_at is not None:
+            # its play logs and acks stay under this id for the reports: a new box takes a new id
+            raise RegistryError(
+                f"device {device_id} was removed from service on {found.removed_at:%Y-%m-%d}; its records "
+                "are kept under that id: register the box under a new id"
+            )
+        if found is not None:
             raise RegistryError(f"device {device_id} is already registered")
         conn.execute(insert(db.devices).values(
             id=device_id, unit=unit, groups=list(groups), created_at=at, online=False
@@ -117,8 +124,57 @@ def add_device(engine: Engine, device_id: str, unit: str, groups: Sequence[str],
         ))  # fmt: skip
 
 
+def _in_service(conn: Connection, device_id: str, doing: str) -> None:
+    """RegistryError unless ``device_id`` is registered and not removed; ``doing`` names the action."""
+    found = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device_id)).first()
+    if found is None:
+        raise RegistryError(f"cannot {doing} device {device_id}: no such device is registered")
+    if found.removed_at is not None:
+        raise RegistryError(
+            f"cannot {doing} device {device_id}: it was removed from service on {found.removed_at:%Y-%m-%d}"
+        )
+
+
+def require_in_service(engine: Engine, device_id: str, doing: str) -> None:
+    with engine.connect() as conn:
+        _in_service(conn, device_id, doing)
+
+
+def remove_device(engine: Engine, device_id: str) -> tuple[datetime, bool]:
+    """Take a box out of service: its broker account goes, its row and records stay.  When it was,
+    and whether it was in service until now (False: removed before, nothing changed)."""
+    at = now()
+    with engine.begin() as conn:
+        found = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device_id)).first()
+        if found is None:
+            raise RegistryError(f"cannot remove device {device_id}: no such device is registered")
+        if found.removed_at is not None:
+            return found.removed_at, False
+        conn.execute(delete(db.device_credentials).where(db.device_credentials.c.device_id == device_id))
+        row = db.devices.c.id == device_id
+        conn.execute(update(db.devices).where(row).values(removed_at=at, online=False))
+    return at, True
+
+
+def removed_at(engine: Engine, device_id: str) -> datetime | None:
+    """When the box was removed from service; None while in service (or never registered)."""
+    with engine.connect() as conn:
+        found = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device_id)).first()
+    return None if found is None else found.removed_at
+
+
+def set_device_password(engine: Engine, device_id: str, mqtt_hash: str) -> None:
+    """A box's new broker password (its $7$ hash); the old one is gone.  The box shows offline until
+    it connects with the new one: the broker cuts its connection, and sends no will for it."""
+    with engine.begin() as conn:
+        _in_service(conn, device_id, "rotate the password of")
+        conn.execute(update(db.device_credentials).where(db.device_credentials.c.device_id == device_id)
+                     .values(mqtt_password_hash=mqtt_hash, created_at=now()))  # fmt: skip
+        conn.execute(update(db.devices).where(db.devices.c.id == device_id).values(online=False))
+
+
 def device_credentials(engine: Engine) -> list[tuple[str, str]]:
-    """``(username, $7$ hash)`` of every box, for the broker's password file."""
+    """``(username, $7$ hash)`` of every box in service, for the broker's password file."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(db.device_credentials.c.mqtt_username, db.device_credentials.c.mqtt_password_hash)
@@ -127,10 +183,10 @@ def device_credentials(engine: Engine) -> list[tuple[str, str]]:
 
 
 def device_groups(engine: Engine) -> dict[str, list[str]]:
+    """The groups of every box in service, for the broker's ACL."""
+    query = select(db.devices.c.id, db.devices.c.groups).where(db.devices.c.removed_at.is_(None))
     with engine.connect() as conn:
-        return {
-            row.id: list(row.groups) for row in conn.execute(select(db.devices.c.id, db.devices.c.groups))
-        }
+        return {row.id: list(row.groups) for row in conn.execute(query)}
 
 
 def add_user(engine: Engine, name: str, password_hash: str, role: str, unit: str | None) -> int:

@@ -184,26 +184,30 @@ def expected(
     engine: Engine, since: datetime, until: datetime, zone: ZoneInfo
 ) -> Iterator[tuple[str, str, str, int, list[str]]]:
     """``(item id, level, audio, starts, boxes)`` for each bulletin scheduled for boxes: how many
-    times it starts in ``[since, until)``, expanded by the boxes' own scheduler."""
+    times it starts in ``[since, until)``, expanded by the boxes' own scheduler.  A box removed from
+    service is expected to play only until it was removed (its boxes come in one tuple per end)."""
     if until <= since:
         return
-    query = (select(db.bulletins, db.bulletin_targets.c.device_id)
+    query = (select(db.bulletins, db.bulletin_targets.c.device_id, db.devices.c.removed_at)
              .join(db.bulletin_targets, db.bulletin_targets.c.bulletin_id == db.bulletins.c.id)
+             .join(db.devices, db.devices.c.id == db.bulletin_targets.c.device_id)
              .where(db.bulletin_targets.c.status == "scheduled"))  # fmt: skip
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    boxes: dict[int, list[str]] = {}
+    boxes: dict[int, dict[datetime, list[str]]] = {}
     for row in rows:
-        boxes.setdefault(row.id, []).append(row.device_id)
+        end = until if row.removed_at is None else min(until, row.removed_at)
+        boxes.setdefault(row.id, {}).setdefault(end, []).append(row.device_id)
     for row in {row.id: row for row in rows}.values():
         # the very item the boxes get (central.manifests), so the report expands what they expand
         spec = manifests.row_spec(row, row.audio_sha256)
         items, findings = parse_items({"items": [spec]}, zone)
         if findings:  # checked when it was made: only a rule changed since could land here
             continue
-        starts = len(expand(items, zone, since, until))
-        if starts:
-            yield manifests.item_id(row.id), row.level, row.audio_sha256, starts, boxes[row.id]
+        for end, devices in boxes[row.id].items():
+            starts = len(expand(items, zone, since, end)) if end > since else 0
+            if starts:
+                yield manifests.item_id(row.id), row.level, row.audio_sha256, starts, devices
 
 
 def _group_of(units: dict[str, registry.Unit], unit: str, level: str) -> str | None:

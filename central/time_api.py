@@ -20,9 +20,11 @@ def signed_time(central: CentralDep, device: Annotated[str, Query(max_length=64)
                 nonce: Annotated[str, Query(max_length=128)]) -> Response:  # fmt: skip
     """The server's clock for ``device``'s question ``nonce``, as a signed compact JWS."""
     with central.engine.connect() as conn:
-        known = conn.execute(select(db.devices.c.id).where(db.devices.c.id == device)).first()
+        known = conn.execute(select(db.devices.c.removed_at).where(db.devices.c.id == device)).first()
     if known is None:
         raise HTTPException(404, f"no box {device}")
+    if known.removed_at is not None:
+        raise HTTPException(410, f"box {device} was removed from service")
     try:
         token = time_sync.sign_time_answer(device, nonce, central.clock(), central.key.private,
                                            kid=central.key.kid)  # fmt: skip

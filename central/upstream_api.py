@@ -20,7 +20,8 @@ router = APIRouter(prefix="/api/v1", tags=["registry"])
 @router.get("/units")
 def units(central: CentralDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Units the caller reaches (a tree whose levels are data), each with its parent and box count."""
-    query = select(db.devices.c.unit, func.count()).group_by(db.devices.c.unit)
+    query = select(db.devices.c.unit, func.count()).where(db.devices.c.removed_at.is_(None))
+    query = query.group_by(db.devices.c.unit)
     with central.engine.connect() as conn:
         boxes = {row[0]: int(row[1]) for row in conn.execute(query)}
     shown = [unit for unit in scope.units.values() if scope.sees_unit(unit.id)]

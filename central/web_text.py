@@ -65,6 +65,7 @@ VI = {
     "online": "trực tuyến",
     "offline": "mất kết nối",
     "playing": "đang phát",
+    "removed": "đã ngừng sử dụng",
     "Box": "Cụm loa",
     "Unit": "Đơn vị",
     "Status": "Trạng thái",

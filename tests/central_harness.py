@@ -166,6 +166,7 @@ class MqttClient:
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.refused: queue.Queue[str] = queue.Queue()
         self.subscribed: queue.Queue[int] = queue.Queue()
+        self.disconnected: queue.Queue[str] = queue.Queue()  # each time the connection is lost or cut
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-{user}", protocol=mqtt.MQTTv311
         )
@@ -173,6 +174,7 @@ class MqttClient:
         self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
         self.client.on_connect = lambda _c, _u, _f, reason, _p: self.refused.put(str(reason))
         self.client.on_subscribe = lambda _c, _u, mid, _r, _p: self.subscribed.put(mid)
+        self.client.on_disconnect = lambda _c, _u, _f, reason, _p: self.disconnected.put(str(reason))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert self.refused.get(timeout=10) == "Success"
