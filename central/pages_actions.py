@@ -264,7 +264,32 @@ def command(request: Request, central: CentralDep, browser: BrowserDep, scope: P
     found = commands.status(central.engine, scope, command_id)
     if found is None:
         raise HTTPException(404, f"no command {command_id[:128]} for the boxes you see")
-    return render(request, browser, "command.html", command=found)
+    return render(request, browser, "command.html", command=found, stoppable=found["type"] in STOPPABLE)
+
+
+STOPPABLE = ("emergency", "play_now")  # what a stop calls back: an alarm sent by mistake, first of all
+
+
+@router.post("/commands/{command_id}/stop", dependencies=[CsrfChecked])
+def command_stop(central: CentralDep, scope: PageScope, command_id: str) -> Response:
+    """Stop, on the boxes a play or an emergency went to, what they play; a box still fetching its
+    audio cancels it and never plays it (docs/PROTOCOL.md, ``stop``).  The stop goes to the same
+    targets (one message per group), or, for an operator who sees only some of those boxes, to
+    each of those."""
+    found = commands.status(central.engine, scope, command_id)
+    if found is None or found["type"] not in STOPPABLE:
+        raise HTTPException(404, f"no play or emergency {command_id[:128]} for the boxes you see")
+    try:
+        scope.require_writer("send commands")
+        try:
+            stop = commands.send(central, scope, "stop", {}, found["targets"])
+        except Forbidden:  # it reached boxes beyond this operator's units: stop the ones they see
+            stop = commands.send(central, scope, "stop", {}, {"devices": sorted(found["acks"])})
+    except REFUSALS as error:
+        raise HTTPException(
+            403 if isinstance(error, Forbidden) else 422, "; ".join(_problems(error))
+        ) from None
+    return redirect(f"/commands/{stop}")
 
 
 # -- reports ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from central.app import create_app
 from central.context import Central
 from central.mqtt_link import Incoming
 from central.web_text import EN, VI
+from protocol.commands import verify_command
 from tests.audio_fixtures import tone_file
 from tests.central_harness import (
     ADMIN_PASSWORD,
@@ -305,3 +306,47 @@ def test_a_viewer_is_not_offered_what_it_may_not_do(client: TestClient) -> None:
     page = client.get("/boxes/xa-a-01").text
     assert "Phát khẩn cấp tới cụm loa này" not in page and 'href="/emergency"' not in page
     assert 'href="/bulletins/new"' not in page and 'href="/reports"' in page
+
+
+def test_an_emergency_sent_by_mistake_is_stopped_from_its_page(client: TestClient, central: Central) -> None:
+    token = sign_in(client, "op-a")
+    form = {"csrf": token, "source": "text", "text": "Diễn tập", "target_kind": "units", "units": ["xa-a"]}
+    asked = client.post("/emergency", data=form).text
+    sent = client.post(
+        "/emergency/confirm", data=dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', asked))
+    )
+    page = client.get(sent.headers["location"]).text
+    assert "Dừng phát trên các cụm loa này" in page
+    stopped = client.post(f"{sent.headers['location']}/stop", data={"csrf": token})
+    assert stopped.status_code == 303 and stopped.headers["location"] != sent.headers["location"]
+    [_, (topic, signed, retained)] = central.publisher.sent  # type: ignore[attr-defined]
+    claims = verify_command(
+        signed, keys=[central.key.public], device_id="xa-a-01", groups=frozenset({"xa-a"}),
+        now=datetime.now(UTC), max_lifetime=timedelta(hours=24), seen=lambda _: False,
+    )  # fmt: skip
+    assert (topic, retained, claims.name) == ("loa/v1/group/xa-a/cmd", False, "stop")
+    stop_page = client.get(stopped.headers["location"]).text
+    assert "Dừng phát trên các cụm loa này" not in stop_page, "a stop is not stopped"
+    client.cookies.clear()
+    viewer = sign_in(client, "viewer-a")
+    assert "Dừng phát" not in client.get(sent.headers["location"]).text
+    refused = client.post(f"{sent.headers['location']}/stop", data={"csrf": viewer})
+    assert refused.status_code == 403 and len(central.publisher.sent) == 2  # type: ignore[attr-defined]
+
+
+def test_a_commune_operator_stops_a_province_emergency_on_its_own_boxes_only(
+    client: TestClient, central: Central
+) -> None:
+    token = sign_in(client, "op-tinh")
+    form = {"csrf": token, "source": "text", "text": "Diễn tập", "target_kind": "units", "units": ["tinh"]}
+    asked = client.post("/emergency", data=form).text
+    hidden = dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', asked))
+    command = client.post("/emergency/confirm", data=hidden).headers["location"]
+    client.cookies.clear()
+    token = sign_in(client, "op-a")
+    stopped = client.post(f"{command}/stop", data={"csrf": token})
+    assert stopped.status_code == 303
+    stops = [(topic, retained) for topic, _token, retained in central.publisher.sent[1:]]  # type: ignore[attr-defined]
+    assert stops == [("loa/v1/xa-a-01/cmd", False), ("loa/v1/xa-a-02/cmd", False)], (
+        "not xa-b-01, not the province"
+    )
