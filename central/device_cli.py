@@ -1,5 +1,7 @@
-"""``loa-central device remove|rotate-password``: a box taken out of service, a box's new password.
+"""``loa-central device list|remove|rotate-password``: the boxes, a box taken out of service, a box's
+new password.
 
+    loa-central --config FILE device list [--json]
     loa-central --config FILE device remove ID
     loa-central --config FILE device rotate-password ID --out DIR
 
@@ -18,13 +20,17 @@ so that no report mixes two boxes' records under one id.
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from central import broker, db, registry
 from central.config import CentralServerConfig
 from central.files import write_atomically
+from central.ingest import is_online
 from central.passwords import mosquitto_hash, new_secret
 
 PASSWORD_NAME = "mqtt-password"
@@ -47,6 +53,8 @@ def update_broker(config: CentralServerConfig, engine: Engine) -> None:
 
 
 def add_parsers(device: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    listing = device.add_parser("list", help="every box: its commune, online or not, last seen")
+    listing.add_argument("--json", action="store_true", help="one JSON list (times in UTC)")
     remove = device.add_parser("remove", help="take a box out of service (its records stay)")
     remove.add_argument("id", help="the box's device.id")
     rotate = device.add_parser("rotate-password", help="give a box a new broker password, written into --out")
@@ -57,12 +65,57 @@ def add_parsers(device: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def run(config: CentralServerConfig, args: argparse.Namespace) -> None:
     engine = db.open_engine(config.database_url)
     try:
-        if args.action == "remove":
+        if args.action == "list":
+            _list(config, engine, as_json=args.json)
+        elif args.action == "remove":
             _remove(config, engine, args.id)
         else:
             _rotate(config, engine, args.id, args.out)
     finally:
         engine.dispose()
+
+
+def boxes(config: CentralServerConfig, engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Every registered box, removed ones too: id, unit (id and name), status, last seen (UTC)."""
+    units = registry.all_units(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).all()
+    listed = []
+    for row in rows:
+        if row.removed_at is not None:
+            status = "removed"
+        elif is_online(row.online, row.last_seen, now, config.offline_after):
+            status = "online"
+        else:
+            status = "offline"
+        unit = units.get(row.unit)
+        listed.append({
+            "id": row.id, "unit": row.unit, "unit_name": unit.name if unit else row.unit, "status": status,
+            "last_seen": row.last_seen, "removed_at": row.removed_at,
+        })  # fmt: skip
+    return listed
+
+
+def _list(config: CentralServerConfig, engine: Engine, *, as_json: bool) -> None:
+    listed = boxes(config, engine, datetime.now(UTC))
+    if as_json:
+        print(json.dumps(listed, default=lambda at: at.isoformat(), ensure_ascii=False, indent=2))
+        return
+    zone = config.box_timezone
+
+    def local(at: datetime | None) -> str:
+        return f"{at.astimezone(zone):%Y-%m-%d %H:%M}" if at is not None else "never"
+
+    rows = [("BOX", "COMMUNE", "STATUS", "LAST SEEN")]
+    for box in listed:
+        status = f"removed {local(box['removed_at'])[:10]}" if box["status"] == "removed" else box["status"]
+        rows.append((box["id"], box["unit_name"], status, local(box["last_seen"])))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]  # the last one is not padded
+    for *padded, last in rows:
+        cells = [cell.ljust(width) for cell, width in zip(padded, widths, strict=True)]
+        print(*cells, last, sep="  ")
+    if not listed:
+        print("(no box registered yet: loa-central device add)")
 
 
 def _remove(config: CentralServerConfig, engine: Engine, device_id: str) -> None:

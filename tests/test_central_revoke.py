@@ -5,6 +5,7 @@ and the API, and no command, bulletin or manifest reaches it any more."""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
@@ -293,3 +294,24 @@ def test_a_real_box_is_cut_off_by_rotation_back_with_the_new_file_and_cut_off_by
         assert device["removed_at"] is not None and device["online"] is False
     finally:
         server.stop()
+
+
+def test_device_list_shows_every_box_with_its_commune_and_whether_it_is_removed(tmp_path: Path) -> None:
+    config = initialized(tmp_path)
+    empty = loa_central(config, "device", "list")
+    assert empty.stdout.endswith("(no box registered yet: loa-central device add)\n")
+    for device, commune in (("xa-a-01", "xa-a"), ("xa-b-01", "xa-b")):
+        name = f"Xã {commune[-1].upper()}"
+        loa_central(config, "device", "add", device, "--province", "tinh", "--commune", commune,
+                    "--commune-name", name, "--out", str(tmp_path / device))  # fmt: skip
+    loa_central(config, "device", "remove", "xa-b-01")
+    lines = loa_central(config, "device", "list").stdout.splitlines()
+    assert lines[0].split() == ["BOX", "COMMUNE", "STATUS", "LAST", "SEEN"]
+    assert re.fullmatch(r"xa-a-01 +Xã A +offline +never", lines[1]), lines
+    assert re.fullmatch(r"xa-b-01 +Xã B +removed 20\d\d-\d\d-\d\d +never", lines[2]), lines
+    listed = json.loads(loa_central(config, "device", "list", "--json").stdout)
+    assert [(box["id"], box["unit"], box["status"]) for box in listed] == [
+        ("xa-a-01", "xa-a", "offline"),
+        ("xa-b-01", "xa-b", "removed"),
+    ]
+    assert listed[1]["removed_at"] is not None and listed[0]["last_seen"] is None
