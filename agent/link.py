@@ -128,6 +128,7 @@ class Link:
             password=read_password(central, config.source),
         )
         self.up = False
+        self.why_down: str | None = None  # the last reason the link went or stayed down
         self.session: int | None = None
         self.since: datetime | None = None  # when it went up, or down
         self.last_contact: datetime | None = None
@@ -173,12 +174,16 @@ class Link:
     def on_event(self, event: object, now: datetime) -> None:
         if isinstance(event, LinkUp):
             self._went(True, now, f"connected, session {event.session}")
+            self.why_down = None
             self.session = event.session
             self.store.put_state(SESSION_KEY, event.session)
             self.state.force()
         elif isinstance(event, LinkDown):
             if self.up:
                 self._went(False, now, event.reason)
+            elif event.reason != self.why_down:  # paho tries again and again: say each new reason once
+                logger.warning("central link still down: %s", event.reason)
+            self.why_down = event.reason
             self._forget_in_flight()
         elif isinstance(event, Published):
             self.last_contact = now
@@ -492,6 +497,7 @@ class Link:
             "broker": self.central.mqtt_url,
             "session": self.session,
             "since": iso(self.since),
+            "why_down": None if self.up else self.why_down,
             "last_contact": iso(self.last_contact),
             "spool": {**self._spool_depth(), "acks": len(self._unsent)},
         }

@@ -92,6 +92,7 @@ MESSAGES: dict[str, str] = {
     "relays.last_recorded": "last recorded {at}: {zones}",
     "link.connected": "connected since {since} ({broker})",
     "link.down": "DOWN since {since} ({broker})",
+    "link.why": "why: {why}",
     "link.spool": "last contact {contact}; waiting to send: "
     "{plays} play-log records, {events} events, {telemetry} telemetry samples, {acks} acks",
     "schedule.line": "{items} items: {origins}",

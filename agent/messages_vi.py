@@ -93,6 +93,7 @@ MESSAGES: dict[str, str] = {
     "relays.last_recorded": "ghi lại lần cuối {at}: {zones}",
     "link.connected": "đã kết nối từ {since} ({broker})",
     "link.down": "MẤT KẾT NỐI từ {since} ({broker})",
+    "link.why": "lý do: {why}",
     "link.spool": "liên lạc lần cuối {contact}; đang chờ gửi: "
     "{plays} bản ghi phát, {events} sự kiện, {telemetry} mẫu đo, {acks} xác nhận lệnh",
     "schedule.line": "{items} mục: {origins}",
@@ -250,6 +251,28 @@ REASONS: tuple[tuple[str, str], ...] = (
     (
         "busy: something plays, waits or is being tested",
         "đang bận: có mục đang phát, đang chờ phát hoặc đang thử",
+    ),
+    # why the central link is down (agent/mqtt_client.py connect_error)
+    (r"cannot connect: (?P<why>.+)", "không kết nối được: {why}"),
+    (
+        r"the broker's TLS certificate is not trusted \((?P<detail>.+)\): check central.ca_file",
+        "chứng chỉ TLS của máy chủ không được tin cậy ({detail}): kiểm tra central.ca_file",
+    ),
+    (
+        r"TLS failed \((?P<detail>.+)\): is the broker's port a TLS one\?",
+        "lỗi TLS ({detail}): cổng máy chủ có dùng TLS không?",
+    ),
+    (
+        r"connection refused: is the broker running on that port\?",
+        "máy chủ từ chối kết nối: máy chủ MQTT có chạy ở cổng đó không?",
+    ),
+    (
+        r"the broker's host name does not resolve \(DNS, or no network\)",
+        "không tìm được địa chỉ máy chủ (lỗi DNS, hoặc không có mạng)",
+    ),
+    (
+        r"no answer from the broker \(no network, or a firewall\)",
+        "máy chủ không trả lời (không có mạng, hoặc bị tường lửa chặn)",
     ),
     # the agent's answers to loa play, loa stop and loa reload (agent/runtime.py, agent/commands.py)
     (r"stopped '(?P<item>.+)'", "đã dừng '{item}'"),

@@ -14,7 +14,9 @@ command is never handled twice.  Every connection has a new session number: the 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +87,7 @@ class MqttClient:
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message  # once: never re-added on a reconnect
         self._client.on_publish = self._on_publish
         self._arm_will()
@@ -145,8 +148,31 @@ class MqttClient:
         self._arm_will()  # the next connection is a new session
         self._post(LinkDown(f"disconnected: {reason}"))
 
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        """paho calls this from the ``except OSError`` around its (re)connect, so the error is the
+        one being handled: it says why the box cannot reach the broker (a crew needs to know an
+        untrusted certificate from a network that is down)."""
+        self._post(LinkDown(f"cannot connect: {connect_error(sys.exc_info()[1])}"))
+
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self._post(LinkMessage(message.topic, bytes(message.payload)))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
         self._post(Published(mid))
+
+
+def connect_error(error: BaseException | None) -> str:
+    """Why a connection to the broker failed, in a crew's terms (the agent's own English words)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"the broker's TLS certificate is not trusted ({error.verify_message}): check central.ca_file"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS failed ({error.reason or error}): is the broker's port a TLS one?"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused: is the broker running on that port?"
+    if isinstance(error, socket.gaierror):
+        return "the broker's host name does not resolve (DNS, or no network)"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "no answer from the broker (no network, or a firewall)"
+    if isinstance(error, OSError):
+        return error.strerror or str(error) or type(error).__name__
+    return "unknown error"

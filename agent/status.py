@@ -324,6 +324,8 @@ def _link_lines(lines: Lines, link: dict[str, Any] | None, tz: ZoneInfo) -> None
     spool = link.get("spool") or {}
     state = "link.connected" if link.get("connected") else "link.down"
     lines.add("link", say(state, since=_local(link.get("since"), tz), broker=link.get("broker")))
+    if not link.get("connected") and link.get("why_down"):
+        lines.more(say("link.why", why=say.reason(str(link["why_down"]))))
     lines.more(say("link.spool", contact=_local(link.get("last_contact"), tz), plays=spool.get("play_log", 0),
                    events=spool.get("events", 0), telemetry=spool.get("telemetry", 0),
                    acks=spool.get("acks", 0)))  # fmt: skip

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agent.control import request
+from agent.status import render
 from central.broker import BrokerSupervisor
 from central.config import load_central_config
 from tests.agent_harness import running_agent, write_config
@@ -107,3 +109,34 @@ def test_a_client_that_does_not_trust_the_brokers_ca_is_refused(tls_central: tup
         pytest.raises(ssl.SSLCertVerificationError),
     ):
         context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@pytest.mark.parametrize("wrong", ["no CA", "no broker"])
+def test_a_box_that_cannot_connect_says_why_in_loa_status(
+    tls_central: tuple[Path, int], tmp_path: Path, wrong: str
+) -> None:
+    """A crew must tell an untrusted certificate (a missing central.ca_file) from a broker that is
+    not there: the status board says why the link is down, in Vietnamese too."""
+    config, tls_port = tls_central
+    box = tmp_path / "box"
+    loa_central(config, "device", "add", DEVICE, "--province", "tinh", "--commune", "xa-test",
+                "--out", str(box), "--box-dir", str(box))  # fmt: skip
+    section = (box / "central.yaml").read_text(encoding="utf-8")
+    if wrong == "no CA":  # the technician did not copy the CA, or left ca_file out
+        section = "".join(line for line in section.splitlines(keepends=True) if "ca_file" not in line)
+    else:
+        section = section.replace(f":{tls_port}", f":{free_port()}")
+    with running_agent(write_config(box, extra=section)) as running:
+        link = running.agent.link
+        assert link is not None
+        running.wait_for(lambda: link.status()["why_down"] is not None, 10)
+        status = request(running.config.control.socket, "status")
+    why = status["link"]["why_down"]
+    board = render(status, running.config.device.timezone, "vi")
+    if wrong == "no CA":
+        assert why.startswith("cannot connect: the broker's TLS certificate is not trusted (")
+        assert "chứng chỉ TLS của máy chủ không được tin cậy" in board
+    else:
+        assert why == "cannot connect: connection refused: is the broker running on that port?"
+        assert "lý do: không kết nối được: máy chủ từ chối kết nối" in board
+    assert not status["link"]["connected"]
