@@ -66,15 +66,22 @@ class Collision:
 
 
 def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collision]:
-    """The collisions on the boxes the caller sees (of ``unit`` only, if given), by unit then time."""
+    """The collisions on the boxes the caller sees (of ``unit`` only, if given), by unit then time.
+
+    A pair whose order is set is found where it was sent (and shown with its order).  Any other pair
+    is looked at where the commune's orders have moved its bulletins: a bulletin moved to follow
+    another can land on a third, and that collision is shown to be ordered in turn."""
     rows, durations = _scheduled(central)
     now = central.clock()
     known: dict[int, list[Span]] = {}
+    with central.engine.connect() as conn:
+        orders = conn.execute(select(db.bulletin_orders)).all()
+    ordered = {(order.unit, frozenset((order.first_id, order.second_id))) for order in orders}
 
-    def spans(bid: int) -> list[Span]:  # expanded only for bulletins on the boxes asked about
+    def spans(bid: int, on: str | None = None) -> list[Span]:  # expanded only for the boxes asked about
         if bid not in known:
             known[bid] = _spans(central, rows[bid], durations, now)
-        return known[bid]
+        return _moved(known[bid], _moves(orders, on).get(bid, 0)) if on is not None else known[bid]
 
     found: dict[tuple[str, int, int], Collision] = {}
     for device, box_unit, ids in _boxes(central, scope, unit):
@@ -84,7 +91,8 @@ def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collis
             for other in others:
                 key = (box_unit, mine, other)
                 if key not in found:
-                    pairs = overlaps(spans(mine), spans(other))
+                    on = None if (box_unit, frozenset((mine, other))) in ordered else box_unit
+                    pairs = overlaps(spans(mine, on), spans(other, on))
                     if not pairs:
                         continue
                     at = min(max(a[0], b[0]) for a, b in pairs)
@@ -125,7 +133,7 @@ def set_order(central: Central, scope: Scope, unit: str, first: int, then: int) 
     hit = next((hit for hit in find(central, scope, unit) if {hit.own, hit.other} == {first, then}), None)
     if hit is None:
         raise BulletinError([f"bulletins {first} and {then} do not collide on the boxes of {unit}"])
-    shift = _shift(central, first, then)
+    shift = _shift(central, unit, first, then)
     now = central.clock()
     pair = or_(
         (db.bulletin_orders.c.first_id == first) & (db.bulletin_orders.c.second_id == then),
@@ -167,11 +175,31 @@ def overlaps(one: list[Span], other: list[Span]) -> list[tuple[Span, Span]]:
     return found
 
 
-def _shift(central: Central, first: int, then: int) -> int:
-    """Seconds ``then`` must start later to follow ``first``'s end, the same at every collision."""
+def _moves(orders: Iterable[Any], unit: str | None, leaving: frozenset[int] = frozenset()) -> dict[int, int]:
+    """Seconds each bulletin is moved on ``unit``'s boxes by its orders (the largest, as the
+    manifests have it: central.manifests), but for the order of the pair ``leaving``."""
+    moves: dict[int, int] = {}
+    for order in orders:
+        if order.unit == unit and frozenset((order.first_id, order.second_id)) != leaving:
+            moves[order.second_id] = max(moves.get(order.second_id, 0), order.shift_s)
+    return moves
+
+
+def _moved(spans: list[Span], seconds: int) -> list[Span]:
+    shift = timedelta(seconds=seconds)
+    return [(start + shift, end + shift) for start, end in spans] if seconds else spans
+
+
+def _shift(central: Central, unit: str, first: int, then: int) -> int:
+    """Seconds ``then`` must start later to follow ``first``'s end, the same at every collision;
+    ``first`` where the commune's other orders have already moved it."""
     rows, durations = _scheduled(central)
     now = central.clock()
-    ahead, behind = _spans(central, rows[first], durations, now), _spans(central, rows[then], durations, now)
+    with central.engine.connect() as conn:
+        orders = conn.execute(select(db.bulletin_orders)).all()
+    ahead = _moved(_spans(central, rows[first], durations, now),
+                   _moves(orders, unit, frozenset((first, then))).get(first, 0))  # fmt: skip
+    behind = _spans(central, rows[then], durations, now)
     pairs = overlaps(ahead, behind)
     shifts = {math.ceil((a[1] - b[0]).total_seconds()) for a, b in pairs}
     colliding = {b for _a, b in pairs}

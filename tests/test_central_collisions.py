@@ -171,3 +171,38 @@ def test_two_daily_bulletins_keep_their_order_every_day(
     assert [(occ.item.id, occ.start.astimezone(BOX_ZONE).time().isoformat()) for occ in week[:4]] == [
         (f"bulletin-{own}", "06:00:20"), (f"bulletin-{province}", "06:01:20")] * 2  # fmt: skip
     assert len(week) == 14
+
+
+def test_a_bulletin_moved_to_follow_another_that_lands_on_a_third_is_a_collision_in_turn(
+    client: TestClient, central: Central, sha: str
+) -> None:
+    """Each audio lasts 60 s.  The commune's own at 06:00 collides with the province's at 06:00:30;
+    the province's goes first, so the commune's moves to 06:01:30, onto another province
+    bulletin at 06:01:40, which it did not touch where it was sent: that is shown, and the order set
+    for it starts from where the commune's bulletin now is."""
+    own = bulletin(client, "op-a", sha, {"devices": ["xa-a-01"]}, at=SIX.isoformat())
+    first = bulletin(
+        client, "op-tinh", sha, {"communes": ["xa-a"]}, at=(SIX + timedelta(seconds=30)).isoformat()
+    )
+    third = bulletin(
+        client, "op-tinh", sha, {"communes": ["xa-a"]}, at=(SIX + timedelta(seconds=100)).isoformat()
+    )
+    assert [(hit["own"], hit["other"]) for hit in collisions(client)] == [(own, first)]
+    ordered = client.post("/api/v1/collisions/order", headers=login(client, "op-a"),
+                          json={"unit": "xa-a", "first": first, "then": own})  # fmt: skip
+    assert ordered.status_code == 200 and ordered.json()["shift_s"] == 90
+    hits = {(hit["own"], hit["other"]): hit for hit in collisions(client)}
+    assert set(hits) == {(own, first), (own, third)}
+    assert hits[(own, first)]["first"] == first and hits[(own, third)]["first"] is None
+    assert datetime.fromisoformat(hits[(own, third)]["at"]) == SIX + timedelta(seconds=100)
+    # the commune keeps its bulletin where it now is, and the third follows it from there
+    then = client.post("/api/v1/collisions/order", headers=login(client, "op-a"),
+                       json={"unit": "xa-a", "first": own, "then": third})  # fmt: skip
+    assert then.status_code == 200, then.text
+    assert then.json()["shift_s"] == 50
+    assert starts(client, central, "xa-a-01") == {
+        f"bulletin-{first}": SIX + timedelta(seconds=30),
+        f"bulletin-{own}": SIX + timedelta(seconds=90),
+        f"bulletin-{third}": SIX + timedelta(seconds=150),
+    }
+    assert all(hit["first"] is not None for hit in collisions(client)), "nothing left to order"
