@@ -270,6 +270,18 @@ def command(request: Request, central: CentralDep, browser: BrowserDep, scope: P
 STOPPABLE = ("emergency", "play_now")  # what a stop calls back: an alarm sent by mistake, first of all
 
 
+@router.post("/boxes/{device_id}/stop", dependencies=[CsrfChecked])
+def box_stop(central: CentralDep, scope: PageScope, device_id: str) -> Response:
+    """Stop what one box plays (a bulletin, an emergency, a play, FM for 30 minutes) and what it is
+    still fetching to play: a signed ``stop`` to that box; its page shows the box's answer."""
+    try:
+        stop = commands.send(central, scope, "stop", {}, {"devices": [device_id]})
+    except REFUSALS as error:
+        code = 403 if isinstance(error, Forbidden) else 422
+        raise HTTPException(code, "; ".join(_problems(error))) from None
+    return redirect(f"/commands/{stop}")
+
+
 @router.post("/commands/{command_id}/stop", dependencies=[CsrfChecked])
 def command_stop(central: CentralDep, scope: PageScope, command_id: str) -> Response:
     """Stop, on the boxes a play or an emergency went to, what they play; a box still fetching its

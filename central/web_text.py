@@ -192,6 +192,7 @@ VI = {
     "Command": "Lệnh",
     "Signed and sent": "Đã ký và gửi",
     "Stop it on these boxes": "Dừng phát trên các cụm loa này",
+    "Stop what this box plays": "Dừng phát trên cụm loa này",
     "stop.hint": "Gửi nhầm? Lệnh dừng cắt ngay nơi đang phát, và cụm loa nào còn đang tải âm thanh sẽ "
     "không phát nữa.",
     "Answer": "Phản hồi",

@@ -350,3 +350,14 @@ def test_a_commune_operator_stops_a_province_emergency_on_its_own_boxes_only(
     assert stops == [("loa/v1/xa-a-01/cmd", False), ("loa/v1/xa-a-02/cmd", False)], (
         "not xa-b-01, not the province"
     )
+
+
+def test_an_operator_stops_what_one_box_plays_from_its_page(client: TestClient, central: Central) -> None:
+    token = sign_in(client, "op-a")
+    assert "Dừng phát trên cụm loa này" in client.get("/boxes/xa-a-01").text
+    stopped = client.post("/boxes/xa-a-01/stop", data={"csrf": token})
+    assert stopped.status_code == 303 and stopped.headers["location"].startswith("/commands/cmd-")
+    [(topic, _token, retained)] = central.publisher.sent  # type: ignore[attr-defined]
+    assert (topic, retained) == ("loa/v1/xa-a-01/cmd", False)
+    other = client.post("/boxes/xa-b-01/stop", data={"csrf": token})  # another commune's box
+    assert other.status_code == 403 and len(central.publisher.sent) == 1  # type: ignore[attr-defined]
