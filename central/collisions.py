@@ -77,11 +77,12 @@ def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collis
     with central.engine.connect() as conn:
         orders = conn.execute(select(db.bulletin_orders)).all()
     ordered = {(order.unit, frozenset((order.first_id, order.second_id))) for order in orders}
+    moves = {order.unit: _moves(orders, order.unit) for order in orders}  # per commune, once
 
     def spans(bid: int, on: str | None = None) -> list[Span]:  # expanded only for the boxes asked about
         if bid not in known:
             known[bid] = _spans(central, rows[bid], durations, now)
-        return _moved(known[bid], _moves(orders, on).get(bid, 0)) if on is not None else known[bid]
+        return known[bid] if on is None else _moved(known[bid], moves.get(on, {}).get(bid, 0))
 
     found: dict[tuple[str, int, int], Collision] = {}
     for device, box_unit, ids in _boxes(central, scope, unit):
@@ -98,7 +99,7 @@ def find(central: Central, scope: Scope, unit: str | None = None) -> list[Collis
                     at = min(max(a[0], b[0]) for a, b in pairs)
                     found[key] = Collision(box_unit, mine, other, at)
                 found[key].devices.append(device)
-    _orders(central, found)
+    _orders(orders, found)
     return sorted(found.values(), key=lambda hit: (hit.unit, hit.at, hit.own, hit.other))
 
 
@@ -270,14 +271,12 @@ def _boxes(central: Central, scope: Scope, unit: str | None) -> Iterable[tuple[s
     return [(device, box_unit, ids) for device, (box_unit, ids) in boxes.items()]
 
 
-def _orders(central: Central, found: dict[tuple[str, int, int], Collision]) -> None:
-    if not found:
-        return
-    with central.engine.connect() as conn:
-        for order in conn.execute(select(db.bulletin_orders)):
-            for key in (
-                (order.unit, order.first_id, order.second_id),
-                (order.unit, order.second_id, order.first_id),
-            ):
-                if key in found:
-                    found[key].first, found[key].shift_s = order.first_id, order.shift_s
+def _orders(orders: Iterable[Any], found: dict[tuple[str, int, int], Collision]) -> None:
+    """Each collision's order, if set, from the ``bulletin_orders`` rows already read."""
+    for order in orders:
+        for key in (
+            (order.unit, order.first_id, order.second_id),
+            (order.unit, order.second_id, order.first_id),
+        ):
+            if key in found:
+                found[key].first, found[key].shift_s = order.first_id, order.shift_s
