@@ -16,7 +16,7 @@ from central import bulletins, collisions, commands, db, manifests, registry
 from central.access import Forbidden
 from central.audio_store import AudioRefused
 from central.auth import CentralDep, ScopeDep
-from central.ingest import is_online
+from central.ingest import service_status
 from protocol.json_wire import format_time
 
 router = APIRouter(prefix="/api/v1")
@@ -184,8 +184,7 @@ def _device_json(central: CentralDep, row: Any, *, full: bool) -> dict[str, Any]
     now = central.clock()
     value: dict[str, Any] = {
         "id": row.id, "unit": row.unit, "groups": row.groups,
-        "online": row.removed_at is None and is_online(row.online, row.last_seen, now,
-                                                       central.config.offline_after),
+        "online": service_status(row, now, central.config.offline_after) == "online",
         "removed_at": format_time(row.removed_at) if row.removed_at else None,  # out of service since
         "last_seen": format_time(row.last_seen) if row.last_seen else None,
         "playing": (row.state or {}).get("playing"),

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from central import broker, db, registry
 from central.config import CentralServerConfig
 from central.files import write_atomically
-from central.ingest import is_online
+from central.ingest import service_status
 from central.passwords import mosquitto_hash, new_secret
 
 PASSWORD_NAME = "mqtt-password"
@@ -82,15 +82,10 @@ def boxes(config: CentralServerConfig, engine: Engine, now: datetime) -> list[di
         rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).all()
     listed = []
     for row in rows:
-        if row.removed_at is not None:
-            status = "removed"
-        elif is_online(row.online, row.last_seen, now, config.offline_after):
-            status = "online"
-        else:
-            status = "offline"
         unit = units.get(row.unit)
         listed.append({
-            "id": row.id, "unit": row.unit, "unit_name": unit.name if unit else row.unit, "status": status,
+            "id": row.id, "unit": row.unit, "unit_name": unit.name if unit else row.unit,
+            "status": service_status(row, now, config.offline_after),
             "last_seen": row.last_seen, "removed_at": row.removed_at,
         })  # fmt: skip
     return listed

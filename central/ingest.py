@@ -69,6 +69,14 @@ def is_online(online: bool, last_seen: datetime | None, now: datetime, offline_a
     return online and last_seen is not None and now - last_seen <= offline_after
 
 
+def service_status(row: Any, now: datetime, offline_after: timedelta) -> str:
+    """A ``devices`` row's ``removed`` (from service), ``online`` or ``offline`` (whatever it said
+    once it is silent too long): what the pages, the API and ``device list`` show."""
+    if row.removed_at is not None:
+        return "removed"
+    return "online" if is_online(row.online, row.last_seen, now, offline_after) else "offline"
+
+
 # A box's verified cache holds central audio at storage.dir/audio/<sha256> (agent.audio_cache)
 _CACHED = re.compile(r"(?:^|.*/)audio/([0-9a-fA-F]{64})|([0-9a-fA-F]{64})")
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from central import db, registry, web_session
 from central.auth import CentralDep, WrongPassword, address_of, authenticate
 from central.context import Central
-from central.ingest import is_online
+from central.ingest import service_status
 from central.login_throttle import Throttled
 from central.web_session import Browser, BrowserDep, CsrfChecked, PageScope, SignInNeeded
 from central.web_text import LEVEL_NAMES, translator
@@ -126,11 +126,8 @@ def style() -> FileResponse:
 def box_status(central: Central, row: Any) -> str:
     """``removed`` (from service), ``playing``, ``online`` or ``offline``: offline whatever it said once
     it is silent too long."""
-    if row.removed_at is not None:
-        return "removed"
-    if not is_online(row.online, row.last_seen, central.clock(), central.config.offline_after):
-        return "offline"
-    return "playing" if (row.state or {}).get("playing") else "online"
+    status = service_status(row, central.clock(), central.config.offline_after)
+    return "playing" if status == "online" and (row.state or {}).get("playing") else status
 
 
 @router.get("/boxes")
