@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -42,3 +43,15 @@ def key(tmp_path: Path) -> Ed25519PrivateKey:
 def http() -> Iterator[Http]:
     """The central server's HTTP side (manifests and audio) on a free port."""
     yield from serve_http()
+
+
+@pytest.fixture
+def client(central: Any) -> Iterator[Any]:
+    """The API and the pages of the module's own ``central`` fixture (a central.context.Central),
+    redirects not followed so that a page's 303 is seen; a module whose client differs defines its own."""
+    from fastapi.testclient import TestClient  # only the central server's tests load FastAPI
+
+    from central.app import create_app
+
+    with TestClient(create_app(central), follow_redirects=False) as test_client:
+        yield test_client

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central import registry
-from central.app import create_app
 from central.context import Central
 from protocol.manifest import verify_manifest
 from scheduler.items import parse_items
@@ -32,12 +31,6 @@ def central(tmp_path: Path) -> Iterator[Central]:
     made.clock = lambda: NOW
     yield made
     made.engine.dispose()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central), follow_redirects=False) as test_client:
-        yield test_client
 
 
 @pytest.fixture

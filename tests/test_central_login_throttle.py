@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central import registry
-from central.app import create_app
 from central.context import Central
 from central.login_throttle import (
     FIRST_WAIT,
@@ -46,12 +45,6 @@ def central(tmp_path: Path, clock: Clock) -> Iterator[Central]:
     made.logins = LoginThrottle(clock)
     yield made
     made.engine.dispose()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central), follow_redirects=False) as test_client:
-        yield test_client
 
 
 def actions(central: Central) -> list[tuple[str, str]]:

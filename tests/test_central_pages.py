@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central import db
-from central.app import create_app
 from central.context import Central
 from central.mqtt_link import Incoming
 from central.web_text import EN, VI
@@ -43,12 +42,6 @@ def central(tmp_path: Path) -> Iterator[Central]:
     made = make_central(tmp_path, RecordingPublisher())
     yield made
     made.engine.dispose()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central), follow_redirects=False) as test_client:
-        yield test_client
 
 
 def test_every_phrase_the_templates_write_is_translated() -> None:

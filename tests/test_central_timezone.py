@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central import db
-from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
 from tests.central_harness import RecordingPublisher, login, make_central, sign_in, upload
@@ -28,12 +27,6 @@ def central(tmp_path: Path) -> Iterator[Central]:
     made = make_central(tmp_path, RecordingPublisher(), extra="devices: {timezone: America/New_York}\n")
     yield made
     made.engine.dispose()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central), follow_redirects=False) as test_client:
-        yield test_client
 
 
 def test_a_page_shows_times_on_the_configured_zones_wall_clock(
