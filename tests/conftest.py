@@ -5,6 +5,7 @@ A module that needs another shape defines a fixture of the same name, which take
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.central_stand_in import Http, serve_http
 from tests.mqtt_broker import Broker, run_broker
 from tests.postgres_server import Postgres, run_postgres
+
+
+@pytest.fixture(autouse=True)
+def _sigpipe_ignored_again() -> Iterator[None]:
+    """``loa``'s main() restores the default SIGPIPE, as a command-line tool should; called in this
+    process by a test, it would stay so for the rest of the run, and the next write to a socket that
+    a peer has closed (a broker a test kills, say) would kill the whole run silently."""
+    before = signal.getsignal(signal.SIGPIPE)
+    yield
+    signal.signal(signal.SIGPIPE, before)
 
 
 @pytest.fixture(scope="module")
