@@ -13,7 +13,10 @@ A ``stop``, from any origin, also cancels a ``play`` whose caller was still fetc
 when the stop came: the caller names the stops it had seen (:attr:`CommandHandler.stops`, read
 when its command arrived) and the play is refused as cancelled if another has been submitted
 since.  Both are decided under one lock, in the order their commands reach the main loop, so a
-play is either cancelled or stopped by the stop that followed it, never played after it.
+play is either cancelled or stopped by the stop that followed it, never played after it.  A play
+already accepted and waiting behind what plays is cancelled by the main loop when it carries the
+stop out (``Agent._command_stop``), and answered the same way: ``rejected``, ``cancelled`` in its
+detail (the central link's reason code ``cancelled``).
 """
 
 from __future__ import annotations

@@ -275,6 +275,14 @@ REASONS: tuple[tuple[str, str], ...] = (
         "máy chủ không trả lời (không có mạng, hoặc bị tường lửa chặn)",
     ),
     # the agent's answers to loa play, loa stop and loa reload (agent/runtime.py, agent/commands.py)
+    (
+        r"(?P<what>.+); cancelled (?P<count>\d+) waiting command plays?",
+        "{what}; đã hủy {count} lệnh phát đang chờ",
+    ),
+    (
+        r"cancelled: stop \((?P<origin>local|central) command (?P<id>\S+)\) came while it waited to play",
+        "đã hủy: lệnh dừng {id} đến khi lệnh này đang chờ phát",
+    ),
     (r"stopped '(?P<item>.+)'", "đã dừng '{item}'"),
     (r"FM relay paused until (?P<at>\d{1,2}:\d\d)", "đã tạm dừng tiếp sóng FM đến {at}"),
     ("nothing was playing", "không có gì đang phát"),

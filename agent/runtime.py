@@ -63,6 +63,7 @@ FM_PAUSE = timedelta(minutes=30)  # `loa stop` during an FM relay silences FM th
 VOLUME_KEY = "audio.volume"  # [central link] the volume set by set_volume
 IMMINENT = timedelta(seconds=3)  # [central link] no manifest is put in force this close to a start
 STEP_BACK = timedelta(seconds=2)  # a wall clock earlier than the last pass by more is a step back
+NEVER_PLAYED = frozenset({Outcome.MISSED, Outcome.SKIPPED})  # [central link] no "played 3 times"
 
 
 class Reload:
@@ -639,18 +640,42 @@ class Agent:
         return frozenset()
 
     def _command_stop(self, pending: Pending) -> None:
+        """Silence now, and no command sent before this stop starts after it: the command plays
+        waiting behind what plays are cancelled first (so none starts in between), then what plays
+        is cut off.  The schedule's own items that wait play after it, as they would have."""
         command, now = pending.command, self.wall()
-        reason = f"stopped by a {command.origin} command ({command.id})"
+        cancelled = self._cancel_waiting_commands(f"stop ({command.origin} command {command.id})", now)
         playing = self.engine.playing
+        detail: dict[str, Any] = {"cancelled_plays": cancelled} if cancelled else {}
         if playing is not None:
+            reason = f"stopped by a {command.origin} command ({command.id})"
             self._carry_out(self.engine.stop(now, reason), now)
-            pending.resolve(Result.DONE, f"stopped '{playing.item.id}'", item=playing.item.id)
+            what = f"stopped '{playing.item.id}'"
+            detail["item"] = playing.item.id
         elif isinstance(self.current, RelayFm) and self.fm is not None:
             self.fm_paused_until = now + FM_PAUSE
             local = self.fm_paused_until.astimezone(self.config.device.timezone)
-            pending.resolve(Result.DONE, f"FM relay paused until {local:%H:%M}")
+            what = f"FM relay paused until {local:%H:%M}"
         else:
-            pending.resolve(Result.DONE, "nothing was playing")
+            what = "nothing was playing"
+        if cancelled:
+            what += f"; cancelled {len(cancelled)} waiting command play{'s' if len(cancelled) > 1 else ''}"
+        pending.resolve(Result.DONE, what, **detail)
+
+    def _cancel_waiting_commands(self, stop: str, now: datetime) -> list[str]:
+        """The item ids of the command plays (central or local, test tones too: the engine knows
+        them as injected) that waited and never will play; each is logged ``skipped`` and its
+        command answered ``rejected`` as cancelled, as a play whose audio was still being fetched
+        is (agent/commands.py)."""
+        reason = f"cancelled: {stop} came while it waited to play"
+        records = self.engine.cancel_injected(reason)
+        for record in records:
+            waiting = self.awaiting.pop(record.occurrence.key, None)
+            if waiting is not None:
+                waiting.resolve(Result.REJECTED, reason, cancelled=True)
+            logger.info("%s %s", record.occurrence.key, reason)
+        self._carry_out([*records], now)
+        return [record.occurrence.item.id for record in records]
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -665,7 +690,7 @@ class Agent:
                 logger.info("%s interrupted: %s", action.occurrence.key, action.reason)
             elif isinstance(action, Record):
                 times = self.repeats.pop(action.occurrence.item.id, 1)  # [central link] emergency repeat
-                if times > 1:  # one row for every repeat: its reason says how many were asked for
+                if times > 1 and action.outcome not in NEVER_PLAYED:  # one row for all the repeats
                     note = f"played {times} times back to back"
                     action = replace(action, reason=f"{action.reason}; {note}" if action.reason else note)
                 self.play_log.record(action, now)

@@ -197,6 +197,14 @@ class Engine:
             return []
         return self._interrupt(now, reason)
 
+    def cancel_injected(self, reason: str) -> list[Record]:
+        """An operator's stop: the injected occurrences (commands) still waiting never start; each is
+        recorded skipped with ``reason``.  Scheduled ones keep waiting.  Called before :meth:`stop`,
+        so that none of them starts in between."""
+        cancelled = [occ for occ in self.queue if occ.key in self._injected]
+        self._queue = [occ for occ in self._queue if occ.key not in self._injected]
+        return [self._record(occ, Outcome.SKIPPED, reason) for occ in cancelled]
+
     def replace_items(self, items: Iterable[Item], now: datetime, hold: str | None = None) -> list[Action]:
         """Switch to a new schedule; the playing occurrence continues, queued ones are re-checked."""
         now = _utc(now)

@@ -24,7 +24,7 @@ from drivers.wav_samples import dominant_frequency, read_wav
 from protocol.commands import sign_command
 from protocol.messages import decode_ack, decode_record
 from protocol.topics import Kind
-from tests.agent_harness import RunningAgent, at, running_agent
+from tests.agent_harness import RunningAgent, at, running_agent, write_schedule
 from tests.audio_fixtures import libvlc_missing, tone_file, wait_for_finished_wav
 from tests.central_stand_in import (
     DEVICE,
@@ -333,3 +333,62 @@ def test_a_local_stop_cancels_an_emergency_still_fetching_its_audio_but_not_one_
     assert cancelled.reason == "cancelled" and "stop (local command" in (cancelled.message or "")
     assert row_of(running, "central-command-cmd-false-alarm") is None
     assert row_of(running, "central-command-cmd-real-alarm").level == "emergency"
+
+
+@pytest.mark.vlc
+def test_a_stop_cancels_the_command_plays_waiting_behind_what_plays_but_not_the_schedule(
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+) -> None:
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
+    out = tmp_path / "out.wav"
+    args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    config = linked_config(tmp_path, broker, backend="vlc", vlc_args=args)
+    # libVLC's afile output runs faster than real time (about 8x here): a long item lasts long enough
+    long, weather = tone_file(tmp_path, 330, 60.0), tone_file(tmp_path, 550, 0.8)
+    write_schedule(
+        tmp_path,
+        f"{{id: long, audio: {long.name}, at: '{at(5)}'}}",
+        f"{{id: weather, audio: {weather.name}, at: '{at(6)}'}}",
+    )
+    local: list[dict[str, Any]] = []
+    with running_agent(config) as running:
+        wait_linked(running)
+        wrong = cache(running, tone_file(tmp_path, 880, 0.8))
+        crew = tone_file(tmp_path, 990, 0.8)
+        running.wait_for(lambda: running.outcome("weather") == "waiting", 15)
+        central.send(sign_command(claims("cmd-wrong", cmd="play_now", audio={"sha256": wrong}), key))
+        assert ack_of(central, "cmd-wrong", "accepted").result.value == "accepted"
+        socket = running.config.control.socket
+        crew_play = threading.Thread(
+            target=lambda: local.append(request(socket, "play", timeout=10, file=str(crew)))
+        )
+        crew_play.start()  # the crew's loa play, which waits for its answer
+        running.wait_for(lambda: len(running.agent.engine.queue) == 3, 5)
+        central.send(sign_command(claims("cmd-hush", cmd="stop"), key))
+        stopped = ack_of(central, "cmd-hush", "done")
+        cancelled = ack_of(central, "cmd-wrong", "rejected")
+        crew_play.join(10)
+        running.wait_for(lambda: running.outcome("weather") == "completed", 10)
+        running.wait_for(lambda: not any(running.agent.relays.states().values()), 5)
+    assert stopped.message == "stopped 'long'; cancelled 2 waiting command plays"
+    assert cancelled.reason == "cancelled"
+    assert cancelled.message == "cancelled: stop (central command cmd-hush) came while it waited to play"
+    [reply] = local
+    assert reply["result"] == "rejected" and reply["reason"].startswith("cancelled: stop (central command")
+    rows = {row.item_id: row for row in running.play_log()}
+    assert rows["long"].outcome == "interrupted"
+    assert rows["long"].reason.startswith("stopped by a central command (cmd-hush) after ")
+    commands = {"central-command-cmd-wrong": "central", f"local-command-{reply['id']}": "local-command"}
+    for item_id, origin in commands.items():
+        row = rows[item_id]
+        assert (row.outcome, row.origin, row.actual_start) == ("skipped", origin, None)
+        assert row.reason == "cancelled: stop (central command cmd-hush) came while it waited to play"
+    assert rows["weather"].actual_start is not None, "the schedule's own item played after the stop"
+    # libVLC writes each playback afresh: the last is the weather's (it would be the crew's tone,
+    # which queued after it, had the stop not cancelled the command plays)
+    wait_for_finished_wav(out)
+    samples, rate = read_wav(out)
+    assert abs(len(samples) / rate - 0.8) < 0.05
+    assert abs(dominant_frequency(samples, rate) - 550) < 550 * 0.01

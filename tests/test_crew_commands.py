@@ -35,7 +35,7 @@ def loa(
 
 
 def command_id(line: str) -> str:
-    found = re.search(r"\(command (local-[0-9a-f]+)\)$", line.strip())
+    found = re.search(r"\((?:command|lệnh) (local-[0-9a-f]+)\)$", line.strip())
     assert found, f"no command id in {line!r}"
     return found.group(1)
 
@@ -148,6 +148,32 @@ def test_loa_stop_interrupts_what_plays_and_names_the_command(tmp_path: Path) ->
     (row,) = box.play_log()
     assert row.reason.startswith(f"stopped by a local command ({command}) after ")
     assert again.returncode == 0 and again.stdout.startswith("nothing was playing (command local-")
+
+
+def test_loa_stop_cancels_a_loa_play_waiting_behind_what_plays(tmp_path: Path) -> None:
+    tone_file(tmp_path, 440, 8.0)
+    tone = tone_file(tmp_path, 880, 0.5)
+    write_schedule(tmp_path, f"{{id: news, audio: tone-440Hz-8s.wav, at: '{at(1.5)}'}}")
+    with running_agent(write_config(tmp_path)) as box:
+        box.wait_for(lambda: box.outcome("news") == "playing", timeout=6)
+        waiting = subprocess.Popen(  # loa play waits for its answer while the play waits
+            [str(BIN / "loa"), "--config", str(box.config.source), "play", str(tone)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "LOA_LANG": "vi"},
+        )  # fmt: skip
+        box.wait_for(lambda: len(box.agent.engine.queue) == 1, timeout=5)
+        stopped = loa(box, "stop", lang="vi")
+        answer, _ = waiting.communicate(timeout=30)
+        box.wait_passes(2, timeout=5)
+        after = played(box)
+    stop, play = command_id(stopped.stdout), command_id(answer)
+    assert stopped.stdout == f"đã dừng 'news'; đã hủy 1 lệnh phát đang chờ (lệnh {stop})\n"
+    assert (waiting.returncode, answer) == (
+        1, f"bị từ chối: đã hủy: lệnh dừng {stop} đến khi lệnh này đang chờ phát (lệnh {play})\n",
+    )  # fmt: skip
+    assert [token.partition("@")[0] for token in after] == ["news"], "the cancelled play never started"
+    row = {row.item_id: row for row in box.play_log()}[f"local-command-{play}"]
+    assert (row.outcome, row.actual_start) == ("skipped", None)
+    assert row.reason == f"cancelled: stop (local command {stop}) came while it waited to play"
 
 
 def test_the_crew_gets_its_answers_in_vietnamese_by_default(tmp_path: Path) -> None:

@@ -218,6 +218,23 @@ def test_inject_emergency_preempts_and_twice_is_once() -> None:
     assert eng.zones_wanted(T6 + 11 * S) == ALL  # the cut-off news is still in post-roll
 
 
+def test_cancel_injected_drops_the_waiting_commands_before_a_stop_and_keeps_the_schedule() -> None:
+    eng = engine(at("news", T6), at("weather", T6 + S))
+    eng.tick(T6)
+    eng.tick(T6 + S)  # weather waits behind news
+    plays = [Item(f"cmd-{n}", "cmd.mp3", at=T6) for n in (1, 2)]
+    for play in plays:
+        eng.inject(play, T6 + 2 * S)  # the same level: they wait too
+    assert [occ.item.id for occ in eng.queue] == ["weather", "cmd-1", "cmd-2"]
+    cancelled = eng.cancel_injected("cancelled: stop came")
+    assert summary(cancelled) == [("skipped", f"cmd-{n}", "cancelled: stop came") for n in (1, 2)]
+    assert [occ.item.id for occ in eng.queue] == ["weather"]
+    assert [kind for kind, _, _ in summary(eng.stop(T6 + 3 * S, "stopped"))] == ["interrupt", "interrupted"]
+    assert summary(eng.tick(T6 + 3 * S)) == [("start", "weather", "late 2s")]
+    assert eng.inject(plays[0], T6 + 2 * S) == [], "a cancelled command never plays later"
+    assert eng.cancel_injected("again") == []
+
+
 def test_stale_finished_event_only_ticks() -> None:
     eng = engine(at("news", T6))
     eng.tick(T6)
