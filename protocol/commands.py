@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from cryptography.exceptions import InvalidSignature
@@ -197,7 +197,7 @@ def verified_payload(
 def _verified_by_pyjwt(token: str, keys: list[Ed25519PublicKey]) -> bytes:
     for key in keys:
         try:
-            decoded = jwt.PyJWS().decode_complete(token, key, algorithms=[ALGORITHM])
+            decoded = jwt.PyJWS().decode_complete(token, cast(Any, key), algorithms=[ALGORITHM])
         except jwt.InvalidSignatureError:
             continue  # the next key: the central server may have rotated its key
         except jwt.PyJWTError as error:
@@ -301,5 +301,12 @@ def _check_times(command: Command, now: datetime, max_lifetime: timedelta) -> No
 def sign_command(claims: Mapping[str, Any], private_key: Ed25519PrivateKey, *, kid: str | None = None) -> str:
     """A compact JWS (EdDSA) of ``claims``, which must read as a valid command (CommandRefused if not)."""
     _read_claims(claims)
+    return signed_jws(claims, private_key, kid=kid)
+
+
+def signed_jws(claims: Mapping[str, Any], private_key: Ed25519PrivateKey, *, kid: str | None = None) -> str:
+    """The compact JWS (EdDSA) of ``claims`` with ``kid`` in its header when given: what every signer
+    of this protocol (commands, manifests, time answers) sends."""
     headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(dict(claims), private_key, algorithm=ALGORITHM, headers=headers)
+    key: Any = private_key  # PyJWT 2.6 (Debian 12's) annotates the key as str; it takes key objects
+    return jwt.encode(dict(claims), key, algorithm=ALGORITHM, headers=headers)
