@@ -3,12 +3,15 @@
 #               hardware, and bulletins made through the API that play within a minute
 #               (make demo-agent: the agent alone, with a local schedule)
 #   make test   lint, type-check and run the test suite (which checks the output shown in the docs)
-PYTHON ?= python3
+# Debian's own Python 3.11, as on the box, so that the tests run on the cryptography and PyJWT the
+# box has: Debian's python3-cryptography (linked to the system's OpenSSL) and python3-jwt, seen
+# through --system-site-packages (flash.sh does the same; docs/OPERATIONS.md says why).
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
+APT_PACKAGES := python3-venv python3-dev python3-cryptography python3-jwt vlc-bin vlc-plugin-base libvlc5 mosquitto mosquitto-clients \
 	rtl-sdr librtlsdr0 sox lame espeak-ng systemd shellcheck
 
 .PHONY: test demo demo-agent lint typecheck imports pytest bench doc-examples system-deps clean
@@ -27,7 +30,7 @@ system-deps:
 	fi
 
 $(STAMP): setup.py pyproject.toml | system-deps
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)

@@ -29,7 +29,13 @@ AGENT_USER=loa-agent
 CREW_GROUP=loa
 ADMIN_USER=loa-admin
 HERE="$(cd "$(dirname "$0")" && pwd)"
-PACKAGES=(python3 python3-venv python3-dev vlc-bin vlc-plugin-base libvlc5 rtl-sdr librtlsdr0 alsa-utils)
+PACKAGES=(python3 python3-venv python3-dev python3-cryptography python3-jwt
+    vlc-bin vlc-plugin-base libvlc5 rtl-sdr librtlsdr0 alsa-utils)
+# The agent's environment sees Debian's packages (--system-site-packages) and takes these from
+# Debian, never from a wheel: Debian's cryptography uses the system's OpenSSL, which Debian's security
+# updates mend, where the cryptography wheel carries an OpenSSL of its own (and about 5 MB more of
+# each agent's memory: docs/BENCHMARKS.md). Their wheels are left out of the wheelhouse.
+FROM_DEBIAN=(cryptography pyjwt)
 
 DEVICE_ID="" BUNDLE="" SSH_KEY="" TREE="" IMAGE="" WHEELS="" DRY_RUN=0 FIRST_BOOT=0
 CHANGES=0
@@ -268,7 +274,7 @@ wheel_source() {
     fi
     [ "$DRY_RUN" = 0 ] || return 0  # building needs the network and minutes: not for a dry run
     echo "    building the wheels of loa and its dependencies (pip wheel)" >&2
-    python3 -m venv "$WORK/build" >&2
+    /usr/bin/python3 -m venv "$WORK/build" >&2
     "$WORK/build/bin/pip" install -q --upgrade pip wheel >&2
     # A fixed build date makes the same source give the same wheel: a second run changes nothing.
     SOURCE_DATE_EPOCH="$(git -C "$HERE" log -1 --format=%ct 2> /dev/null || echo 315532800)" \
@@ -288,6 +294,14 @@ tree_machine() {  # the CPU the tree's Python is built for, from its ELF header
     esac
 }
 
+from_debian() {  # is the wheel file $1 one of a package the box takes from Debian (FROM_DEBIAN)?
+    local name wheel="${1,,}"
+    for name in "${FROM_DEBIAN[@]}"; do
+        case "$wheel" in "$name"-*.whl) return 0 ;; esac
+    done
+    return 1
+}
+
 install_wheelhouse() {
     local source wheel name
     source="$(wheel_source)"
@@ -298,12 +312,13 @@ install_wheelhouse() {
         return 0
     fi
     for wheel in "$source"/*.whl; do
-        put_file "$wheel" "$PREFIX/wheelhouse/$(basename "$wheel")" 0644 root root
+        name="$(basename "$wheel")"
+        from_debian "$name" || put_file "$wheel" "$PREFIX/wheelhouse/$name" 0644 root root
     done
     for wheel in "$TREE$PREFIX/wheelhouse"/*.whl; do
         [ -e "$wheel" ] || continue
         name="$(basename "$wheel")"
-        [ -e "$source/$name" ] || remove_file "$PREFIX/wheelhouse/$name"
+        { [ -e "$source/$name" ] && ! from_debian "$name"; } || remove_file "$PREFIX/wheelhouse/$name"
     done
 }
 
@@ -314,9 +329,14 @@ install_venv() {
     if [ -n "$sum" ] && [ "$(cat "$stamp" 2> /dev/null || true)" = "$sum" ]; then
         return 0
     fi
-    [ -x "$PREFIX/venv/bin/python" ] || run python3 -m venv --system-site-packages "$PREFIX/venv"
+    # Debian's Python, whose site-packages hold FROM_DEBIAN (and python3-lgpio). Every dependency
+    # the wheelhouse has is brought to its version there; what it lacks must come from Debian.
+    # Then loa itself, again: a wheel of the same version number may hold other code.
+    [ -x "$PREFIX/venv/bin/python" ] || run /usr/bin/python3 -m venv --system-site-packages "$PREFIX/venv"
     run "$PREFIX/venv/bin/pip" install -q --no-index --find-links "$PREFIX/wheelhouse" \
-        --upgrade --force-reinstall loa
+        --upgrade --upgrade-strategy eager loa
+    run "$PREFIX/venv/bin/pip" install -q --no-index --find-links "$PREFIX/wheelhouse" \
+        --force-reinstall --no-deps loa
     [ "$DRY_RUN" = 1 ] || echo "$sum" > "$stamp"
     did install "loa into $PREFIX/venv from $PREFIX/wheelhouse"
 }

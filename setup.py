@@ -23,8 +23,10 @@ setup(
         "python-dateutil>=2.8",
         "numpy>=1.24",
         "scipy>=1.10",
-        "PyJWT>=2.8",
-        "cryptography>=41",
+        # Debian 12 / Raspberry Pi OS Bookworm: python3-jwt 2.6, python3-cryptography 38 (flash.sh
+        # installs them; the box uses them, and their OpenSSL, not wheels of its own)
+        "PyJWT>=2.6",
+        "cryptography>=38",
         # the central server (loa-central)
         "fastapi>=0.110",
         "uvicorn>=0.29",

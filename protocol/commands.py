@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from cryptography.exceptions import InvalidSignature
@@ -158,17 +158,18 @@ def verified_payload(
 ) -> bytes:
     """The payload of a compact JWS signed (EdDSA) by one of ``keys``; else CommandRefused.
 
-    Commands and time answers (a few kB) are verified by PyJWT, as docs/PROTOCOL.md says.  Signed
-    schedule manifests (protocol.manifest) may be megabytes: with ``bulk`` the payload and signature
-    are read by :func:`_segment` (held to PyJWT's verdict by tests/test_protocol_commands.py) and
-    the signature checked with the same ``cryptography`` Ed25519 key PyJWT would use.
+    Every segment is read by :func:`_segment`, strictly (the protocol's rule, whatever PyJWT
+    version the box has: Debian 12's 2.6 takes any spelling Python's base64 decoder does).  Commands
+    and time answers (a few kB) are then verified by PyJWT, as docs/PROTOCOL.md says.  Signed
+    schedule manifests (protocol.manifest) may be megabytes: with ``bulk`` the signature is checked
+    with the same ``cryptography`` Ed25519 key PyJWT would use, on the segments already read.
     """
     if not isinstance(token, str) or not token.isascii() or len(token) > max_chars:
         raise CommandRefused(Reason.MALFORMED, f"not a compact JWS of at most {max_chars} ASCII characters")
+    segments = token.split(".")
+    _segment(segments[0], "header")  # the header first, alone: its alg is judged before the rest is read
     try:
-        # The header alone: PyJWT checks a segment's alphabet character by character, and a
-        # manifest's payload (megabytes) is read by _segment below.
-        header = jwt.get_unverified_header(token.split(".", 1)[0] + "..")
+        header = jwt.get_unverified_header(segments[0] + "..")
     except jwt.PyJWTError as error:
         raise CommandRefused(Reason.MALFORMED, f"not a compact JWS: {error}") from None
     if header.get("alg") != ALGORITHM:
@@ -178,12 +179,11 @@ def verified_payload(
     extra = sorted(set(header) - HEADER_KEYS)
     if extra or header.get("typ", "JWT") != "JWT" or not isinstance(header.get("kid", ""), str):
         raise CommandRefused(Reason.BAD_HEADER, f"header {header!r}: expected only alg, typ JWT and kid")
-    if not bulk:
-        return _verified_by_pyjwt(token, keys)
-    segments = token.split(".")
     if len(segments) != 3:
         raise CommandRefused(Reason.MALFORMED, f"not a compact JWS: {len(segments)} segments, expected 3")
     payload, signature = _segment(segments[1], "payload"), _segment(segments[2], "signature")
+    if not bulk:
+        return _verified_by_pyjwt(token, keys)
     signed = f"{segments[0]}.{segments[1]}".encode("ascii")
     for key in keys:
         try:
@@ -197,7 +197,7 @@ def verified_payload(
 def _verified_by_pyjwt(token: str, keys: list[Ed25519PublicKey]) -> bytes:
     for key in keys:
         try:
-            decoded = jwt.PyJWS().decode_complete(token, key, algorithms=[ALGORITHM])
+            decoded = jwt.PyJWS().decode_complete(token, cast(Any, key), algorithms=[ALGORITHM])
         except jwt.InvalidSignatureError:
             continue  # the next key: the central server may have rotated its key
         except jwt.PyJWTError as error:
@@ -207,9 +207,10 @@ def _verified_by_pyjwt(token: str, keys: list[Ed25519PublicKey]) -> bytes:
 
 
 def _segment(text: str, name: str) -> bytes:
-    """One base64url segment, as strictly as PyJWT reads it (its alphabet, at most the padding that
-    completes it, one spelling per value), but with one regular expression: PyJWT checks each
-    character in Python, a fifth of a second for a 4 MB manifest."""
+    """One base64url segment, strictly: its alphabet, at most the padding that completes it, and one
+    spelling per value (as PyJWT 2.10 and later read it; older ones, Debian 12's among them, take
+    more).  One regular expression: checking each character in Python takes a fifth of a second
+    for a 4 MB manifest."""
     stripped = text.rstrip("=")
     padded = stripped != text
     if not _SEGMENT.fullmatch(text) or (padded and len(text) % 4 != 0) or len(stripped) % 4 == 1:
@@ -301,5 +302,12 @@ def _check_times(command: Command, now: datetime, max_lifetime: timedelta) -> No
 def sign_command(claims: Mapping[str, Any], private_key: Ed25519PrivateKey, *, kid: str | None = None) -> str:
     """A compact JWS (EdDSA) of ``claims``, which must read as a valid command (CommandRefused if not)."""
     _read_claims(claims)
+    return signed_jws(claims, private_key, kid=kid)
+
+
+def signed_jws(claims: Mapping[str, Any], private_key: Ed25519PrivateKey, *, kid: str | None = None) -> str:
+    """The compact JWS (EdDSA) of ``claims`` with ``kid`` in its header when given: what every signer
+    of this protocol (commands, manifests, time answers) sends."""
     headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(dict(claims), private_key, algorithm=ALGORITHM, headers=headers)
+    key: Any = private_key  # PyJWT 2.6 (Debian 12's) annotates the key as str; it takes key objects
+    return jwt.encode(dict(claims), key, algorithm=ALGORITHM, headers=headers)

@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from foundation.findings import Finding, FindingList
-from protocol.commands import ALGORITHM, GROUP_PREFIX, LEEWAY, CommandRefused, verified_payload
+from protocol.commands import GROUP_PREFIX, LEEWAY, CommandRefused, signed_jws, verified_payload
 from protocol.json_wire import (
     DEVICE_ID,
     GROUP,
@@ -221,6 +220,4 @@ def sign_manifest(
     claims: Mapping[str, Any], private_key: Ed25519PrivateKey, *, kid: str | None = None
 ) -> str:
     """A compact JWS (EdDSA) of ``claims``; the central side's (and the tests') signer."""
-
-    headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(dict(claims), private_key, algorithm=ALGORITHM, headers=headers)
+    return signed_jws(claims, private_key, kid=kid)

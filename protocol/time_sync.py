@@ -24,11 +24,10 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from foundation.findings import FindingList
-from protocol.commands import ALGORITHM, CommandRefused, verified_payload
+from protocol.commands import CommandRefused, signed_jws, verified_payload
 from protocol.json_wire import DEVICE_ID, Fields, ProtocolError, decode_object, format_time, raise_if_any
 
 TIME_PATH = "/v1/time"  # under central.api_url, like the manifest's /v1/devices/<id>/manifest
@@ -100,8 +99,7 @@ def sign_time_answer(
     if not DEVICE_ID.fullmatch(device_id) or not NONCE.fullmatch(nonce):
         raise TimeRefused(TimeReason.BAD_CLAIMS, f"device {device_id!r} or nonce {nonce!r} out of form")
     claims = {"v": 1, "aud": device_id, "nonce": nonce, "time": format_time(now)}
-    headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers=headers)
+    return signed_jws(claims, private_key, kid=kid)
 
 
 def verify_time_answer(

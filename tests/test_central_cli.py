@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from sqlalchemy import select
 
 from agent.config import load_config
@@ -77,7 +77,8 @@ def test_device_add_writes_what_the_box_needs_and_the_agent_accepts_it(tmp_path:
     [key] = load_signing_keys(loaded.central, agent_config)
     central_key = load_pem_public_key((tmp_path / "data" / "signing-key.pub.pem").read_bytes())
     assert isinstance(central_key, Ed25519PublicKey)
-    assert key.public_bytes_raw() == central_key.public_bytes_raw()
+    raw = (Encoding.Raw, PublicFormat.Raw)
+    assert key.public_bytes(*raw) == central_key.public_bytes(*raw)
     password = read_password(loaded.central, agent_config)
     engine = db.open_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
     with engine.connect() as conn:

@@ -326,6 +326,29 @@ def test_a_second_run_changes_nothing_and_says_so(box: Box) -> None:
 
 @needs_root
 @needs_systemd
+def test_the_wheels_of_what_the_box_takes_from_debian_stay_out_of_its_wheelhouse(
+    box: Box, tmp_path: Path
+) -> None:
+    """A wheelhouse built with plain ``pip wheel`` holds cryptography and PyJWT wheels: the box takes
+    both from Debian (flash.sh's FROM_DEBIAN), so they are not copied, and a copy an older run left
+    in the tree goes."""
+    given = tmp_path / "given-wheels"
+    shutil.copytree(box.wheels, given)
+    debian = ["cryptography-50.0.2-cp311-abi3-manylinux_2_34_x86_64.whl", "PyJWT-2.15.1-py3-none-any.whl"]
+    for name in [*debian, "requests-2.34.2-py3-none-any.whl"]:
+        (given / name).write_bytes(b"a wheel")
+    left = box.tree / "opt/loa/wheelhouse/pyjwt-2.8.0-py3-none-any.whl"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"from an older run")
+    result = flash("--device-id", DEVICE, "--root", str(box.tree), "--wheelhouse", str(given))
+    assert result.returncode == 0, result.stdout + result.stderr
+    copied = {p.name for p in (box.tree / "opt/loa/wheelhouse").iterdir()}
+    assert copied == {p.name for p in given.iterdir()} - set(debian)
+    assert "requests-2.34.2-py3-none-any.whl" in copied
+
+
+@needs_root
+@needs_systemd
 def test_dry_run_prints_every_step_and_touches_nothing(box: Box) -> None:
     before = snapshot(box.tree)
     result = flash(*box.full(), "--dry-run")
@@ -503,12 +526,14 @@ def test_on_the_box_a_dry_run_names_every_step_and_touches_nothing(box: Box) -> 
 
 def test_the_environment_is_made_from_the_wheelhouse_alone_and_only_when_it_changed(tmp_path: Path) -> None:
     """install_venv, as the first boot runs it, with no index at all: a real venv and real pip.
-    The wheelhouse holds one small wheel named loa, so that no dependency is needed."""
+    The wheelhouse holds one small wheel named loa, whose only dependencies come from Debian
+    (python3-cryptography and python3-jwt, which flash.sh installs and `make test` too)."""
     source = tmp_path / "src"
     (source / "loa_probe").mkdir(parents=True)
     (source / "loa_probe" / "__init__.py").write_text("VERSION = 1\n")
-    (source / "setup.py").write_text(
-        "from setuptools import setup\nsetup(name='loa', version='9.0', packages=['loa_probe'])\n"
+    (source / "setup.py").write_text(  # what the box takes from Debian, and only from there
+        "from setuptools import setup\nsetup(name='loa', version='9.0', packages=['loa_probe'],"
+        " install_requires=['cryptography>=38', 'PyJWT>=2.6'])\n"
     )
     prefix = tmp_path / "opt-loa"
     wheelhouse = prefix / "wheelhouse"
@@ -527,7 +552,7 @@ def test_the_environment_is_made_from_the_wheelhouse_alone_and_only_when_it_chan
 
     def version() -> str:
         python = prefix / "venv" / "bin" / "python"
-        code = "import loa_probe; print(loa_probe.VERSION)"
+        code = "import cryptography as c, jwt, loa_probe as p; print(c.__file__, jwt.__file__, p.VERSION)"
         return subprocess.run(
             [str(python), "-c", code], capture_output=True, text=True, cwd="/"
         ).stdout.strip()
@@ -536,7 +561,8 @@ def test_the_environment_is_made_from_the_wheelhouse_alone_and_only_when_it_chan
     first = install()
     assert first.returncode == 0, first.stderr
     assert "--no-index" in first.stdout and first.stdout.endswith("changes=1\n")
-    assert version() == "1"
+    debian = "/usr/lib/python3/dist-packages"
+    assert version() == f"{debian}/cryptography/__init__.py {debian}/jwt/__init__.py 1"
     again = install()
     assert again.stdout == "changes=0\n"  # the same wheelhouse: pip is not even started
     (source / "loa_probe" / "__init__.py").write_text("VERSION = 2\n")
@@ -544,4 +570,4 @@ def test_the_environment_is_made_from_the_wheelhouse_alone_and_only_when_it_chan
         wheel.unlink()
     build()
     assert install().stdout.endswith("changes=1\n")
-    assert version() == "2"
+    assert version().endswith(" 2")
