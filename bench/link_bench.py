@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,6 +62,7 @@ from drivers.wav_samples import tone, write_wav
 from foundation.errors import NotRunningError
 from protocol.commands import sign_command
 from protocol.messages import decode_ack, decode_status
+from tests.http_stand_in import serving
 from tests.mqtt_broker import MOSQUITTO, Broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -463,18 +464,6 @@ class _NoManifestYet(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def _api_server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoManifestYet)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
     """The idle daemon (of ``tree``; libVLC, nothing due) without a central link, then with the link
     up, then (this tree only: the before revision had no manifest poll) with the link up and an
@@ -484,7 +473,7 @@ def idle_footprint(seconds: float, tree: Path = ROOT) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="loa-link-bench-") as tmp,
         _broker(Path(tmp)) as broker,
-        _api_server() as api,
+        serving(_NoManifestYet) as api,
     ):
         runs = [("no_link", None, None), ("link_up", broker.url, None)]
         if tree == ROOT:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from protocol.manifest import sign_manifest
 from protocol.messages import decode_ack
 from tests.agent_harness import RunningAgent, at, write_config, write_schedule
 from tests.audio_fixtures import tone_file
+from tests.http_stand_in import serving
 from tests.mqtt_broker import Broker
 
 DEVICE = "test-box-01"
@@ -75,14 +75,9 @@ def _handler(http: Http) -> type[BaseHTTPRequestHandler]:
 def serve_http() -> Iterator[Http]:
     """An ``Http`` served on a free port until the generator is closed."""
     state = Http()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with serving(_handler(state)) as url:
+        state.url = url
+        yield state
 
 
 class Central:

@@ -1,5 +1,5 @@
 """Fixtures the agent and central tests share: the suite's Mosquitto, its PostgreSQL, the central's key
-and HTTP side.
+and HTTP side, a central server on each database and a client of it.
 
 A module that needs another shape defines a fixture of the same name, which takes precedence here."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,6 +17,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.central_stand_in import Http, serve_http
 from tests.mqtt_broker import Broker, run_broker
 from tests.postgres_server import Postgres, run_postgres
+
+if TYPE_CHECKING:  # only the central server's tests load FastAPI and the central package
+    from fastapi.testclient import TestClient
+
+    from central.context import Central
 
 
 @pytest.fixture(autouse=True)
@@ -56,10 +61,20 @@ def http() -> Iterator[Http]:
     yield from serve_http()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
+    """A central.context.Central (``make_central``'s records) on a SQLite file, then on the module's
+    PostgreSQL: every test that uses it runs on both databases."""
+    from tests.central_harness import central_on_database
+
+    with central_on_database(request, tmp_path) as made:
+        yield made
+
+
 @pytest.fixture
-def client(central: Any) -> Iterator[Any]:
-    """The API and the pages of the module's own ``central`` fixture (a central.context.Central),
-    redirects not followed so that a page's 303 is seen; a module whose client differs defines its own."""
+def client(central: Central) -> Iterator[TestClient]:
+    """The API and the pages of ``central`` (the one above, or the module's own), redirects not
+    followed so that a page's 303 is seen; a module whose client differs defines its own."""
     from fastapi.testclient import TestClient  # only the central server's tests load FastAPI
 
     from central.app import create_app

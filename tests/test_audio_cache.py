@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from agent.audio_cache import AudioCache, CacheError
+from tests.http_stand_in import serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,15 +92,8 @@ class Server:
 def server() -> Iterator[Server]:
     state = ServerState()
     handler = type("BoundHandler", (Handler,), {"state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield Server(state, f"http://127.0.0.1:{httpd.server_address[1]}")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as base:
+        yield Server(state, base)
 
 
 def audio(n: int, seed: int = 1) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import wave
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,24 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central import db, registry
-from central.app import create_app
 from central.context import Central
 from protocol.commands import verify_command
 from protocol.manifest import verify_manifest
 from tests.audio_fixtures import tone_file
-from tests.central_harness import RecordingPublisher, central_on_database, login, upload
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    with central_on_database(request, tmp_path) as made:
-        yield made
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central)) as test_client:
-        yield test_client
+from tests.central_harness import RecordingPublisher, login, upload
 
 
 def published(central: Central) -> list[tuple[str, str, bool]]:

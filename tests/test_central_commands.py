@@ -11,8 +11,9 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from tests.central_stand_in import (
     row_of,
     wait_linked,
 )
+from tests.http_stand_in import serving
 from tests.mqtt_broker import Broker
 
 ALL_ZONES = ("zone-1", "zone-2")
@@ -50,6 +52,14 @@ def central(broker: Broker) -> Iterator[Central]:
     client = Central(broker.port)
     yield client
     client.close()
+
+
+@contextmanager
+def linked_agent(tmp_path: Path, broker: Broker) -> Iterator[RunningAgent]:
+    """The agent on the default schedule, its link to ``broker`` up."""
+    with running_agent(linked_config(tmp_path, broker)) as running:
+        wait_linked(running)
+        yield running
 
 
 def cache(running: RunningAgent, path: Path) -> str:
@@ -80,8 +90,7 @@ def results(central: Central, ident: str) -> list[str]:
 def test_an_emergency_plays_every_zone_at_its_volume_repeat_times_then_the_volume_returns(
     tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
 ) -> None:
-    with running_agent(linked_config(tmp_path, broker)) as running:
-        wait_linked(running)
+    with linked_agent(tmp_path, broker) as running:
         warning = cache(running, tone_file(tmp_path, 880, 0.5))
         news = cache(running, tone_file(tmp_path, 440, 0.3))
         fields = {"audio": {"sha256": warning}, "volume": 35, "repeat": 3}
@@ -110,8 +119,7 @@ def test_an_emergency_plays_every_zone_at_its_volume_repeat_times_then_the_volum
 def test_an_emergency_pre_empts_a_play_now_that_plays_at_its_own_volume(
     tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
 ) -> None:
-    with running_agent(linked_config(tmp_path, broker)) as running:
-        wait_linked(running)
+    with linked_agent(tmp_path, broker) as running:
         long = cache(running, tone_file(tmp_path, 330, 8.0))
         warning = cache(running, tone_file(tmp_path, 880, 0.5))
         central.send(sign_command(claims("cmd-news", cmd="play_now", audio={"sha256": long}, volume=70,
@@ -158,12 +166,15 @@ def test_an_emergency_repeated_sounds_its_repeats_in_one_run_with_the_relays_clo
 
 
 class SlowAudio:
-    """An HTTP server whose audio downloads wait until the test releases them."""
+    """Audio downloads that wait until the test releases them: the state of an HTTP server."""
 
     def __init__(self) -> None:
         self.audio: dict[str, bytes] = {}
         self.release = threading.Event()
         self.asked = threading.Event()
+        self.url = ""
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         state = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,38 +190,34 @@ class SlowAudio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        return Handler
 
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+
+@pytest.fixture
+def slow() -> Iterator[SlowAudio]:
+    """A ``SlowAudio`` served on a free port; what it holds back is released at the end."""
+    state = SlowAudio()
+    with serving(state.handler()) as url:
+        state.url = url
+        yield state
+        state.release.set()  # a download still held back ends before the server closes
 
 
 def test_an_emergency_never_waits_behind_a_play_now_download(
-    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central, slow: SlowAudio
 ) -> None:
-    slow = SlowAudio()
-    try:
-        with running_agent(linked_config(tmp_path, broker)) as running:
-            wait_linked(running)
-            sha_news, data = audio(tmp_path, 440, 0.5)
-            slow.audio[sha_news] = data
-            warning = cache(running, tone_file(tmp_path, 880, 0.5))
-            ref = {"sha256": sha_news, "url": f"{slow.url}/audio/{sha_news}"}
-            central.send(sign_command(claims("cmd-slow", cmd="play_now", audio=ref), key))
-            assert slow.asked.wait(10), "the play_now's download began"
-            central.send(sign_command(claims("cmd-now", cmd="emergency", audio={"sha256": warning}), key))
-            ack_of(central, "cmd-now", "done")
-            assert results(central, "cmd-slow") == ["accepted"], "still downloading"
-            slow.release.set()
-            ack_of(central, "cmd-slow", "done", 15)
-    finally:
-        slow.close()
+    with linked_agent(tmp_path, broker) as running:
+        sha_news, data = audio(tmp_path, 440, 0.5)
+        slow.audio[sha_news] = data
+        warning = cache(running, tone_file(tmp_path, 880, 0.5))
+        ref = {"sha256": sha_news, "url": f"{slow.url}/audio/{sha_news}"}
+        central.send(sign_command(claims("cmd-slow", cmd="play_now", audio=ref), key))
+        assert slow.asked.wait(10), "the play_now's download began"
+        central.send(sign_command(claims("cmd-now", cmd="emergency", audio={"sha256": warning}), key))
+        ack_of(central, "cmd-now", "done")
+        assert results(central, "cmd-slow") == ["accepted"], "still downloading"
+        slow.release.set()
+        ack_of(central, "cmd-slow", "done", 15)
     assert row_of(running, "central-command-cmd-now").outcome == "completed"
     assert row_of(running, "central-command-cmd-slow").audio == sha_news
 
@@ -289,25 +296,20 @@ def send_fetching(
 
 
 def test_a_stop_cancels_a_play_now_still_fetching_its_audio_and_never_waits_for_the_download(
-    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central, slow: SlowAudio
 ) -> None:
-    slow = SlowAudio()
-    try:
-        with running_agent(linked_config(tmp_path, broker)) as running:
-            wait_linked(running)
-            sha_news, data, _ = send_fetching(tmp_path, slow, central, key, "cmd-slow", "play_now")
-            central.send(sign_command(claims("cmd-vol", cmd="set_volume", volume=40), key))
-            central.send(sign_command(claims("cmd-hush", cmd="stop"), key))
-            assert "volume 40" in (ack_of(central, "cmd-vol", "done", 5).message or "")
-            assert ack_of(central, "cmd-hush", "done", 5).message == "nothing was playing"
-            assert results(central, "cmd-slow") == ["accepted"], "still downloading"
-            slow.release.set()
-            cancelled = ack_of(central, "cmd-slow", "rejected", 15)
-            cached = running.config.storage.dir / "audio" / sha_news
-            running.wait_passes(2, 5)
-            played = list(running.agent.player.played)  # type: ignore[attr-defined]
-    finally:
-        slow.close()
+    with linked_agent(tmp_path, broker) as running:
+        sha_news, data, _ = send_fetching(tmp_path, slow, central, key, "cmd-slow", "play_now")
+        central.send(sign_command(claims("cmd-vol", cmd="set_volume", volume=40), key))
+        central.send(sign_command(claims("cmd-hush", cmd="stop"), key))
+        assert "volume 40" in (ack_of(central, "cmd-vol", "done", 5).message or "")
+        assert ack_of(central, "cmd-hush", "done", 5).message == "nothing was playing"
+        assert results(central, "cmd-slow") == ["accepted"], "still downloading"
+        slow.release.set()
+        cancelled = ack_of(central, "cmd-slow", "rejected", 15)
+        cached = running.config.storage.dir / "audio" / sha_news
+        running.wait_passes(2, 5)
+        played = list(running.agent.player.played)  # type: ignore[attr-defined]
     assert cancelled.reason == "cancelled"
     assert "stop (central command cmd-hush)" in (cancelled.message or "")
     assert row_of(running, "central-command-cmd-slow") is None, "nothing played, nothing logged as played"
@@ -315,21 +317,16 @@ def test_a_stop_cancels_a_play_now_still_fetching_its_audio_and_never_waits_for_
 
 
 def test_a_local_stop_cancels_an_emergency_still_fetching_its_audio_but_not_one_that_came_after(
-    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central, slow: SlowAudio
 ) -> None:
-    slow = SlowAudio()
-    try:
-        with running_agent(linked_config(tmp_path, broker)) as running:
-            wait_linked(running)
-            _, _, ref = send_fetching(tmp_path, slow, central, key, "cmd-false-alarm", "emergency")
-            reply = request(running.config.control.socket, "stop")  # the crew at the pole: loa stop
-            assert reply["result"] == "done"
-            slow.release.set()
-            cancelled = ack_of(central, "cmd-false-alarm", "rejected", 15)
-            central.send(sign_command(claims("cmd-real-alarm", cmd="emergency", audio=ref), key))
-            ack_of(central, "cmd-real-alarm", "done")
-    finally:
-        slow.close()
+    with linked_agent(tmp_path, broker) as running:
+        _, _, ref = send_fetching(tmp_path, slow, central, key, "cmd-false-alarm", "emergency")
+        reply = request(running.config.control.socket, "stop")  # the crew at the pole: loa stop
+        assert reply["result"] == "done"
+        slow.release.set()
+        cancelled = ack_of(central, "cmd-false-alarm", "rejected", 15)
+        central.send(sign_command(claims("cmd-real-alarm", cmd="emergency", audio=ref), key))
+        ack_of(central, "cmd-real-alarm", "done")
     assert cancelled.reason == "cancelled" and "stop (local command" in (cancelled.message or "")
     assert row_of(running, "central-command-cmd-false-alarm") is None
     assert row_of(running, "central-command-cmd-real-alarm").level == "emergency"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import queue
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
@@ -23,15 +21,9 @@ from central.mqtt_link import Incoming
 from central.registry import User, all_units
 from protocol.messages import Ack, AckResult, Record, StateMessage, StatusMessage
 from protocol.topics import Kind
-from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, central_on_database, make_central
+from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, make_central
 
 AT = datetime(2099, 1, 1, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    with central_on_database(request, tmp_path) as made:
-        yield made
 
 
 def message(device: str, kind: str, payload: str | bytes) -> Incoming:

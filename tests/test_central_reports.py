@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,31 +13,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central import cli
-from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
-from tests.central_harness import BOX_ZONE, central_on_database, login, upload
+from tests.central_harness import BOX_ZONE, login, upload
 from tests.central_records import ingest, playlog
 
 DAY = datetime(2099, 3, 10, 6, 0, tzinfo=BOX_ZONE)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    with central_on_database(request, tmp_path) as made:
-        # an old record: a box in a commune under a district, in the same province
-        config = f"--config={tmp_path / 'central.yaml'}"
-        assert cli.main([config, "device", "add", "xa-c-01", "--province", "tinh",
-                         "--district", "huyen-d", "--district-name", "Huyện Đông", "--commune", "xa-c",
-                         "--commune-name", "Xã Cẩm Phước", "--out", str(tmp_path / "c"),
-                         "--box-dir", str(tmp_path / "c")]) == 0  # fmt: skip
-        yield made
-
-
 @pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central)) as test_client:
-        yield test_client
+def central(central: Central, tmp_path: Path) -> Central:
+    """The shared one (on each database) with an old record: a box in a commune under a district, in
+    the same province."""
+    config = f"--config={tmp_path / 'central.yaml'}"
+    assert cli.main([config, "device", "add", "xa-c-01", "--province", "tinh",
+                     "--district", "huyen-d", "--district-name", "Huyện Đông", "--commune", "xa-c",
+                     "--commune-name", "Xã Cẩm Phước", "--out", str(tmp_path / "c"),
+                     "--box-dir", str(tmp_path / "c")]) == 0  # fmt: skip
+    return central
 
 
 @pytest.fixture

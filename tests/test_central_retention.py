@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,9 @@ from central.registry import User, all_units
 from central.retention import Pruner, PruneThread
 from protocol.messages import Ack, AckResult, Record
 from protocol.topics import Kind
-from tests.central_harness import central_on_database, login
+from tests.central_harness import login
 
 NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    with central_on_database(request, tmp_path) as made:
-        yield made
 
 
 def ago(days: float) -> datetime:

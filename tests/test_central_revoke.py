@@ -33,7 +33,6 @@ from tests.central_harness import (
     BOX_ZONE,
     MqttClient,
     RecordingPublisher,
-    central_on_database,
     initialized,
     loa_central,
     login,
@@ -146,18 +145,6 @@ def test_remove_and_rotate_say_in_one_sentence_what_is_wrong(tmp_path: Path) -> 
         engine.dispose()
     assert actions[0] == ("loa-central", "device.remove", "xa-a-01")
     assert [action for action in actions if action[1].startswith("device.")] == [actions[0]]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]:
-    with central_on_database(request, tmp_path) as made:
-        yield made
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central)) as test_client:
-        yield test_client
 
 
 def remove(central: Central, device: str) -> None:

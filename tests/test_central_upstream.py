@@ -8,9 +8,8 @@ import functools
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from central.app import create_app
 from central.context import Central
 from tests.audio_fixtures import tone_file
 from tests.central_harness import ADMIN_PASSWORD, RecordingPublisher, login, make_central, sign_in
+from tests.http_stand_in import serving
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -35,14 +35,8 @@ def newsroom(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server publishing the files of a directory; (its base URL, the directory)."""
     site = tmp_path / "newsroom"
     site.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    thread = threading.Thread(target=server.serve_forever, name="newsroom", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", site
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(functools.partial(Quiet, directory=str(site))) as base:
+        yield base, site
 
 
 @pytest.fixture

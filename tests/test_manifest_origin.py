@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from agent.schedule_source import CENTRAL_ORIGIN, Schedule
 from agent.store import Store
 from protocol.manifest import ManifestRefused, Reason, sign_manifest
 from tests.agent_harness import write_config, write_schedule
+from tests.http_stand_in import serving
 
 DEVICE = "test-box-01"
 KEY = Ed25519PrivateKey.generate()
@@ -66,19 +66,16 @@ class Central:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def central() -> Iterator[Central]:
     server = Central()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=10)
+    with serving(server.handler) as url:
+        server.url = url
+        yield server
 
 
 def box(tmp_path: Path, url: str) -> tuple[Schedule, Store, ManifestOrigin]:

@@ -3,16 +3,17 @@ with a test key (protocol.time_sync.sign_time_answer), or misbehaves as a test a
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.time_sync import CONTENT_TYPE, TIME_PATH, sign_time_answer
+from tests.http_stand_in import serving
 
 
 class TimeServer:
@@ -26,12 +27,8 @@ class TimeServer:
         self.delay = 0.0  # seconds, in slow mode
         self.nonces: list[str] = []
         self.first_answer: bytes | None = None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, name="time-server", daemon=True)
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        self.api_url = ""  # once entered
+        self._serving = ExitStack()
 
     def answer(self, device: str, nonce: str) -> tuple[int, bytes]:
         now = datetime.now(UTC) + self.skew
@@ -82,12 +79,11 @@ class TimeServer:
         return Handler
 
     def __enter__(self) -> TimeServer:
-        self.thread.start()
+        self.api_url = self._serving.enter_context(serving(self._handler())) + "/api"
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 def run_time_server(key: Ed25519PrivateKey) -> Iterator[TimeServer]:
