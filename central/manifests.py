@@ -105,7 +105,7 @@ def clear_removed_notices(engine: Engine, publisher: Publisher, among: Iterable[
     removed = removed_with_notices(engine, among)
     if not removed:
         return 0
-    left = clear_notices(publisher, removed)
+    left = clear_notices(publisher, removed, timeout=5.0 + len(removed) / 100)  # 10,000 in 105 s at most
     if left:
         logger.warning("retained manifest notices of removed boxes not cleared (the broker did not take "
                        "it): %s; cleared when the link connects next", ", ".join(left))  # fmt: skip

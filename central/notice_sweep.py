@@ -31,7 +31,6 @@ class NoticeSweep:
         self.engine, self.publisher = engine, publisher
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self.sweeps = 0  # finished sweeps, for the tests
         self._thread = threading.Thread(target=self._run, name="notice-sweep", daemon=True)
 
     def link_up(self) -> None:
@@ -57,4 +56,3 @@ class NoticeSweep:
                 continue
             if cleared:
                 logger.info("cleared the retained manifest notices of %d removed boxes", cleared)
-            self.sweeps += 1
