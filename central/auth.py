@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 
-from central import registry
+from central import login_throttle, registry
 from central.access import Scope
 from central.context import Central
 from central.login_throttle import Throttled
@@ -65,10 +65,10 @@ def address_of(request: Request) -> str:
 def authenticate(central: Central, name: str, password: str, address: str, via: str) -> registry.User:
     """The user whose password this is; Throttled after too many wrong ones, else WrongPassword.
     Each outcome is audited (``login``, ``login.failed``, ``login.throttled``), with the address."""
-    name = name[:128]
+    name, now = name[:128], central.clock()
     detail = {"address": address}
     try:
-        central.logins.check(name, address)
+        login_throttle.check(central.engine, name, address, now)
     except Throttled as refused:
         registry.record_audit(central.engine, name, "login.throttled", via, detail | {"reason": str(refused)})
         raise
@@ -76,10 +76,10 @@ def authenticate(central: Central, name: str, password: str, address: str, via: 
     if found is None:
         spend_like_a_verify(password)
     if found is None or not verify_password(found[1], password):
-        central.logins.failed(name, address)
+        login_throttle.failed(central.engine, name, address, now)
         registry.record_audit(central.engine, name, "login.failed", via, detail)
         raise WrongPassword()
-    central.logins.succeeded(name)
+    login_throttle.succeeded(central.engine, name)
     registry.record_audit(central.engine, found[0].name, "login", via, detail)
     return found[0]
 

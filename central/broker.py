@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -30,7 +31,7 @@ from central import registry
 from central.config import CentralServerConfig
 from central.files import write_atomically
 from central.passwords import mosquitto_hash, new_secret
-from foundation.errors import LoaError
+from foundation.errors import ConfigError, LoaError
 from protocol.topics import PREFIX
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,38 @@ def central_password(config: CentralServerConfig) -> str:
     if not path.exists():
         write_atomically(path, (new_secret() + "\n").encode(), mode=0o600)
     return path.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom the central server connects to its broker."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def central_endpoint(config: CentralServerConfig) -> Endpoint:
+    """The embedded broker's plain listener as ``loa-central``, or the external broker as
+    ``mqtt.username`` with the password in ``mqtt.password_file``."""
+    if config.mqtt.embedded:
+        host = "127.0.0.1" if config.mqtt.listen_host in ("0.0.0.0", "") else config.mqtt.listen_host
+        return Endpoint(host, config.mqtt.listen_port, CENTRAL_USER, central_password(config))
+    rest = config.mqtt.broker.split("://", 1)[1]
+    host, _, port = rest.rpartition(":")
+    password = None
+    if config.mqtt.password_file is not None:
+        try:
+            password = config.mqtt.password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as error:
+            raise ConfigError(
+                [
+                    f"{config.source}: mqtt.password_file: {config.mqtt.password_file}: cannot read "
+                    f"({type(error).__name__})"
+                ]
+            ) from None
+    return Endpoint(host, int(port), config.mqtt.username, password)
 
 
 def acl_text(groups_by_device: dict[str, list[str]]) -> str:

@@ -11,7 +11,6 @@ from sqlalchemy import Engine
 
 from central.audio_store import AudioStore
 from central.config import CentralServerConfig
-from central.login_throttle import LoginThrottle
 from central.signing import SigningKey
 from central.tts import SpeechEngine
 
@@ -41,7 +40,6 @@ class Central:
     audio: AudioStore
     speech: SpeechEngine
     clock: Callable[[], datetime] = field(default=utc_now)
-    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
     def audio_url(self, sha256: str) -> str:
         """Where a box fetches audio: the API's audio route (served with HTTP Range)."""

@@ -282,6 +282,18 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+# Wrong passwords per user name and per client address (central.login_throttle): every server
+# process on the database counts here; a row with no failure for an hour is deleted.  A new table:
+# create_all makes it, with its index, in a database made by an older version too.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # user | address
+    Column("name", String(128), primary_key=True),  # the user name casefolded, or the address
+    Column("failures", Integer, nullable=False),
+    Column("last_at", UtcDateTime, nullable=False, index=True),  # the last failure; pruning goes by it
+)
+
 
 # Indexes added to tables that existing databases already have (see _add_later_indexes).
 LATER_INDEXES = ("ix_records_stream_received", "ix_commands_created")
@@ -334,18 +346,21 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` in the engine's dialect, which has ``on_conflict_do_*`` and ``excluded``."""
+    return postgresql.insert(table) if engine.dialect.name == "postgresql" else sqlite.insert(table)
+
+
 def insert_ignoring_duplicates(engine: Engine, table: Table, conflict: list[str]) -> Insert:
     """``INSERT ... ON CONFLICT (conflict) DO NOTHING`` in the engine's dialect."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return dialect_insert(engine, table).on_conflict_do_nothing(index_elements=conflict)
 
 
 def upsert(engine: Engine, table: Table, conflict: list[str], update: list[str], *,
            only_if_greater: str | None = None) -> Insert:  # fmt: skip
     """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update = excluded.update``; with
     ``only_if_greater``, only when the new row's value of that column is greater than the stored one."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
+    statement = dialect_insert(engine, table)
     where = (
         None if only_if_greater is None else table.c[only_if_greater] < statement.excluded[only_if_greater]
     )

@@ -12,6 +12,11 @@ rereads and disconnects one whose account is gone or whose password no longer ma
 its old password, is cut off at once and refused when it connects again.  Every other box keeps its
 connection.
 
+Removal also clears the box's retained manifest notice from the broker (an empty retained message
+on its notice topic), connecting for that as a client of its own; when the broker cannot be
+reached (``serve`` not running, the broker down), ``serve`` clears it when its link connects next
+(central.notice_sweep).
+
 A removed box is never deleted: its row, play logs, records and acks stay for the reports.  Its id
 is not registered again (``registry.add_device`` refuses it): a box back in service takes a new id,
 so that no report mixes two boxes' records under one id.
@@ -27,10 +32,11 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from central import broker, db, registry
+from central import broker, db, manifests, registry
 from central.config import CentralServerConfig
 from central.files import write_atomically
 from central.ingest import service_status
+from central.mqtt_link import publish_once
 from central.passwords import mosquitto_hash, new_secret
 
 PASSWORD_NAME = "mqtt-password"
@@ -45,11 +51,13 @@ def write_password(out: Path, password: str) -> Path:
     return path
 
 
-def update_broker(config: CentralServerConfig, engine: Engine) -> None:
-    """The embedded broker's files from the database, reread by the running broker at once."""
-    if config.mqtt.embedded:
-        broker.write_files(config, engine)
-        broker.reload(config)
+def update_broker(config: CentralServerConfig, engine: Engine) -> bool:
+    """The embedded broker's files from the database, reread by the running broker at once; whether
+    a broker may be running to take what comes next (an external one always may)."""
+    if not config.mqtt.embedded:
+        return True
+    broker.write_files(config, engine)
+    return broker.reload(config)
 
 
 def add_parsers(device: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,13 +125,31 @@ def _remove(config: CentralServerConfig, engine: Engine, device_id: str) -> None
     """Again for a box removed before, it writes the broker's files again: a removal cut short between
     the database and the broker is finished by running it once more."""
     at, now_removed = registry.remove_device(engine, device_id)
-    update_broker(config, engine)
+    running = update_broker(config, engine)
     if not now_removed:
         print(f"device {device_id} was removed from service on {at:%Y-%m-%d}; the broker refuses it")
-        return
-    registry.record_audit(engine, CLI_USER, "device.remove", device_id, {"removed_at": at.isoformat()})
-    print(f"device {device_id} removed from service: the broker refuses it; its records stay for the reports")
-    _external_note(config, f"remove the account {device_id} from it")
+    else:
+        registry.record_audit(engine, CLI_USER, "device.remove", device_id, {"removed_at": at.isoformat()})
+        print(f"device {device_id} removed from service: the broker refuses it; its records stay for the "
+              "reports")  # fmt: skip
+    print(_clear_notice(config, engine, device_id, running))
+    if now_removed:
+        _external_note(config, f"remove the account {device_id} from it")
+
+
+def _clear_notice(config: CentralServerConfig, engine: Engine, device_id: str, running: bool) -> str:
+    """Clear the box's retained manifest notice on the broker, if it is reachable; what was done."""
+    if not manifests.removed_with_notices(engine, [device_id]):
+        return "it never had a manifest notice to clear"
+    later = "loa-central serve clears its retained manifest notice when it connects to the broker next"
+    if not running:
+        return f"the broker is not running: {later}"
+    endpoint = broker.central_endpoint(config)
+    taken = publish_once(endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password,
+                         messages=[(manifests.notice_topic(device_id), "")], retain=True)  # fmt: skip
+    if taken != [True]:
+        return f"the broker was not reached: {later}"
+    return "its retained manifest notice is cleared from the broker"
 
 
 def _rotate(config: CentralServerConfig, engine: Engine, device_id: str, out: Path) -> None:

@@ -9,33 +9,38 @@ a plain reason, before any password is checked, so a guess costs nothing to refu
 guesser nothing.  A right password clears its name's count (not its address's: signing in to
 one's own account must not buy more guesses at another).
 
-Counts live in the server's memory (one server process is the design, central.manifests): a
-restart forgets them, which costs a guesser a restart of the server it cannot cause.
+Counts live in the database (``login_failures``: a count and the time of the last failure per name
+and per address; the wait follows from the two), so a restart forgets nothing and every
+``loa-central serve`` process on one database counts together.  A failure is counted by one
+``INSERT ... ON CONFLICT DO UPDATE`` (``failures + 1``, or 1 after an hour without failures), which
+both databases apply atomically: two processes counting the same name lose neither failure.  Rows
+with no failure for ``FORGET_AFTER`` are deleted whenever a failure is counted, so the table holds
+at most the names and addresses that failed in the last hour.  Times are the server's wall clock
+(``Central.clock``), the one clock every process shares.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from sqlalchemy import Engine, and_, case, delete, or_, select
+from sqlalchemy.exc import DBAPIError
+
+from central import db
 from foundation.errors import LoaError
+
+logger = logging.getLogger(__name__)
 
 FREE_PER_USER = 5
 FREE_PER_ADDRESS = 20
 FIRST_WAIT = 2.0  # seconds after the last free failure; doubles with each further one
 LONGEST_WAIT = 900.0
 FORGET_AFTER = 3600.0  # a count with no failure for this long starts again from nothing
-MAX_TRACKED = 100_000  # names and addresses held at once; the oldest are forgotten past this
+KEY_CHARS = 128  # a name or address is kept to this many characters (the column's width)
 
-
-@dataclass
-class _Count:
-    failures: int = 0
-    last: float = 0.0
-    until: float = 0.0  # no sign-in before this moment (the monotonic clock)
+_failures = db.login_failures
 
 
 class Throttled(LoaError, PermissionError):
@@ -47,43 +52,63 @@ class Throttled(LoaError, PermissionError):
         super().__init__(f"too many wrong passwords for {who}: try again in {wait_s} s")
 
 
-class LoginThrottle:
-    """Failed sign-ins per user name and per client address; thread-safe (the API's worker threads)."""
+def check(engine: Engine, user: str, address: str, now: datetime) -> None:
+    """Throttled if a sign-in of ``user`` from ``address`` must wait at ``now``."""
+    keys = _keys(user, address)
+    matches = [and_(_failures.c.kind == kind, _failures.c.name == name) for kind, name in keys]
+    query = select(_failures.c.kind, _failures.c.name, _failures.c.failures, _failures.c.last_at)
+    with engine.connect() as conn:
+        rows = {(row.kind, row.name): row for row in conn.execute(query.where(or_(*matches)))}
+    for key in keys:  # the name first: its reason is the one a person can act on
+        row = rows.get(key)
+        wait = None if row is None else _wait(key[0], row.failures)
+        if row is not None and wait is not None:
+            left = (row.last_at + timedelta(seconds=wait) - now).total_seconds()
+            if left > 0:
+                raise Throttled(key[0], key[1], math.ceil(left))
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._counts: dict[tuple[str, str], _Count] = {}
-        self._lock = threading.Lock()
 
-    def check(self, user: str, address: str) -> None:
-        """Throttled if a sign-in of ``user`` from ``address`` must wait."""
-        now = self.clock()
-        with self._lock:
-            for key in _keys(user, address):
-                count = self._counts.get(key)
-                if count is not None and count.until > now:
-                    raise Throttled(key[0], key[1], math.ceil(count.until - now))
+def failed(engine: Engine, user: str, address: str, now: datetime) -> None:
+    """One more wrong password for ``user`` and for ``address``; then the stale counts deleted."""
+    forget_before = now - timedelta(seconds=FORGET_AFTER)
+    statement = db.dialect_insert(engine, _failures)
+    statement = statement.on_conflict_do_update(
+        index_elements=["kind", "name"],
+        set_={
+            "failures": case((_failures.c.last_at < forget_before, 1), else_=_failures.c.failures + 1),
+            "last_at": statement.excluded.last_at,
+        },
+    )
+    with engine.begin() as conn:  # the name's row, then the address's: every process locks in this order
+        for kind, name in _keys(user, address):
+            conn.execute(statement, {"kind": kind, "name": name, "failures": 1, "last_at": now})
+    _prune(engine, forget_before)
 
-    def failed(self, user: str, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            for key in _keys(user, address):
-                count = self._counts.pop(key, None) or _Count()
-                if now - count.last > FORGET_AFTER:
-                    count = _Count()
-                count.failures += 1
-                count.last = now
-                beyond = count.failures - (FREE_PER_USER if key[0] == "user" else FREE_PER_ADDRESS)
-                if beyond >= 0:  # the last free failure already makes the next try wait
-                    count.until = now + min(LONGEST_WAIT, FIRST_WAIT * 2 ** min(beyond, 20))
-                self._counts[key] = count  # re-inserted last: the dict stays in order of last failure
-            while len(self._counts) > MAX_TRACKED:
-                del self._counts[next(iter(self._counts))]
 
-    def succeeded(self, user: str) -> None:
-        with self._lock:
-            self._counts.pop(("user", user.casefold()), None)
+def succeeded(engine: Engine, user: str) -> None:
+    """A right password: the name's count is cleared (the address's stays)."""
+    kind, name = _keys(user, "")[0]
+    with engine.begin() as conn:
+        conn.execute(delete(_failures).where(_failures.c.kind == kind, _failures.c.name == name))
+
+
+def _prune(engine: Engine, forget_before: datetime) -> None:
+    """Counts with no failure since ``forget_before`` deleted; a failure here (two processes pruning
+    at once, one chosen as a deadlock's victim) is left to the next failure's pruning."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(_failures).where(_failures.c.last_at < forget_before))
+    except DBAPIError as error:
+        logger.info("sign-in counts: stale rows left for the next pruning (%s)", type(error.orig).__name__)
+
+
+def _wait(kind: str, failures: int) -> float | None:
+    """Seconds a sign-in must wait after the last of ``failures``; None while free tries are left."""
+    beyond = failures - (FREE_PER_USER if kind == "user" else FREE_PER_ADDRESS)
+    if beyond < 0:  # the last free failure already makes the next try wait
+        return None
+    return min(LONGEST_WAIT, FIRST_WAIT * 2 ** min(beyond, 20))
 
 
 def _keys(user: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
-    return ("user", user.casefold()), ("address", address)
+    return ("user", user.casefold()[:KEY_CHARS]), ("address", address[:KEY_CHARS])

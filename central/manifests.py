@@ -1,6 +1,11 @@
 """Each box's signed schedule manifest (docs/PROTOCOL.md, "Schedule manifests"), built from the
 bulletins scheduled for it, and the retained notice that tells it a new version is waiting.
 
+A box removed from service (``loa-central device remove``) has its retained notice cleared (an
+empty retained message on its topic: how MQTT deletes one) by :func:`clear_removed_notices`: by the
+command itself when it reaches the broker, and by ``loa-central serve`` each time its link connects
+(central.notice_sweep), which also undoes a notice the broker brought back from its own store.
+
 A manifest is per box (its ``aud`` is the device id): boxes of one commune may hold different
 schedules once a commune operator has accepted or declined what a province offered.  Versions only
 grow, one per rebuild, so a box never takes an old manifest again (``stale``).
@@ -15,10 +20,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Engine, Row, exists, select
 
 from central import db
-from central.context import Central
+from central.context import Central, Publisher
 from protocol.manifest import sign_manifest
 from protocol.topics import PREFIX
 
@@ -70,6 +75,43 @@ def notice_topic(device_id: str) -> str:
     return f"{PREFIX}/{device_id}/manifest"
 
 
+def clear_notices(publisher: Publisher, device_ids: Iterable[str], timeout: float = 5.0) -> list[str]:
+    """An empty retained message on each box's notice topic, which deletes the broker's retained
+    notice; the boxes whose clearing the broker did not take (to be cleared again later)."""
+    ids = sorted(set(device_ids))
+    taken = publisher.publish_all([(notice_topic(device_id), "") for device_id in ids], retain=True,
+                                  timeout=timeout)  # fmt: skip
+    return [device_id for device_id, published in zip(ids, taken, strict=True) if not published]
+
+
+def removed_with_notices(engine: Engine, among: Iterable[str] | None = None) -> list[str]:
+    """The boxes removed from service that had a manifest, so a retained notice (``among`` those:
+    picked here, not in SQL, since a rebuild may name 10,000 boxes and removed ones are few)."""
+    query = select(db.devices.c.id).where(
+        db.devices.c.removed_at.is_not(None),
+        exists().where(db.manifests.c.device_id == db.devices.c.id),
+    )
+    with engine.connect() as conn:
+        removed = list(conn.execute(query.order_by(db.devices.c.id)).scalars())
+    if among is None:
+        return removed
+    wanted = set(among)
+    return [device_id for device_id in removed if device_id in wanted]
+
+
+def clear_removed_notices(engine: Engine, publisher: Publisher, among: Iterable[str] | None = None) -> int:
+    """Clear the retained notices of the removed boxes (``among`` those); how many were cleared.
+    Idempotent: clearing a topic with no retained message leaves it so."""
+    removed = removed_with_notices(engine, among)
+    if not removed:
+        return 0
+    left = clear_notices(publisher, removed, timeout=5.0 + len(removed) / 100)  # 10,000 in 105 s at most
+    if left:
+        logger.warning("retained manifest notices of removed boxes not cleared (the broker did not take "
+                       "it): %s; cleared when the link connects next", ", ".join(left))  # fmt: skip
+    return len(removed) - len(left)
+
+
 def _items(central: Central, device_id: str) -> list[dict[str, Any]]:
     query = (
         select(db.bulletins)
@@ -108,6 +150,9 @@ def rebuild(central: Central, device_ids: Iterable[str]) -> dict[str, int]:
             logger.warning(
                 "manifest %d of %s: notice not published (the box polls hourly)", version, device_id
             )
+    # A box removed while this rebuild ran (device remove is another process) may have had its notice
+    # cleared before this one went out: checked after publishing, so one of the two clears it.
+    clear_removed_notices(central.engine, central.publisher, among=versions)
     return versions
 
 

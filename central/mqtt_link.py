@@ -17,10 +17,11 @@ message again, and the id it had may already name another one.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +46,13 @@ class Incoming:
 
 
 class CentralLink:
-    """Subscribed to everything boxes send; publishes commands and manifest notices."""
+    """Subscribed to everything boxes send; publishes commands and manifest notices.  ``on_up`` is
+    called on paho's thread at each connection, once subscribed: it must return at once."""
 
     def __init__(self, host: str, port: int, *, username: str | None, password: str | None,
-                 client_id: str = CLIENT_ID) -> None:  # fmt: skip
+                 client_id: str = CLIENT_ID, on_up: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.host, self.port = host, port
+        self.on_up = on_up
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=100_000)
         self.connected = threading.Event()
         self._client = mqtt.Client(
@@ -84,20 +87,7 @@ class CentralLink:
     ) -> list[bool]:
         """Publish each ``(topic, payload)`` at QoS 1 without waiting between them, then wait (``timeout``
         in all) until the broker has each; one answer per message: False if the broker did not take it."""
-        infos = [self._client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
-        deadline = time.monotonic() + timeout
-        taken = []
-        for info in infos:
-            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-                taken.append(False)
-                continue
-            try:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):
-                taken.append(False)
-                continue
-            taken.append(info.is_published())
-        return taken
+        return _publish_all(self._client, messages, retain, timeout)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -107,6 +97,8 @@ class CentralLink:
         client.subscribe([(topic, 1) for topic in central_subscriptions()])
         self.connected.set()
         logger.info("central link up")
+        if self.on_up is not None:
+            self.on_up()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
@@ -129,3 +121,50 @@ class CentralLink:
                 self._client.ack(message.mid, message.qos)
                 acked += 1
         return acked
+
+
+def _publish_all(client: mqtt.Client, messages: Sequence[tuple[str, str]], retain: bool, timeout: float
+                 ) -> list[bool]:  # fmt: skip
+    infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
+    deadline = time.monotonic() + timeout
+    taken = []
+    for info in infos:
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            taken.append(False)
+            continue
+        try:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        except (RuntimeError, ValueError):
+            taken.append(False)
+            continue
+        taken.append(info.is_published())
+    return taken
+
+
+def publish_once(host: str, port: int, *, username: str | None, password: str | None,
+                 messages: Sequence[tuple[str, str]], retain: bool = False, timeout: float = 5.0
+                 ) -> list[bool] | None:  # fmt: skip
+    """Connect as a short-lived client of its own (a command on the server's command line), publish
+    ``messages`` at QoS 1 and disconnect; one answer per message as :meth:`CentralLink.publish_all`,
+    or None if the broker could not be reached (or refused the account) within ``timeout``.
+
+    Its client id is its own and its session clean: the running server's link, connected as
+    ``loa-central`` with a persistent session, is neither taken over nor handed its messages.
+    """
+    up = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{CLIENT_ID}-cli-{os.getpid()}",
+                         clean_session=True, protocol=mqtt.MQTTv311)  # fmt: skip
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.on_connect = lambda _c, _u, _f, reason, _p: None if reason.is_failure else up.set()
+    deadline = time.monotonic() + timeout
+    try:
+        client.connect_async(host, port, keepalive=KEEPALIVE)
+        client.loop_start()
+        if not up.wait(timeout):
+            logger.warning("broker %s:%d not reached in %.0f s", host, port, timeout)
+            return None
+        return _publish_all(client, messages, retain, max(0.0, deadline - time.monotonic()))
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,7 +1,8 @@
 """``loa-central serve``: the embedded broker, the MQTT link and ingest, then the HTTP server.
 
 Subsystems start in dependency order and stop in reverse in ``finally``: database and signing key,
-broker (embedded) → link → ingest → retention → uvicorn, which runs until SIGINT or SIGTERM.
+broker (embedded) → the sweep of removed boxes' notices (central.notice_sweep) → link → ingest →
+retention → uvicorn, which runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from central.config import CentralServerConfig
 from central.context import Central
 from central.ingest import Ingestor, IngestThread
 from central.mqtt_link import CentralLink
+from central.notice_sweep import NoticeSweep
 from central.retention import Pruner, PruneThread
 from central.signing import load_signing_key
 from central.tts import EspeakNg
-from foundation.errors import ConfigError, LoaError
+from foundation.errors import LoaError
 
 logger = logging.getLogger(__name__)
 
@@ -33,30 +35,6 @@ class ServeError(LoaError, OSError):
     """A subsystem of the running server stopped by itself."""
 
     exit_code = 4
-
-
-def _link(config: CentralServerConfig) -> CentralLink:
-    if config.mqtt.embedded:
-        return CentralLink(
-            "127.0.0.1" if config.mqtt.listen_host in ("0.0.0.0", "") else config.mqtt.listen_host,
-            config.mqtt.listen_port,
-            username=broker.CENTRAL_USER,
-            password=broker.central_password(config),
-        )
-    rest = config.mqtt.broker.split("://", 1)[1]
-    host, _, port = rest.rpartition(":")
-    password = None
-    if config.mqtt.password_file is not None:
-        try:
-            password = config.mqtt.password_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeError) as error:
-            raise ConfigError(
-                [
-                    f"{config.source}: mqtt.password_file: {config.mqtt.password_file}: cannot read "
-                    f"({type(error).__name__})"
-                ]
-            ) from None
-    return CentralLink(host, int(port), username=config.mqtt.username, password=password)
 
 
 def serve(config: CentralServerConfig) -> None:
@@ -70,7 +48,12 @@ def serve(config: CentralServerConfig) -> None:
             supervisor = broker.BrokerSupervisor(config)
             supervisor.start()
             stack.callback(supervisor.stop)
-        link = _link(config)
+        at = broker.central_endpoint(config)
+        link = CentralLink(at.host, at.port, username=at.username, password=at.password)
+        sweep = NoticeSweep(engine, link)
+        link.on_up = sweep.link_up  # before the link starts: its first connection is swept too
+        sweep.start()
+        stack.callback(sweep.stop)
         link.start()
         stack.callback(link.stop)
         central = Central(config, engine, key, link, AudioStore(config.audio_dir, config.audio_max_bytes),
