@@ -27,7 +27,7 @@ EN = {
     "emergency.hint": "An emergency interrupts whatever the boxes play and plays at once. You will be "
     "asked to confirm.",
     "stop.hint": "Sent by mistake? Stopping cuts it off where it plays, and a box still downloading its "
-    "audio never plays it.",
+    "audio, or holding it to play after what it plays now, never plays it.",
 }
 LEVELS_HINT_VI = (
     "Bản tin thông thường gửi tới cụm loa của đơn vị cấp dưới sẽ được đề xuất cho xã; người vận hành của "
@@ -193,8 +193,8 @@ VI = {
     "Signed and sent": "Đã ký và gửi",
     "Stop it on these boxes": "Dừng phát trên các cụm loa này",
     "Stop what this box plays": "Dừng phát trên cụm loa này",
-    "stop.hint": "Gửi nhầm? Lệnh dừng cắt ngay nơi đang phát, và cụm loa nào còn đang tải âm thanh sẽ "
-    "không phát nữa.",
+    "stop.hint": "Gửi nhầm? Lệnh dừng cắt ngay nơi đang phát; cụm loa nào còn đang tải âm thanh, hoặc "
+    "đang chờ phát sau bản tin hiện tại, sẽ không phát nữa.",
     "Answer": "Phản hồi",
     # reports
     "Broadcast report": "Báo cáo phát thanh",

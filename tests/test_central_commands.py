@@ -47,6 +47,19 @@ from tests.mqtt_broker import Broker
 ALL_ZONES = ("zone-1", "zone-2")
 
 
+WavOut = tuple[Path, list[str]]
+
+
+@pytest.fixture
+def wav_out(tmp_path: Path) -> WavOut:
+    """Where libVLC writes what the box plays, and the options that say so; skipped without libVLC."""
+    missing = libvlc_missing()
+    if missing:
+        pytest.skip(missing)
+    out = tmp_path / "out.wav"
+    return out, ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+
+
 @pytest.fixture
 def central(broker: Broker) -> Iterator[Central]:
     client = Central(broker.port)
@@ -135,13 +148,9 @@ def test_an_emergency_pre_empts_a_play_now_that_plays_at_its_own_volume(
 
 @pytest.mark.vlc
 def test_an_emergency_repeated_sounds_its_repeats_in_one_run_with_the_relays_closed_throughout(
-    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central, wav_out: WavOut
 ) -> None:
-    missing = libvlc_missing()
-    if missing:
-        pytest.skip(missing)
-    out = tmp_path / "out.wav"
-    args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    out, args = wav_out
     with running_agent(linked_config(tmp_path, broker, backend="vlc", vlc_args=args)) as running:
         wait_linked(running)
         warning = cache(running, tone_file(tmp_path, 660, 1.5))
@@ -334,13 +343,9 @@ def test_a_local_stop_cancels_an_emergency_still_fetching_its_audio_but_not_one_
 
 @pytest.mark.vlc
 def test_a_stop_cancels_the_command_plays_waiting_behind_what_plays_but_not_the_schedule(
-    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central
+    tmp_path: Path, broker: Broker, key: Ed25519PrivateKey, central: Central, wav_out: WavOut
 ) -> None:
-    missing = libvlc_missing()
-    if missing:
-        pytest.skip(missing)
-    out = tmp_path / "out.wav"
-    args = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-wav"]
+    out, args = wav_out
     config = linked_config(tmp_path, broker, backend="vlc", vlc_args=args)
     # libVLC's afile output runs faster than real time (about 8x here): a long item lasts long enough
     long, weather = tone_file(tmp_path, 330, 60.0), tone_file(tmp_path, 550, 0.8)
