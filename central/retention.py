@@ -162,8 +162,11 @@ class Pruner:
 class PruneThread:
     """Runs a pass ``first_after`` seconds after start, then every ``every`` seconds, until stopped."""
 
-    def __init__(self, pruner: Pruner, *, first_after: float = FIRST_AFTER, every: float = EVERY) -> None:
+    def __init__(self, pruner: Pruner, *, first_after: float = FIRST_AFTER, every: float = EVERY,
+                 after: threading.Event | None = None) -> None:  # fmt: skip
         self.pruner, self.first_after, self.every = pruner, first_after, every
+        # set when the indexes the passes delete by are built (serve builds an old database's after start)
+        self.after = after
         self.stopping = threading.Event()
         self.passes = 0  # passes finished, for tests
         self.passed = threading.Event()  # set at the end of each pass
@@ -177,6 +180,9 @@ class PruneThread:
                     retention.playlog_days, retention.commands_days, self.every)  # fmt: skip
 
     def _run(self) -> None:
+        while self.after is not None and not self.after.wait(1.0):
+            if self.stopping.is_set():
+                return
         wait = self.first_after
         while not self.stopping.wait(wait):
             try:
