@@ -2,9 +2,9 @@
 
 Subsystems start in dependency order and stop in reverse in ``finally``: database and signing key,
 the build of indexes an older version's database lacks (PostgreSQL: beside ingest, see
-db.add_later_indexes), broker (embedded) → the sweep of removed boxes' notices (central.notice_sweep)
-→ link → ingest → retention (its first pass once those indexes are built) → uvicorn, which runs
-until SIGINT or SIGTERM.
+db.add_later_indexes), broker (embedded) → the sweep of what removed boxes left retained
+(central.notice_sweep) → link → ingest → retention (its first pass once those indexes are built)
+→ uvicorn, which runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
