@@ -67,6 +67,7 @@ class MqttConfig:
 
 
 MIN_PLAYLOG_DAYS = 400  # the yearly broadcast report covers a calendar year and is filed in December
+MIN_AUDIT_DAYS = 400  # who did what must outlast at least the yearly report and a year's inspection
 MAX_DAYS = 36500
 
 
@@ -78,6 +79,7 @@ class RetentionConfig:
     events_days: int = 400
     playlog_days: int = 400
     commands_days: int = 400  # commands, their targets and acks, by when the command was sent
+    audit_days: int = 1825  # the audit log (who did what), five years: a public body's audit trail
 
 
 @dataclass(frozen=True)
@@ -194,21 +196,32 @@ def _retention(section: read.Section) -> RetentionConfig:
         section.get("events_days", days, default.events_days),
         section.get("playlog_days", _PLAYLOG_DAYS, default.playlog_days),
         section.get("commands_days", days, default.commands_days),
+        section.get("audit_days", _AUDIT_DAYS, default.audit_days),
     )
 
 
-def _playlog_days(value: object, text: str) -> int:
-    days = read.whole(1, MAX_DAYS).convert(value, text)
-    if days < MIN_PLAYLOG_DAYS:
-        raise ValueError(
-            f"is below {MIN_PLAYLOG_DAYS} days",
-            "the play log backs the yearly broadcast report, which covers a calendar year and is "
-            f"filed in December: keep it at least {MIN_PLAYLOG_DAYS} days",
-        )
-    return days
+def _days_at_least(minimum: int, why: str) -> read.Kind[int]:
+    """Whole days from ``minimum``: a lower value is refused with ``why`` as the hint."""
+
+    def convert(value: object, text: str) -> int:
+        days = read.whole(1, MAX_DAYS).convert(value, text)
+        if days < minimum:
+            raise ValueError(f"is below {minimum} days", why)
+        return days
+
+    return read.Kind(f"a whole number of days from {minimum} to {MAX_DAYS}", convert)
 
 
-_PLAYLOG_DAYS = read.Kind(f"a whole number of days from {MIN_PLAYLOG_DAYS} to {MAX_DAYS}", _playlog_days)
+_PLAYLOG_DAYS = _days_at_least(
+    MIN_PLAYLOG_DAYS,
+    "the play log backs the yearly broadcast report, which covers a calendar year and is filed in "
+    f"December: keep it at least {MIN_PLAYLOG_DAYS} days",
+)
+_AUDIT_DAYS = _days_at_least(
+    MIN_AUDIT_DAYS,
+    "the audit log is the record of who sent which bulletin and command, kept for inspections: keep it "
+    f"at least {MIN_AUDIT_DAYS} days; the default is five years, 1825",
+)
 
 
 def _mqtt(section: read.Section, base: Path) -> MqttConfig:

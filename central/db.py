@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -295,29 +296,69 @@ login_failures = Table(
 )
 
 
-# Indexes added to tables that existing databases already have (see _add_later_indexes).
+# Indexes added to tables that existing databases already have (see add_later_indexes).
 LATER_INDEXES = ("ix_records_stream_received", "ix_commands_created")
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created; SQLite in WAL mode with foreign keys on."""
+def open_engine(url: str, *, defer_indexes: bool = False) -> Engine:
+    """An engine for ``url`` with the tables created; SQLite in WAL mode with foreign keys on.
+
+    Indexes a database made by an older version lacks are built here too, except on PostgreSQL with
+    ``defer_indexes``: ``serve`` builds them after its start, beside ingest (central.index_build)."""
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
     _add_missing_columns(engine)
-    _add_later_indexes(engine)
+    if not (defer_indexes and engine.dialect.name == "postgresql"):
+        add_later_indexes(engine)
     return engine
 
 
-def _add_later_indexes(engine: Engine) -> None:
+def add_later_indexes(engine: Engine) -> None:
     """Indexes added after a release: create_all makes them only with a new table, so a database
     made before gets them here (once; on a large table this takes a while at the first start)."""
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            for index in table.indexes:
-                if index.name in LATER_INDEXES:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
+    later = [
+        index for table in metadata.sorted_tables for index in table.indexes if index.name in LATER_INDEXES
+    ]
+    if engine.dialect.name != "postgresql":  # SQLite: one writer anyway, and the build is short
+        with engine.begin() as conn:
+            for index in later:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        return
+    # CONCURRENTLY: ingest goes on writing the table while its index builds (a plain CREATE INDEX
+    # would hold its writes for the whole build); it cannot run in a transaction, hence AUTOCOMMIT.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for index in later:
+            _build_concurrently(conn, index)
+
+
+_INDEX_VALID = text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
+_INDEX_BUILDING = text(
+    "SELECT count(*) FROM pg_stat_progress_create_index WHERE index_relid = to_regclass(:name)"
+)
+
+
+def _build_concurrently(conn: Connection, index: Index) -> None:
+    """Build ``index`` on PostgreSQL without blocking writes.  An INVALID one is either being built by
+    another process (left to it) or was left by an interrupted build (a crash or a stop during the
+    first start): that one is dropped and built again."""
+    quote = conn.dialect.identifier_preparer.quote
+    name, table = quote(str(index.name)), quote(index.table.name if index.table is not None else "")
+    valid = conn.execute(_INDEX_VALID, {"name": index.name}).scalar_one_or_none()
+    if valid:
+        return
+    if valid is not None:
+        if conn.execute(_INDEX_BUILDING, {"name": index.name}).scalar_one():
+            logger.info("database: index %s is being built by another process", index.name)
+            return
+        logger.warning("database: index %s was left unfinished by an interrupted build: building it again",
+                       index.name)  # fmt: skip
+        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+    columns = ", ".join(quote(column.name) for column in index.columns)
+    logger.info("database: building index %s on %s without blocking writes", index.name, table)
+    conn.execute(text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({columns})"))
+    logger.info("database: index %s built", index.name)
 
 
 # Columns added after a table's first release: create_all makes missing tables only, so a database

@@ -12,10 +12,11 @@ rereads and disconnects one whose account is gone or whose password no longer ma
 its old password, is cut off at once and refused when it connects again.  Every other box keeps its
 connection.
 
-Removal also clears the box's retained manifest notice from the broker (an empty retained message
-on its notice topic), connecting for that as a client of its own; when the broker cannot be
-reached (``serve`` not running, the broker down), ``serve`` clears it when its link connects next
-(central.notice_sweep).
+Removal also clears what the box left retained on the broker (an empty retained message on each
+topic): its manifest notice, and the ``status`` and ``state`` it retained itself, so that no
+subscriber goes on seeing it; it connects for that as a client of its own.  When the broker cannot
+be reached (``serve`` not running, the broker down), ``serve`` clears them when its link connects
+next (central.notice_sweep).
 
 A removed box is never deleted: its row, play logs, records and acks stay for the reports.  Its id
 is not registered again (``registry.add_device`` refuses it): a box back in service takes a new id,
@@ -32,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from central import broker, db, manifests, registry
+from central import broker, db, manifests, notice_sweep, registry
 from central.config import CentralServerConfig
 from central.files import write_atomically
 from central.ingest import service_status
@@ -132,24 +133,30 @@ def _remove(config: CentralServerConfig, engine: Engine, device_id: str) -> None
         registry.record_audit(engine, CLI_USER, "device.remove", device_id, {"removed_at": at.isoformat()})
         print(f"device {device_id} removed from service: the broker refuses it; its records stay for the "
               "reports")  # fmt: skip
-    print(_clear_notice(config, engine, device_id, running))
+    print(_clear_retained(config, engine, device_id, running))
     if now_removed:
         _external_note(config, f"remove the account {device_id} from it")
 
 
-def _clear_notice(config: CentralServerConfig, engine: Engine, device_id: str, running: bool) -> str:
-    """Clear the box's retained manifest notice on the broker, if it is reachable; what was done."""
-    if not manifests.removed_with_notices(engine, [device_id]):
-        return "it never had a manifest notice to clear"
-    later = "loa-central serve clears its retained manifest notice when it connects to the broker next"
+def _clear_retained(config: CentralServerConfig, engine: Engine, device_id: str, running: bool) -> str:
+    """Clear the box's retained status, state and manifest notice on the broker, if it is reachable;
+    what was done."""
+    had_notice = bool(manifests.removed_with_notices(engine, [device_id]))
+    later = (
+        "loa-central serve clears its retained status, state and manifest notice when it connects to "
+        "the broker next"
+    )
     if not running:
         return f"the broker is not running: {later}"
+    topics = notice_sweep.own_topics(device_id) + ([manifests.notice_topic(device_id)] if had_notice else [])
     endpoint = broker.central_endpoint(config)
     taken = publish_once(endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password,
-                         messages=[(manifests.notice_topic(device_id), "")], retain=True)  # fmt: skip
-    if taken != [True]:
+                         messages=[(topic, "") for topic in topics], retain=True)  # fmt: skip
+    if taken != [True] * len(topics):
         return f"the broker was not reached: {later}"
-    return "its retained manifest notice is cleared from the broker"
+    if had_notice:
+        return "its retained status, state and manifest notice are cleared from the broker"
+    return "its retained status and state are cleared from the broker (it never had a manifest notice)"
 
 
 def _rotate(config: CentralServerConfig, engine: Engine, device_id: str, out: Path) -> None:

@@ -142,6 +142,8 @@ class Ingestor:
                 raise ProtocolError("topic", [f"{message.topic}: not a registered box's topic"])
             removed = self._boxes[device]
             if removed is not None:
+                if not message.payload:  # the server clearing what it retained (central.notice_sweep)
+                    return Outcome.DROPPED
                 raise ProtocolError("topic", [f"box {device} was removed from service on {removed:%Y-%m-%d}"])
             self._store(conn, topic.kind, device, message.payload)
         except ProtocolError as error:  # raised before the message wrote anything

@@ -1,4 +1,5 @@
-"""Retention: what ingest stored, and commands, older than ``retention.*_days``, deleted in bounded batches.
+"""Retention: what ingest stored, commands and the audit log, older than ``retention.*_days``, deleted in
+bounded batches.
 
 Telemetry, events and play-log records (``records``) go by ``received_at``, the central's own clock,
 so the disk a stream takes is bounded whatever a box's clock said, and a box's backlog that
@@ -6,8 +7,9 @@ arrives late is kept for the whole period.  The play log as reports read it (``p
 by ``scheduled_start``, the time the yearly broadcast report selects on (config refuses less than
 400 days for it).  A box's latest state and telemetry are on its ``devices`` row, which is never
 touched.  Commands go with their targets' rows and acks (a command to a province is a row and
-two acks for each of its boxes) by when they were sent (``commands_days``).  Bulletins, audio,
-manifests, users and the audit log are kept (a few rows per operator action).
+two acks for each of its boxes) by when they were sent (``commands_days``).  The audit log (who
+did what, a few rows per operator action) goes by when it was written (``audit_days``: five years
+by default, config refuses less than 400 days).  Bulletins, audio, manifests and users are kept.
 
 Each transaction deletes at most ``batch`` rows, chosen by an index on the time column, so the
 single writer SQLite allows is held for a short while only, and the pruner rests between batches
@@ -78,7 +80,11 @@ def targets(retention: RetentionConfig, now: datetime) -> list[Target]:
     played = db.playlogs.c.scheduled_start < cutoff
     found.append(Target("play-log rows", retention.playlog_days, cutoff, db.playlogs, played,
                         ("device_id", "key")))  # fmt: skip
-    return found + _command_targets(retention.commands_days, now - timedelta(days=retention.commands_days))
+    found += _command_targets(retention.commands_days, now - timedelta(days=retention.commands_days))
+    cutoff = now - timedelta(days=retention.audit_days)
+    found.append(Target("audit entries", retention.audit_days, cutoff, db.audit, db.audit.c.at < cutoff,
+                        ("id",)))  # fmt: skip
+    return found
 
 
 def _command_targets(days: int, cutoff: datetime) -> list[Target]:
@@ -162,8 +168,11 @@ class Pruner:
 class PruneThread:
     """Runs a pass ``first_after`` seconds after start, then every ``every`` seconds, until stopped."""
 
-    def __init__(self, pruner: Pruner, *, first_after: float = FIRST_AFTER, every: float = EVERY) -> None:
+    def __init__(self, pruner: Pruner, *, first_after: float = FIRST_AFTER, every: float = EVERY,
+                 after: threading.Event | None = None) -> None:  # fmt: skip
         self.pruner, self.first_after, self.every = pruner, first_after, every
+        # set when the indexes the passes delete by are built (serve builds an old database's after start)
+        self.after = after
         self.stopping = threading.Event()
         self.passes = 0  # passes finished, for tests
         self.passed = threading.Event()  # set at the end of each pass
@@ -173,10 +182,14 @@ class PruneThread:
         self.thread.start()
         retention = self.pruner.retention
         logger.info("retention started: telemetry %d days, events %d days, play log %d days, commands %d "
-                    "days; a pass every %g s", retention.telemetry_days, retention.events_days,
-                    retention.playlog_days, retention.commands_days, self.every)  # fmt: skip
+                    "days, audit log %d days; a pass every %g s", retention.telemetry_days,
+                    retention.events_days, retention.playlog_days, retention.commands_days,
+                    retention.audit_days, self.every)  # fmt: skip
 
     def _run(self) -> None:
+        while self.after is not None and not self.after.wait(1.0):
+            if self.stopping.is_set():
+                return
         wait = self.first_after
         while not self.stopping.wait(wait):
             try:
@@ -195,7 +208,9 @@ class PruneThread:
 
 def add_parser(sub: Any) -> None:
     """``loa-central prune [--dry-run]``."""
-    parser = sub.add_parser("prune", help="remove ingested records older than retention.*_days, once")
+    parser = sub.add_parser(
+        "prune", help="remove records, commands and audit entries older than retention.*_days, once"
+    )
     parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
 

@@ -1,8 +1,10 @@
 """``loa-central serve``: the embedded broker, the MQTT link and ingest, then the HTTP server.
 
 Subsystems start in dependency order and stop in reverse in ``finally``: database and signing key,
-broker (embedded) → the sweep of removed boxes' notices (central.notice_sweep) → link → ingest →
-retention → uvicorn, which runs until SIGINT or SIGTERM.
+the build of indexes an older version's database lacks (PostgreSQL: beside ingest, see
+db.add_later_indexes), broker (embedded) → the sweep of what removed boxes left retained
+(central.notice_sweep) → link → ingest → retention (its first pass once those indexes are built)
+→ uvicorn, which runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import ExitStack
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from central import broker, db
 from central.app import create_app
@@ -40,9 +43,10 @@ class ServeError(LoaError, OSError):
 def serve(config: CentralServerConfig) -> None:
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     key = load_signing_key(config.signing_key_file)
-    engine = db.open_engine(config.database_url)
+    engine = db.open_engine(config.database_url, defer_indexes=True)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
+        indexed = start_index_build(engine)
         if config.mqtt.embedded:
             broker.write_files(config, engine)
             supervisor = broker.BrokerSupervisor(config)
@@ -61,11 +65,32 @@ def serve(config: CentralServerConfig) -> None:
         ingest = IngestThread(Ingestor(engine, central.clock), link.inbox, link.done)
         ingest.start()
         stack.callback(ingest.stop)
-        retention = PruneThread(Pruner(engine, config.retention, central.clock))
+        retention = PruneThread(Pruner(engine, config.retention, central.clock), after=indexed)
         retention.start()
         stack.callback(retention.stop)
         _run_http(create_app(central), config)
     logger.info("loa-central stopped")
+
+
+def start_index_build(engine: Engine) -> threading.Event:
+    """Build the indexes a database made by an older version lacks, on a thread of its own, so that
+    ingest runs meanwhile (CREATE INDEX CONCURRENTLY); set when done.  A stop cuts a build short:
+    the next start builds it again."""
+    done = threading.Event()
+    if engine.dialect.name != "postgresql":  # open_engine built them: SQLite has one writer anyway
+        done.set()
+        return done
+
+    def build() -> None:
+        try:
+            db.add_later_indexes(engine)
+        except Exception:  # the database is away: retention runs without them, the next start tries
+            logger.exception("database: building the indexes failed; the next start tries again")
+        finally:
+            done.set()
+
+    threading.Thread(target=build, name="index-build", daemon=True).start()
+    return done
 
 
 def _run_http(app: FastAPI, config: CentralServerConfig) -> None:

@@ -27,14 +27,14 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     assert config.box_timezone.key == "Asia/Ho_Chi_Minh"
     assert config.audio_max_bytes == 50 * 1024 * 1024
     assert config.retention == RetentionConfig(
-        telemetry_days=30, events_days=400, playlog_days=400, commands_days=400
+        telemetry_days=30, events_days=400, playlog_days=400, commands_days=400, audit_days=1825
     )
     # every key the reader knows appears in the example (commented out or not)
     text = (ROOT / "central.example.yaml").read_text(encoding="utf-8")
     keys = ("dir:", "listen:", "public_url:", "broker:", "box_url:", "username:", "password_file:", "url:",
             "max_mb:", "offline_after:", "timezone:", "lifetime:", "telemetry_days:", "events_days:",
-            "playlog_days:", "commands_days:", "voice:", "level:", "tls_listen:", "tls_cert_file:",
-            "tls_key_file:", "box_ca_file:")  # fmt: skip
+            "playlog_days:", "commands_days:", "audit_days:", "voice:", "level:", "tls_listen:",
+            "tls_cert_file:", "tls_key_file:", "box_ca_file:")  # fmt: skip
     for key in keys:
         assert key in text
 
@@ -113,12 +113,12 @@ def test_the_example_the_commands_and_the_units_agree_on_paths() -> None:
 def test_retention_takes_days_and_keeps_the_play_log_for_the_yearly_report(tmp_path: Path) -> None:
     path = tmp_path / "central.yaml"
     path.write_text("public_url: http://a:1\nretention:\n  telemetry_days: 7\n  playlog_days: 1000\n"
-                    "  commands_days: 90\n",
+                    "  commands_days: 90\n  audit_days: 3650\n",
                     encoding="utf-8")  # fmt: skip
-    assert load_central_config(path).retention == RetentionConfig(7, 400, 1000, 90)
+    assert load_central_config(path).retention == RetentionConfig(7, 400, 1000, 90, 3650)
     path.write_text(
         "public_url: http://a:1\nretention:\n  telemetry_days: 0\n  events_days: '90'\n"
-        "  playlog_days: 365\n  telemetry_dys: 3\n",
+        "  playlog_days: 365\n  telemetry_dys: 3\n  audit_days: 399\n",
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as caught:
@@ -131,4 +131,8 @@ def test_retention_takes_days_and_keeps_the_play_log_for_the_yearly_report(tmp_p
                                "number of days from 400 to 36500 (the play log backs the yearly broadcast "
                                "report")  # fmt: skip
     assert lines[3] == f"{path}:6: retention.telemetry_dys: unknown key (did you mean 'telemetry_days'?)"
-    assert len(lines) == 4
+    assert lines[4] == (f"{path}:7: retention.audit_days: '399' is below 400 days: expected a whole number "
+                        "of days from 400 to 36500 (the audit log is the record of who sent which bulletin "
+                        "and command, kept for inspections: keep it at least 400 days; the default is five "
+                        "years, 1825)")  # fmt: skip
+    assert len(lines) == 5

@@ -82,7 +82,7 @@ def test_each_stream_keeps_its_own_days(central: Central) -> None:
     assert scheduled(central) == [ago(399.9), ago(30)]
     assert [(p.target.name, p.rows) for p in pruned] == [
         ("telemetry records", 2), ("events records", 1), ("playlog records", 1), ("play-log rows", 2),
-        ("command acks", 0), ("command targets", 0), ("commands", 0)
+        ("command acks", 0), ("command targets", 0), ("commands", 0), ("audit entries", 0)
     ]  # fmt: skip
 
 
@@ -123,8 +123,8 @@ def test_rows_go_in_transactions_of_at_most_a_batch(
     # 10 rows by 4: 4, 4, 2; 5 play-log rows: 4, 1; each stream with nothing to remove: one empty try
     assert by_name == {"telemetry records": (10, 3), "events records": (0, 1), "playlog records": (0, 1),
                        "play-log rows": (5, 2), "command acks": (0, 1), "command targets": (0, 1),
-                       "commands": (0, 1)}  # fmt: skip
-    assert len(commits) == 10
+                       "commands": (0, 1), "audit entries": (0, 1)}  # fmt: skip
+    assert len(commits) == 11
     logged = [record.getMessage() for record in caplog.records]
     progress = [f"retention: {n} telemetry records removed so far, going on" for n in (4, 8, 10)]
     assert logged[:4] == [
@@ -158,6 +158,32 @@ def test_a_command_goes_with_its_targets_and_acks_when_sent_before_the_limit(cen
     assert [count(central, table) for table in (db.commands, db.command_targets, db.acks)] == [1, 2, 4]
     with central.engine.connect() as conn:
         assert set(conn.execute(select(db.acks.c.command_id)).scalars()) == {sent[399]}
+
+
+def add_audit(central: Central, *written: datetime) -> None:
+    with central.engine.begin() as conn:
+        conn.execute(insert(db.audit), [
+            {"at": at, "user": "op-a", "action": "bulletin.create", "target": f"bulletin {n}", "detail": {}}
+            for n, at in enumerate(written)
+        ])  # fmt: skip
+
+
+def audited(central: Central) -> list[datetime]:
+    """When each audit entry of op-a (the ones add_audit writes) was written, oldest first."""
+    with central.engine.connect() as conn:
+        query = select(db.audit.c.at).where(db.audit.c.user == "op-a")
+        return sorted(conn.execute(query).scalars())
+
+
+def test_the_audit_log_is_kept_five_years_and_goes_in_batches_after(central: Central) -> None:
+    setting_up = count(central, db.audit)  # init, device add, user add: written now, kept
+    add_audit(central, ago(1824.9), ago(1825.1), ago(1900), ago(3000), ago(10))
+    pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=2, pause=0).prune()
+    assert [(p.rows, p.transactions) for p in pruned if p.target.name == "audit entries"] == [(3, 2)]
+    assert audited(central) == [ago(1824.9), ago(10)]
+    Pruner(central.engine, RetentionConfig(audit_days=400), lambda: NOW).prune()
+    assert audited(central) == [ago(10)]
+    assert count(central, db.audit) == setting_up + 1
 
 
 def test_a_report_before_the_kept_play_log_is_refused_with_the_first_day_it_can_start(
@@ -212,7 +238,7 @@ def test_a_stop_ends_a_pass_between_two_batches(central: Central) -> None:
     stop = threading.Event()
     event.listen(central.engine, "commit", lambda _conn: stop.set())
     pruned = Pruner(central.engine, RetentionConfig(), lambda: NOW, batch=4, pause=0).prune(stop)
-    assert [(p.rows, p.transactions) for p in pruned] == [(4, 1)] + [(0, 0)] * 6
+    assert [(p.rows, p.transactions) for p in pruned] == [(4, 1)] + [(0, 0)] * 7
     assert len(received(central, "telemetry")) == 6
 
 
