@@ -304,7 +304,8 @@ def open_engine(url: str, *, defer_indexes: bool = False) -> Engine:
     """An engine for ``url`` with the tables created; SQLite in WAL mode with foreign keys on.
 
     Indexes a database made by an older version lacks are built here too, except on PostgreSQL with
-    ``defer_indexes``: ``serve`` builds them after its start, beside ingest (central.index_build)."""
+    ``defer_indexes``: ``serve`` builds them after its start, beside ingest
+    (central.server.start_index_build)."""
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -75,13 +75,18 @@ def notice_topic(device_id: str) -> str:
     return f"{PREFIX}/{device_id}/manifest"
 
 
-def clear_notices(publisher: Publisher, device_ids: Iterable[str], timeout: float = 5.0) -> list[str]:
-    """An empty retained message on each box's notice topic, which deletes the broker's retained
-    notice; the boxes whose clearing the broker did not take (to be cleared again later)."""
-    ids = sorted(set(device_ids))
-    taken = publisher.publish_all([(notice_topic(device_id), "") for device_id in ids], retain=True,
-                                  timeout=timeout)  # fmt: skip
-    return [device_id for device_id, published in zip(ids, taken, strict=True) if not published]
+def clear_retained(publisher: Publisher, topics: Mapping[str, list[str]], what: str) -> int:
+    """An empty retained message on each of every box's ``topics``, which deletes what the broker
+    retained there; how many boxes were wholly cleared.  The others are named in a warning (``what``
+    was not cleared), to be cleared when the link connects next."""
+    messages = [(topic, "") for device_id in sorted(topics) for topic in topics[device_id]]
+    taken = publisher.publish_all(messages, retain=True, timeout=5.0 + len(messages) / 100)  # 10,000 in 105 s
+    left = sorted({topic.split("/")[2] for (topic, _), published in zip(messages, taken, strict=True)
+                   if not published})  # fmt: skip
+    if left:
+        logger.warning("%s of removed boxes not cleared (the broker did not take it): %s; cleared when the "
+                       "link connects next", what, ", ".join(left))  # fmt: skip
+    return len(topics) - len(left)
 
 
 def removed_with_notices(engine: Engine, among: Iterable[str] | None = None) -> list[str]:
@@ -105,11 +110,8 @@ def clear_removed_notices(engine: Engine, publisher: Publisher, among: Iterable[
     removed = removed_with_notices(engine, among)
     if not removed:
         return 0
-    left = clear_notices(publisher, removed, timeout=5.0 + len(removed) / 100)  # 10,000 in 105 s at most
-    if left:
-        logger.warning("retained manifest notices of removed boxes not cleared (the broker did not take "
-                       "it): %s; cleared when the link connects next", ", ".join(left))  # fmt: skip
-    return len(removed) - len(left)
+    topics = {device_id: [notice_topic(device_id)] for device_id in removed}
+    return clear_retained(publisher, topics, "retained manifest notices")
 
 
 def _items(central: Central, device_id: str) -> list[dict[str, Any]]:

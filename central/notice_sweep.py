@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from central import db
 from central.context import Publisher
-from central.manifests import clear_removed_notices
+from central.manifests import clear_removed_notices, clear_retained
 from protocol.topics import Kind, device_topic
 
 logger = logging.getLogger(__name__)
@@ -47,16 +47,8 @@ def clear_removed_status(engine: Engine, publisher: Publisher) -> int:
     removed = removed_boxes(engine)
     if not removed:
         return 0
-    topics = [topic for device_id in removed for topic in own_topics(device_id)]
-    taken = publisher.publish_all([(topic, "") for topic in topics], retain=True,
-                                  timeout=5.0 + len(topics) / 100)  # fmt: skip
-    left = sorted(
-        {topic.split("/")[2] for topic, published in zip(topics, taken, strict=True) if not published}
-    )
-    if left:
-        logger.warning("retained status and state of removed boxes not cleared (the broker did not take "
-                       "it): %s; cleared when the link connects next", ", ".join(left))  # fmt: skip
-    return len(removed) - len(left)
+    topics = {device_id: own_topics(device_id) for device_id in removed}
+    return clear_retained(publisher, topics, "retained status and state")
 
 
 class NoticeSweep:
